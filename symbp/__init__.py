@@ -1,0 +1,47 @@
+"""symbp: declare a network with sympy expressions, derive BP1–BP4, compile them to numba/NumPy kernels.
+
+    import symbp as sb
+    net = sb.Network([784, 30, 10], activation=sb.sigmoid, cost=sb.quadratic)
+    print(net.equations())                       # the derived backpropagation equations
+    model = net.compile(backend="numba", seed=0)  # kernels generated from those equations
+"""
+
+from symbp import data
+from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
+from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
+from symbp.layers import Dense, Input
+from symbp.network import Network
+from symbp.symbols import a, parse, y, z
+
+__version__ = "0.1.0"
+
+
+def load(path):
+    """Load a model saved with ``Model.save(path)`` (JSON + .npz; expressions re-parsed by the whitelist parser)."""
+    from symbp.train.serialize import load as _load
+
+    return _load(path)
+
+
+__all__ = [
+    "Activation",
+    "Cost",
+    "Dense",
+    "Input",
+    "Network",
+    "a",
+    "cross_entropy",
+    "data",
+    "linear",
+    "load",
+    "log_likelihood",
+    "parse",
+    "quadratic",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "tanh",
+    "y",
+    "z",
+]

@@ -1,0 +1,39 @@
+"""The data stage of symbp: the MNIST and Fashion-MNIST datasets.
+
+Takes: a dataset name and, optionally, a folder holding its original ``.gz`` IDX files.
+Gives: ``Splits(train, validation, test)`` of read-only ``(X, labels)`` arrays (``load_mnist``,
+``load_fashion_mnist``, ``load_dataset``), the IDX reader/writer (``read_idx``, ``write_idx``) and the
+verified downloader (``fetch_file``).  See ``symbp.data.datasets`` for where the files are looked for.
+"""
+
+from symbp.data.datasets import (
+    DatasetNotFoundError,
+    Split,
+    Splits,
+    clear_cache,
+    load_dataset,
+    load_fashion_mnist,
+    load_mnist,
+    locate_dataset,
+)
+from symbp.data.download import DownloadError, cache_root, dataset_cache_dir, fetch_file
+from symbp.data.idx import read_idx, write_idx
+from symbp.data.registry import DATASETS
+
+__all__ = [
+    "DATASETS",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "Split",
+    "Splits",
+    "cache_root",
+    "clear_cache",
+    "dataset_cache_dir",
+    "fetch_file",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_mnist",
+    "locate_dataset",
+    "read_idx",
+    "write_idx",
+]

@@ -1,0 +1,314 @@
+"""Calculus on activations and costs: σ′, ∇ₐC and the output error δᴸ.
+
+Takes: ``Activation`` and ``Cost`` objects (sympy expressions in z, a, y).
+Gives: simplified derivatives, rewritten in terms of the stored activation ``a`` where that is valid and
+cheaper, each with the notes that explain which simplification was applied.
+
+Nothing here knows a derivative by name.  σ′ comes from ``sympy.diff``; the a-form is searched by three
+general methods (substitute σ(z) → a; invert a = σ(z) and substitute z = σ⁻¹(a); for piecewise
+derivatives of monotone σ, rewrite conditions on z as conditions on a), every candidate is validated
+against σ′(z) at sample points, and the cheapest (by a weighted operation count in which exp, log and
+friends are expensive) wins.  The book's cancellations (cross-entropy∘sigmoid, log-likelihood∘softmax →
+a − y) fall out of simplifying ∇ₐC ⊙ σ′.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symbp.activations import Activation
+from symbp.costs import Cost
+from symbp.symbols import a, y, z
+
+#: The sum Σₖ aₖ gₖ over a layer's units that a normalised (softmax) layer's Jacobian needs.
+S = sp.Symbol("S", real=True)
+
+def _txt(expr: sp.Expr) -> str:
+    from symbp.derive.equations import text
+
+    return text(expr)
+
+
+_EXPENSIVE = (sp.exp, sp.log, sp.tanh, sp.sinh, sp.cosh, sp.sin, sp.cos, sp.atan, sp.asinh, sp.erf, sp.sqrt)
+
+
+def cost_measure(expr: sp.Expr) -> int:
+    """Operation count in which transcendental functions weigh 10 and piecewise branches 2."""
+    n = sp.count_ops(expr)
+    heavy = sum(1 for f in sp.preorder_traversal(expr) if isinstance(f, sp.Function) and f.func in _EXPENSIVE)
+    heavy += sum(1 for p in sp.preorder_traversal(expr) if isinstance(p, sp.Pow) and not p.exp.is_Integer)
+    n += sum(1 for p in sp.preorder_traversal(expr) if isinstance(p, sp.Pow))
+    pieces = sum(len(p.args) for p in expr.atoms(sp.Piecewise))
+    return int(n + 9 * heavy + 2 * pieces)
+
+
+def _heaviside_to_piecewise(expr: sp.Expr) -> sp.Expr:
+    """Heaviside(x) → 1 if x > 0 else 0: the subgradient convention used at kinks (ReLU′(0) = 0)."""
+    return expr.replace(
+        lambda e: isinstance(e, sp.Heaviside),
+        lambda e: sp.Piecewise((sp.Integer(1), e.args[0] > 0), (sp.Integer(0), True)),
+    )
+
+
+def _tidy(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """Cheap algebraic rewrites that simplify() misses: x·sign(x) → |x|, Heaviside → Piecewise."""
+    expr = _heaviside_to_piecewise(expr)
+    expr = expr.subs(var * sp.sign(var), sp.Abs(var))
+    return expr
+
+
+def _reads_negative(s: sp.Add) -> bool:
+    """a − 1 and −a + y read better as 1 − a and a − y (constant term positive, else first symbol positive)."""
+    const, terms = s.as_coeff_add()
+    if const != 0:
+        return bool(const < 0)
+    first = min(terms, key=lambda t: sorted(x.name for x in t.free_symbols) or [""])
+    return bool(first.as_coeff_Mul()[0] < 0)
+
+
+def _positive_factors(expr: sp.Expr) -> sp.Expr:
+    """−a·(a − 1) → a·(1 − a): flip the signs of sum factors so the product reads as the book writes it."""
+    if not expr.is_Mul:
+        return expr
+    coeff, factors = expr.as_coeff_mul()
+    sign = 1 if coeff >= 0 else -1
+    fixed = []
+    for f in factors:
+        if f.is_Add and _reads_negative(f):
+            f, sign = -f, -sign
+        fixed.append(f)
+    if sign < 0:
+        for i, f in enumerate(fixed):
+            if f.is_Add:
+                fixed[i], sign = -f, 1
+                break
+    return sp.Mul(abs(coeff) * sign, *fixed)
+
+
+def _candidates(expr: sp.Expr) -> list[sp.Expr]:
+    out = [expr]
+    for f in (sp.together, sp.cancel, sp.factor, sp.simplify):
+        try:
+            out.append(f(expr))
+        except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):  # pragma: no cover
+            continue
+    out += [_positive_factors(e) for e in out]
+    return out
+
+
+def _sample_points(n: int = 9, seed: int = 1234) -> list[float]:
+    rng = random.Random(seed)
+    pts = [rng.uniform(-4.0, 4.0) for _ in range(n)] + [0.37, -0.61, 2.3, -2.9]
+    return pts
+
+
+def _values(expr: sp.Expr, env: dict) -> complex | None:
+    try:
+        v = complex(expr.evalf(15, subs=env))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if math.isnan(v.real) or math.isinf(v.real) or abs(v.imag) > 1e-9:
+        return None
+    return v
+
+
+def _agrees(candidate: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float = 1e-9) -> bool:
+    """Does candidate(a = σ(z), z) equal reference(z) at the sample points?"""
+    for zv in _sample_points():
+        zs = sp.Float(zv, 20)
+        av = _values(sigma, {z: zs})
+        ref = _values(reference, {z: zs})
+        if av is None or ref is None:
+            continue
+        got = _values(candidate, {z: zs, a: sp.Float(av.real, 20)})
+        if got is None or abs(got - ref) > tol * max(1.0, abs(ref)):
+            return False
+    return True
+
+
+def _best(cands: list[sp.Expr]) -> sp.Expr:
+    return _positive_factors(min(cands, key=lambda e: (cost_measure(e), len(sp.srepr(e)))))
+
+
+@dataclass(frozen=True)
+class ActivationDerivative:
+    """σ′ of one activation: ``expr`` is the form the kernels use (in ``a`` when ``uses_a``)."""
+
+    activation: Activation
+    z_form: sp.Expr
+    expr: sp.Expr
+    uses_a: bool
+    method: str
+    notes: tuple[str, ...] = field(default=())
+
+
+def _substitution_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
+    """Method 1: replace σ(z) (and simple rewrites of it) by a."""
+    out = []
+    for form in {sigma, sp.simplify(sigma), sp.together(sigma)}:
+        if form == z or form.is_Atom:
+            continue
+        cand = d.subs(form, a)
+        if z not in cand.free_symbols:
+            out.extend(_candidates(cand))
+    return out
+
+
+def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
+    """Method 2: solve a = σ(z) for z and substitute z = σ⁻¹(a)."""
+    try:
+        sols = sp.solve(sp.Eq(sigma, a), z, dict=False)
+    except (NotImplementedError, ValueError, TypeError):
+        return []
+    out = []
+    for sol in sols if isinstance(sols, list) else []:
+        branches = [p.expr for p in sol.args] if isinstance(sol, sp.Piecewise) else [sol]
+        for inv in branches:
+            if inv.has(sp.nan) or z in inv.free_symbols:
+                continue
+            cand = d.subs(z, inv)
+            if z in cand.free_symbols:
+                continue
+            out.extend(_candidates(cand))
+    return out
+
+
+def _monotone_condition_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
+    """Method 3: piecewise σ′ of a monotone σ: conditions z ⋚ c become a ⋚ σ(c); z-free branches kept."""
+    if not d.has(sp.Piecewise):
+        return []
+
+    def relabel(rel):
+        if not isinstance(rel, sp.core.relational.Relational):
+            return rel
+        lhs, rhs = rel.lhs - rel.rhs, sp.Integer(0)
+        if not (lhs - z).is_number:
+            return None
+        c = -(lhs - z)
+        return rel.func(a, sigma.subs(z, c) + rhs)
+
+    failed = False
+
+    def fix(pw):
+        nonlocal failed
+        pieces = []
+        for p in pw.args:
+            cond = p.cond
+            if cond is not sp.true:
+                new = relabel(cond)
+                if new is None:
+                    failed = True
+                    return pw
+                cond = new
+            expr = p.expr if z not in p.expr.free_symbols else p.expr.subs(sigma, a)
+            if z in expr.free_symbols:
+                failed = True
+                return pw
+            pieces.append((expr, cond))
+        return sp.Piecewise(*pieces)
+
+    cand = d.replace(lambda e: isinstance(e, sp.Piecewise), fix)
+    if failed or z in cand.free_symbols:
+        return []
+    return [cand]
+
+
+def activation_derivative(act: Activation) -> ActivationDerivative:
+    """σ′ of an elementwise activation, in terms of a where a valid and cheaper form exists."""
+    sigma = act.expr
+    raw = sp.diff(sigma, z)
+    if raw.has(sp.Derivative, sp.Subs):
+        raise ValueError(f"activation {act.name!r}: sympy cannot differentiate {sigma}")
+    raw = _tidy(raw, z)
+    z_cands = [c for c in _candidates(raw) if _agrees(c, raw, sigma)]
+    z_form = _best(z_cands or [raw])
+    notes = []
+    a_cands: list[tuple[sp.Expr, str]] = []
+    for method, finder in (
+        ("substitution σ(z) → a", _substitution_forms),
+        ("inversion z = σ⁻¹(a)", _inverse_forms),
+        ("monotone σ: conditions on z rewritten on a", _monotone_condition_forms),
+    ):
+        if any(cost_measure(c) == sp.count_ops(c) for c, _ in a_cands):
+            break  # a form without transcendental functions is already found: skip the slower methods
+        for cand in finder(raw, sigma):
+            cand = _tidy(cand, a)
+            if z not in cand.free_symbols and _agrees(cand, raw, sigma):
+                a_cands.append((cand, method))
+    if a_cands:
+        best_a, method = min(a_cands, key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
+        if cost_measure(best_a) <= cost_measure(z_form):
+            heavy_z = cost_measure(z_form) - sp.count_ops(z_form)
+            why = "no exp" if heavy_z > 0 else "no recomputation of σ′(z)"
+            notes.append(
+                f"σ′(z) = {_txt(best_a)}: the backward pass reuses the stored activation a, {why} "
+                f"(found by {method})."
+            )
+            return ActivationDerivative(act, z_form, best_a, True, method, tuple(notes))
+        notes.append(f"an a-form {_txt(best_a)} exists but σ′(z) = {_txt(z_form)} is cheaper.")
+    else:
+        notes.append(f"σ′(z) = {_txt(z_form)}: no valid form in a was found, so z is kept for the backward pass.")
+    return ActivationDerivative(act, z_form, z_form, False, "z", tuple(notes))
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """δᴸ for one output activation and cost.
+
+    ``expr`` is elementwise in a, y (and z where needed).  For a normalised (softmax) output it may contain
+    the symbol ``S`` = Σₖ aₖ ∂C/∂aₖ (a per-sample reduction); when the cost makes that sum a constant
+    under one-hot targets (Σₖ yₖ = 1) it is substituted, which is how log-likelihood∘softmax becomes a − y.
+    """
+
+    expr: sp.Expr
+    cost_gradient: sp.Expr
+    uses_sum: bool
+    assumes_one_hot: bool
+    notes: tuple[str, ...]
+
+
+def cost_gradient(cost: Cost) -> sp.Expr:
+    """∂C/∂aⱼ for the per-output cost expression, simplified."""
+    g = sp.diff(cost.expr, a)
+    return _best([c for c in _candidates(g)])
+
+
+def output_error(act: Activation, cost: Cost, n_out: int | None = None) -> OutputError:
+    """δᴸ = ∇ₐC ⊙ σ′(zᴸ) (BP1), simplified; for softmax, δⱼ = aⱼ(gⱼ − Σₖ aₖgₖ)."""
+    g = cost_gradient(cost)
+    notes = []
+    if act.vector:
+        h = _best(_candidates(a * g))
+        if a not in h.free_symbols and z not in h.free_symbols and sp.Poly(h, y).degree() <= 1:
+            c1 = sp.Poly(h, y).coeff_monomial(y)
+            c0 = sp.Poly(h, y).coeff_monomial(1)
+            if c0 == 0 or n_out is not None:
+                s_val = c1 + (c0 * n_out if c0 != 0 else 0)
+                delta = _best(_candidates(h - a * s_val))
+                notes.append(
+                    f"softmax Jacobian: δⱼ = aⱼ gⱼ − aⱼ Σₖ aₖ gₖ with aⱼ gⱼ = {_txt(h)}; for one-hot targets "
+                    f"(Σₖ yₖ = 1) the sum is the constant {_txt(s_val)}, so δᴸ = {_txt(delta)}: "
+                    "no per-sample reduction and no exp/log in the backward pass."
+                )
+                return OutputError(delta, g, False, True, tuple(notes))
+        delta = _best(_candidates(h - a * S))
+        notes.append(
+            f"softmax Jacobian: δⱼ = aⱼ gⱼ − aⱼ S with S = Σₖ aₖ gₖ, aⱼ gⱼ = {_txt(h)} (a per-sample sum)."
+        )
+        return OutputError(delta, g, True, False, tuple(notes))
+    deriv = activation_derivative(act)
+    delta = _best(_candidates(g * deriv.expr))
+    if deriv.uses_a and not delta.has(a):
+        pass
+    if cost_measure(delta) < cost_measure(g) + cost_measure(deriv.expr):
+        notes.append(
+            f"∇ₐC ⊙ σ′ = ({_txt(g)})·({_txt(deriv.expr)}) simplifies to {_txt(delta)}: "
+            "the σ′ factor cancels, so δᴸ does not slow down learning when the output saturates."
+            if not any(s in deriv.expr.free_symbols for s in (z,)) and sp.count_ops(delta) <= 2
+            else f"∇ₐC ⊙ σ′ simplifies to {_txt(delta)}."
+        )
+    return OutputError(delta, g, False, False, tuple(notes))

@@ -1,0 +1,106 @@
+"""The network facade users touch.
+
+Takes: a list of layers (``Input`` then ``Dense`` …) and a ``Cost`` — or Nielsen's shorthand
+``Network([784, 30, 10], activation=sigmoid, cost=quadratic)``.
+Gives: ``.equations()`` (the derived BP1–BP4, inspectable) and ``.compile(...)`` (a ``Model`` running
+kernels generated from those equations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+from symbp.activations import Activation
+from symbp.costs import BUILTIN_COSTS, Cost
+from symbp.layers import Dense, Input, as_activation
+
+
+def as_cost(cost) -> Cost:
+    if isinstance(cost, Cost):
+        return cost
+    if isinstance(cost, str):
+        try:
+            return BUILTIN_COSTS[cost.replace("-", "_")]
+        except KeyError:
+            known = ", ".join(BUILTIN_COSTS)
+            raise ValueError(f"unknown cost {cost!r}; built-ins: {known} (or give sb.Cost(name, expr))") from None
+    raise ValueError(f"expected a Cost, got {cost!r}")
+
+
+class Network:
+    """A feed-forward network: ``Input(n)`` followed by ``Dense`` layers, and a cost."""
+
+    def __init__(self, layers: Sequence, cost=None, activation=None):
+        if cost is None:
+            raise ValueError("Network needs a cost, e.g. cost=sb.quadratic")
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) < 2:
+            raise ValueError("Network needs a list of at least two layers, e.g. [784, 30, 10] "
+                             "or [sb.Input(784), sb.Dense(10, sb.sigmoid)]")
+        self.cost = as_cost(cost)
+        if all(isinstance(x, (Input, Dense)) for x in layers):
+            if activation is not None:
+                raise ValueError("activation= is for the shorthand Network([sizes], activation=...); "
+                                 "with layer objects give each Dense its own activation")
+            parsed = list(layers)
+        elif any(isinstance(x, (Input, Dense)) for x in layers):
+            raise ValueError("mix of sizes and layer objects: give either [784, 30, 10] with activation=, "
+                             "or [sb.Input(784), sb.Dense(30, act), ...]")
+        else:
+            parsed = self._shorthand(layers, activation)
+        if not isinstance(parsed[0], Input):
+            raise ValueError(f"the first layer must be sb.Input(n), got {parsed[0]!r}")
+        for i, layer in enumerate(parsed[1:], start=1):
+            if not isinstance(layer, Dense):
+                raise ValueError(f"layer {i}: expected sb.Dense(n, activation), got {layer!r}")
+            if layer.activation.vector and i != len(parsed) - 1:
+                raise ValueError(f"layer {i}: {layer.activation.name} normalises over the whole layer and is "
+                                 "supported as the output layer only")
+        self.layers: tuple = tuple(parsed)
+
+    @staticmethod
+    def _shorthand(sizes, activation):
+        if activation is None:
+            raise ValueError("the shorthand Network([784, 30, 10], ...) needs activation=, e.g. sb.sigmoid")
+        n_weighted = len(sizes) - 1
+        if isinstance(activation, (Activation, str)):
+            acts = [activation] * n_weighted
+        elif isinstance(activation, Sequence):
+            acts = list(activation)
+            if len(acts) != n_weighted:
+                raise ValueError(f"{len(sizes)} layer sizes need {n_weighted} activations (one per weighted "
+                                 f"layer), got {len(acts)}")
+        else:
+            raise ValueError(f"activation= must be an Activation or a list of them, got {activation!r}")
+        layers = [Input(sizes[0])]
+        for i, (n, act) in enumerate(zip(sizes[1:], acts), start=1):
+            layers.append(Dense(n, as_activation(act, f"layer {i}: ")))
+        return layers
+
+    @property
+    def sizes(self) -> list[int]:
+        return [layer.n for layer in self.layers]
+
+    @property
+    def activations(self) -> list[Activation]:
+        return [layer.activation for layer in self.layers[1:]]
+
+    @cached_property
+    def _equations(self):
+        from symbp.derive.equations import derive
+
+        return derive(self)
+
+    def equations(self):
+        """BP1–BP4 derived for this network (see ``symbp.derive.equations.Equations``)."""
+        return self._equations
+
+    def compile(self, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default"):
+        """Generate, compile and load the kernels; return a ``Model`` with initialised parameters."""
+        from symbp.train.model import Model
+
+        return Model(self, backend=backend, dtype=dtype, seed=seed, init=init)
+
+    def __repr__(self):
+        acts = ", ".join(f"{layer.n}:{layer.activation.name}" for layer in self.layers[1:])
+        return f"Network([{self.layers[0].n}, {acts}], cost={self.cost.name})"
