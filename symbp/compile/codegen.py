@@ -1,0 +1,262 @@
+"""Program → Python source text, one emitter per backend and step type (``functools.singledispatch``).
+
+Takes: a ``Program``.  Gives: readable source for a numba ``nopython`` kernel (explicit loops over
+elements, BLAS through ``runtime.gemm``) or for plain vectorised NumPy.  Every step is preceded by a
+comment with the equation it implements; elementwise expressions go through ``sympy.cse`` first, so
+the activation and its derivative computed in one pass share their common subexpressions.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import sympy as sp
+
+from symbp.compile.printer import array_code, scalar_code
+from symbp.compile.program import Access, ColSum, Gather, Gemm, Loop, Map, Program, RowSoftmax, RowSum
+
+_IND = "    "
+
+
+def _scalar_ref(acc: Access) -> str:
+    return {"ij": f"{acc.buffer}[i, j]", "j": f"{acc.buffer}[j]", "i": f"{acc.buffer}[i]"}[acc.index]
+
+
+def _array_ref(acc: Access) -> str:
+    return {"ij": acc.buffer, "j": acc.buffer, "i": f"{acc.buffer}[:, None]"}[acc.index]
+
+
+def _cse(exprs: list[sp.Expr]):
+    tmps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations="basic")
+    return tmps, reduced
+
+
+# ---------------------------------------------------------------------------------------------- numba
+@singledispatch
+def numba_step(step, ind: str) -> list[str]:
+    raise TypeError(f"no numba emitter for {type(step).__name__}")
+
+
+@numba_step.register
+def _(step: Gemm, ind):
+    return [f"{ind}# {step.eq}",
+            f"{ind}_rt.gemm({step.A}, {step.B}, {step.out}, {step.alpha}, {step.beta}, "
+            f"{step.trans_a}, {step.trans_b})"]
+
+
+def _numba_elementwise(reads, writes_exprs, ind, targets):
+    names = {sym: _scalar_ref(acc) for sym, acc in reads.items()}
+    tmps, reduced = _cse([e.xreplace({}) for e in writes_exprs])
+    lines = []
+    for t, e in tmps:
+        lines.append(f"{ind}{t} = {scalar_code(e, names)}")
+    for target, e in zip(targets, reduced):
+        lines.append(f"{ind}{target} = {scalar_code(e, names)}")
+    return lines
+
+
+@numba_step.register
+def _(step: Map, ind):
+    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{ind}{_IND}for j in range({step.cols}):"]
+    # Reads are loaded once into locals so that in-place writes (z += b) see the old value.
+    inner = ind + 2 * _IND
+    local = {}
+    for sym, acc in step.reads.items():
+        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.index == "ij":
+            local[sym] = sp.Symbol(f"_{sym.name}")
+    for sym, loc in local.items():
+        lines.append(f"{inner}{loc} = {_scalar_ref(step.reads[sym])}")
+    reads = {s: acc for s, acc in step.reads.items() if s not in local}
+    exprs = [e.xreplace(local) for _, e in step.writes]
+    lines += _numba_elementwise(reads, exprs, inner, [_scalar_ref(w) for w, _ in step.writes])
+    return lines
+
+
+@numba_step.register
+def _(step: RowSoftmax, ind):
+    i2, i3 = ind + _IND, ind + 2 * _IND
+    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):",
+             f"{i2}zmax = -np.inf",
+             f"{i2}for j in range({step.cols}):",
+             f"{i3}{step.z}[i, j] += {step.bias}[j]",
+             f"{i3}zmax = max(zmax, {step.z}[i, j])",
+             f"{i2}total = 0.0",
+             f"{i2}for j in range({step.cols}):",
+             f"{i3}e = math.exp({step.z}[i, j] - zmax)",
+             f"{i3}{step.a}[i, j] = e",
+             f"{i3}total += e",
+             f"{i2}for j in range({step.cols}):",
+             f"{i3}{step.a}[i, j] /= total"]
+    if step.lse:
+        lines.append(f"{i2}{step.lse}[i] = zmax + math.log(total)")
+    return lines
+
+
+@numba_step.register
+def _(step: RowSum, ind):
+    i2, i3 = ind + _IND, ind + 2 * _IND
+    total = step.out == "@total"
+    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{i2}acc = 0.0",
+             f"{i2}for j in range({step.cols}):"]
+    lines += _numba_elementwise(step.reads, [step.expr], i3, ["term"])
+    lines.append(f"{i3}acc += term")
+    lines.append(f"{i2}total += acc" if total else f"{i2}{step.out}[i] = acc")
+    return lines
+
+
+@numba_step.register
+def _(step: ColSum, ind):
+    i2, i3 = ind + _IND, ind + 2 * _IND
+    beta = "" if step.beta == "0.0" else f" + {step.beta} * {step.out}[j]" if step.beta != "1.0" else f" + {step.out}[j]"
+    return [f"{ind}# {step.eq}", f"{ind}for j in range({step.cols}):", f"{i2}s = 0.0",
+            f"{i2}for i in range({step.rows}):", f"{i3}s += {step.src}[i, j]",
+            f"{i2}{step.out}[j] = {step.alpha} * s{beta}"]
+
+
+@numba_step.register
+def _(step: Gather, ind):
+    i2 = ind + _IND
+    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
+    lines += [f"{i2}{dst}[i, :] = {src}[r, :]" for src, dst in step.pairs]
+    return lines
+
+
+@numba_step.register
+def _(step: Loop, ind):
+    lines = [f"{ind}# {step.eq}", f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
+    for s in step.body:
+        lines += numba_step(s, ind + _IND)
+    return lines
+
+
+_NUMBA_TYPES = {"X2": "{dt}[:, ::1]", "V1": "{dt}[::1]", "I1": "int64[::1]", "int": "int64", "float": "float64"}
+
+
+def numba_source(prog: Program, dtype: str) -> str:
+    """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``)."""
+    arg_t = ", ".join(_NUMBA_TYPES[t].format(dt=dtype) for t in prog.arg_types)
+    ret = "float64" if prog.returns else "void"
+    lines = [f'@njit("{ret}({arg_t})", cache=True, nogil=True, error_model="numpy")',
+             f"def {prog.name}({', '.join(prog.args)}):",
+             f'    """{prog.doc}."""']
+    for var, how in prog.row_vars.items():
+        lines.append(f"    {var} = {how}")
+    for b in prog.buffers:
+        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
+        lines.append(f"    {b.name} = np.empty({shape}, dtype=np.{dtype})")
+    if prog.returns:
+        lines.append("    total = 0.0")
+    for step in prog.steps:
+        lines += numba_step(step, "    ")
+    if prog.returns:
+        lines.append(f"    return {prog.returns}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- numpy
+@singledispatch
+def numpy_step(step, ind: str) -> list[str]:
+    raise TypeError(f"no NumPy emitter for {type(step).__name__}")
+
+
+@numpy_step.register
+def _(step: Gemm, ind):
+    a = f"{step.A}.T" if step.trans_a else step.A
+    b = f"{step.B}.T" if step.trans_b else step.B
+    prod = f"({a} @ {b})"
+    if step.alpha != "1.0":
+        prod = f"({step.alpha}) * {prod}"
+    if step.beta == "0.0":
+        rhs = prod
+    elif step.beta == "1.0":
+        rhs = f"{step.out} + {prod}"
+    else:
+        rhs = f"({step.beta}) * {step.out} + {prod}"
+    return [f"{ind}# {step.eq}", f"{ind}{step.out}[...] = {rhs}"]
+
+
+def _numpy_elementwise(reads, exprs, ind, targets):
+    names = {sym: _array_ref(acc) for sym, acc in reads.items()}
+    tmps, reduced = _cse(exprs)
+    lines = [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
+    lines += [f"{ind}{target}[...] = {array_code(e, names)}" for target, e in zip(targets, reduced)]
+    return lines
+
+
+@numpy_step.register
+def _(step: Map, ind):
+    lines = [f"{ind}# {step.eq}"]
+    local = {}
+    for sym, acc in step.reads.items():
+        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.index == "ij":
+            local[sym] = sp.Symbol(f"_{sym.name}")
+            lines.append(f"{ind}{local[sym]} = {acc.buffer}.copy()")
+    reads = {s: acc for s, acc in step.reads.items() if s not in local}
+    exprs = [e.xreplace(local) for _, e in step.writes]
+    lines += _numpy_elementwise(reads, exprs, ind, [w.buffer for w, _ in step.writes])
+    return lines
+
+
+@numpy_step.register
+def _(step: RowSoftmax, ind):
+    lines = [f"{ind}# {step.eq}", f"{ind}{step.z} += {step.bias}",
+             f"{ind}zmax = {step.z}.max(axis=1, keepdims=True)",
+             f"{ind}e = np.exp({step.z} - zmax)", f"{ind}total = e.sum(axis=1, keepdims=True)",
+             f"{ind}{step.a}[...] = e / total"]
+    if step.lse:
+        lines.append(f"{ind}{step.lse}[...] = (zmax + np.log(total))[:, 0]")
+    return lines
+
+
+@numpy_step.register
+def _(step: RowSum, ind):
+    names = {sym: _array_ref(acc) for sym, acc in step.reads.items()}
+    tmps, (red,) = _cse([step.expr])
+    lines = [f"{ind}# {step.eq}"] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
+    term = f"np.broadcast_to({array_code(red, names)}, ({step.rows}, {step.cols}))"
+    if step.out == "@total":
+        lines.append(f"{ind}total += float({term}.sum())")
+    else:
+        lines.append(f"{ind}{step.out}[...] = {term}.sum(axis=1)")
+    return lines
+
+
+@numpy_step.register
+def _(step: ColSum, ind):
+    s = f"({step.alpha}) * {step.src}.sum(axis=0)"
+    rhs = s if step.beta == "0.0" else f"{step.out} + {s}" if step.beta == "1.0" else f"({step.beta}) * {step.out} + {s}"
+    return [f"{ind}# {step.eq}", f"{ind}{step.out}[...] = {rhs}"]
+
+
+@numpy_step.register
+def _(step: Gather, ind):
+    lines = [f"{ind}# {step.eq}", f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
+    lines += [f"{ind}{dst}[...] = {src}[rows]" for src, dst in step.pairs]
+    return lines
+
+
+@numpy_step.register
+def _(step: Loop, ind):
+    lines = [f"{ind}# {step.eq}", f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
+    for s in step.body:
+        lines += numpy_step(s, ind + _IND)
+    return lines
+
+
+def numpy_source(prog: Program, dtype: str) -> str:
+    lines = [f"def {prog.name}({', '.join(prog.args)}):", f'    """{prog.doc}."""']
+    for var, how in prog.row_vars.items():
+        lines.append(f"    {var} = {how}")
+    for b in prog.buffers:
+        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
+        lines.append(f"    {b.name} = np.empty({shape}, dtype=np.{dtype})")
+    if prog.returns:
+        lines.append("    total = 0.0")
+    with_err = ["    with np.errstate(over='ignore', under='ignore'):"]
+    body = []
+    for step in prog.steps:
+        body += numpy_step(step, "        ")
+    lines += with_err + body
+    if prog.returns:
+        lines.append(f"    return {prog.returns}")
+    return "\n".join(lines) + "\n"

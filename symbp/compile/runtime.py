@@ -1,0 +1,127 @@
+"""Runtime helpers that generated numba kernels call: BLAS ``?gemm`` and stable scalar functions.
+
+Takes: nothing at import but scipy's BLAS.  Gives: ``gemm`` (row-major C = α·op(A)·op(B) + β·C on 2-d
+arrays, small products as plain loops, larger ones through scipy's ``dgemm``/``sgemm``), and
+``sigmoid``/``softplus``/``log_sigmoid`` in overflow-free forms.
+
+BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
+through addresses baked into the compiled code, so kernels that call it can be cached on disk by numba
+and reloaded in another process (the address differs per process; the name does not).  This module
+must be imported before a cached kernel is loaded: generated modules import it first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+#: Products with at most this many multiply-adds run as plain loops (BLAS call overhead dominates below).
+SMALL_GEMM = 4096
+
+_SYMBOLS = {}
+for _kind, _name in (("d", "dgemm"), ("s", "sgemm")):
+    _addr = get_cython_function_address("scipy.linalg.cython_blas", _name)
+    llvm.add_symbol(f"symbp_{_name}", _addr)
+    _SYMBOLS[_kind] = f"symbp_{_name}"
+
+
+@intrinsic
+def _xgemm(typingctx, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
+    """Fortran ?gemm on raw array data: all scalars passed by reference, as BLAS wants."""
+    dtype = C.dtype
+    if dtype not in (types.float64, types.float32) or A.dtype != dtype or B.dtype != dtype:
+        return None
+    sym = _SYMBOLS["d" if dtype == types.float64 else "s"]
+    sig = types.void(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+    def codegen(context, builder, signature, args):
+        ta, tb, m_, n_, k_, al, a_arr, lda_, b_arr, ldb_, be, c_arr, ldc_ = args
+        fty = context.get_value_type(dtype)
+        i8, i32 = ir.IntType(8), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3
+                               + [fty.as_pointer(), fty.as_pointer(), i32.as_pointer(), fty.as_pointer(),
+                                  i32.as_pointer(), fty.as_pointer(), fty.as_pointer(), i32.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, sym)
+
+        def slot(val, ty):
+            ptr = cgutils.alloca_once(builder, ty)
+            builder.store(val, ptr)
+            return ptr
+
+        def as_i8(v):
+            return slot(builder.trunc(v, i8), i8)
+
+        def as_i32(v):
+            return slot(builder.trunc(v, i32), i32)
+
+        def as_f(v, vty):
+            return slot(context.cast(builder, v, vty, dtype), fty)
+
+        def data(arr, aty):
+            return context.make_array(aty)(context, builder, arr).data
+
+        builder.call(fn, [
+            as_i8(ta), as_i8(tb), as_i32(m_), as_i32(n_), as_i32(k_), as_f(al, signature.args[5]),
+            data(a_arr, signature.args[6]), as_i32(lda_), data(b_arr, signature.args[8]), as_i32(ldb_),
+            as_f(be, signature.args[10]), data(c_arr, signature.args[11]), as_i32(ldc_),
+        ])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_N, _T = ord("N"), ord("T")
+
+
+@njit(cache=True, nogil=True)
+def gemm(A, B, C, alpha, beta, trans_a, trans_b):
+    """C ← α·op(A)·op(B) + β·C for row-major 2-d arrays (op = transpose when the flag is set)."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if M == 0 or N == 0:
+        return
+    if M * N * K <= SMALL_GEMM:
+        for i in range(M):
+            for j in range(N):
+                s = 0.0
+                for p in range(K):
+                    av = A[p, i] if trans_a else A[i, p]
+                    bv = B[j, p] if trans_b else B[p, j]
+                    s += av * bv
+                C[i, j] = alpha * s + (beta * C[i, j] if beta != 0.0 else 0.0)
+        return
+    # Row-major C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands, keep the flags.
+    isz = C.itemsize
+    _xgemm(_T if trans_b else _N, _T if trans_a else _N, N, M, K, alpha,
+           B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def sigmoid(x):
+    """1/(1 + e⁻ˣ) without overflow for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def softplus(x):
+    """log(1 + eˣ) = max(x, 0) + log1p(e^−|x|), exact for large |x|."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def np_sigmoid(x):
+    """NumPy twin of ``sigmoid`` (for the NumPy backend)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x, np.float32), copy=False)
+
+
+def np_softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
