@@ -43,7 +43,8 @@ def _versions() -> str:
 
     import symbp
 
-    return f"symbp={symbp.__version__} numba={numba.__version__} llvmlite={llvmlite.__version__} numpy={numpy.__version__}"
+    return (f"symbp={symbp.__version__} numba={numba.__version__} llvmlite={llvmlite.__version__} "
+            f"numpy={numpy.__version__}")
 
 
 def cache_key(source: str) -> str:

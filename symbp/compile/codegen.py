@@ -107,7 +107,7 @@ def _(step: RowSum, ind):
 @numba_step.register
 def _(step: ColSum, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
-    beta = "" if step.beta == "0.0" else f" + {step.beta} * {step.out}[j]" if step.beta != "1.0" else f" + {step.out}[j]"
+    beta = {"0.0": "", "1.0": f" + {step.out}[j]"}.get(step.beta, f" + {step.beta} * {step.out}[j]")
     return [f"{ind}# {step.eq}", f"{ind}for j in range({step.cols}):", f"{i2}s = 0.0",
             f"{i2}for i in range({step.rows}):", f"{i3}s += {step.src}[i, j]",
             f"{i2}{step.out}[j] = {step.alpha} * s{beta}"]
@@ -129,14 +129,16 @@ def _(step: Loop, ind):
     return lines
 
 
-_NUMBA_TYPES = {"X2": "{dt}[:, ::1]", "V1": "{dt}[::1]", "I1": "int64[::1]", "int": "int64", "float": "float64"}
+_NUMBA_TYPES = {"X2": "{dt}[:, ::1]", "V1": "{dt}[::1]", "int": "int64", "float": "float64",
+                "R2": "RO({dt}, 2)", "I1": "RO(int64, 1)"}
 
 
 def numba_source(prog: Program, dtype: str) -> str:
     """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``)."""
+    # Inputs (X, Y, order) are typed read-only: writeable arrays convert to that type, read-only ones match.
     arg_t = ", ".join(_NUMBA_TYPES[t].format(dt=dtype) for t in prog.arg_types)
     ret = "float64" if prog.returns else "void"
-    lines = [f'@njit("{ret}({arg_t})", cache=True, nogil=True, error_model="numpy")',
+    lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
              f"def {prog.name}({', '.join(prog.args)}):",
              f'    """{prog.doc}."""']
     for var, how in prog.row_vars.items():
@@ -224,7 +226,7 @@ def _(step: RowSum, ind):
 @numpy_step.register
 def _(step: ColSum, ind):
     s = f"({step.alpha}) * {step.src}.sum(axis=0)"
-    rhs = s if step.beta == "0.0" else f"{step.out} + {s}" if step.beta == "1.0" else f"({step.beta}) * {step.out} + {s}"
+    rhs = {"0.0": s, "1.0": f"{step.out} + {s}"}.get(step.beta, f"({step.beta}) * {step.out} + {s}")
     return [f"{ind}# {step.eq}", f"{ind}{step.out}[...] = {rhs}"]
 
 

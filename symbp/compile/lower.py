@@ -119,7 +119,7 @@ class _Lowerer:
         L = self.L
         steps = self.forward_steps("X", "n", train=False)
         steps.append(Map("n", self.sizes[-1], {a: Access(f"a{L}")}, [(Access("out"), a)], eq="out = aᴸ"))
-        return Program("forward", ["X", *_params(L), "out"], ["X2", *_param_types(L), "X2"],
+        return Program("forward", ["X", *_params(L), "out"], ["R2", *_param_types(L), "X2"],
                        self.scratch("n", train=False), steps, doc="aᴸ for every row of X",
                        row_vars={"n": "X.shape[0]"})
 
@@ -142,7 +142,7 @@ class _Lowerer:
         bufs = self.scratch("n", train=False)
         if vector:
             bufs.append(Buffer(f"lse{L}", None, "n"))
-        return Program("cost", ["X", "Y", *_params(L)], ["X2", "X2", *_param_types(L)], bufs, steps,
+        return Program("cost", ["X", "Y", *_params(L)], ["R2", "R2", *_param_types(L)], bufs, steps,
                        returns="total", doc="Σ of the cost over the rows (regularisation excluded)",
                        row_vars={"n": "X.shape[0]"})
 
@@ -179,7 +179,7 @@ class _Lowerer:
         for l in range(1, L + 1):
             grads += [f"nabla_w{l}", f"nabla_b{l}"]
         return Program("backward", ["X", "Y", *_params(L), *grads],
-                       ["X2", "X2", *_param_types(L), *_param_types(L)],
+                       ["R2", "R2", *_param_types(L), *_param_types(L)],
                        self.scratch("m", train=True), steps,
                        doc="gradients of the mean cost over the rows of X", row_vars={"m": "X.shape[0]"})
 
@@ -191,7 +191,7 @@ class _Lowerer:
         body += self.backward_steps("x", "m", update=True)
         bufs = [Buffer("x", self.sizes[0], "m"), Buffer("yb", self.sizes[-1], "m"), *self.scratch("m", train=True)]
         return Program("sgd_epoch", ["X", "Y", "order", "m", "eta", "decay", *_params(L)],
-                       ["X2", "X2", "I1", "int", "float", "float", *_param_types(L)], bufs,
+                       ["R2", "R2", "I1", "int", "float", "float", *_param_types(L)], bufs,
                        [Loop(body, eq="for every mini-batch: start = k·m")],
                        doc="one epoch of mini-batch SGD in place: order gives the sample order, m the mini-batch "
                            "size, decay = 1 − ηλ/n (L2 weight decay); a final partial batch is skipped",

@@ -79,6 +79,11 @@ def _xgemm(typingctx, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, l
 _N, _T = ord("N"), ord("T")
 
 
+def readonly(dtype, ndim: int):
+    """The numba type of a read-only C-contiguous array (kernel inputs: X, Y, order)."""
+    return types.Array(dtype, ndim, "C", readonly=True)
+
+
 @njit(cache=True, nogil=True)
 def gemm(A, B, C, alpha, beta, trans_a, trans_b):
     """C ← α·op(A)·op(B) + β·C for row-major 2-d arrays (op = transpose when the flag is set)."""
@@ -87,14 +92,7 @@ def gemm(A, B, C, alpha, beta, trans_a, trans_b):
     if M == 0 or N == 0:
         return
     if M * N * K <= SMALL_GEMM:
-        for i in range(M):
-            for j in range(N):
-                s = 0.0
-                for p in range(K):
-                    av = A[p, i] if trans_a else A[i, p]
-                    bv = B[j, p] if trans_b else B[p, j]
-                    s += av * bv
-                C[i, j] = alpha * s + (beta * C[i, j] if beta != 0.0 else 0.0)
+        _small_gemm(A, B, C, alpha, beta, trans_a, trans_b)
         return
     # Row-major C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands, keep the flags.
     isz = C.itemsize
@@ -102,7 +100,46 @@ def gemm(A, B, C, alpha, beta, trans_a, trans_b):
            B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
+def _small_gemm(A, B, C, alpha, beta, trans_a, trans_b):
+    """Plain loops for tiny products, each transpose case with a contiguous innermost loop."""
+    M, N = C.shape
+    if beta == 0.0:
+        C[:, :] = 0.0
+    elif beta != 1.0:
+        for i in range(M):
+            for j in range(N):
+                C[i, j] *= beta
+    K = A.shape[0] if trans_a else A.shape[1]
+    if trans_b and not trans_a:  # C += α A Bᵀ: dot products of rows
+        for i in range(M):
+            for j in range(N):
+                s = A[i, 0] * B[j, 0]
+                for p in range(1, K):
+                    s += A[i, p] * B[j, p]
+                C[i, j] += alpha * s
+    elif not trans_b and not trans_a:  # C += α A B: rows of B scaled and added
+        for i in range(M):
+            for p in range(K):
+                f = alpha * A[i, p]
+                for j in range(N):
+                    C[i, j] += f * B[p, j]
+    elif trans_a and not trans_b:  # C += α Aᵀ B
+        for p in range(K):
+            for i in range(M):
+                f = alpha * A[p, i]
+                for j in range(N):
+                    C[i, j] += f * B[p, j]
+    else:  # C += α Aᵀ Bᵀ
+        for i in range(M):
+            for j in range(N):
+                s = 0.0
+                for p in range(K):
+                    s += A[p, i] * B[j, p]
+                C[i, j] += alpha * s
+
+
+@njit(cache=True, nogil=True)
 def sigmoid(x):
     """1/(1 + e⁻ˣ) without overflow for large |x|."""
     if x >= 0:
@@ -111,7 +148,7 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def softplus(x):
     """log(1 + eˣ) = max(x, 0) + log1p(e^−|x|), exact for large |x|."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))

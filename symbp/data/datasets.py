@@ -25,6 +25,7 @@ failed and how to provide the files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Sequence
@@ -38,9 +39,9 @@ from symbp.data.download import (
     ENV_CACHE_DIR,
     ENV_MIRRORS,
     DownloadError,
-    _fetch,
     clear_digest_cache,
     dataset_cache_dir,
+    fetch_spec_file,
     resolve_mirrors,
     sha256_file,
 )
@@ -170,7 +171,7 @@ def locate_dataset(
     bases = resolve_mirrors(spec, mirrors)
     for fs in todo:
         try:
-            paths[fs.role], used = _fetch(fs, spec, cache, bases, progress, timeout)
+            paths[fs.role], used = fetch_spec_file(fs, spec, cache, bases, progress, timeout)
         except DownloadError as e:
             note = f"Download failed: {e}"
             raise DatasetNotFoundError(_not_found_message(spec, looked, cache, note)) from e
@@ -224,10 +225,10 @@ def _parse_splits(key: tuple[tuple[str, str, int, int], ...], dtype_name: str) -
 
 
 def _dtype_name(dtype: object) -> str:
-    try:
-        name = np.dtype(dtype).name  # type: ignore[call-overload]
-    except TypeError:
-        name = None
+    name = None
+    if dtype is not None:  # np.dtype(None) would silently mean float64
+        with contextlib.suppress(TypeError):
+            name = np.dtype(dtype).name  # type: ignore[call-overload]
     if name not in _DTYPES:
         raise ValueError(f"unsupported dtype {dtype!r}: expected one of {', '.join(_DTYPES)}")
     return name

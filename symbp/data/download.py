@@ -195,6 +195,7 @@ def _download(url: str, target: Path, fs: FileSpec, progress: bool, timeout: flo
             raise _MirrorFailure(
                 f"checksum mismatch: expected sha256 {fs.sha256}, got {digest} ({received} bytes); not cached"
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file is ordinary data
         os.replace(tmp, target)
         tmp = None
     finally:
@@ -203,7 +204,7 @@ def _download(url: str, target: Path, fs: FileSpec, progress: bool, timeout: flo
                 tmp.unlink()
 
 
-def _fetch(
+def fetch_spec_file(
     fs: FileSpec,
     spec: DatasetSpec,
     cache_dir: Path,
@@ -228,6 +229,8 @@ def _fetch(
             _download(url, target, fs, progress, timeout)
         except (_MirrorFailure, OSError, http.client.HTTPException, ValueError) as e:
             failures.append((url, _reason(e, timeout)))
+            if isinstance(e, urllib.error.HTTPError):
+                e.close()  # it holds the error response open
             continue
         return target, base
     raise DownloadError(fs.filename, failures, note=f" ({spec.title}) into {cache_dir}")
@@ -252,5 +255,5 @@ def fetch_file(
     spec = get_spec(dataset)
     fs = spec.file(filename)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else dataset_cache_dir(spec)
-    path, _ = _fetch(fs, spec, folder, resolve_mirrors(spec, mirrors), progress, timeout)
+    path, _ = fetch_spec_file(fs, spec, folder, resolve_mirrors(spec, mirrors), progress, timeout)
     return path

@@ -68,13 +68,15 @@ def _parse_idx(data: bytes, where: str) -> np.ndarray:
     zero0, zero1, code, ndim = data[:4]
     if zero0 or zero1:
         raise ValueError(
-            f"{where}: bad magic number 0x{data[:4].hex()}: expected 0x0000TTNN (two zero bytes, "
-            "a type code, the number of dimensions); this is not an IDX file"
+            f"{where}: bad magic number: expected 0x0000TTNN (two zero bytes, a type code, the number of "
+            f"dimensions), found 0x{data[:4].hex()}; this is not an IDX file"
         )
     if code not in IDX_TYPES:
-        raise ValueError(f"{where}: unknown IDX type code 0x{code:02X}: expected one of {_type_list()}")
+        raise ValueError(
+            f"{where}: unknown IDX type code: expected one of {_type_list()}, found 0x{code:02X}"
+        )
     if ndim > _MAX_NDIM:
-        raise ValueError(f"{where}: bad number of dimensions {ndim}: expected at most {_MAX_NDIM}")
+        raise ValueError(f"{where}: bad number of dimensions: expected at most {_MAX_NDIM}, found {ndim}")
     header = 4 + 4 * ndim
     if size < header:
         raise ValueError(

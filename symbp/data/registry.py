@@ -35,12 +35,12 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
 
     def file(self, key: str) -> FileSpec:
-        """The file with this role (``"train_images"``...) or file name; ``KeyError`` if none."""
+        """The file with this role (``"train_images"``...) or file name; ``ValueError`` if none."""
         for f in self.files:
             if key in (f.role, f.filename):
                 return f
         known = ", ".join(f.filename for f in self.files)
-        raise KeyError(f"{self.name} has no file {key!r}; its files are {known}")
+        raise ValueError(f"{self.name} has no file {key!r}: expected one of {known}")
 
     @property
     def filenames(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from functools import lru_cache
 import sympy as sp
 
 from symbp.activations import Activation, expression_text
-from symbp.derive.calculus import S, ActivationDerivative, OutputError, activation_derivative, output_error
+from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
 from symbp.symbols import a, y, z
 
 #: g = (wˡ⁺¹)ᵀ δˡ⁺¹: the error propagated back into a hidden layer (BP2).
@@ -45,8 +45,8 @@ def _output_error(act: Activation, cost, n_out: int) -> OutputError:
 
 def _layer_symbols(l: int, style: str) -> dict:
     if style == "latex":
-        return {a: sp.Symbol(f"a^{{{l}}}"), z: sp.Symbol(f"z^{{{l}}}"), g: sp.Symbol(rf"((w^{{{l + 1}}})^T \delta^{{{l + 1}}})"),
-                S: sp.Symbol(f"S^{{{l}}}")}
+        back = sp.Symbol(rf"((w^{{{l + 1}}})^T \delta^{{{l + 1}}})")
+        return {a: sp.Symbol(f"a^{{{l}}}"), z: sp.Symbol(f"z^{{{l}}}"), g: back, S: sp.Symbol(f"S^{{{l}}}")}
     return {a: sp.Symbol(f"a{sup(l)}"), z: sp.Symbol(f"z{sup(l)}"),
             g: sp.Symbol(f"((w{sup(l + 1)})ᵀ δ{sup(l + 1)})"), S: sp.Symbol(f"S{sup(l)}")}
 
@@ -119,7 +119,8 @@ class LayerEquations:
 
     def _delta_text(self) -> str:
         l = sup(self.index)
-        general = f"∇ₐC ⊙ σ′(z{l})" if self.is_output else f"((w{sup(self.index + 1)})ᵀ δ{sup(self.index + 1)}) ⊙ σ′(z{l})"
+        nxt = sup(self.index + 1)
+        general = f"∇ₐC ⊙ σ′(z{l})" if self.is_output else f"((w{nxt})ᵀ δ{nxt}) ⊙ σ′(z{l})"
         if self.is_output and self.activation.vector:
             general = f"(∂a{l}/∂z{l})ᵀ ∇ₐC"
         if self.is_output:

@@ -300,7 +300,7 @@ class Model:
         """Write the network as JSON and the parameters as .npz (see ``symbp.train.serialize``)."""
         from symbp.train.serialize import save
 
-        save(self, path)
+        return save(self, path)
 
     def __repr__(self):
         return f"<Model {self.network!r} backend={self.backend} dtype={self.dtype.name}>"
