@@ -1,21 +1,22 @@
 """Implementations of one epoch of Nielsen's mini-batch SGD behind one interface, for the benchmark harness.
 
-Takes: a network description (``layers`` such as ``[784, 30, 10]``, sigmoid in every layer, ``cost`` "quadratic" or
-"cross-entropy"), a dtype, initial parameters ``[(W, b), ...]`` with ``W`` of shape (n_out, n_in) and ``b`` of shape
-(n_out,), the training set as rows (``X`` (n, n_in), one-hot ``Y`` (n, n_out)), mini-batch size ``m``, ``eta``, ``lmbda``.
-Gives: objects whose ``epoch(order)`` runs one epoch in place, where ``order`` (int64) is a permutation of range(n)
-(or a prefix of one): mini-batch k is rows ``order[k*m:(k+1)*m]``; a final partial mini-batch (``len(order) % m``
-rows) is dropped, so every implementation does the same ``len(order) // m`` updates.
+Takes: a network description (``layers`` such as ``[784, 30, 10]``, sigmoid in every layer, ``cost``
+"quadratic" or "cross-entropy"), a dtype, initial parameters ``[(W, b), ...]`` with ``W`` of shape (n_out,
+n_in) and ``b`` of shape (n_out,), the training set as rows (``X`` (n, n_in), one-hot ``Y`` (n, n_out)),
+mini-batch size ``m``, ``eta``, ``lmbda``. Gives: objects whose ``epoch(order)`` runs one epoch in place,
+where ``order`` (int64) is a permutation of range(n) (or a prefix of one): mini-batch k is rows
+``order[k*m:(k+1)*m]``; a final partial mini-batch (``len(order) % m`` rows) is dropped, so every
+implementation does the same ``len(order) // m`` updates.
 
 The update per mini-batch (Nielsen, ch. 1 and 3):
     W <- (1 - eta*lmbda/n) W - (eta/m) sum_x dC_x/dW,    b <- b - (eta/m) sum_x dC_x/db,
-with n = len(X) (the training-set size, as in the book), delta^L = (a - y) * sigma'(z) for the quadratic cost and
-delta^L = a - y for cross-entropy.
+with n = len(X) (the training-set size, as in the book), delta^L = (a - y) * sigma'(z) for the quadratic cost
+and delta^L = a - y for cross-entropy.
 
 Baselines are written here from the math, independently of symbp's compiler: ``numpy-per-sample`` (the book's
 network2 algorithm, column vectors), ``numpy-batched`` (the whole mini-batch as one matrix; the reference),
-``torch-eager`` (autograd) and ``jax-scan`` (the whole epoch in one jitted ``lax.scan``) when those libraries import.
-``symbp-*`` adapt symbp's compiled model (``Network(...).compile(...)``, ``model.run_epoch``).
+``torch-eager`` (autograd) and ``jax-scan`` (the whole epoch in one jitted ``lax.scan``) when those libraries
+import. ``symbp-*`` adapt symbp's compiled model (``Network(...).compile(...)``, ``model.run_epoch``).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ DTYPES = ("float64", "float32")
 
 
 class ImplUnavailable(RuntimeError):
-    """Raised by ``Impl.setup`` when the implementation cannot run here (library missing, feature not built yet)."""
+    """Raised by ``Impl.setup`` when the implementation cannot run here (library or feature missing)."""
 
 
 class Impl:
-    """One way to run an SGD epoch.  Subclasses set ``name`` and implement ``_setup``, ``epoch`` and ``params``.
+    """One way to run an SGD epoch.  Subclasses set ``name`` and implement ``_setup``, ``epoch`` and
+    ``params``.
 
     Attributes filled by ``setup``: ``setup_seconds`` (wall time of setup, including any in-process compile),
     ``compile_seconds``/``load_seconds`` where they apply (None otherwise), and ``info`` (a JSON-able dict of
@@ -56,7 +58,7 @@ class Impl:
         return True, ""
 
     def setup(self, layers, cost, dtype, params, X, Y, batch_size, eta, lmbda=0.0) -> None:
-        """Prepare to run epochs.  ``params`` are copied; ``X``/``Y`` may be kept by reference (never modified)."""
+        """Prepare to run epochs.  ``params`` are copied; ``X``/``Y`` may be kept (never modified)."""
         layers = [int(n) for n in layers]
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
@@ -74,7 +76,7 @@ class Impl:
         self.setup_seconds = time.perf_counter() - t0
 
     def set_threads(self, threads: int) -> None:
-        """Apply a thread count to the library's own pool (BLAS is limited by the harness through threadpoolctl)."""
+        """Apply a thread count to the library's own pool (the harness limits BLAS via threadpoolctl)."""
 
     def _setup(self, params, X, Y) -> None:
         raise NotImplementedError
@@ -84,7 +86,7 @@ class Impl:
         raise NotImplementedError
 
     def epoch(self, order: np.ndarray) -> None:
-        """Run ``len(order) // m`` mini-batch updates; returns when the work is done (device work synchronised)."""
+        """Run ``len(order) // m`` mini-batch updates; return when the work is done (synchronised)."""
         raise NotImplementedError
 
     def params(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -107,20 +109,20 @@ def init_params(layers, dtype="float64", seed=0) -> list[tuple[np.ndarray, np.nd
     """Nielsen's default initialisation: W ~ N(0, 1/n_in), b ~ N(0, 1), cast to ``dtype``."""
     rng = np.random.default_rng(seed)
     out = []
-    for n_in, n_out in zip(layers[:-1], layers[1:]):
+    for n_in, n_out in zip(layers[:-1], layers[1:], strict=True):
         W = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
         b = rng.standard_normal(n_out)
         out.append((W.astype(dtype), b.astype(dtype)))
     return out
 
 
-# --------------------------------------------------------------------------------------------- NumPy baselines
+# ------------------------------------------------------------------------------------- NumPy baselines
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
 class NumpyPerSample(Impl):
-    """The book's network2.py ``update_mini_batch``/``backprop``: one sample at a time, column vectors, np.dot."""
+    """The book's network2.py ``update_mini_batch``/``backprop``: per sample, column vectors, np.dot."""
 
     name = "numpy-per-sample"
 
@@ -135,7 +137,7 @@ class NumpyPerSample(Impl):
         self.biases = [np.array(b, dtype=self.dtype).reshape(-1, 1) for _, b in params]
 
     def params(self):
-        return [(W.copy(), b.ravel().copy()) for W, b in zip(self.weights, self.biases)]
+        return [(W.copy(), b.ravel().copy()) for W, b in zip(self.weights, self.biases, strict=True)]
 
     def epoch(self, order):
         m = self.m
@@ -149,12 +151,13 @@ class NumpyPerSample(Impl):
         nabla_w = [np.zeros(w.shape, dtype=self.dtype) for w in self.weights]
         for x, y in mini_batch:
             delta_nabla_b, delta_nabla_w = self.backprop(x, y)
-            nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
-            nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+            nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b, strict=True)]
+            nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w, strict=True)]
         self.weights = [
-            (1 - eta * (lmbda / n)) * w - (eta / len(mini_batch)) * nw for w, nw in zip(self.weights, nabla_w)
+            (1 - eta * (lmbda / n)) * w - (eta / len(mini_batch)) * nw
+            for w, nw in zip(self.weights, nabla_w, strict=True)
         ]
-        self.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(self.biases, nabla_b)]
+        self.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(self.biases, nabla_b, strict=True)]
 
     def backprop(self, x, y):
         nabla_b = [None] * len(self.biases)
@@ -162,7 +165,7 @@ class NumpyPerSample(Impl):
         activation = x
         activations = [x]
         zs = []
-        for b, w in zip(self.biases, self.weights):
+        for b, w in zip(self.biases, self.weights, strict=True):
             z = np.dot(w, activation) + b
             zs.append(z)
             activation = _sigmoid(z)
@@ -201,7 +204,7 @@ class NumpyBatched(Impl):
         self.bs = [np.array(b, dtype=self.dtype) for _, b in params]
 
     def params(self):
-        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs)]
+        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
 
     def epoch(self, order):
         m = self.m
@@ -213,7 +216,7 @@ class NumpyBatched(Impl):
     def update(self, Xb, Yb):
         """One SGD step on the mini-batch (Xb, Yb), rows are samples."""
         activations = [Xb]
-        for W, b in zip(self.Ws, self.bs):
+        for W, b in zip(self.Ws, self.bs, strict=True):
             activations.append(_sigmoid(activations[-1] @ W.T + b))
         a = activations[-1]
         delta = a - Yb  # BP1; cross-entropy with sigmoid output cancels sigma'(z)
@@ -227,14 +230,14 @@ class NumpyBatched(Impl):
                 delta = (delta @ self.Ws[l]) * (a * (1 - a))  # BP2
         step = self.eta / len(Xb)
         decay = 1 - self.eta * self.lmbda / self.n
-        for W, b, (nabla_w, nabla_b) in zip(self.Ws, self.bs, reversed(grads)):
+        for W, b, (nabla_w, nabla_b) in zip(self.Ws, self.bs, reversed(grads), strict=True):
             if decay != 1:
                 W *= decay
             W -= step * nabla_w
             b -= step * nabla_b
 
 
-# --------------------------------------------------------------------------------------------- PyTorch, JAX
+# ---------------------------------------------------------------------------------------- PyTorch, JAX
 class TorchEager(Impl):
     """PyTorch eager mode on the CPU, gradients by autograd, SGD updates under ``torch.no_grad()``."""
 
@@ -256,8 +259,8 @@ class TorchEager(Impl):
 
         self._torch = torch
         self._tdtype = {"float64": torch.float64, "float32": torch.float32}[self.dtype.name]
-        self.X = torch.as_tensor(np.ascontiguousarray(X, dtype=self.dtype))
-        self.Y = torch.as_tensor(np.ascontiguousarray(Y, dtype=self.dtype))
+        self.X = torch.tensor(np.asarray(X, dtype=self.dtype))  # a copy: the input may be read-only
+        self.Y = torch.tensor(np.asarray(Y, dtype=self.dtype))
         self.set_params(params)
         self.info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
@@ -267,7 +270,7 @@ class TorchEager(Impl):
         self.bs = [t.tensor(np.asarray(b), dtype=self._tdtype, requires_grad=True) for _, b in params]
 
     def params(self):
-        return [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(self.Ws, self.bs)]
+        return [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
 
     def epoch(self, order):
         torch, F = self._torch, self._torch.nn.functional
@@ -287,7 +290,7 @@ class TorchEager(Impl):
                 loss = F.binary_cross_entropy_with_logits(z, yb, reduction="sum")
             loss.backward()
             with torch.no_grad():
-                for W, b in zip(self.Ws, self.bs):
+                for W, b in zip(self.Ws, self.bs, strict=True):
                     if decay != 1:
                         W.mul_(decay)
                     W.sub_(W.grad, alpha=eta / len(idx))
@@ -297,7 +300,7 @@ class TorchEager(Impl):
 
 
 class JaxScan(Impl):
-    """JAX: the whole epoch is one jitted ``lax.scan`` over mini-batches, gathered by ``order`` inside the jit.
+    """JAX: the whole epoch is one jitted ``lax.scan`` over mini-batches, gathered by ``order`` inside it.
 
     x64 is enabled (needed for float64 and int64 orders).  ``compile_seconds`` is the ahead-of-time
     lower+compile of the epoch function for the full epoch length, timed apart from any run.
@@ -328,7 +331,11 @@ class JaxScan(Impl):
         full = (self.n // self.m) * self.m
         self._compiled_for(full)
         self.compile_seconds = self._compile_times[full]
-        self.info = {"jax": jax.__version__, "backend": jax.default_backend()}
+        self.info = {
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "threads": "XLA's CPU thread pool is not limited by the harness",
+        }
 
     def _make_epoch(self):
         jax, jnp = self._jax, self._jnp
@@ -337,7 +344,7 @@ class JaxScan(Impl):
 
         def loss(params, xb, yb):
             a = xb
-            for l, (W, b) in enumerate(params):
+            for W, b in params:
                 z = a @ W.T + b
                 a = jax.nn.sigmoid(z)
             if cost == "quadratic":
@@ -350,7 +357,9 @@ class JaxScan(Impl):
         def epoch(params, X, Y, order):
             def step(params, idx):
                 g = grad(params, X[idx], Y[idx])
-                return [(decay * W - (eta / m) * gW, b - (eta / m) * gb) for (W, b), (gW, gb) in zip(params, g)], None
+                return [
+                    (decay * W - (eta / m) * gW, b - (eta / m) * gb) for (W, b), (gW, gb) in zip(params, g, strict=True)
+                ], None
 
             nb = order.shape[0] // m
             params, _ = jax.lax.scan(step, params, order[: nb * m].reshape(nb, m))
@@ -369,8 +378,9 @@ class JaxScan(Impl):
 
     def set_params(self, params):
         jnp = self._jnp
-        self._params = [(jnp.asarray(np.array(W, dtype=self.dtype)), jnp.asarray(np.array(b, dtype=self.dtype)))
-                        for W, b in params]
+        self._params = [
+            (jnp.asarray(np.array(W, dtype=self.dtype)), jnp.asarray(np.array(b, dtype=self.dtype))) for W, b in params
+        ]
 
     def params(self):
         return [(np.array(W), np.array(b)) for W, b in self._params]
@@ -383,13 +393,13 @@ class JaxScan(Impl):
         self._jax.block_until_ready(self._params)
 
 
-# --------------------------------------------------------------------------------------------- symbp adapters
+# -------------------------------------------------------------------------------------- symbp adapters
 class _Symbp(Impl):
-    """Adapter around symbp's compiled model: ``sb.Network(layers, activation=sb.sigmoid, cost=...).compile(...)``.
+    """Adapter around symbp's model: ``sb.Network(layers, activation=sb.sigmoid, cost=...).compile(...)``.
 
-    ``compile_seconds`` is the in-process ``net.compile(...)`` time (a disk-cache hit when the harness's cold-compile
-    probe ran first); ``info`` records ``model.cache_info`` when the backend has one.  Cold-compile and warm-load
-    figures from fresh processes come from ``symbp.bench.probe``.
+    The in-process ``net.compile(...)`` time is ``load_seconds`` when ``model.cache_info["hit"]`` says the
+    kernels came from symbp's disk cache, ``compile_seconds`` otherwise; ``info`` records ``cache_info``.
+    Cold-compile and warm-load figures from fresh processes come from ``symbp.bench.probe``.
     """
 
     baseline = False
@@ -418,8 +428,11 @@ class _Symbp(Impl):
         cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[self.cost]
         net = sb.Network(self.layers, activation=sb.sigmoid, cost=cost)
         t0 = time.perf_counter()
-        self.model = net.compile(backend=self.backend, dtype=self.dtype.name, seed=0)
-        self.compile_seconds = time.perf_counter() - t0
+        try:
+            self.model = net.compile(backend=self.backend, dtype=self.dtype.name, seed=0)
+        except (ImportError, NotImplementedError) as exc:  # symbp's compiler not (fully) built yet
+            raise ImplUnavailable(f"symbp's compile(backend={self.backend!r}) is unavailable: {exc}") from exc
+        elapsed = time.perf_counter() - t0
         if not hasattr(self.model, "run_epoch"):
             raise ImplUnavailable(f"symbp's {type(self.model).__name__} has no run_epoch yet")
         self.X = np.ascontiguousarray(X, dtype=self.dtype)
@@ -427,6 +440,10 @@ class _Symbp(Impl):
         self.set_params(params)
         cache = getattr(self.model, "cache_info", None)
         self.info = {"backend": self.backend, "cache_info": _jsonable(cache) if cache is not None else None}
+        if cache is not None and cache.get("hit"):
+            self.load_seconds = elapsed  # kernels loaded from symbp's disk cache
+        else:
+            self.compile_seconds = elapsed
 
     def set_params(self, params):
         self.model.set_params([(np.array(W, dtype=self.dtype), np.array(b, dtype=self.dtype)) for W, b in params])
@@ -445,7 +462,7 @@ class SymbpNumbaEpoch(_Symbp):
 
 
 class SymbpNumbaPerBatch(_Symbp):
-    """symbp, numba backend, one kernel call per mini-batch from a Python loop (what the epoch kernel saves)."""
+    """symbp, numba backend, one kernel call per mini-batch from Python (what the epoch kernel saves)."""
 
     name = "symbp-numba-per-batch"
 

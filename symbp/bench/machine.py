@@ -1,10 +1,10 @@
 """Facts about the machine a benchmark ran on, and the measurements that depend on it alone.
 
-Takes: nothing but the running process (and a thread count).  Gives: ``environment()`` (a JSON-able dict: date,
-Python and library versions, BLAS libraries from threadpoolctl, CPU model and flags, core counts, load average),
-``matmul_peak(dtype, size, ...)`` (best-of-N GFLOP/s of a square matmul with BLAS limited to ``threads`` threads),
-``limit_threads(threads)`` (a context manager applying a thread count to every BLAS through threadpoolctl) and
-``MemoryProbe`` helpers reading and resetting the process's peak resident set size.
+Takes: nothing but the running process (and a thread count).  Gives: ``environment()`` (a JSON-able dict:
+date, Python and library versions, BLAS libraries from threadpoolctl, CPU model and flags, core counts, load
+average), ``matmul_peak(dtype, size, ...)`` (best-of-N GFLOP/s of a square matmul with BLAS limited to
+``threads`` threads), ``limit_threads(threads)`` (a context manager applying a thread count to every BLAS
+through threadpoolctl) and ``MemoryProbe`` helpers reading and resetting the process's peak resident set size.
 """
 
 from __future__ import annotations
@@ -21,14 +21,32 @@ from pathlib import Path
 
 import numpy as np
 
-LIBRARIES = ("numpy", "scipy", "numba", "llvmlite", "sympy", "threadpoolctl", "matplotlib", "rich", "torch", "jax",
-             "jaxlib")
+LIBRARIES = (
+    "numpy",
+    "scipy",
+    "numba",
+    "llvmlite",
+    "sympy",
+    "threadpoolctl",
+    "matplotlib",
+    "rich",
+    "torch",
+    "jax",
+    "jaxlib",
+)
 
 
 def _cpuinfo() -> dict:
-    """CPU model name, vendor/family/model numbers and the SIMD flags that matter for BLAS (Linux /proc/cpuinfo)."""
+    """CPU model name, vendor/family/model numbers and the SIMD flags BLAS cares about (/proc/cpuinfo)."""
     fields = {"model name": "model", "vendor_id": "vendor", "cpu family": "family", "model": "model_number"}
-    info: dict = {"model": None, "vendor": None, "family": None, "model_number": None, "avx2": None, "avx512f": None}
+    info: dict = {
+        "model": None,
+        "vendor": None,
+        "family": None,
+        "model_number": None,
+        "avx2": None,
+        "avx512f": None,
+    }
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -50,8 +68,13 @@ def _cpuinfo() -> dict:
 def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
@@ -73,8 +96,19 @@ def environment() -> dict:
     except AttributeError:
         affinity = None
     blas = [
-        {k: d.get(k) for k in ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
-                               "architecture", "filepath")}
+        {
+            k: d.get(k)
+            for k in (
+                "user_api",
+                "internal_api",
+                "prefix",
+                "version",
+                "num_threads",
+                "threading_layer",
+                "architecture",
+                "filepath",
+            )
+        }
         for d in threadpoolctl.threadpool_info()
     ]
     return {
@@ -101,7 +135,7 @@ def limit_threads(threads: int):
 
 
 def matmul_peak(dtype: str = "float64", size: int = 2000, repeats: int = 5, threads: int = 1) -> dict:
-    """Best-of-``repeats`` GFLOP/s of ``A @ B`` (square, ``size``) into a preallocated output, BLAS at ``threads``."""
+    """Best-of-``repeats`` GFLOP/s of square ``A @ B`` into a preallocated output, BLAS at ``threads``."""
     import scipy.linalg  # noqa: F401  (so both OpenBLAS copies are limited)
 
     rng = np.random.default_rng(0)
@@ -116,11 +150,16 @@ def matmul_peak(dtype: str = "float64", size: int = 2000, repeats: int = 5, thre
             np.matmul(A, B, out=C)
             times.append(time.perf_counter() - t0)
     flops = 2.0 * size**3
-    return {"dtype": dtype, "size": size, "threads": int(threads), "times": times,
-            "gflops": flops / min(times) / 1e9}
+    return {
+        "dtype": dtype,
+        "size": size,
+        "threads": int(threads),
+        "times": times,
+        "gflops": flops / min(times) / 1e9,
+    }
 
 
-# ------------------------------------------------------------------------------------------------ memory
+# ---------------------------------------------------------------------------------------------- memory
 def _status_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

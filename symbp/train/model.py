@@ -26,7 +26,7 @@ DTYPES = ("float64", "float32")
 INITS = ("default", "large")
 
 
-def _as_matrix(arr, name: str, cols: int, dtype, what: str) -> np.ndarray:
+def _as_matrix(arr, name: str, cols: int, dtype, what: str, rows=None) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -36,13 +36,14 @@ def _as_matrix(arr, name: str, cols: int, dtype, what: str) -> np.ndarray:
     if arr.shape[1] != cols:
         raise ValueError(f"{name} must have {cols} columns ({what}), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.size and not np.isfinite(arr).all():
+    part = arr if rows is None else arr[rows]
+    if part.size and not np.isfinite(part).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
     return arr
 
 
-def _as_targets(Y, n_out: int, dtype, rows: int) -> np.ndarray:
+def _as_targets(Y, n_out: int, dtype, rows: int, visit=None) -> np.ndarray:
     Y = np.asarray(Y)
     if Y.ndim == 1 and Y.dtype.kind in "iu":
         if Y.size and (Y.min() < 0 or Y.max() >= n_out):
@@ -53,7 +54,7 @@ def _as_targets(Y, n_out: int, dtype, rows: int) -> np.ndarray:
     elif Y.ndim == 1:
         raise ValueError(f"Y must be 2-d (rows × {n_out} targets) or 1-d integer labels, got shape {Y.shape} "
                          f"of dtype {Y.dtype}")
-    Y = _as_matrix(Y, "Y", n_out, dtype, "targets")
+    Y = _as_matrix(Y, "Y", n_out, dtype, "targets", rows=visit)
     if Y.shape[0] != rows:
         raise ValueError(f"X and Y must have the same number of rows, got {rows} and {Y.shape[0]}")
     return Y
@@ -179,11 +180,14 @@ class Model:
         ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.
         """
         if not _checked:
-            X = self._X(X)
-            Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
             order = np.ascontiguousarray(order, dtype=np.int64)
-            if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= X.shape[0])):
-                raise ValueError(f"order must be a 1-d array of row indices in 0..{X.shape[0] - 1}")
+            rows = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
+            if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
+                raise ValueError(f"order must be a 1-d array of row indices in 0..{rows - 1}")
+            # Finiteness is checked on the rows this call visits, so a per-mini-batch call costs O(m), not O(n).
+            visit = None if order.size * 2 >= rows else order
+            X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=visit)
+            Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0], visit=visit)
             if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
             for name, v in (("eta", eta), ("lmbda", lmbda)):

@@ -1,0 +1,678 @@
+"""The benchmark harness: the same SGD epoch through every implementation, checked first, then timed.
+
+Takes: a suite (a name from ``benchmarks/suites.py``, a ``Suite``, or a list of ``Case``), MNIST
+(``--data-dir``; or arrays passed directly), the implementations to run (names from
+``symbp.bench.impls.IMPLS`` or ``Impl`` subclasses), repeats, a thread count.  Gives: a results dict (see
+``run_suite``) and, in ``out_dir``, ``results.json``, ``results.md`` and PNG plots (see
+``symbp.bench.report``); ``main(argv)`` is the command line (``python -m symbp.bench --quick --out DIR``).
+
+Per case, in this order:
+1. Cross-check: every implementation runs the same ``CHECK_BATCHES`` mini-batch updates from the same initial
+   parameters on the same data; each result is compared with ``numpy-batched`` computed in float64 on the same
+   (dtype-rounded) inputs.  Per parameter array the error is ``||got - ref|| / ||ref||``; the worst must be <=
+   1e-10 (float64) or 1e-4 (float32), else ``CrossCheckError`` names the implementation and the array, and
+   nothing is timed.
+2. Cold compile / warm load (symbp backends, optional): ``symbp.bench.probe`` in a fresh process with an empty
+   ``SYMBP_CACHE_DIR``, then again in a second fresh process on that now-filled cache.
+3. Steady state: one warm-up epoch each, then ``repeats`` epochs interleaved round-robin across
+   implementations (each round starts one implementation later, all use the same fresh permutation);
+   median/min/max seconds per epoch, GFLOP/s from exact matmul FLOP counts (``epoch_flops``), fraction of the
+   matmul peak measured in the same run at the same BLAS thread count, and speed-up ratios ``median(baseline)
+   / median(impl)`` against every baseline.
+4. Memory (optional): one more epoch with the peak-RSS mark reset (growth of the resident set above its level
+   before the epoch: everything, native allocations included), and one under ``tracemalloc`` (peak bytes
+   allocated during the epoch through Python's allocators, which include NumPy's array buffers; not
+   torch/JAX/numba-internal memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from symbp.bench import machine
+from symbp.bench.impls import (
+    COSTS,
+    DTYPES,
+    IMPLS,
+    REFERENCE,
+    Impl,
+    ImplUnavailable,
+    NumpyBatched,
+    init_params,
+)
+
+CHECK_BATCHES = 3
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+SUITES_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites.py"
+DEFAULT_OUT = Path("results-local") / "bench"
+
+
+class CrossCheckError(AssertionError):
+    """An implementation's parameters after the check updates disagree with the reference beyond tolerance."""
+
+    def __init__(self, impl: str, param: str, error: float, tolerance: float, case: str):
+        self.impl, self.param, self.error, self.tolerance, self.case = impl, param, error, tolerance, case
+        super().__init__(
+            f"{impl} disagrees with the {REFERENCE} reference on case {case!r}: parameter {param} has "
+            f"relative error {error:.3g} > {tolerance:g} after {CHECK_BATCHES} mini-batch updates; "
+            "nothing was timed"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmark configuration.  ``samples=None`` means the whole training set (50,000 for MNIST)."""
+
+    name: str
+    layers: tuple[int, ...]
+    batch_size: int = 10
+    dtype: str = "float64"
+    cost: str = "quadratic"
+    samples: int | None = None
+    eta: float = 3.0
+    lmbda: float = 0.0
+    repeats: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
+        if len(self.layers) < 2 or min(self.layers) < 1:
+            raise ValueError(f"case {self.name!r}: layers must be >= 2 positive sizes, got {self.layers}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"case {self.name!r}: dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.cost not in COSTS:
+            raise ValueError(f"case {self.name!r}: cost must be one of {COSTS}, got {self.cost!r}")
+        if self.batch_size < 1 or self.repeats < 1 or (self.samples is not None and self.samples < self.batch_size):
+            raise ValueError(f"case {self.name!r}: need batch_size >= 1, repeats >= 1, samples >= batch_size")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A named list of cases.  ``quick`` suites prove the harness works; they are too small to judge speed."""
+
+    name: str
+    cases: tuple[Case, ...]
+    description: str = ""
+    quick: bool = False
+
+
+def epoch_flops(layers: Sequence[int], n_samples: int) -> int:
+    """Exact matmul FLOPs of one SGD epoch over ``n_samples`` samples (multiply and add counted separately).
+
+    Per sample: forward 2*sum_l n_in*n_out, weight gradients 2*sum_l n_in*n_out, input gradients (delta^l from
+    delta^{l+1}) 2*sum_{l>=2} n_in*n_out (layer 1 needs none).  Elementwise work, bias sums and updates not
+    counted.
+    """
+    pairs = [int(a) * int(b) for a, b in zip(layers[:-1], layers[1:], strict=True)]
+    return int(n_samples) * (4 * sum(pairs) + 2 * sum(pairs[1:]))
+
+
+def one_hot(labels: np.ndarray, k: int, dtype="float64") -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must be a 1-d array of integers in [0, {k}), got shape {labels.shape}")
+    Y = np.zeros((labels.size, k), dtype=dtype)
+    Y[np.arange(labels.size), labels.astype(np.int64)] = 1
+    return Y
+
+
+# ---------------------------------------------------------------------------------------- suites, data
+def load_suites(path: str | os.PathLike | None = None) -> dict[str, Suite]:
+    """The ``SUITES`` dict of a suite file (default: ``benchmarks/suites.py`` of this checkout)."""
+    path = Path(path or os.environ.get("SYMBP_BENCH_SUITES") or SUITES_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"suite definitions not found at {path}; they live in benchmarks/suites.py of a symbp checkout "
+            "(pass suites_file= / --suites-file, set SYMBP_BENCH_SUITES, or give cases directly)"
+        )
+    spec = importlib.util.spec_from_file_location("_symbp_bench_suites", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    suites = getattr(module, "SUITES", None)
+    if not isinstance(suites, dict):
+        raise TypeError(f"{path} must define SUITES, a dict of name -> Suite")
+    return suites
+
+
+def _resolve_suite(spec, suites_file=None, quick=False) -> Suite:
+    if spec is None:
+        spec = "quick" if quick else "full"
+    if isinstance(spec, Suite):
+        return spec
+    if isinstance(spec, Case):
+        return Suite(spec.name, (spec,))
+    if isinstance(spec, str):
+        suites = load_suites(suites_file)
+        if spec not in suites:
+            raise KeyError(f"unknown suite {spec!r}; known: {', '.join(sorted(suites))}")
+        return suites[spec]
+    cases = tuple(spec)
+    if not cases or not all(isinstance(c, Case) for c in cases):
+        raise TypeError("give a suite name, a Suite, or a non-empty list of Case objects")
+    return Suite("custom", cases)
+
+
+def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's 50,000 training samples via ``symbp.data``: (X (50000, 784) float64, labels int64)."""
+    data_dir = data_dir or os.environ.get("SYMBP_DATA_DIR")
+    try:
+        from symbp.data import load_mnist
+    except ImportError as exc:
+        raise RuntimeError(
+            f"symbp.data.load_mnist is not available ({exc}); pass arrays with data=(X, labels)"
+        ) from exc
+    train = load_mnist(data_dir, dtype="float64").train
+    X, labels = train[0], train[1]
+    return np.asarray(X, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+
+
+def _as_xy(data, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    X, T = data
+    X = np.asarray(X, dtype=np.float64)
+    T = np.asarray(T)
+    Y = one_hot(T, n_out) if T.ndim == 1 else T.astype(np.float64)
+    if X.ndim != 2 or Y.shape != (X.shape[0], n_out):
+        raise ValueError(
+            f"data must be X (n, n_in) and labels (n,) or one-hot Y (n, {n_out}); got {X.shape} and {T.shape}"
+        )
+    return X, Y
+
+
+def resolve_impls(impls=None) -> list[type[Impl]]:
+    """Implementation classes from names (or classes); None: every registered implementation."""
+    if impls is None:
+        return list(IMPLS.values())
+    if isinstance(impls, str):
+        impls = [s.strip() for s in impls.split(",") if s.strip()]
+    out = []
+    for item in impls:
+        if isinstance(item, type) and issubclass(item, Impl):
+            out.append(item)
+        elif item in IMPLS:
+            out.append(IMPLS[item])
+        else:
+            raise ValueError(f"unknown implementation {item!r}; known: {', '.join(IMPLS)}")
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"implementation names must be unique, got {names}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- steps
+def _rel_errors(got, ref) -> dict[str, float]:
+    if len(got) != len(ref):
+        return {"layers": float("inf")}
+    out = {}
+    for l, ((gW, gb), (rW, rb)) in enumerate(zip(got, ref, strict=True), start=1):
+        for name, g, r in ((f"W{l}", gW, rW), (f"b{l}", gb, rb)):
+            g = np.asarray(g, dtype=np.float64)
+            if g.shape != r.shape or not np.all(np.isfinite(g)):
+                out[name] = float("inf")
+                continue
+            out[name] = float(np.linalg.norm(g - r) / max(np.linalg.norm(r), np.finfo(np.float64).tiny))
+    return out
+
+
+def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = CHECK_BATCHES) -> dict:
+    """Run ``batches`` updates in each (set-up) implementation and compare with the float64 reference.
+
+    Every implementation's parameters are reset to ``params`` afterwards.  Raises ``CrossCheckError`` on the
+    first implementation (in the given order) whose worst array exceeds the tolerance.
+    """
+    order = np.random.default_rng(12345).permutation(len(X))[: batches * case.batch_size].astype(np.int64)
+    ref = NumpyBatched()
+    p64 = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
+    ref.setup(
+        case.layers,
+        case.cost,
+        "float64",
+        p64,
+        np.asarray(X, np.float64),
+        np.asarray(Y, np.float64),
+        case.batch_size,
+        case.eta,
+        case.lmbda,
+    )
+    ref.epoch(order)
+    ref_params = ref.params()
+    tol = TOLERANCE[case.dtype]
+    report = {"reference": f"{REFERENCE} (float64)", "batches": batches, "tolerance": tol, "errors": {}}
+    for impl in impls:
+        impl.set_params(params)
+        impl.epoch(order)
+        errs = _rel_errors(impl.params(), ref_params)
+        worst = max(errs, key=errs.get)
+        report["errors"][impl.name] = {"max_rel": errs[worst], "worst": worst}
+        if not errs[worst] <= tol:
+            raise CrossCheckError(impl.name, worst, errs[worst], tol, case.name)
+        impl.set_params(params)
+    return report
+
+
+def compile_probe(backend: str, case: Case, threads: int = 1, timeout: float = 600) -> dict:
+    """Cold compile, then warm load, of symbp's ``backend`` for ``case``: each in a fresh process."""
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    # run as a script, not with -m, so that ``import symbp`` happens inside the timed region of the probe
+    args = [
+        sys.executable,
+        str(Path(__file__).with_name("probe.py")),
+        "--backend",
+        backend,
+        "--layers",
+        ",".join(map(str, case.layers)),
+        "--cost",
+        case.cost,
+        "--dtype",
+        case.dtype,
+        "--batch-size",
+        str(case.batch_size),
+    ]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="symbp-bench-cache-") as cache:
+        env = dict(
+            os.environ,
+            SYMBP_CACHE_DIR=cache,
+            NUMBA_CACHE_DIR=str(Path(cache) / "numba"),
+            OPENBLAS_NUM_THREADS=str(threads),
+            OMP_NUM_THREADS=str(threads),
+            NUMBA_NUM_THREADS=str(threads),
+            PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        )
+        for label in ("cold", "warm"):
+            t0 = time.perf_counter()
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"symbp compile probe ({backend}, {label}) failed:\n{proc.stderr[-3000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            # compile + first call, less the steady cost of that call: time until the kernel is ready
+            r["seconds"] = r["compile_s"] + r["first_call_s"] - r["second_call_s"]
+            r["process_wall_s"] = wall
+            runs.append(r)
+    return {
+        "cold": runs[0],
+        "warm": runs[1],
+        "cold_seconds": runs[0]["seconds"],
+        "warm_seconds": runs[1]["seconds"],
+    }
+
+
+def _memory_probe(impl: Impl, order) -> dict:
+    gc.collect()
+    rss0 = machine.rss_bytes()
+    rss_delta = None
+    if rss0 is not None and machine.reset_peak_rss():
+        impl.epoch(order)
+        hwm = machine.peak_rss_bytes()
+        rss_delta = None if hwm is None else max(0, hwm - rss0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        impl.epoch(order)
+        _, traced_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {"rss_peak_growth_bytes": rss_delta, "tracemalloc_peak_bytes": traced_peak}
+
+
+class _Log:
+    def __init__(self, enabled: bool):
+        self.console = None
+        if enabled:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, log_path=False)
+
+    def __call__(self, msg: str):
+        if self.console is not None:
+            self.console.log(msg, highlight=False)
+
+
+def run_case(
+    case: Case,
+    X,
+    Y,
+    impl_classes,
+    *,
+    threads=1,
+    repeats=None,
+    memory=True,
+    cold=False,
+    peak=None,
+    log=None,
+    probes=None,
+) -> dict:
+    """Cross-check, time and measure one case; returns its results dict (see ``run_suite``)."""
+    log = log or _Log(False)
+    n = min(case.samples or len(X), len(X))
+    if n < case.batch_size * CHECK_BATCHES:
+        raise ValueError(
+            f"case {case.name!r}: {n} samples is too few for {CHECK_BATCHES} mini-batches of {case.batch_size}"
+        )
+    # writeable copies in the case dtype (loaders may give read-only arrays; kernels may dispatch on that)
+    Xc = np.array(X[:n], dtype=case.dtype, order="C")
+    Yc = np.array(Y[:n], dtype=case.dtype, order="C")
+    params = init_params(case.layers, case.dtype, seed=0)
+    n_batches = n // case.batch_size
+    repeats = int(repeats or case.repeats)
+    result = {
+        "case": case.to_dict(),
+        "n_samples": n,
+        "n_batches": n_batches,
+        "samples_per_epoch": n_batches * case.batch_size,
+        "dropped_per_epoch": n - n_batches * case.batch_size,
+        "flops_per_epoch": epoch_flops(case.layers, n_batches * case.batch_size),
+        "repeats": repeats,
+        "threads": threads,
+        "impls": {},
+    }
+    impls: list[Impl] = []
+    for cls in impl_classes:
+        ok, why = cls.available()
+        entry = result["impls"][cls.name] = {"status": "ok", "baseline": cls.baseline}
+        if ok:
+            impl = cls()
+            try:
+                impl.setup(case.layers, case.cost, case.dtype, params, Xc, Yc, case.batch_size, case.eta, case.lmbda)
+            except ImplUnavailable as exc:
+                ok, why = False, str(exc)
+            else:
+                impls.append(impl)
+                entry.update(
+                    setup_s=impl.setup_seconds,
+                    compile_s=impl.compile_seconds,
+                    load_s=impl.load_seconds,
+                    info=impl.info,
+                )
+        if not ok:
+            entry.update(status="unavailable", reason=why)
+            log(f"[yellow]{case.name}: {cls.name} unavailable: {why}")
+    if not impls:
+        raise RuntimeError(f"case {case.name!r}: no implementation could run")
+
+    result["cross_check"] = cross_check(impls, case, Xc, Yc, params)
+    worst = max(result["cross_check"]["errors"].items(), key=lambda kv: kv[1]["max_rel"])
+    log(
+        f"{case.name}: cross-check passed for {len(impls)} implementations "
+        f"(worst {worst[0]} {worst[1]['worst']} rel err {worst[1]['max_rel']:.2g})"
+    )
+
+    if cold:
+        probes = {} if probes is None else probes
+        for impl in impls:
+            backend = getattr(impl, "backend", None)
+            if backend is None or impl.baseline:
+                continue
+            key = (backend, case.layers, case.cost, case.dtype)
+            if key not in probes:
+                log(f"{case.name}: cold compile / warm load probe for symbp backend {backend}")
+                probes[key] = compile_probe(backend, case, threads)
+            result["impls"][impl.name].update(
+                cold_compile_s=probes[key]["cold_seconds"],
+                warm_load_s=probes[key]["warm_seconds"],
+                compile_probe=probes[key],
+            )
+
+    rng = np.random.default_rng(2024)
+    times = {impl.name: [] for impl in impls}
+    with machine.limit_threads(threads):
+        for impl in impls:
+            impl.set_threads(threads)
+        order = rng.permutation(n).astype(np.int64)
+        for impl in impls:
+            t0 = time.perf_counter()
+            impl.epoch(order)
+            result["impls"][impl.name]["warmup_s"] = time.perf_counter() - t0
+        for r in range(repeats):
+            order = rng.permutation(n).astype(np.int64)
+            gc.collect()
+            for j in range(len(impls)):
+                impl = impls[(j + r) % len(impls)]
+                t0 = time.perf_counter()
+                impl.epoch(order)
+                times[impl.name].append(time.perf_counter() - t0)
+            log(f"{case.name}: repeat {r + 1}/{repeats} " + ", ".join(f"{k} {v[-1]:.3g}s" for k, v in times.items()))
+        if memory:
+            log(f"{case.name}: memory probe (two more epochs each)")
+            for impl in impls:
+                result["impls"][impl.name]["memory"] = _memory_probe(impl, order)
+
+    peak_gflops = (peak or {}).get(case.dtype, {}).get("gflops")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        gflops = result["flops_per_epoch"] / med / 1e9
+        result["impls"][name].update(
+            times=ts,
+            median_s=med,
+            min_s=min(ts),
+            max_s=max(ts),
+            gflops=gflops,
+            peak_fraction=gflops / peak_gflops if peak_gflops else None,
+        )
+    ok = {k: v for k, v in result["impls"].items() if v["status"] == "ok"}
+    for v in ok.values():
+        v["ratios"] = {b: bv["median_s"] / v["median_s"] for b, bv in ok.items() if bv["baseline"]}
+    return result
+
+
+def measure_peaks(dtypes, threads=1, size=2000, repeats=5) -> dict:
+    """Matmul peak GFLOP/s per dtype at ``threads`` BLAS threads (and at 1 thread, always recorded)."""
+    peaks = {"threads": threads, "single_thread": {}, "at_threads": {}}
+    for dt in dtypes:
+        peaks["single_thread"][dt] = machine.matmul_peak(dt, size, repeats, threads=1)
+        peaks["at_threads"][dt] = (
+            peaks["single_thread"][dt] if threads == 1 else machine.matmul_peak(dt, size, repeats, threads=threads)
+        )
+    return peaks
+
+
+def run_suite(
+    suite_name_or_cases=None,
+    out_dir=DEFAULT_OUT,
+    data_dir=None,
+    impls=None,
+    repeats=None,
+    quick=False,
+    progress=True,
+    *,
+    data=None,
+    threads=1,
+    cold=None,
+    memory=True,
+    peak_size=None,
+    suites_file=None,
+    write=True,
+) -> dict:
+    """Run a suite and write its reports.  Returns the results dict (the content of ``results.json``).
+
+    ``suite_name_or_cases``: a suite name from ``benchmarks/suites.py`` (None: "quick" when ``quick`` else
+    "full"), a ``Suite``, or a list of ``Case``.  ``data``: ``(X, labels)`` or ``(X, one-hot Y)`` to use
+    instead of MNIST (then ``data_dir`` is ignored).  ``impls``: names/classes or a comma-separated string
+    (None: all registered; the unavailable ones are reported as such).  ``repeats`` overrides every case's.
+    ``quick``: a 1000x1000 matmul peak and no cold-compile probes unless ``cold=True``.  ``threads``:
+    BLAS/numba/torch threads.
+
+    Results: ``suite``, ``settings``, ``environment``, ``peak`` (GFLOP/s per dtype), ``cases`` (each:
+    ``case``, ``n_samples``, ``flops_per_epoch``, ``cross_check``, ``impls`` -> per implementation ``status``,
+    ``times``, ``median_s``/``min_s``/``max_s``, ``gflops``, ``peak_fraction``, ``ratios``, compile/load
+    seconds, ``memory``), ``files`` (paths written).  Raises ``CrossCheckError`` before any timing of a case
+    whose check fails.
+    """
+    suite = _resolve_suite(suite_name_or_cases, suites_file, quick)
+    quick = bool(quick or suite.quick)
+    cold = (not quick) if cold is None else bool(cold)
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = int(threads)
+    impl_classes = resolve_impls(impls)
+    if REFERENCE not in [c.name for c in impl_classes]:
+        impl_classes.insert(0, IMPLS[REFERENCE])  # ratios and the check need it; it is cheap
+    log = _Log(progress)
+    n_out = {c.layers[-1] for c in suite.cases}
+    n_in = {c.layers[0] for c in suite.cases}
+    if len(n_out) != 1 or len(n_in) != 1:
+        raise ValueError("all cases of a suite must share the input and output sizes (they share the data)")
+    if data is None:
+        log(f"loading MNIST from {data_dir or os.environ.get('SYMBP_DATA_DIR') or 'the default location'}")
+        data = load_data(data_dir)
+    X, Y = _as_xy(data, n_out.pop())
+    if X.shape[1] != n_in.pop():
+        raise ValueError(f"data has {X.shape[1]} inputs, the suite's networks {suite.cases[0].layers[0]}")
+
+    env = machine.environment()
+    size = peak_size or (1000 if quick else 2000)
+    log(f"measuring matmul peak ({size}x{size}, BLAS threads {threads})")
+    peak = measure_peaks(DTYPES, threads, size, 3 if quick else 5)
+    log("peak GFLOP/s: " + ", ".join(f"{k} {v['gflops']:.1f}" for k, v in peak["at_threads"].items()))
+    results = {
+        "schema": "symbp-bench/1",
+        "suite": suite.name,
+        "description": suite.description,
+        "settings": {
+            "threads": threads,
+            "quick": quick,
+            "cold_compile": cold,
+            "memory": memory,
+            "repeats_override": repeats,
+            "impls": [c.name for c in impl_classes],
+            "check_batches": CHECK_BATCHES,
+            "tolerance": TOLERANCE,
+        },
+        "environment": env,
+        "peak": peak,
+        "cases": [],
+    }
+    probes: dict = {}
+    for case in suite.cases:
+        log(
+            f"[bold]case {case.name}[/bold]: layers {list(case.layers)}, mini-batch {case.batch_size}, "
+            f"{case.dtype}, {case.cost}"
+        )
+        results["cases"].append(
+            run_case(
+                case,
+                X,
+                Y,
+                impl_classes,
+                threads=threads,
+                repeats=repeats,
+                memory=memory,
+                cold=cold,
+                peak=peak["at_threads"],
+                log=log,
+                probes=probes,
+            )
+        )
+    results["environment"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if write:
+        from symbp.bench import report
+
+        results["files"] = report.write_all(results, out_dir)
+        if progress:
+            report.print_table(results)
+            log("wrote " + ", ".join(results["files"]["all"]))
+    return results
+
+
+# ---------------------------------------------------------------------------------------- command line
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The ``bench`` command line; pass a (sub)parser to add the arguments to it (for ``symbp bench``)."""
+    p = parser or argparse.ArgumentParser(
+        prog="python -m symbp.bench", description="Benchmark one SGD epoch across implementations."
+    )
+    p.add_argument("--suite", help="suite name from benchmarks/suites.py (default: full, or quick with --quick)")
+    p.add_argument("--quick", action="store_true", help="the quick suite; small peak matmul; no cold-compile probes")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
+    p.add_argument("--data-dir", help="folder holding mnist/ (default: $SYMBP_DATA_DIR or symbp's default)")
+    p.add_argument("--impl", help=f"comma-separated implementations (default: all): {', '.join(IMPLS)}")
+    p.add_argument("--repeats", type=int, help="timed epochs per implementation (overrides the suite)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/numba/torch threads (default: 1)")
+    p.add_argument(
+        "--cold",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure symbp cold compile / warm load in fresh processes (default: on unless --quick)",
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip the memory probe epochs")
+    p.add_argument("--suites-file", help="a suites.py defining SUITES (default: benchmarks/suites.py)")
+    p.add_argument("--list", action="store_true", help="list suites and implementations, then exit")
+    g = p.add_argument_group("custom case (instead of a suite)")
+    g.add_argument("--layers", help="e.g. 784,30,10 (sigmoid in every layer)")
+    g.add_argument("--batch-size", type=int, default=10)
+    g.add_argument("--dtype", default="float64", choices=DTYPES)
+    g.add_argument("--cost", default="quadratic", choices=COSTS)
+    g.add_argument("--samples", type=int, help="training samples per epoch (default: all 50,000)")
+    g.add_argument("--eta", type=float, default=3.0)
+    g.add_argument("--lmbda", type=float, default=0.0)
+    return p
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run what parsed ``args`` (from ``build_parser``) ask for; returns the exit status."""
+    if args.list:
+        for name, s in load_suites(args.suites_file).items():
+            print(f"suite {name}: {len(s.cases)} cases. {s.description}")
+        for name, cls in IMPLS.items():
+            ok, why = cls.available()
+            print(f"impl {name}: {'available' if ok else 'unavailable: ' + why}")
+        return 0
+    if args.layers:
+        layers = tuple(int(s) for s in args.layers.split(","))
+        name = f"{'-'.join(map(str, layers))}-m{args.batch_size}-{args.dtype}-{args.cost}"
+        spec = [
+            Case(
+                name,
+                layers,
+                args.batch_size,
+                args.dtype,
+                args.cost,
+                args.samples,
+                args.eta,
+                args.lmbda,
+                args.repeats or 5,
+            )
+        ]
+    else:
+        spec = args.suite
+    try:
+        run_suite(
+            spec,
+            args.out,
+            data_dir=args.data_dir,
+            impls=args.impl,
+            repeats=args.repeats,
+            quick=args.quick,
+            threads=args.threads,
+            cold=args.cold,
+            memory=not args.no_memory,
+            suites_file=args.suites_file,
+        )
+    except CrossCheckError as exc:
+        print(f"error: cross-check failed: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_from_args(build_parser().parse_args(argv))

@@ -1,0 +1,299 @@
+"""Reports of a benchmark run: a rich table in the terminal, JSON, Markdown and PNG plots.
+
+Takes: the results dict of ``symbp.bench.harness.run_suite`` (and an output folder).  Gives: ``print_table``
+(rich), ``write_json`` (everything, raw repeat times and environment included), ``write_markdown`` (a table
+per case), ``write_plots`` (matplotlib, Agg: seconds per epoch per implementation per case, bars on a log
+scale; and scaling with hidden size and with mini-batch size when the suite has cases differing only in
+those), ``write_all`` (all of them).
+
+Ratios are speed-ups: ``median(baseline) / median(impl)``, so 2.0 means twice as fast as that baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+PER_SAMPLE, BATCHED = "numpy-per-sample", "numpy-batched"
+
+
+def _ok(case: dict) -> dict:
+    return {k: v for k, v in case["impls"].items() if v["status"] == "ok"}
+
+
+def _case_title(case: dict) -> str:
+    c = case["case"]
+    return (
+        f"{c['name']}: layers {c['layers']}, mini-batch {c['batch_size']}, {c['dtype']}, {c['cost']}, "
+        f"{case['samples_per_epoch']:,} samples/epoch, {case['flops_per_epoch'] / 1e9:.4g} GFLOP/epoch"
+    )
+
+
+def _f(x, spec=".3g", none="–"):
+    return none if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _mib(x):
+    return "–" if x is None else f"{x / 2**20:.1f}"
+
+
+def _row(name: str, v: dict) -> list[str]:
+    """One implementation's cells, shared by the terminal table and Markdown."""
+    if v["status"] != "ok":
+        return [name, "unavailable"] + [""] * 10
+    mem = v.get("memory") or {}
+    ratios = v.get("ratios", {})
+    return [
+        name,
+        _f(v["median_s"], ".4f"),
+        _f(v["min_s"], ".4f"),
+        _f(v["max_s"], ".4f"),
+        _f(v["gflops"], ".2f"),
+        _f(None if v.get("peak_fraction") is None else 100 * v["peak_fraction"], ".1f"),
+        _f(ratios.get(BATCHED), ".2f"),
+        _f(ratios.get(PER_SAMPLE), ".2f"),
+        _f(v.get("compile_s"), ".3f") if v.get("load_s") is None else _f(v["load_s"], ".3f") + " (cached)",
+        _f(v.get("cold_compile_s"), ".3f") + " / " + _f(v.get("warm_load_s"), ".3f"),
+        _mib(mem.get("rss_peak_growth_bytes")),
+        _mib(mem.get("tracemalloc_peak_bytes")),
+    ]
+
+
+HEADERS = [
+    "impl",
+    "median s/epoch",
+    "min",
+    "max",
+    "GFLOP/s",
+    "% peak",
+    "× numpy-batched",
+    "× per-sample",
+    "setup compile s",
+    "cold / warm s",
+    "RSS growth MiB",
+    "tracemalloc MiB",
+]
+
+
+TERMINAL_HEADERS = [
+    "impl",
+    "median s",
+    "min–max s",
+    "GFLOP/s",
+    "% peak",
+    "× batched",
+    "× per-sample",
+    "compile s: setup; cold / warm",
+    "MiB: RSS; traced",
+]
+
+
+def _terminal_row(name: str, v: dict) -> list[str]:
+    c = _row(name, v)
+    if v["status"] != "ok":
+        return c[:2] + [""] * (len(TERMINAL_HEADERS) - 2)
+    return [*c[:2], f"{c[2]}–{c[3]}", *c[4:8], f"{c[8]}; {c[9]}", f"{c[10]}; {c[11]}"]
+
+
+def print_table(results: dict, console=None) -> None:
+    """One rich table per case (to stdout unless ``console`` is given), then the matmul peak."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 150)
+    for case in results["cases"]:
+        table = Table(title=_case_title(case), title_justify="left")
+        for i, h in enumerate(TERMINAL_HEADERS):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for name, v in case["impls"].items():
+            table.add_row(*_terminal_row(name, v))
+        console.print(table)
+        for line in _unavailable_notes(case):
+            console.print(line, highlight=False)
+    peak = results["peak"]["at_threads"]
+    console.print(
+        f"matmul peak (BLAS threads {results['peak']['threads']}): "
+        + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in peak.items())
+    )
+
+
+def _unavailable_notes(case: dict) -> list[str]:
+    return [f"- {k} unavailable: {v.get('reason', '')}" for k, v in case["impls"].items() if v["status"] != "ok"]
+
+
+def _clean(obj):
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(results: dict, path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(_clean(results), indent=1) + "\n")
+    return path
+
+
+def write_markdown(results: dict, path) -> Path:
+    env = results["environment"]
+    v = env["versions"]
+    cpu = env["cpu"]
+    lines = [f"# symbp benchmark: suite `{results['suite']}`", ""]
+    if results.get("description"):
+        lines += [results["description"], ""]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b.get('architecture')})" for b in env["blas"])
+    lines += [
+        f"- date: {env['date']}; commit: {env.get('git_commit') or 'none'}",
+        f"- CPU: {cpu['model']} (vendor {cpu['vendor']}, family {cpu['family']} model {cpu['model_number']}, "
+        f"AVX-512 {cpu['avx512f']}); {env['cpu_affinity']} usable cores of {env['cpu_count']}; load average "
+        f"{_f(env['loadavg'][0], '.2f') if env.get('loadavg') else '–'} at start",
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        f"- BLAS: {blas}",
+        f"- threads: {results['settings']['threads']}; quick: {results['settings']['quick']}",
+        "- matmul peak (square, best of several, GFLOP/s): "
+        + "; ".join(
+            f"{dt} {p['gflops']:.1f} at {p['threads']} thread(s), size {p['size']}"
+            for key in ("single_thread", "at_threads")
+            for dt, p in results["peak"][key].items()
+            if key == "single_thread" or results["peak"]["threads"] != 1
+        ),
+        "",
+        "Times are seconds per epoch after one warm-up epoch, repeats interleaved across implementations. "
+        "GFLOP/s counts matmul FLOPs only (forward, weight gradients, input gradients of layers ≥ 2). "
+        "× columns are speed-ups (baseline median / this median). setup compile: in-process compile "
+        "during setup, '(cached)' when symbp loaded its kernels from disk; cold / warm: fresh-process "
+        "compile (compile + first call - a steady call; import timed apart) with an empty "
+        "cache, then a second fresh process on the filled cache. RSS growth: peak resident memory during "
+        "one epoch above the level before it; tracemalloc: peak bytes allocated during one epoch through "
+        "Python's allocators (NumPy buffers included).",
+        "",
+    ]
+    for case in results["cases"]:
+        cc = case["cross_check"]
+        lines += [
+            f"## {_case_title(case)}",
+            "",
+            f"{case['repeats']} repeats; cross-check: {cc['batches']} updates against {cc['reference']}, "
+            f"tolerance {cc['tolerance']:g}, worst relative errors: "
+            + ", ".join(f"{k} {e['max_rel']:.2g} ({e['worst']})" for k, e in cc["errors"].items()),
+            "",
+            "| " + " | ".join(HEADERS) + " |",
+            "|" + "---|" + "---:|" * (len(HEADERS) - 1),
+        ]
+        for name, v in case["impls"].items():
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _row(name, v)) + " |")
+        notes = _unavailable_notes(case)
+        lines += ["", *notes, ""] if notes else [""]
+    path = Path(path)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _scaling_groups(results: dict, attr: str):
+    """Groups of cases equal in everything but ``attr`` ("hidden" for [n_in, h, n_out] or "batch_size")."""
+    groups: dict = {}
+    for case in results["cases"]:
+        c = case["case"]
+        if attr == "hidden":
+            if len(c["layers"]) != 3:
+                continue
+            x = c["layers"][1]
+            key = (c["layers"][0], c["layers"][2], c["batch_size"], c["dtype"], c["cost"], case["n_samples"])
+        else:
+            x = c[attr]
+            key = (tuple(c["layers"]), c["dtype"], c["cost"], case["n_samples"])
+        groups.setdefault(key, {})[x] = case
+    return [(k, dict(sorted(g.items()))) for k, g in groups.items() if len(g) >= 2]
+
+
+def write_plots(results: dict, out_dir) -> list[Path]:
+    """PNG plots; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = []
+    cases = results["cases"]
+    names = list(dict.fromkeys(n for c in cases for n, v in c["impls"].items() if v["status"] == "ok"))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 1.6 * len(cases) * max(1, len(names)) / 3), 4.8))
+    width = 0.8 / max(1, len(names))
+    all_s: list[float] = []
+    for j, name in enumerate(names):
+        xs, meds, lo, hi = [], [], [], []
+        for i, c in enumerate(cases):
+            v = c["impls"].get(name)
+            if v and v["status"] == "ok":
+                xs.append(i + (j - (len(names) - 1) / 2) * width)
+                meds.append(v["median_s"])
+                lo.append(v["median_s"] - v["min_s"])
+                hi.append(v["max_s"] - v["median_s"])
+        bars = ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=name)
+        ax.bar_label(bars, labels=[f"{t:.3g}" for t in meds], fontsize=7, padding=2)
+        all_s += [m - d for m, d in zip(meds, lo, strict=True)] + [m + d for m, d in zip(meds, hi, strict=True)]
+    ax.set_yscale("log")
+    if all_s:  # bars on a log axis start at its bottom: put it well below the fastest time
+        ax.set_ylim(min(all_s) / 4, max(all_s) * 3)
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels([c["case"]["name"] for c in cases], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("seconds per epoch (median; bars: min–max)")
+    ax.set_title(f"SGD epoch time, suite {results['suite']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "epoch_seconds.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    for attr, fname, xlabel in (
+        ("hidden", "scaling_hidden.png", "hidden layer size"),
+        ("batch_size", "scaling_batch.png", "mini-batch size"),
+    ):
+        groups = _scaling_groups(results, attr)
+        if not groups:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.8))
+        for key, g in groups:
+            tag = f" ({key[-3]}, {key[-2]})" if len(groups) > 1 else ""
+            for name in names:
+                pts = [
+                    (x, c["impls"][name]["median_s"])
+                    for x, c in g.items()
+                    if name in c["impls"] and c["impls"][name]["status"] == "ok"
+                ]
+                if len(pts) >= 2:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=name + tag)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds per epoch (median)")
+        ax.set_title(f"scaling with {xlabel}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(out_dir / fname)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def write_all(results: dict, out_dir) -> dict:
+    """JSON, Markdown and PNGs into ``out_dir`` (created); returns paths {json, markdown, plots, all}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = write_markdown(results, out_dir / "results.md")
+    plots = write_plots(results, out_dir)
+    files = {"json": str(out_dir / "results.json"), "markdown": str(md), "plots": [str(p) for p in plots]}
+    files["all"] = [files["json"], files["markdown"], *files["plots"]]
+    results["files"] = files
+    write_json(results, out_dir / "results.json")
+    return files
