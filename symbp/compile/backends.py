@@ -72,3 +72,7 @@ def build_numpy(network, programs: dict[str, Program], dtype: str) -> Kernels:
 
 
 BACKENDS = {"numba": build_numba, "numpy": build_numpy}
+
+#: Hidden-width padding per backend: numba kernels call BLAS, which is faster at multiples of 8; the NumPy
+#: backend is the plain reference and keeps the true shapes.
+PADDING = {"numba": 8, "numpy": 1}

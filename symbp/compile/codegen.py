@@ -80,15 +80,15 @@ def _(step: RowSoftmax, ind):
              f"{i2}for j in range({step.cols}):",
              f"{i3}{step.z}[i, j] += {step.bias}[j]",
              f"{i3}zmax = max(zmax, {step.z}[i, j])",
-             f"{i2}total = 0.0",
+             f"{i2}esum = 0.0",
              f"{i2}for j in range({step.cols}):",
              f"{i3}e = math.exp({step.z}[i, j] - zmax)",
              f"{i3}{step.a}[i, j] = e",
-             f"{i3}total += e",
+             f"{i3}esum += e",
              f"{i2}for j in range({step.cols}):",
-             f"{i3}{step.a}[i, j] /= total"]
+             f"{i3}{step.a}[i, j] /= esum"]
     if step.lse:
-        lines.append(f"{i2}{step.lse}[i] = zmax + math.log(total)")
+        lines.append(f"{i2}{step.lse}[i] = zmax + math.log(esum)")
     return lines
 
 
@@ -145,7 +145,7 @@ def numba_source(prog: Program, dtype: str) -> str:
         lines.append(f"    {var} = {how}")
     for b in prog.buffers:
         shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
-        lines.append(f"    {b.name} = np.empty({shape}, dtype=np.{dtype})")
+        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
     if prog.returns:
         lines.append("    total = 0.0")
     for step in prog.steps:
@@ -203,10 +203,10 @@ def _(step: Map, ind):
 def _(step: RowSoftmax, ind):
     lines = [f"{ind}# {step.eq}", f"{ind}{step.z} += {step.bias}",
              f"{ind}zmax = {step.z}.max(axis=1, keepdims=True)",
-             f"{ind}e = np.exp({step.z} - zmax)", f"{ind}total = e.sum(axis=1, keepdims=True)",
-             f"{ind}{step.a}[...] = e / total"]
+             f"{ind}e = np.exp({step.z} - zmax)", f"{ind}esum = e.sum(axis=1, keepdims=True)",
+             f"{ind}{step.a}[...] = e / esum"]
     if step.lse:
-        lines.append(f"{ind}{step.lse}[...] = (zmax + np.log(total))[:, 0]")
+        lines.append(f"{ind}{step.lse}[...] = (zmax + np.log(esum))[:, 0]")
     return lines
 
 
@@ -251,7 +251,7 @@ def numpy_source(prog: Program, dtype: str) -> str:
         lines.append(f"    {var} = {how}")
     for b in prog.buffers:
         shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
-        lines.append(f"    {b.name} = np.empty({shape}, dtype=np.{dtype})")
+        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
     if prog.returns:
         lines.append("    total = 0.0")
     with_err = ["    with np.errstate(over='ignore', under='ignore'):"]

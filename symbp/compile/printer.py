@@ -122,6 +122,13 @@ class ArrayPrinter(NumPyPrinter):
     def _print_Heaviside(self, e):
         return f"numpy.greater({self._print(e.args[0])}, 0).astype(float)"
 
+    # NumPyPrinter falls back to PythonCodePrinter's ``math.erf``, which fails on arrays.
+    def _print_erf(self, e):
+        return f"scipy.special.erf({self._print(e.args[0])})"
+
+    def _print_erfc(self, e):
+        return f"scipy.special.erfc({self._print(e.args[0])})"
+
     def _print_Rational(self, e):
         return repr(float(e))
 

@@ -3,7 +3,6 @@ renderings; ``check``: an independent sum-over-paths derivation used by the test
 
 from symbp.derive.calculus import ActivationDerivative, OutputError, activation_derivative, output_error
 
-
 __all__ = [
     "ActivationDerivative",
     "Equations",
