@@ -35,6 +35,10 @@ def _check_expression(kind: str, name: str, expr: sp.Expr, allowed: set[sp.Symbo
         raise ValueError(f"{kind} {name!r}: undefined function in {expr}")
     if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan, sp.I):
         raise ValueError(f"{kind} {name!r}: {expr} contains infinities, NaN or complex numbers")
+    for pw in expr.atoms(sp.Piecewise):
+        if pw.args[-1].cond is not sp.true:
+            raise ValueError(f"{kind} {name!r}: piecewise expression {pw} is undefined where no condition holds; "
+                             "add an otherwise branch (where(cond, x, otherwise))")
     return expr
 
 

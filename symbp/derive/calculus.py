@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import mpmath
 import sympy as sp
 
 from symbp.activations import Activation
@@ -106,11 +108,25 @@ def _sample_points(n: int = 9, seed: int = 1234) -> list[float]:
     return pts
 
 
+@lru_cache(maxsize=1024)
+def _compiled(expr: sp.Expr, syms: tuple):
+    return sp.lambdify(syms, expr, modules="mpmath")
+
+
 def _values(expr: sp.Expr, env: dict) -> complex | None:
+    # Compiled mpmath evaluation first: evalf(subs=...) re-substitutes at every node and can take seconds
+    # per point on the nested inverse functions the a-form search produces; evalf remains the fallback.
     try:
-        v = complex(expr.evalf(15, subs=env))
-    except (TypeError, ValueError, ZeroDivisionError):
+        syms = tuple(env)
+        with mpmath.workdps(20):
+            v = complex(_compiled(expr, syms)(*(mpmath.mpf(env[s]) for s in syms)))
+    except (ZeroDivisionError, OverflowError):
         return None
+    except (TypeError, ValueError, NameError, AttributeError, KeyError):
+        try:
+            v = complex(expr.evalf(15, subs=env, chop=True))
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
     if math.isnan(v.real) or math.isinf(v.real) or abs(v.imag) > 1e-9:
         return None
     return v
@@ -161,7 +177,9 @@ def _substitution_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
 def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
     """Method 2: solve a = σ(z) for z and substitute z = σ⁻¹(a)."""
     try:
-        sols = sp.solve(sp.Eq(sigma, a), z, dict=False)
+        # check/simplify off: solve's own checking can run for minutes on expressions with Abs; every
+        # candidate is validated numerically by _agrees instead.
+        sols = sp.solve(sp.Eq(sigma, a), z, dict=False, check=False, simplify=False)
     except (NotImplementedError, ValueError, TypeError):
         return []
     out = []
@@ -171,8 +189,8 @@ def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
             if inv.has(sp.nan) or z in inv.free_symbols:
                 continue
             cand = d.subs(z, inv)
-            if z in cand.free_symbols:
-                continue
+            if z in cand.free_symbols or not _agrees(cand, d, sigma):
+                continue  # a wrong branch stays wrong when simplified: skip the slow simplification
             out.extend(_candidates(cand))
     return out
 

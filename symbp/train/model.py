@@ -197,8 +197,13 @@ class Model:
         ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.
         """
         if not _checked:
+            order = np.asarray(order)
+            if order.dtype.kind not in "iu":
+                raise ValueError(f"order must hold integer row indices, got dtype {order.dtype}")
             order = np.ascontiguousarray(order, dtype=np.int64)
-            rows = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
+            if np.ndim(X) != 2:  # say what X should be, not that order is out of range for it
+                _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs")
+            rows = np.asarray(X).shape[0]
             if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
                 raise ValueError(f"order must be a 1-d array of row indices in 0..{rows - 1}")
             # Finiteness is checked on the rows this call visits, so a per-mini-batch call costs O(m), not O(n).
