@@ -33,16 +33,25 @@ def _header(network, backend: str, dtype: str) -> str:
             'Layers are numbered from 1; a0 is the input."""\n')
 
 
-def build_numba(network, programs: dict[str, Program], dtype: str) -> Kernels:
-    from symbp.compile.cache import load_module
+def build_numba(network, programs: dict[str, Program] | None, dtype: str, key: str | None = None) -> Kernels:
+    """Generate (or, for a known declaration ``key``, reuse the recorded) source and load it from the cache."""
+    from symbp.compile.cache import load_module, lookup_declaration, record_declaration
 
-    sources = {name: numba_source(programs[name], dtype) for name in PROGRAMS}
-    module_source = (_header(network, "numba", dtype)
-                     + "import math\n\nimport numpy as np\nfrom numba import njit\n"
-                       "from numba.types import float32, float64, int64, void\n\n"
-                       "from symbp.compile import runtime as _rt\n"
-                       "from symbp.compile.runtime import readonly as RO\n\n\n"
-                     + "\n\n".join(sources[n] for n in PROGRAMS))
+    recorded = lookup_declaration(key) if key and programs is None else None
+    if recorded is not None:
+        sources, module_source = recorded["sources"], recorded["module"]
+    else:
+        if programs is None:
+            raise LookupError("no recorded kernels for this declaration")
+        sources = {name: numba_source(programs[name], dtype) for name in PROGRAMS}
+        module_source = (_header(network, "numba", dtype)
+                         + "import math\n\nimport numpy as np\nfrom numba import njit\n"
+                           "from numba.types import float32, float64, int64, void\n\n"
+                           "from symbp.compile import runtime as _rt\n"
+                           "from symbp.compile.runtime import readonly as RO\n\n\n"
+                         + "\n\n".join(sources[n] for n in PROGRAMS))
+        if key:
+            record_declaration(key, module_source, sources)
     t0 = time.perf_counter()
     try:
         module, info = load_module(module_source, list(PROGRAMS))
@@ -54,7 +63,7 @@ def build_numba(network, programs: dict[str, Program], dtype: str) -> Kernels:
     return Kernels({n: getattr(module, n) for n in PROGRAMS}, sources, module_source, secs, info)
 
 
-def build_numpy(network, programs: dict[str, Program], dtype: str) -> Kernels:
+def build_numpy(network, programs: dict[str, Program] | None, dtype: str, key: str | None = None) -> Kernels:
     sources = {name: numpy_source(programs[name], dtype) for name in PROGRAMS}
     module_source = (_header(network, "numpy", dtype)
                      + "import functools\nimport math\n\nimport numpy\nimport numpy as np\nimport scipy.special\n\n"

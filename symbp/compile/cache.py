@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import linecache
 import os
 import shutil
@@ -78,6 +79,61 @@ def _import(path: Path, name: str):
         sys.modules.pop(name, None)
         raise
     return module
+
+
+_CODEGEN_FILES = ("symbols.py", "activations.py", "costs.py", "layers.py", "network.py", "derive", "compile")
+
+
+def _code_digest() -> bytes:
+    """A digest of every symbp source file that influences generated code."""
+    global _DIGEST
+    if _DIGEST is None:
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256()
+        for name in _CODEGEN_FILES:
+            p = root / name
+            for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+        _DIGEST = h.digest()
+    return _DIGEST
+
+
+_DIGEST = None
+
+
+def declaration_key(network, backend: str, dtype: str, pad: int) -> str:
+    """A key for a network *declaration*: lets a warm process skip derivation and code generation."""
+    import sympy as sp
+
+    parts = [backend, dtype, str(pad), repr(network.sizes), sp.srepr(network.cost.expr), network.cost.name]
+    for act in network.activations:
+        parts += [act.name, sp.srepr(act.expr), str(act.vector)]
+    h = hashlib.sha256("\0".join(parts).encode())
+    h.update(_code_digest())
+    h.update(_versions().encode())
+    h.update(sys.version.encode())
+    return h.hexdigest()[:24]
+
+
+def lookup_declaration(key: str) -> dict | None:
+    """The generated sources recorded for a declaration key, or None (also for a damaged record)."""
+    path = cache_root() / "kernels" / "index" / f"{key}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(doc, dict) and isinstance(doc.get("module"), str) and isinstance(doc.get("sources"), dict)
+          and all(isinstance(k, str) and isinstance(v, str) for k, v in doc["sources"].items()))
+    return doc if ok else None
+
+
+def record_declaration(key: str, module_source: str, sources: dict[str, str]) -> None:
+    path = cache_root() / "kernels" / "index" / f"{key}.json"
+    try:
+        _write_atomic(path, json.dumps({"module": module_source, "sources": sources}))
+    except OSError:  # a read-only cache only costs the fast path
+        pass
 
 
 class CacheInfo(dict):

@@ -117,7 +117,8 @@ def _(step: ColSum, ind):
 def _(step: Gather, ind):
     i2 = ind + _IND
     lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
-    lines += [f"{i2}{dst}[i, :] = {src}[r, :]" for src, dst in step.pairs]
+    for src, dst in step.pairs:
+        lines += [f"{i2}for c in range({src}.shape[1]):", f"{i2}{_IND}{dst}[i, c] = {src}[r, c]"]
     return lines
 
 

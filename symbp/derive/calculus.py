@@ -188,7 +188,7 @@ def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
         for inv in branches:
             if inv.has(sp.nan) or z in inv.free_symbols:
                 continue
-            cand = d.subs(z, inv)
+            cand = d.xreplace({z: inv})  # same result as subs for a symbol, without seconds of re-evaluation
             if z in cand.free_symbols or not _agrees(cand, d, sigma):
                 continue  # a wrong branch stays wrong when simplified: skip the slow simplification
             out.extend(_candidates(cand))

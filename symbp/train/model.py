@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symbp.compile.backends import BACKENDS, PADDING
+from symbp.compile.cache import declaration_key
 from symbp.compile.lower import lower, padded_sizes
 
 DTYPES = ("float64", "float32")
@@ -90,9 +91,18 @@ class Model:
         self.backend = backend
         self.dtype = np.dtype(dtype)
         t0 = time.perf_counter()
-        network.equations()  # derive (cached on the network)
-        self.programs = lower(network, PADDING[backend])
-        self.kernels = BACKENDS[backend](network, self.programs, dtype)
+        self._programs = None
+        build = BACKENDS[backend]
+        key = declaration_key(network, backend, dtype, PADDING[backend]) if backend == "numba" else None
+        self.kernels = None
+        if key is not None:
+            try:
+                # A declaration compiled before (any process) reuses its recorded kernels: no derivation needed.
+                self.kernels = build(network, None, dtype, key)
+            except LookupError:
+                pass
+        if self.kernels is None:
+            self.kernels = build(network, self.programs, dtype, key)
         self.compile_seconds = time.perf_counter() - t0
         self.sizes = network.sizes
         # Parameters are stored with the kernels' padded hidden widths (zero padding); the API shows true shapes.
@@ -100,6 +110,13 @@ class Model:
         self._rng = np.random.default_rng(seed)
         self._params: list[tuple[np.ndarray, np.ndarray]] = []
         self.init_params(init)
+
+    @property
+    def programs(self):
+        """The kernel programs (IR) lowered from ``network.equations()``."""
+        if self._programs is None:
+            self._programs = lower(self.network, PADDING[self.backend])
+        return self._programs
 
     # -- parameters ----------------------------------------------------------------------------------
     def init_params(self, init: str = "default", seed=None) -> None:
