@@ -122,12 +122,27 @@ def _(step: Gather, ind):
     return lines
 
 
-@numba_step.register
-def _(step: Loop, ind):
+def _loop(step: Loop, ind: str, emit) -> list[str]:
     lines = [f"{ind}# {step.eq}", f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
     for s in step.body:
-        lines += numba_step(s, ind + _IND)
+        lines += emit(s, ind + _IND)
     return lines
+
+
+def _preamble(prog: Program, dtype: str) -> list[str]:
+    """Row counts and the scratch buffers, allocated once per call (zeroed: padded columns stay 0)."""
+    lines = [f"    {var} = {how}" for var, how in prog.row_vars.items()]
+    for b in prog.buffers:
+        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
+        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
+    if prog.returns:
+        lines.append("    total = 0.0")
+    return lines
+
+
+@numba_step.register
+def _(step: Loop, ind):
+    return _loop(step, ind, numba_step)
 
 
 _NUMBA_TYPES = {"X2": "{dt}[:, ::1]", "V1": "{dt}[::1]", "int": "int64", "float": "float64",
@@ -142,13 +157,7 @@ def numba_source(prog: Program, dtype: str) -> str:
     lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
              f"def {prog.name}({', '.join(prog.args)}):",
              f'    """{prog.doc}."""']
-    for var, how in prog.row_vars.items():
-        lines.append(f"    {var} = {how}")
-    for b in prog.buffers:
-        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
-        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
-    if prog.returns:
-        lines.append("    total = 0.0")
+    lines += _preamble(prog, dtype)
     for step in prog.steps:
         lines += numba_step(step, "    ")
     if prog.returns:
@@ -240,21 +249,12 @@ def _(step: Gather, ind):
 
 @numpy_step.register
 def _(step: Loop, ind):
-    lines = [f"{ind}# {step.eq}", f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
-    for s in step.body:
-        lines += numpy_step(s, ind + _IND)
-    return lines
+    return _loop(step, ind, numpy_step)
 
 
 def numpy_source(prog: Program, dtype: str) -> str:
     lines = [f"def {prog.name}({', '.join(prog.args)}):", f'    """{prog.doc}."""']
-    for var, how in prog.row_vars.items():
-        lines.append(f"    {var} = {how}")
-    for b in prog.buffers:
-        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
-        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
-    if prog.returns:
-        lines.append("    total = 0.0")
+    lines += _preamble(prog, dtype)
     with_err = ["    with np.errstate(over='ignore', under='ignore'):"]
     body = []
     for step in prog.steps:
