@@ -72,9 +72,16 @@ class Network:
                                  f"layer), got {len(acts)}")
         else:
             raise ValueError(f"activation= must be an Activation or a list of them, got {activation!r}")
-        layers = [Input(sizes[0])]
+        try:
+            layers = [Input(sizes[0])]
+        except ValueError as exc:
+            raise ValueError(f"layer 0 (input): {exc}") from None
         for i, (n, act) in enumerate(zip(sizes[1:], acts), start=1):
-            layers.append(Dense(n, as_activation(act, f"layer {i}: ")))
+            try:
+                layers.append(Dense(n, as_activation(act, f"layer {i}: ")))
+            except ValueError as exc:
+                msg = str(exc)
+                raise ValueError(msg if msg.startswith(f"layer {i}:") else f"layer {i}: {msg}") from None
         return layers
 
     @property

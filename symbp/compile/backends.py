@@ -46,7 +46,7 @@ def build_numba(network, programs: dict[str, Program] | None, dtype: str, key: s
         sources = {name: numba_source(programs[name], dtype) for name in PROGRAMS}
         module_source = (_header(network, "numba", dtype)
                          + "import math\n\nimport numpy as np\nfrom numba import njit\n"
-                           "from numba.types import float32, float64, int64, void\n\n"
+                           "from numba.types import boolean, float32, float64, int64, void\n\n"
                            "from symbp.compile import runtime as _rt\n"
                            "from symbp.compile.runtime import readonly as RO\n\n\n"
                          + "\n\n".join(sources[n] for n in PROGRAMS))

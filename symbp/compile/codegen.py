@@ -116,10 +116,13 @@ def _(step: ColSum, ind):
 @numba_step.register
 def _(step: Gather, ind):
     i2 = ind + _IND
-    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
+    i3 = i2 + _IND
+    lines = [f"{ind}# {step.eq}; bad notes NaN/inf (v − v ≠ 0), at no cost while the rows are copied",
+             f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
     for src, dst in step.pairs:
-        lines += [f"{i2}for c in range({src}.shape[1]):", f"{i2}{_IND}{dst}[i, c] = {src}[r, c]"]
-    return lines
+        lines += [f"{i2}for c in range({src}.shape[1]):", f"{i3}v = {src}[r, c]", f"{i3}{dst}[i, c] = v",
+                  f"{i3}bad |= (v - v) != 0.0"]
+    return lines + [f"{ind}if bad:  # stop before this mini-batch touches the parameters", f"{i2}return bad"]
 
 
 def _loop(step: Loop, ind: str, emit) -> list[str]:
@@ -136,7 +139,7 @@ def _preamble(prog: Program, dtype: str) -> list[str]:
         shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
         lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
     if prog.returns:
-        lines.append("    total = 0.0")
+        lines.append(f"    {prog.returns} = {'False' if prog.returns == 'bad' else '0.0'}")
     return lines
 
 
@@ -153,7 +156,7 @@ def numba_source(prog: Program, dtype: str) -> str:
     """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``)."""
     # Inputs (X, Y, order) are typed read-only: writeable arrays convert to that type, read-only ones match.
     arg_t = ", ".join(_NUMBA_TYPES[t].format(dt=dtype) for t in prog.arg_types)
-    ret = "float64" if prog.returns else "void"
+    ret = {"total": "float64", "bad": "boolean", None: "void"}[prog.returns]
     lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
              f"def {prog.name}({', '.join(prog.args)}):",
              f'    """{prog.doc}."""']
@@ -244,7 +247,8 @@ def _(step: ColSum, ind):
 def _(step: Gather, ind):
     lines = [f"{ind}# {step.eq}", f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
     lines += [f"{ind}{dst}[...] = {src}[rows]" for src, dst in step.pairs]
-    return lines
+    lines += [f"{ind}bad |= not np.isfinite({dst}).all()" for _, dst in step.pairs]
+    return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
 
 
 @numpy_step.register

@@ -203,9 +203,10 @@ class _Lowerer:
         bufs = [Buffer("x", self.sizes[0], "m"), Buffer("yb", self.sizes[-1], "m"), *self.scratch("m", train=True)]
         return Program("sgd_epoch", ["X", "Y", "order", "m", "eta", "decay", *_params(L)],
                        ["R2", "R2", "I1", "int", "float", "float", *_param_types(L)], bufs,
-                       [Loop(body, eq="for every mini-batch: start = k·m")],
+                       [Loop(body, eq="for every mini-batch: start = k·m")], returns="bad",
                        doc="one epoch of mini-batch SGD in place: order gives the sample order, m the mini-batch "
-                           "size, decay = 1 − ηλ/n (L2 weight decay); a final partial batch is skipped",
+                           "size, decay = 1 − ηλ/n (L2 weight decay); a final partial batch is skipped. Returns "
+                           "True, before updating, at the first mini-batch holding a NaN or inf in X or Y",
                        row_vars={})
 
 

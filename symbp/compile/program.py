@@ -116,6 +116,6 @@ class Program:
     arg_types: list[str]  # "X2", "V1" (1-d float), "I1" (1-d int64), "int", "float"
     buffers: list[Buffer]
     steps: list
-    returns: str | None = None  # "total" for the cost program
+    returns: str | None = None  # "total" (float) for the cost program, "bad" (bool) for sgd_epoch
     doc: str = ""
     row_vars: dict[str, str] = field(default_factory=dict)  # row count name → how to compute it

@@ -105,6 +105,9 @@ def _candidates(expr: sp.Expr) -> list[sp.Expr]:
 def _sample_points(n: int = 9, seed: int = 1234) -> list[float]:
     rng = random.Random(seed)
     pts = [rng.uniform(-4.0, 4.0) for _ in range(n)] + [0.37, -0.61, 2.3, -2.9]
+    # far points too: an inverse branch can be right on [-4, 4] only (exp(sin(z/4)) → a·sqrt(1 − log²a)/4
+    # is wrong for |z| > 2π); saturated values agree within the absolute tolerance of _agrees.
+    pts += [6.7, -7.9, 11.3, -13.1]
     return pts
 
 
@@ -132,9 +135,12 @@ def _values(expr: sp.Expr, env: dict) -> complex | None:
     return v
 
 
-def _agrees(candidate: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float = 1e-9) -> bool:
-    """Does candidate(a = σ(z), z) equal reference(z) at the sample points?"""
+def _agrees(candidate: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float = 1e-9,
+            near_only: bool = False) -> bool:
+    """Does candidate(a = σ(z), z) equal reference(z) at the sample points (|z| ≤ 4 only if ``near_only``)?"""
     for zv in _sample_points():
+        if near_only and abs(zv) > 4:
+            continue
         zs = sp.Float(zv, 20)
         av = _values(sigma, {z: zs})
         ref = _values(reference, {z: zs})
@@ -188,9 +194,13 @@ def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
         for inv in branches:
             if inv.has(sp.nan) or z in inv.free_symbols:
                 continue
+            # A wrong branch stays wrong when simplified: reject it on an unevaluated substitution (building
+            # nested inverse functions evaluated can take minutes), before the slow simplification.
+            with sp.evaluate(False):
+                quick = d.xreplace({z: inv})
+            if z in quick.free_symbols or not _agrees(quick, d, sigma, near_only=True):
+                continue
             cand = d.xreplace({z: inv})  # same result as subs for a symbol, without seconds of re-evaluation
-            if z in cand.free_symbols or not _agrees(cand, d, sigma):
-                continue  # a wrong branch stays wrong when simplified: skip the slow simplification
             out.extend(_candidates(cand))
     return out
 

@@ -443,12 +443,15 @@ def compare(network, points: int = 4, seed: int = 0, digits: int = 30, tol: floa
     """Check that BP1–BP4 (``bp_gradients``) equal the sum over paths (``sum_over_paths_gradients``).
 
     Symbolically: the difference in the "z" form (independent zˡⱼ, aˡⱼ = σ(zˡⱼ); y_last = 1 − Σ others
-    when the equations assume one-hot targets) rewritten in exp and cancelled, then simplified, within
-    ``per_gradient`` seconds each and ``time_budget`` seconds in all.  Numerically, always: both routes
-    evaluated with mpmath at ``digits`` digits at ``points`` random (x, w, b, y) (one-hot y when assumed),
-    aˡ and zˡ from a forward pass at the same precision; the error |p − q| / max(|p|, |q|, 1e-6) must stay below ``tol``.  A gradient is "symbolic"
-    when proved symbolically (and the numbers agree), "numeric" when only the numbers decide, "failed"
-    when the numbers disagree.  ``one_hot`` overrides the equations' own assumption (to show it matters).
+    when the equations assume one-hot targets) with exp(zˡⱼ) as symbols over a common denominator (then
+    ``sympy.simplify``), within ``per_gradient`` seconds each and ``time_budget`` seconds in all; skipped
+    for piecewise / non-smooth networks.  Numerically, always: both routes evaluated with mpmath at
+    ``digits`` digits at ``points`` random (x, w, b, y) (one-hot y when assumed), aˡ and zˡ from a forward
+    pass at the same precision; the error |p − q| / max(|p|, |q|, 1e-6) must stay below ``tol``.
+
+    A gradient is "symbolic" when proved symbolically (and the numbers agree), "numeric" when only the
+    numbers decide, "failed" when the numbers disagree.  ``one_hot`` overrides the equations' own
+    assumption (to show that it matters).
     """
     start = time.perf_counter()
     u = Unrolled(network)

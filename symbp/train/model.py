@@ -223,10 +223,9 @@ class Model:
             rows = np.asarray(X).shape[0]
             if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
                 raise ValueError(f"order must be a 1-d array of row indices in 0..{rows - 1}")
-            # Finiteness is checked on the rows this call visits, so a per-mini-batch call costs O(m), not O(n).
-            visit = None if order.size * 2 >= rows else order
-            X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=visit)
-            Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0], visit=visit)
+            # Finiteness is checked by the kernel itself, on the rows it gathers (free: it reads them anyway).
+            X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=order[:0])
+            Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0], visit=order[:0])
             if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
             for name, v in (("eta", eta), ("lmbda", lmbda)):
@@ -234,7 +233,16 @@ class Model:
                     raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
         n = len(order) if n is None else n
         decay = 1.0 - eta * lmbda / n if n else 1.0
-        self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), *self._flat())
+        flat = self._flat()
+        # The kernel stops before a mini-batch with NaN/inf touches the parameters; earlier mini-batches of a
+        # longer call are undone from this copy (cheap next to an epoch; per-mini-batch calls need none).
+        saved = [p.copy() for p in flat] if len(order) > batch_size else None
+        if self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), *flat):
+            for p, s in zip(flat, saved or ()):
+                p[...] = s
+            bad = ~np.isfinite(X[order]).all(axis=1) | ~np.isfinite(Y[order]).all(axis=1)
+            raise ValueError(f"X or Y contains NaN or inf (row {int(order[np.argmax(bad)])}); "
+                             "the parameters were left as they were before this call")
 
     # -- training ------------------------------------------------------------------------------------
     def _data(self, data, name: str):
