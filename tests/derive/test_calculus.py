@@ -21,7 +21,8 @@ SOFTSIGN = sb.Activation("softsign", z / (1 + sp.Abs(z)))
 LEAKY = sb.Activation("leaky_relu", sp.Piecewise((z, z > 0), (z / 100, True)))
 
 _rng = random.Random(20240607)
-POINTS = [_rng.uniform(-3.0, 3.0) for _ in range(10)] + [-2.5, -0.7, 0.3, 1.1, 2.9]
+# mostly |z| ≤ 3, plus far points: an a-form from an inverse branch can be right near 0 only
+POINTS = [_rng.uniform(-3.0, 3.0) for _ in range(10)] + [-2.5, -0.7, 0.3, 1.1, 2.9, -5.3, 7.1, -9.4, 10.2]
 H = 1e-6  # central-difference step
 
 
@@ -55,6 +56,7 @@ def _smooth_points(*exprs: sp.Expr, width: float = 1e-3) -> list[float]:
 def check_derivative(act: sb.Activation) -> None:
     """Derived σ′ (z-form and the form the kernels use, at a = σ(z)) = sympy.diff = central difference."""
     d = activation_derivative(act)
+    assert d.activation is act
     sigma = act.expr
     raw = sp.diff(sigma, z)
     used_in_z = d.expr.xreplace({a: sigma})
@@ -115,7 +117,7 @@ def expressions(depth: int = 3):
     return strategy
 
 
-EXPRESSIONS = expressions(3)
+EXPRESSIONS = expressions(2)
 
 
 def random_activation(expr: sp.Expr) -> sb.Activation:
@@ -124,10 +126,17 @@ def random_activation(expr: sp.Expr) -> sb.Activation:
     return sb.Activation("random", expr)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS)
 def test_random_activation_derivative(expr):
     check_derivative(random_activation(expr))
+
+
+def test_inverse_branch_right_near_zero_only_is_not_used():
+    """exp(sin(z/4)) inverts to z = 4·asin(log a) only for |z| ≤ 2π: the a-form a·sqrt(1 − log²a)/4 that
+    branch gives is wrong beyond, so σ′ must stay right at the far sample points (regression)."""
+    act = sb.Activation("periodic", sp.exp(sp.sin(z / 4)))
+    check_derivative(act)
 
 
 # ------------------------------------------------------------------------------------- forms in a
