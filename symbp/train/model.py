@@ -240,9 +240,11 @@ class Model:
         if self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), *flat):
             for p, s in zip(flat, saved or ()):
                 p[...] = s
-            bad = ~np.isfinite(X[order]).all(axis=1) | ~np.isfinite(Y[order]).all(axis=1)
-            raise ValueError(f"X or Y contains NaN or inf (row {int(order[np.argmax(bad)])}); "
-                             "the parameters were left as they were before this call")
+            for name, arr in (("X", X), ("Y", Y)):
+                bad = ~np.isfinite(arr[order]).all(axis=1)
+                if bad.any():
+                    raise ValueError(f"{name} contains NaN or inf (row {int(order[np.argmax(bad)])}); "
+                                     "the parameters were left as they were before this call")
 
     # -- training ------------------------------------------------------------------------------------
     def _data(self, data, name: str):
