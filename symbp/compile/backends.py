@@ -81,7 +81,3 @@ def build_numpy(network, programs: dict[str, Program] | None, dtype: str, key: s
 
 
 BACKENDS = {"numba": build_numba, "numpy": build_numpy}
-
-#: Hidden-width padding per backend: numba kernels call BLAS, which is faster at multiples of 8; the NumPy
-#: backend is the plain reference and keeps the true shapes.
-PADDING = {"numba": 8, "numpy": 1}

@@ -102,11 +102,11 @@ def _code_digest() -> bytes:
 _DIGEST = None
 
 
-def declaration_key(network, backend: str, dtype: str, pad: int) -> str:
+def declaration_key(network, backend: str, dtype: str) -> str:
     """A key for a network *declaration*: lets a warm process skip derivation and code generation."""
     import sympy as sp
 
-    parts = [backend, dtype, str(pad), repr(network.sizes), sp.srepr(network.cost.expr), network.cost.name]
+    parts = [backend, dtype, repr(network.sizes), sp.srepr(network.cost.expr), network.cost.name]
     for act in network.activations:
         parts += [act.name, sp.srepr(act.expr), str(act.vector)]
     h = hashlib.sha256("\0".join(parts).encode())

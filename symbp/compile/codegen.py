@@ -133,7 +133,7 @@ def _loop(step: Loop, ind: str, emit) -> list[str]:
 
 
 def _preamble(prog: Program, dtype: str) -> list[str]:
-    """Row counts and the scratch buffers, allocated once per call (zeroed: padded columns stay 0)."""
+    """Row counts and the scratch buffers, allocated once per call."""
     lines = [f"    {var} = {how}" for var, how in prog.row_vars.items()]
     for b in prog.buffers:
         shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"

@@ -35,16 +35,6 @@ _b = sp.Symbol("b", real=True)
 _lse = sp.Symbol("lse", real=True)
 
 
-def padded_sizes(sizes: list[int], pad: int) -> list[int]:
-    """Hidden widths rounded up to a multiple of ``pad`` (input and output widths unchanged).
-
-    Padded units have zero weights, zero bias and an activation that is kept at zero (elementwise steps
-    loop over the real units only), so they contribute nothing and receive no updates.  OpenBLAS's
-    small-matrix kernels are much faster at widths that are multiples of 8 (measured: PERFORMANCE.md).
-    """
-    return [n if i in (0, len(sizes) - 1) else -(-n // pad) * pad for i, n in enumerate(sizes)]
-
-
 def _params(L: int) -> list[str]:
     out = []
     for l in range(1, L + 1):
@@ -57,11 +47,10 @@ def _param_types(L: int) -> list[str]:
 
 
 class _Lowerer:
-    def __init__(self, network, pad: int = 1):
+    def __init__(self, network):
         self.net = network
         self.eqs = network.equations()
         self.sizes = network.sizes
-        self.width = padded_sizes(self.sizes, pad)
         self.L = len(self.sizes) - 1
 
     # -- forward -------------------------------------------------------------------------------------
@@ -114,7 +103,7 @@ class _Lowerer:
     def scratch(self, rows: str, train: bool) -> list[Buffer]:
         bufs = []
         for layer in self.eqs.layers:
-            l, n = layer.index, self.width[layer.index]
+            l, n = layer.index, layer.n_out
             bufs += [Buffer(f"z{l}", n, rows), Buffer(f"a{l}", n, rows)]
             if train:
                 bufs.append(Buffer(f"delta{l}", n, rows))
@@ -210,7 +199,7 @@ class _Lowerer:
                        row_vars={})
 
 
-def lower(network, pad: int = 1) -> dict[str, Program]:
-    """The four programs of a network (hidden widths padded to a multiple of ``pad``)."""
-    lw = _Lowerer(network, pad)
+def lower(network) -> dict[str, Program]:
+    """The four programs of a network."""
+    lw = _Lowerer(network)
     return {"forward": lw.forward(), "cost": lw.cost(), "backward": lw.backward(), "sgd_epoch": lw.sgd_epoch()}

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symbp.compile.backends import BACKENDS, PADDING
+from symbp.compile.backends import BACKENDS
 from symbp.compile.cache import declaration_key
-from symbp.compile.lower import lower, padded_sizes
+from symbp.compile.lower import lower
 
 DTYPES = ("float64", "float32")
 INITS = ("default", "large")
@@ -93,7 +93,7 @@ class Model:
         t0 = time.perf_counter()
         self._programs = None
         build = BACKENDS[backend]
-        key = declaration_key(network, backend, dtype, PADDING[backend]) if backend == "numba" else None
+        key = declaration_key(network, backend, dtype) if backend == "numba" else None
         self.kernels = None
         if key is not None:
             try:
@@ -105,8 +105,6 @@ class Model:
             self.kernels = build(network, self.programs, dtype, key)
         self.compile_seconds = time.perf_counter() - t0
         self.sizes = network.sizes
-        # Parameters are stored with the kernels' padded hidden widths (zero padding); the API shows true shapes.
-        self._width = padded_sizes(self.sizes, PADDING[backend])
         self._rng = np.random.default_rng(seed)
         self._params: list[tuple[np.ndarray, np.ndarray]] = []
         self.init_params(init)
@@ -115,7 +113,7 @@ class Model:
     def programs(self):
         """The kernel programs (IR) lowered from ``network.equations()``."""
         if self._programs is None:
-            self._programs = lower(self.network, PADDING[self.backend])
+            self._programs = lower(self.network)
         return self._programs
 
     # -- parameters ----------------------------------------------------------------------------------
@@ -130,27 +128,12 @@ class Model:
             W = (rng.standard_normal((n_out, n_in)) * scale).astype(self.dtype)
             b = rng.standard_normal(n_out).astype(self.dtype)
             params.append((W, b))
-        self._store(params)
-
-    def _store(self, params) -> None:
-        """Keep ``params`` (true shapes) in the padded layout the kernels use."""
-        stored = []
-        for l, (W, b) in enumerate(params, start=1):
-            Wp = np.zeros((self._width[l], self._width[l - 1]), dtype=self.dtype)
-            bp = np.zeros(self._width[l], dtype=self.dtype)
-            Wp[: W.shape[0], : W.shape[1]] = W
-            bp[: b.shape[0]] = b
-            stored.append((Wp, bp))
-        self._params = stored
-
-    def _unpad(self, pairs) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(W[:n_out, :n_in].copy(), b[:n_out].copy())
-                for (W, b), n_in, n_out in zip(pairs, self.sizes[:-1], self.sizes[1:])]
+        self._params = params
 
     @property
     def params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Copies of [(W1, b1), (W2, b2), ...], W of shape (n_out, n_in), b of shape (n_out,)."""
-        return self._unpad(self._params)
+        return [(W.copy(), b.copy()) for W, b in self._params]
 
     def set_params(self, params) -> None:
         params = list(params)
@@ -171,8 +154,8 @@ class Model:
             b = np.ascontiguousarray(b, dtype=self.dtype)
             if not np.isfinite(b).all():
                 raise ValueError(f"b{l} contains NaN or inf")
-            new.append((W, b))
-        self._store(new)
+            new.append((W.copy(), b.copy()))
+        self._params = new
 
     def _flat(self) -> list[np.ndarray]:
         return [arr for pair in self._params for arr in pair]
@@ -205,7 +188,7 @@ class Model:
             raise ValueError("gradients of an empty set of rows are undefined")
         grads = [(np.empty_like(W), np.empty_like(b)) for W, b in self._params]
         self.kernels.functions["backward"](X, Y, *self._flat(), *[g for pair in grads for g in pair])
-        return self._unpad(grads)
+        return grads
 
     def run_epoch(self, X, Y, order, batch_size: int, eta: float, lmbda: float = 0.0, n: int | None = None,
                   _checked: bool = False) -> None:
@@ -328,7 +311,7 @@ class Model:
             if bar is not None:
                 bar.close()
         if early_stopping and best_params is not None:
-            self._store(best_params)
+            self._params = best_params
         return hist
 
     def _l2(self, lmbda: float, n: int) -> float:

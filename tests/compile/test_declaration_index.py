@@ -15,7 +15,7 @@ def _net():
 def test_index_records_and_reuses_sources(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     first = _net().compile(seed=0)
-    key = declaration_key(_net(), "numba", "float64", 8)
+    key = declaration_key(_net(), "numba", "float64")
     rec = lookup_declaration(key)
     assert rec is not None and rec["sources"]["sgd_epoch"] == first.source("sgd_epoch")
     second = _net().compile(seed=0)
@@ -29,7 +29,7 @@ def test_index_records_and_reuses_sources(tmp_path, monkeypatch):
 def test_damaged_index_is_ignored_and_rewritten(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     _net().compile(seed=0)
-    key = declaration_key(_net(), "numba", "float64", 8)
+    key = declaration_key(_net(), "numba", "float64")
     path = tmp_path / "kernels" / "index" / f"{key}.json"
     path.write_text('{"module": 3')
     model = _net().compile(seed=0)
@@ -38,7 +38,7 @@ def test_damaged_index_is_ignored_and_rewritten(tmp_path, monkeypatch):
 
 
 def test_key_depends_on_the_declaration():
-    k = declaration_key(_net(), "numba", "float64", 8)
-    assert k != declaration_key(_net(), "numba", "float32", 8)
-    assert k != declaration_key(sb.Network([3, 5, 2], activation=sb.sigmoid, cost=sb.quadratic), "numba", "float64", 8)
-    assert k != declaration_key(sb.Network([3, 6, 2], activation=sb.tanh, cost=sb.quadratic), "numba", "float64", 8)
+    k = declaration_key(_net(), "numba", "float64")
+    assert k != declaration_key(_net(), "numba", "float32")
+    assert k != declaration_key(sb.Network([3, 5, 2], activation=sb.sigmoid, cost=sb.quadratic), "numba", "float64")
+    assert k != declaration_key(sb.Network([3, 6, 2], activation=sb.tanh, cost=sb.quadratic), "numba", "float64")
