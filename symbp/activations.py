@@ -100,19 +100,23 @@ class Activation:
         return f"Activation({self.name!r}, {self.expr}{kind})"
 
 
+class MinMaxCalls:
+    """Printer mixin: ``Max``/``Min`` as Python's ``max(...)``/``min(...)`` (read by the parser and by numba)."""
+
+    def _print_Max(self, e):
+        return "max(" + ", ".join(self._print(x) for x in e.args) + ")"
+
+    def _print_Min(self, e):
+        return "min(" + ", ".join(self._print(x) for x in e.args) + ")"
+
+
 def expression_text(expr: sp.Expr) -> str:
     """Text for an expression that the whitelist parser reads back (used by save/load and the CLI)."""
     from sympy.printing.str import StrPrinter
 
-    class _Printer(StrPrinter):
+    class _Printer(MinMaxCalls, StrPrinter):
         def _print_Abs(self, e):
             return f"abs({self._print(e.args[0])})"
-
-        def _print_Max(self, e):
-            return "max(" + ", ".join(self._print(x) for x in e.args) + ")"
-
-        def _print_Min(self, e):
-            return "min(" + ", ".join(self._print(x) for x in e.args) + ")"
 
         def _print_Heaviside(self, e):
             return f"heaviside({self._print(e.args[0])})"

@@ -14,6 +14,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
+from symbp.activations import MinMaxCalls
+
 
 class sigmoid(sp.Function):  # noqa: N801 - a sympy function reads like the maths
     """σ(u) = 1/(1 + e⁻ᵘ), evaluated without overflow."""
@@ -58,7 +60,7 @@ def stabilise(expr: sp.Expr) -> sp.Expr:
 _UNSUPPORTED_MSG = "cannot generate code for {}: supported functions are those of the expression parser"
 
 
-class ScalarPrinter(PythonCodePrinter):
+class ScalarPrinter(MinMaxCalls, PythonCodePrinter):
     """Scalar Python for numba ``nopython`` loops: ``math.*`` functions, stable helpers from the runtime."""
 
     def __init__(self, settings=None):
@@ -76,12 +78,6 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_sign(self, e):
         x = self._print(e.args[0])
         return f"(1.0 if {x} > 0 else (-1.0 if {x} < 0 else 0.0))"
-
-    def _print_Max(self, e):
-        return "max(" + ", ".join(self._print(x) for x in e.args) + ")"
-
-    def _print_Min(self, e):
-        return "min(" + ", ".join(self._print(x) for x in e.args) + ")"
 
     def _print_Rational(self, e):
         return repr(float(e))
