@@ -180,8 +180,8 @@ def cmd_train(args) -> int:
               f"final {hist.evaluation_accuracy[-1]:.2%}; {n_ep} epochs, training time {train_s:.2f} s "
               f"({train_s / max(1, n_ep):.3f} s/epoch)" + (" (stopped early)" if hist.stopped_early else ""))
     if args.save:
-        paths = model.save(args.save) or ()
-        print(f"saved model to {args.save}.json and {args.save}.npz" if not paths else f"saved {paths}")
+        jpath, npath = model.save(args.save)
+        print(f"saved model to {jpath} and {npath}")
     if args.plot:
         from symbp.train.plot import plot_history
 

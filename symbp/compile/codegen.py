@@ -46,7 +46,7 @@ def _(step: Gemm, ind):
 
 def _numba_elementwise(reads, writes_exprs, ind, targets):
     names = {sym: _scalar_ref(acc) for sym, acc in reads.items()}
-    tmps, reduced = _cse([e.xreplace({}) for e in writes_exprs])
+    tmps, reduced = _cse(writes_exprs)
     lines = []
     for t, e in tmps:
         lines.append(f"{ind}{t} = {scalar_code(e, names)}")

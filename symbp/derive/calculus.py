@@ -330,13 +330,9 @@ def output_error(act: Activation, cost: Cost, n_out: int | None = None) -> Outpu
         return OutputError(delta, g, True, False, tuple(notes))
     deriv = activation_derivative(act)
     delta = _best(_candidates(g * deriv.expr))
-    if deriv.uses_a and not delta.has(a):
-        pass
     if cost_measure(delta) < cost_measure(g) + cost_measure(deriv.expr):
-        notes.append(
-            f"∇ₐC ⊙ σ′ = ({_txt(g)})·({_txt(deriv.expr)}) simplifies to {_txt(delta)}: "
-            "the σ′ factor cancels, so δᴸ does not slow down learning when the output saturates."
-            if not any(s in deriv.expr.free_symbols for s in (z,)) and sp.count_ops(delta) <= 2
-            else f"∇ₐC ⊙ σ′ simplifies to {_txt(delta)}."
-        )
+        cancels = z not in deriv.expr.free_symbols and sp.count_ops(delta) <= 2
+        why = (": the σ′ factor cancels, so δᴸ does not slow down learning when the output saturates"
+               if cancels else "")
+        notes.append(f"∇ₐC ⊙ σ′ = ({_txt(g)})·({_txt(deriv.expr)}) simplifies to {_txt(delta)}{why}.")
     return OutputError(delta, g, False, False, tuple(notes))

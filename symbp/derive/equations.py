@@ -268,7 +268,6 @@ def derive(network) -> Equations:
         notes = list(deriv.notes) if deriv is not None else []
         if is_out:
             delta = out.expr
-            notes = [n for n in notes if out.expr.has(a) or True]
             notes += list(out.notes)
             if delta.free_symbols - {a, y, z, S}:
                 raise ValueError(f"output error has unexpected symbols: {delta}")  # pragma: no cover

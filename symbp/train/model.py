@@ -243,9 +243,10 @@ class Model:
         X, Y = self._data(data, "data")
         if X.shape[0] == 0:
             raise ValueError("cannot evaluate on an empty set")
-        return float(np.mean(self.feedforward(X).argmax(axis=1) == Y.argmax(axis=1)))
+        return self._accuracy(X, Y)
 
     def _accuracy(self, X, Y) -> float:
+        """Fraction correct on already-validated arrays."""
         return float(np.mean(self.feedforward(X).argmax(axis=1) == Y.argmax(axis=1)))
 
     def fit(self, training_data, epochs: int = 30, batch_size: int = 10, eta: float = 3.0, lmbda: float = 0.0,
