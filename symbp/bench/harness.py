@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from symbp.bench import machine
+from symbp.bench.bound import products_bound
 from symbp.bench.impls import (
     COSTS,
     DTYPES,
@@ -359,6 +360,7 @@ def run_case(
     peak=None,
     log=None,
     probes=None,
+    bound=True,
 ) -> dict:
     """Cross-check, time and measure one case; returns its results dict (see ``run_suite``)."""
     log = log or _Log(False)
@@ -454,8 +456,15 @@ def run_case(
             log(f"{case.name}: memory probe (two more epochs each)")
             for impl in impls:
                 result["impls"][impl.name]["memory"] = _memory_probe(impl, order)
+        if bound:
+            log(f"{case.name}: BLAS bound (the epoch's matrix products alone)")
+            result["products_bound"] = products_bound(case.layers, case.batch_size, case.dtype, n_batches, repeats)
 
     peak_gflops = (peak or {}).get(case.dtype, {}).get("gflops")
+    if "products_bound" in result:
+        pb = result["products_bound"]
+        pb["gflops"] = result["flops_per_epoch"] / pb["median_s"] / 1e9
+        pb["peak_fraction"] = pb["gflops"] / peak_gflops if peak_gflops else None
     for name, ts in times.items():
         med = float(np.median(ts))
         gflops = result["flops_per_epoch"] / med / 1e9
@@ -513,7 +522,8 @@ def run_suite(
     Results: ``suite``, ``settings``, ``environment``, ``peak`` (GFLOP/s per dtype), ``cases`` (each:
     ``case``, ``n_samples``, ``flops_per_epoch``, ``cross_check``, ``impls`` -> per implementation ``status``,
     ``times``, ``median_s``/``min_s``/``max_s``, ``gflops``, ``peak_fraction``, ``ratios``, compile/load
-    seconds, ``memory``), ``files`` (paths written).  Raises ``CrossCheckError`` before any timing of a case
+    seconds, ``memory``; ``products_bound``: the epoch's matrix products alone, see ``bound.py``), ``files``
+    (paths written).  Raises ``CrossCheckError`` before any timing of a case
     whose check fails.
     """
     suite = _resolve_suite(suite_name_or_cases, suites_file, quick)

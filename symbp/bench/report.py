@@ -114,11 +114,21 @@ def print_table(results: dict, console=None) -> None:
         console.print(table)
         for line in _unavailable_notes(case):
             console.print(line, highlight=False)
+        if case.get("products_bound"):
+            console.print(_bound_note(case), highlight=False)
     peak = results["peak"]["at_threads"]
     console.print(
         f"matmul peak (BLAS threads {results['peak']['threads']}): "
         + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in peak.items())
     )
+
+
+def _bound_note(case: dict) -> str:
+    pb = case["products_bound"]
+    frac = "" if pb.get("peak_fraction") is None else f" = {100 * pb['peak_fraction']:.1f}% of peak"
+    return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "
+            f"nothing else) take {pb['median_s']:.4g} s/epoch, {pb['gflops']:.1f} GFLOP/s{frac}: no epoch "
+            "built on this BLAS can do better.")
 
 
 def _unavailable_notes(case: dict) -> list[str]:
@@ -193,6 +203,8 @@ def write_markdown(results: dict, path) -> Path:
         for name, v in case["impls"].items():
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _row(name, v)) + " |")
         notes = _unavailable_notes(case)
+        if case.get("products_bound"):
+            notes.append("- " + _bound_note(case))
         lines += ["", *notes, ""] if notes else [""]
     path = Path(path)
     path.write_text("\n".join(lines))

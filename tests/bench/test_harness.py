@@ -236,11 +236,13 @@ def test_quick_suite_end_to_end_on_synthetic_data(tmp_path):
         assert r["gflops"] > 0 and r["peak_fraction"] > 0
         assert r["memory"]["tracemalloc_peak_bytes"] > 0
     assert case["impls"]["numpy-per-sample"]["ratios"]["numpy-batched"] > 0
+    bound = case["products_bound"]
+    assert len(bound["times"]) == 2 and bound["gflops"] > 0 and bound["peak_fraction"] > 0
     assert data["peak"]["single_thread"]["float64"]["gflops"] > 0
     assert data["environment"]["versions"]["numpy"] == np.__version__
     assert data["environment"]["blas"]
     md = (tmp_path / "results.md").read_text()
-    assert "| numpy-batched |" in md and "median s/epoch" in md
+    assert "| numpy-batched |" in md and "median s/epoch" in md and "- BLAS bound: " in md
     png = tmp_path / "epoch_seconds.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert res["files"]["json"] == str(tmp_path / "results.json")
@@ -366,3 +368,24 @@ def test_symbp_cold_compile_then_warm_load_in_fresh_processes():
     assert probe["warm"]["cache_info"]["hit"] is True
     assert probe["cold_seconds"] > 0 and probe["warm_seconds"] > 0
     assert probe["cold"]["import_s"] > 0.01  # symbp itself was imported inside the timed region
+
+
+@pytest.mark.parametrize("layers", [[784, 30, 10], [20, 7, 5, 3]])
+def test_products_bound_runs_exactly_the_epochs_gemm_calls(layers):
+    """The bound's kernel makes the sgd_epoch kernel's products: same shapes, so its FLOPs are epoch_flops."""
+    from symbp.bench import bound
+
+    res = bound.products_bound(layers, 10, "float64", 7, repeats=2)
+    assert len(res["times"]) == 2 and 0 < res["min_s"] <= res["median_s"]
+    # run the kernel once more by hand on known operands: each product lands where the epoch's would
+    rng = np.random.default_rng(1)
+    acts = tuple(rng.random((10, n)) for n in layers)
+    deltas = tuple(rng.standard_normal((10, n)) for n in layers[1:])
+    weights = tuple(rng.standard_normal((o, i)) for i, o in zip(layers[:-1], layers[1:]))
+    w0 = [w.copy() for w in weights]
+    d_last = deltas[-1].copy()
+    bound._PRODUCTS(acts, deltas, weights, 1, 0.5)
+    for l in range(len(weights)):
+        assert np.allclose(acts[l + 1], acts[l] @ w0[l].T)
+    assert np.allclose(deltas[-2], d_last @ w0[-1])
+    assert np.allclose(weights[-1], w0[-1] - 0.5 * d_last.T @ acts[-2])
