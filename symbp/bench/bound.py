@@ -1,12 +1,13 @@
 """The BLAS bound of an epoch: its matrix products alone, as fast as this machine's BLAS runs them.
 
-Takes: layer sizes, a mini-batch size, a dtype, a mini-batch count.  Gives: ``products_bound(...)`` — the
+Takes: layer sizes, a mini-batch size, a dtype, a mini-batch count.  Gives: ``products_bound(...)``, the
 seconds one epoch spends in exactly the ``?gemm`` calls that symbp's ``sgd_epoch`` kernel makes per
 mini-batch (forward ``z = a·Wᵀ`` for every layer, ``δˡ⁻¹ = δˡ·Wˡ`` for layers ≥ 2, the weight update
-``W ← W − α·δᵀa``), through the same ``runtime.gemm``, on contiguous buffers that stay in cache: no gather of
-the shuffled rows, no activation, no bias, no Python.  Its FLOPs are ``harness.epoch_flops``, so its GFLOP/s
-is the most any epoch built on this BLAS can reach, and its fraction of the matmul peak caps every
-implementation's fraction (measured in the same run, on the same machine).
+``W ← W − α·δᵀa``), through the same ``runtime.gemm_*`` entry points, on contiguous buffers that stay in
+cache: no gather of the shuffled rows, no activation, no bias, no Python.  Its FLOPs are
+``harness.epoch_flops``, so its GFLOP/s is the most any epoch built on this BLAS can reach, and its
+fraction of the matmul peak caps every implementation's fraction (measured in the same run, on the same
+machine).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ def _kernel():
         L = len(weights)
         for _ in range(n_batches):
             for l in range(L):  # forward: z^{l+1} = a^l · W^{l+1}ᵀ
-                rt.gemm(acts[l], weights[l], acts[l + 1], 1.0, 0.0, False, True)
+                rt.gemm_nt(acts[l], weights[l], acts[l + 1], 1.0, 0.0)
             for l in range(L - 1, -1, -1):
                 if l > 0:  # input gradient of layers ≥ 2, before the update (as the kernel does)
-                    rt.gemm(deltas[l], weights[l], deltas[l - 1], 1.0, 0.0, False, False)
-                rt.gemm(deltas[l], acts[l], weights[l], -alpha, 1.0, True, False)
+                    rt.gemm_nn(deltas[l], weights[l], deltas[l - 1], 1.0, 0.0)
+                rt.gemm_tn(deltas[l], acts[l], weights[l], -alpha, 1.0)
 
     return products
 

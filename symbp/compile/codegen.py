@@ -1,9 +1,10 @@
 """Program → Python source text, one emitter per backend and step type (``functools.singledispatch``).
 
 Takes: a ``Program``.  Gives: readable source for a numba ``nopython`` kernel (explicit loops over
-elements, BLAS through ``runtime.gemm``) or for plain vectorised NumPy.  Every step is preceded by a
-comment with the equation it implements; elementwise expressions go through ``sympy.cse`` first, so
-the activation and its derivative computed in one pass share their common subexpressions.
+elements, BLAS through ``runtime.gemm_nt``/``gemm_nn``/``gemm_tn``) or for plain vectorised NumPy.
+Every step is preceded by a comment with the equation it implements; elementwise expressions go through
+``sympy.cse`` first, so the activation and its derivative computed in one pass share their common
+subexpressions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from symbp.compile.printer import array_code, scalar_code
 from symbp.compile.program import Access, ColSum, Gather, Gemm, Loop, Map, Program, RowSoftmax, RowSum
 
 _IND = "    "
+#: runtime's product entry point for each (transpose A, transpose B) case that lowering makes.
+_GEMM = {(False, True): "gemm_nt", (False, False): "gemm_nn", (True, False): "gemm_tn"}
 
 
 def _scalar_ref(acc: Access) -> str:
@@ -39,9 +42,8 @@ def numba_step(step, ind: str) -> list[str]:
 
 @numba_step.register
 def _(step: Gemm, ind):
-    return [f"{ind}# {step.eq}",
-            f"{ind}_rt.gemm({step.A}, {step.B}, {step.out}, {step.alpha}, {step.beta}, "
-            f"{step.trans_a}, {step.trans_b})"]
+    name = _GEMM[(step.trans_a, step.trans_b)]
+    return [f"{ind}# {step.eq}", f"{ind}_rt.{name}({step.A}, {step.B}, {step.out}, {step.alpha}, {step.beta})"]
 
 
 def _numba_elementwise(reads, writes_exprs, ind, targets):

@@ -1,7 +1,8 @@
 """Runtime helpers that generated numba kernels call: BLAS ``?gemm`` and stable scalar functions.
 
-Takes: nothing at import but scipy's BLAS.  Gives: ``gemm`` (row-major C = α·op(A)·op(B) + β·C on 2-d
-arrays, small products as plain loops, larger ones through scipy's ``dgemm``/``sgemm``), and
+Takes: nothing at import but scipy's BLAS.  Gives: ``gemm_nt``/``gemm_nn``/``gemm_tn`` (row-major
+C = α·op(A)·op(B) + β·C on 2-d arrays, small products as plain loops, larger ones through scipy's
+``dgemm``/``sgemm``), and
 ``sigmoid``/``softplus``/``log_sigmoid`` in overflow-free forms.
 
 BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
@@ -84,59 +85,91 @@ def readonly(dtype, ndim: int):
     return types.Array(dtype, ndim, "C", readonly=True)
 
 
+# One entry point per transpose case, chosen when the kernel is generated: each compiled kernel then carries
+# only the loops of the products it makes (a generic entry with four small-product branches made every
+# kernel's LLVM module larger and its compile about 0.1 s slower).
+# Row-major C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: BLAS gets the operands swapped and the flags kept.
+# The small-product loops allow FMA contraction but not reassociation: with "reassoc" the summation order
+# was the vectoriser's choice, which differed between numba's in-memory compile and the object code it
+# caches, so a second process gave results a few ulp away from the first.
+
+
 @njit(cache=True, nogil=True)
-def gemm(A, B, C, alpha, beta, trans_a, trans_b):
-    """C ← α·op(A)·op(B) + β·C for row-major 2-d arrays (op = transpose when the flag is set)."""
-    M, N = C.shape
-    K = A.shape[0] if trans_a else A.shape[1]
-    if M == 0 or N == 0:
-        return
-    if M * N * K <= SMALL_GEMM:
-        _small_gemm(A, B, C, alpha, beta, trans_a, trans_b)
-        return
-    # Row-major C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands, keep the flags.
-    isz = C.itemsize
-    _xgemm(_T if trans_b else _N, _T if trans_a else _N, N, M, K, alpha,
-           B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
-
-
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _small_gemm(A, B, C, alpha, beta, trans_a, trans_b):
-    """Plain loops for tiny products, each transpose case with a contiguous innermost loop."""
-    M, N = C.shape
+def _scale(C, beta):
+    """C ← β·C, with β = 0 writing zeros (whatever C held, NaN included), as BLAS does."""
     if beta == 0.0:
         C[:, :] = 0.0
     elif beta != 1.0:
-        for i in range(M):
-            for j in range(N):
+        for i in range(C.shape[0]):
+            for j in range(C.shape[1]):
                 C[i, j] *= beta
-    K = A.shape[0] if trans_a else A.shape[1]
-    if trans_b and not trans_a:  # C += α A Bᵀ: dot products of rows
-        for i in range(M):
-            for j in range(N):
-                s = A[i, 0] * B[j, 0]
-                for p in range(1, K):
-                    s += A[i, p] * B[j, p]
-                C[i, j] += alpha * s
-    elif not trans_b and not trans_a:  # C += α A B: rows of B scaled and added
-        for i in range(M):
-            for p in range(K):
-                f = alpha * A[i, p]
-                for j in range(N):
-                    C[i, j] += f * B[p, j]
-    elif trans_a and not trans_b:  # C += α Aᵀ B
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def gemm_nt(A, B, C, alpha, beta):
+    """C ← α·A·Bᵀ + β·C (the forward product z = a·Wᵀ).  Small products as dot products of rows."""
+    M, N = C.shape
+    K = A.shape[1]
+    if M == 0 or N == 0:
+        return
+    if M * N * K > SMALL_GEMM:
+        isz = C.itemsize
+        _xgemm(_T, _N, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+        return
+    _scale(C, beta)
+    K4 = K - K % 4
+    for i in range(M):
+        for j in range(N):
+            # four partial sums in a fixed order: independent chains for the CPU, and the same rounding
+            # whatever the compiler makes of the loop (no reassociation is allowed: see below)
+            s0 = s1 = s2 = s3 = 0.0
+            for p in range(0, K4, 4):
+                s0 += A[i, p] * B[j, p]
+                s1 += A[i, p + 1] * B[j, p + 1]
+                s2 += A[i, p + 2] * B[j, p + 2]
+                s3 += A[i, p + 3] * B[j, p + 3]
+            s = (s0 + s1) + (s2 + s3)
+            for p in range(K4, K):
+                s += A[i, p] * B[j, p]
+            C[i, j] += alpha * s
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def gemm_nn(A, B, C, alpha, beta):
+    """C ← α·A·B + β·C (the input gradient δˡ⁻¹ = δˡ·Wˡ).  Small products as scaled rows of B added."""
+    M, N = C.shape
+    K = A.shape[1]
+    if M == 0 or N == 0:
+        return
+    if M * N * K > SMALL_GEMM:
+        isz = C.itemsize
+        _xgemm(_N, _N, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+        return
+    _scale(C, beta)
+    for i in range(M):
         for p in range(K):
-            for i in range(M):
-                f = alpha * A[p, i]
-                for j in range(N):
-                    C[i, j] += f * B[p, j]
-    else:  # C += α Aᵀ Bᵀ
-        for i in range(M):
+            f = alpha * A[i, p]
             for j in range(N):
-                s = 0.0
-                for p in range(K):
-                    s += A[p, i] * B[j, p]
-                C[i, j] += alpha * s
+                C[i, j] += f * B[p, j]
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def gemm_tn(A, B, C, alpha, beta):
+    """C ← α·Aᵀ·B + β·C (the weight gradient δᵀa, or the update W ← β·W − (η/m)·δᵀa in one call)."""
+    M, N = C.shape
+    K = A.shape[0]
+    if M == 0 or N == 0:
+        return
+    if M * N * K > SMALL_GEMM:
+        isz = C.itemsize
+        _xgemm(_N, _T, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+        return
+    _scale(C, beta)
+    for p in range(K):
+        for i in range(M):
+            f = alpha * A[p, i]
+            for j in range(N):
+                C[i, j] += f * B[p, j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
