@@ -44,12 +44,13 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
     global _PRODUCTS
     if _PRODUCTS is None:
         _PRODUCTS = _kernel()
+    from symbp.train.model import aligned_copy  # on cache-line boundaries, as symbp's buffers and parameters
+
     rng = np.random.default_rng(0)
     sizes = [int(n) for n in layers]
-    acts = tuple(np.ascontiguousarray(rng.random((batch_size, n)), dtype=dtype) for n in sizes)
-    deltas = tuple(np.ascontiguousarray(rng.standard_normal((batch_size, n)) * 1e-3, dtype=dtype)
-                   for n in sizes[1:])
-    weights = tuple(np.ascontiguousarray(rng.standard_normal((o, i)) / np.sqrt(i), dtype=dtype)
+    acts = tuple(aligned_copy(rng.random((batch_size, n)).astype(dtype)) for n in sizes)
+    deltas = tuple(aligned_copy((rng.standard_normal((batch_size, n)) * 1e-3).astype(dtype)) for n in sizes[1:])
+    weights = tuple(aligned_copy((rng.standard_normal((o, i)) / np.sqrt(i)).astype(dtype))
                     for i, o in zip(sizes[:-1], sizes[1:]))
     alpha = 1e-12  # the update must run, but must not drift the weights
     _PRODUCTS(acts, deltas, weights, 2, alpha)
