@@ -132,6 +132,20 @@ def readonly(dtype, ndim: int):
 
 
 @njit(cache=True, nogil=True)
+def _by_blas(ta, tb, A, B, C, alpha, beta, K):
+    """Do the product here if it is empty or larger than ``SMALL_GEMM`` (through ?gemm, True); False leaves
+    it to the caller's loops."""
+    M, N = C.shape
+    if M == 0 or N == 0:
+        return True
+    if M * N * K <= SMALL_GEMM:
+        return False
+    isz = C.itemsize
+    _xgemm(tb, ta, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _scale(C, beta):
     """C ← β·C, with β = 0 writing zeros (whatever C held, NaN included), as BLAS does."""
     if beta == 0.0:
@@ -148,11 +162,7 @@ def gemm_nt(A, B, C, alpha, beta):
     """C ← α·A·Bᵀ + β·C (the forward product z = a·Wᵀ).  Small products as dot products of rows."""
     M, N = C.shape
     K = A.shape[1]
-    if M == 0 or N == 0:
-        return
-    if M * N * K > SMALL_GEMM:
-        isz = C.itemsize
-        _xgemm(_T, _N, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+    if _by_blas(_N, _T, A, B, C, alpha, beta, K):
         return
     _scale(C, beta)
     a = like(alpha, C)
@@ -178,11 +188,7 @@ def gemm_nn(A, B, C, alpha, beta):
     """C ← α·A·B + β·C (the input gradient δˡ⁻¹ = δˡ·Wˡ).  Small products as scaled rows of B added."""
     M, N = C.shape
     K = A.shape[1]
-    if M == 0 or N == 0:
-        return
-    if M * N * K > SMALL_GEMM:
-        isz = C.itemsize
-        _xgemm(_N, _N, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+    if _by_blas(_N, _N, A, B, C, alpha, beta, K):
         return
     _scale(C, beta)
     a = like(alpha, C)
@@ -198,11 +204,7 @@ def gemm_tn(A, B, C, alpha, beta):
     """C ← α·Aᵀ·B + β·C (the weight gradient δᵀa, or the update W ← β·W − (η/m)·δᵀa in one call)."""
     M, N = C.shape
     K = A.shape[0]
-    if M == 0 or N == 0:
-        return
-    if M * N * K > SMALL_GEMM:
-        isz = C.itemsize
-        _xgemm(_N, _T, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
+    if _by_blas(_T, _N, A, B, C, alpha, beta, K):
         return
     _scale(C, beta)
     a = like(alpha, C)
