@@ -78,7 +78,6 @@ class History:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-
 #: Byte alignment of the parameter arrays: one AVX-512 vector, one cache line (as the kernels' own buffers).
 ALIGN = 64
 
@@ -93,6 +92,7 @@ def aligned_copy(a) -> np.ndarray:
     out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
+
 
 class Model:
     """A network compiled for one backend and dtype, with its parameters."""
