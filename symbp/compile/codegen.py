@@ -77,11 +77,15 @@ def _(step: Map, ind):
 @numba_step.register
 def _(step: RowSoftmax, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
+    i4 = i3 + _IND
     lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):",
              f"{i2}zmax = -np.inf",
+             f"{i2}jmax = 0",
              f"{i2}for j in range({step.cols}):",
              f"{i3}{step.z}[i, j] += {step.bias}[j]",
-             f"{i3}zmax = max(zmax, {step.z}[i, j])",
+             f"{i3}if {step.z}[i, j] > zmax:",
+             f"{i4}zmax = {step.z}[i, j]",
+             f"{i4}jmax = j",
              f"{i2}esum = 0.0",
              f"{i2}for j in range({step.cols}):",
              f"{i3}e = math.exp({step.z}[i, j] - zmax)",
@@ -91,6 +95,20 @@ def _(step: RowSoftmax, ind):
              f"{i3}{step.a}[i, j] /= esum"]
     if step.lse:
         lines.append(f"{i2}{step.lse}[i] = zmax + math.log(esum)")
+    if step.l1ma:
+        lines += [f"{i2}# log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
+                  f"{i2}# log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1",
+                  f"{i2}rmax = -np.inf",
+                  f"{i2}for j in range({step.cols}):",
+                  f"{i3}if j != jmax:",
+                  f"{i4}rmax = max(rmax, {step.z}[i, j])",
+                  f"{i2}rsum = 0.0",
+                  f"{i2}for j in range({step.cols}):",
+                  f"{i3}if j != jmax:",
+                  f"{i4}rsum += math.exp({step.z}[i, j] - rmax)",
+                  f"{i2}for j in range({step.cols}):",
+                  f"{i3}{step.l1ma}[i, j] = math.log1p(-{step.a}[i, j])",
+                  f"{i2}{step.l1ma}[i, jmax] = (rmax + math.log(rsum)) - (zmax + math.log(esum))"]
     return lines
 
 
@@ -227,6 +245,19 @@ def _(step: RowSoftmax, ind):
              f"{ind}{step.a}[...] = e / esum"]
     if step.lse:
         lines.append(f"{ind}{step.lse}[...] = (zmax + np.log(esum))[:, 0]")
+    if step.l1ma:
+        lines += [f"{ind}# log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
+                  f"{ind}# log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1",
+                  f"{ind}rows_ = np.arange({step.z}.shape[0])",
+                  f"{ind}jmax = {step.z}.argmax(axis=1)",
+                  f"{ind}rest = {step.z}.copy()",
+                  f"{ind}rest[rows_, jmax] = -np.inf",
+                  f"{ind}rmax = rest.max(axis=1, keepdims=True)",
+                  f"{ind}rsum = np.exp(rest - rmax).sum(axis=1, keepdims=True)",
+                  f"{ind}{step.l1ma}[...] = {step.a}",
+                  f"{ind}{step.l1ma}[rows_, jmax] = 0.0",
+                  f"{ind}{step.l1ma}[...] = np.log1p(-{step.l1ma})",
+                  f"{ind}{step.l1ma}[rows_, jmax] = (rmax + np.log(rsum) - zmax - np.log(esum))[:, 0]"]
     return lines
 
 

@@ -33,6 +33,7 @@ from symbp.symbols import a, y, z
 _zr = sp.Symbol("zr", real=True)
 _b = sp.Symbol("b", real=True)
 _lse = sp.Symbol("lse", real=True)
+_l1ma = sp.Symbol("l1ma", real=True)
 
 
 def _params(L: int) -> list[str]:
@@ -54,7 +55,7 @@ class _Lowerer:
         self.L = len(self.sizes) - 1
 
     # -- forward -------------------------------------------------------------------------------------
-    def forward_steps(self, a0: str, rows: str, train: bool, keep_lse: bool = False) -> list:
+    def forward_steps(self, a0: str, rows: str, train: bool, keep_lse: bool = False, keep_l1ma: bool = False) -> list:
         steps = []
         for layer in self.eqs.layers:
             l, n = layer.index, layer.n_out
@@ -62,6 +63,7 @@ class _Lowerer:
                               eq=f"z{l} = a{l - 1} · W{l}ᵀ  (zˡ = wˡaˡ⁻¹ + bˡ for every sample; bias below)"))
             if layer.activation.vector:
                 steps.append(RowSoftmax(f"z{l}", f"a{l}", f"b{l}", rows, n, lse=f"lse{l}" if keep_lse else None,
+                                        l1ma=f"l1ma{l}" if keep_l1ma else None,
                                         eq=f"a{l} = softmax(z{l} + b{l}), stabilised by the row maximum"))
                 continue
             zb = _zr + _b
@@ -127,13 +129,18 @@ class _Lowerer:
         L = self.L
         out = self.eqs.layers[-1]
         vector = out.activation.vector
-        steps = self.forward_steps("X", "n", train=False, keep_lse=vector)
         c = self.net.cost.expr
+        # log(1 − aⱼ) of a softmax from its own row step (see codegen): a saturated aⱼ rounds to exactly 1.
+        keep_l1ma = vector and out.n_out > 1 and c.has(sp.log(1 - a))
+        steps = self.forward_steps("X", "n", train=False, keep_lse=vector, keep_l1ma=keep_l1ma)
         reads = {a: Access(f"a{L}"), y: Access("Y"), z: Access(f"z{L}")}
         if vector:
             # log aⱼ = zⱼ − log Σₖ exp zₖ: never log(0) for a saturated softmax.
             c_stable = c.replace(sp.log(a), z - _lse)
             reads[_lse] = Access(f"lse{L}", "i")
+            if keep_l1ma:
+                c_stable = c_stable.replace(sp.log(1 - a), _l1ma)
+                reads[_l1ma] = Access(f"l1ma{L}")
         else:
             in_z = stabilise(c.subs(a, out.activation.expr))
             c_stable = in_z if len(in_z.atoms(sp.log)) < len(c.atoms(sp.log)) else stabilise(c)
@@ -142,6 +149,8 @@ class _Lowerer:
         bufs = self.scratch("n", train=False)
         if vector:
             bufs.append(Buffer(f"lse{L}", None, "n"))
+        if keep_l1ma:
+            bufs.append(Buffer(f"l1ma{L}", out.n_out, "n"))
         return Program("cost", ["X", "Y", *_params(L)], ["R2", "R2", *_param_types(L)], bufs, steps,
                        returns="total", doc="Σ of the cost over the rows (regularisation excluded)",
                        row_vars={"n": "X.shape[0]"})

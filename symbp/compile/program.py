@@ -68,6 +68,7 @@ class RowSoftmax:
     rows: str
     cols: int
     lse: str | None = None  # per-row log Σ exp z, kept when the cost needs log a = z − lse
+    l1ma: str | None = None  # log(1 − a) per element, kept when the cost needs it (finite even when a rounds to 1)
     eq: str = ""
 
 
