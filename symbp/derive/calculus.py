@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import mpmath
+import numpy as np
 import sympy as sp
 
 from symbp.activations import Activation
@@ -152,6 +153,46 @@ def _agrees(candidate: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float =
     return True
 
 
+#: A wide, dense grid of z for the final check of an a-form: the sample points above reach |z| ≈ 13 only, and
+#: exp(sin(z/10)) inverts to a form that is right there and wrong beyond |z| = 5π.
+_WIDE = np.concatenate([-np.geomspace(1000.0, 50.0, 200), np.linspace(-50.0, 50.0, 4001),
+                        np.geomspace(50.0, 1000.0, 200)])
+
+
+def _on_grid(expr: sp.Expr, syms: tuple, args: tuple) -> np.ndarray | None:
+    """expr evaluated with NumPy on the grid (non-finite and complex values as NaN), or None if it can't be."""
+    try:
+        with np.errstate(all="ignore"):
+            v = np.asarray(sp.lambdify(syms, expr, modules="numpy")(*args))
+    except Exception:  # noqa: BLE001 - lambdify/NumPy can fail in many ways on odd functions: no verdict
+        return None
+    v = np.broadcast_to(v, _WIDE.shape)
+    if np.iscomplexobj(v):
+        v = np.where(np.abs(v.imag) <= 1e-12 * np.maximum(1.0, np.abs(v.real)), v.real, np.nan)
+    v = v.astype(float)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
+def _valid_on_wide_grid(cand: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float = 1e-6) -> bool:
+    """The last check of an a-form, on ``_WIDE``: σ must be monotone there (if σ takes a value at two z with
+    different σ′, no function of a gives σ′), and the form must match σ′(z) wherever both are finite.
+    Expressions NumPy cannot evaluate keep the verdict of the sample points."""
+    av = _on_grid(sigma, (z,), (_WIDE,))
+    ref = _on_grid(reference, (z,), (_WIDE,))
+    if av is None or ref is None:
+        return True
+    known = np.isfinite(ref)
+    scale = np.nanmax(np.abs(ref)) if known.any() else 0.0
+    if (ref[known] > 1e-12 * scale).any() and (ref[known] < -1e-12 * scale).any():
+        return False  # σ rises and falls: not invertible
+    ok = known & np.isfinite(av)
+    got = _on_grid(cand, (z, a), (_WIDE, np.where(ok, av, 0.0)))
+    if got is None:
+        return True
+    both = ok & np.isfinite(got)
+    return bool(np.all(np.abs(got[both] - ref[both]) <= tol * np.maximum(1.0, np.abs(ref[both]))))
+
+
 def _best(cands: list[sp.Expr]) -> sp.Expr:
     return _positive_factors(min(cands, key=lambda e: (cost_measure(e), len(sp.srepr(e)))))
 
@@ -267,8 +308,11 @@ def activation_derivative(act: Activation) -> ActivationDerivative:
             cand = _tidy(cand, a)
             if z not in cand.free_symbols and _agrees(cand, raw, sigma):
                 a_cands.append((cand, method))
+    a_cands.sort(key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
+    a_cands = [next((cm for cm in a_cands if _valid_on_wide_grid(cm[0], raw, sigma)), None)] if a_cands else []
+    a_cands = [cm for cm in a_cands if cm is not None]
     if a_cands:
-        best_a, method = min(a_cands, key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
+        best_a, method = a_cands[0]
         if cost_measure(best_a) <= cost_measure(z_form):
             heavy_z = cost_measure(z_form) - sp.count_ops(z_form)
             why = "no exp" if heavy_z > 0 else "no recomputation of σ′(z)"

@@ -139,6 +139,26 @@ def test_inverse_branch_right_near_zero_only_is_not_used():
     check_derivative(act)
 
 
+@pytest.mark.parametrize("period", [10, 40])
+def test_inverse_branch_right_within_the_sample_points_only_is_not_used(period):
+    """exp(sin(z/10)) inverts to a·sqrt(1 − log²a)/10, right for |z| ≤ 5π, which covers every sample point:
+    the wide-grid check must reject it (σ is not monotone, so no a-form can be right)."""
+    act = sb.Activation("periodic", sp.exp(sp.sin(z / period)))
+    d = activation_derivative(act)
+    assert not d.uses_a
+    assert sp.simplify(d.expr - sp.diff(act.expr, z)) == 0
+
+
+def test_wide_grid_check_accepts_right_forms_and_rejects_wrong_ones():
+    from symbp.derive.calculus import _valid_on_wide_grid
+
+    sig = 1 / (1 + sp.exp(-z))
+    assert _valid_on_wide_grid(a * (1 - a), sp.diff(sig, z), sig)
+    assert not _valid_on_wide_grid(a * (1 - a) * (1 + a / 1000), sp.diff(sig, z), sig)
+    periodic = sp.exp(sp.sin(z / 10))
+    assert not _valid_on_wide_grid(a * sp.sqrt(1 - sp.log(a) ** 2) / 10, sp.diff(periodic, z), periodic)
+
+
 # ------------------------------------------------------------------------------------- forms in a
 
 
