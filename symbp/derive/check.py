@@ -310,7 +310,8 @@ class _Timeout(Exception):
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Raise ``_Timeout`` after ``seconds`` (SIGALRM; without a timer off the main thread)."""
+    """Raise ``_Timeout`` after ``seconds``, and again every 50 ms until the block ends (SIGALRM; without a
+    timer off the main thread)."""
     usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
               and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
     if not usable:
@@ -321,7 +322,9 @@ def _time_limit(seconds: float):
         raise _Timeout
 
     old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    # Repeat every 50 ms until disarmed: an exception raised while Python runs a callback it cannot propagate
+    # from (a gc callback, a __del__) is printed and dropped, and a one-shot timer would then never stop us.
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 0.05)
     try:
         yield
     finally:
