@@ -19,6 +19,9 @@ from symbp.compile.program import Access, ColSum, Gather, Gemm, Loop, Map, Progr
 _IND = "    "
 #: runtime's product entry point for each (transpose A, transpose B) case that lowering makes.
 _GEMM = {(False, True): "gemm_nt", (False, False): "gemm_nn", (True, False): "gemm_tn"}
+#: How both backends compute log(1 − a) of a softmax row (the comment above that block).
+_L1MA_DOC = ("log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
+             "log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1")
 
 
 def _scalar_ref(acc: Access) -> str:
@@ -93,11 +96,12 @@ def _(step: RowSoftmax, ind):
              f"{i3}esum += e",
              f"{i2}for j in range({step.cols}):",
              f"{i3}{step.a}[i, j] /= esum"]
+    if step.lse or step.l1ma:
+        lines.append(f"{i2}lse_i = zmax + math.log(esum)")
     if step.lse:
-        lines.append(f"{i2}{step.lse}[i] = zmax + math.log(esum)")
+        lines.append(f"{i2}{step.lse}[i] = lse_i")
     if step.l1ma:
-        lines += [f"{i2}# log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
-                  f"{i2}# log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1",
+        lines += [f"{i2}# {line}" for line in _L1MA_DOC] + [
                   f"{i2}rmax = -np.inf",
                   f"{i2}for j in range({step.cols}):",
                   f"{i3}if j != jmax:",
@@ -108,7 +112,7 @@ def _(step: RowSoftmax, ind):
                   f"{i4}rsum += math.exp({step.z}[i, j] - rmax)",
                   f"{i2}for j in range({step.cols}):",
                   f"{i3}{step.l1ma}[i, j] = math.log1p(-{step.a}[i, j])",
-                  f"{i2}{step.l1ma}[i, jmax] = (rmax + math.log(rsum)) - (zmax + math.log(esum))"]
+                  f"{i2}{step.l1ma}[i, jmax] = (rmax + math.log(rsum)) - lse_i"]
     return lines
 
 
@@ -243,11 +247,12 @@ def _(step: RowSoftmax, ind):
              f"{ind}zmax = {step.z}.max(axis=1, keepdims=True)",
              f"{ind}e = np.exp({step.z} - zmax)", f"{ind}esum = e.sum(axis=1, keepdims=True)",
              f"{ind}{step.a}[...] = e / esum"]
+    if step.lse or step.l1ma:
+        lines.append(f"{ind}lse_rows = zmax + np.log(esum)")
     if step.lse:
-        lines.append(f"{ind}{step.lse}[...] = (zmax + np.log(esum))[:, 0]")
+        lines.append(f"{ind}{step.lse}[...] = lse_rows[:, 0]")
     if step.l1ma:
-        lines += [f"{ind}# log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
-                  f"{ind}# log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1",
+        lines += [f"{ind}# {line}" for line in _L1MA_DOC] + [
                   f"{ind}rows_ = np.arange({step.z}.shape[0])",
                   f"{ind}jmax = {step.z}.argmax(axis=1)",
                   f"{ind}rest = {step.z}.copy()",
@@ -257,7 +262,7 @@ def _(step: RowSoftmax, ind):
                   f"{ind}{step.l1ma}[...] = {step.a}",
                   f"{ind}{step.l1ma}[rows_, jmax] = 0.0",
                   f"{ind}{step.l1ma}[...] = np.log1p(-{step.l1ma})",
-                  f"{ind}{step.l1ma}[rows_, jmax] = (rmax + np.log(rsum) - zmax - np.log(esum))[:, 0]"]
+                  f"{ind}{step.l1ma}[rows_, jmax] = (rmax + np.log(rsum) - lse_rows)[:, 0]"]
     return lines
 
 

@@ -173,19 +173,31 @@ def _on_grid(expr: sp.Expr, syms: tuple, args: tuple) -> np.ndarray | None:
     return np.where(np.isfinite(v), v, np.nan)
 
 
+@lru_cache(maxsize=256)
+def _sigma_on_grid(sigma: sp.Expr, reference: sp.Expr) -> tuple[np.ndarray, np.ndarray] | None:
+    """σ and σ′ on ``_WIDE``, computed once per activation whatever the number of candidates; None when NumPy
+    cannot evaluate them, (None, None) when σ rises and falls there (then σ′ is no function of a)."""
+    av = _on_grid(sigma, (z,), (_WIDE,))
+    ref = _on_grid(reference, (z,), (_WIDE,))
+    if av is None or ref is None:
+        return None
+    known = np.isfinite(ref)
+    scale = np.nanmax(np.abs(ref)) if known.any() else 0.0
+    monotone = not ((ref[known] > 1e-12 * scale).any() and (ref[known] < -1e-12 * scale).any())
+    return (av, ref) if monotone else (None, None)
+
+
 def _valid_on_wide_grid(cand: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float = 1e-6) -> bool:
     """The last check of an a-form, on ``_WIDE``: σ must be monotone there (if σ takes a value at two z with
     different σ′, no function of a gives σ′), and the form must match σ′(z) wherever both are finite.
     Expressions NumPy cannot evaluate keep the verdict of the sample points."""
-    av = _on_grid(sigma, (z,), (_WIDE,))
-    ref = _on_grid(reference, (z,), (_WIDE,))
-    if av is None or ref is None:
+    grid = _sigma_on_grid(sigma, reference)
+    if grid is None:
         return True
-    known = np.isfinite(ref)
-    scale = np.nanmax(np.abs(ref)) if known.any() else 0.0
-    if (ref[known] > 1e-12 * scale).any() and (ref[known] < -1e-12 * scale).any():
+    av, ref = grid
+    if av is None:
         return False  # σ rises and falls: not invertible
-    ok = known & np.isfinite(av)
+    ok = np.isfinite(ref) & np.isfinite(av)
     got = _on_grid(cand, (z, a), (_WIDE, np.where(ok, av, 0.0)))
     if got is None:
         return True
