@@ -7,13 +7,13 @@
 """
 
 from symbp import data
+from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
 from symbp.layers import Dense, Input
 from symbp.network import Network
 from symbp.symbols import a, parse, y, z
 
-__version__ = "0.1.0"
 
 
 def load(path):
@@ -24,6 +24,7 @@ def load(path):
 
 
 __all__ = [
+    "__version__",
     "Activation",
     "Cost",
     "Dense",

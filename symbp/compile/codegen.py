@@ -24,6 +24,21 @@ _L1MA_DOC = ("log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ 
              "log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1")
 
 
+def comment_text(text: str) -> str:
+    """``text`` made safe for a one-line ``#`` comment: characters that could end the line (newlines, other
+    control and separator characters) are written as escapes, so a comment can never become code."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
+def _comment(ind: str, text: str) -> str:
+    return f"{ind}# {comment_text(text)}"
+
+
+def _docstring(text: str) -> str:
+    """A docstring line for a generated function, as a string literal (``repr``): it cannot end early."""
+    return f"    {text + '.'!r}"
+
+
 def _scalar_ref(acc: Access) -> str:
     return {"ij": f"{acc.buffer}[i, j]", "j": f"{acc.buffer}[j]", "i": f"{acc.buffer}[i]"}[acc.index]
 
@@ -46,7 +61,7 @@ def numba_step(step, ind: str) -> list[str]:
 @numba_step.register
 def _(step: Gemm, ind):
     name = _GEMM[(step.trans_a, step.trans_b)]
-    return [f"{ind}# {step.eq}", f"{ind}_rt.{name}({step.A}, {step.B}, {step.out}, {step.alpha}, {step.beta})"]
+    return [_comment(ind, step.eq), f"{ind}_rt.{name}({step.A}, {step.B}, {step.out}, {step.alpha}, {step.beta})"]
 
 
 def _numba_elementwise(reads, writes_exprs, ind, targets):
@@ -62,7 +77,7 @@ def _numba_elementwise(reads, writes_exprs, ind, targets):
 
 @numba_step.register
 def _(step: Map, ind):
-    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{ind}{_IND}for j in range({step.cols}):"]
+    lines = [_comment(ind, step.eq), f"{ind}for i in range({step.rows}):", f"{ind}{_IND}for j in range({step.cols}):"]
     # Reads are loaded once into locals so that in-place writes (z += b) see the old value.
     inner = ind + 2 * _IND
     local = {}
@@ -81,7 +96,7 @@ def _(step: Map, ind):
 def _(step: RowSoftmax, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     i4 = i3 + _IND
-    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):",
+    lines = [_comment(ind, step.eq), f"{ind}for i in range({step.rows}):",
              f"{i2}zmax = -np.inf",
              f"{i2}jmax = 0",
              f"{i2}for j in range({step.cols}):",
@@ -120,7 +135,7 @@ def _(step: RowSoftmax, ind):
 def _(step: RowSum, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     total = step.out == "@total"
-    lines = [f"{ind}# {step.eq}", f"{ind}for i in range({step.rows}):", f"{i2}acc = 0.0",
+    lines = [_comment(ind, step.eq), f"{ind}for i in range({step.rows}):", f"{i2}acc = 0.0",
              f"{i2}for j in range({step.cols}):"]
     lines += _numba_elementwise(step.reads, [step.expr], i3, ["term"])
     lines.append(f"{i3}acc += term")
@@ -132,7 +147,7 @@ def _(step: RowSum, ind):
 def _(step: ColSum, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     beta = {"0.0": "", "1.0": f" + {step.out}[j]"}.get(step.beta, f" + {step.beta} * {step.out}[j]")
-    return [f"{ind}# {step.eq}", f"{ind}for j in range({step.cols}):", f"{i2}s = 0.0",
+    return [_comment(ind, step.eq), f"{ind}for j in range({step.cols}):", f"{i2}s = 0.0",
             f"{i2}for i in range({step.rows}):", f"{i3}s += {step.src}[i, j]",
             f"{i2}{step.out}[j] = {step.alpha} * s{beta}"]
 
@@ -141,7 +156,7 @@ def _(step: ColSum, ind):
 def _(step: Gather, ind):
     i2 = ind + _IND
     i3 = i2 + _IND
-    lines = [f"{ind}# {step.eq}; bad notes NaN/inf (v − v ≠ 0), at no cost while the rows are copied",
+    lines = [_comment(ind, f"{step.eq}; bad notes NaN/inf (v − v ≠ 0), at no cost while the rows are copied"),
              f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
     for src, dst in step.pairs:
         lines += [f"{i2}for c in range({src}.shape[1]):", f"{i3}v = {src}[r, c]", f"{i3}{dst}[i, c] = v",
@@ -150,7 +165,7 @@ def _(step: Gather, ind):
 
 
 def _loop(step: Loop, ind: str, emit) -> list[str]:
-    lines = [f"{ind}# {step.eq}", f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
+    lines = [_comment(ind, step.eq), f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
     for s in step.body:
         lines += emit(s, ind + _IND)
     return lines
@@ -188,7 +203,7 @@ def numba_source(prog: Program, dtype: str) -> str:
     ret = {"total": "float64", "bad": "boolean", None: "void"}[prog.returns]
     lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
              f"def {prog.name}({', '.join(prog.args)}):",
-             f'    """{prog.doc}."""']
+             _docstring(prog.doc)]
     lines += _preamble(prog, dtype, aligned=True)
     for step in prog.steps:
         lines += numba_step(step, "    ")
@@ -216,7 +231,7 @@ def _(step: Gemm, ind):
         rhs = f"{step.out} + {prod}"
     else:
         rhs = f"({step.beta}) * {step.out} + {prod}"
-    return [f"{ind}# {step.eq}", f"{ind}{step.out}[...] = {rhs}"]
+    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {rhs}"]
 
 
 def _numpy_elementwise(reads, exprs, ind, targets):
@@ -229,7 +244,7 @@ def _numpy_elementwise(reads, exprs, ind, targets):
 
 @numpy_step.register
 def _(step: Map, ind):
-    lines = [f"{ind}# {step.eq}"]
+    lines = [_comment(ind, step.eq)]
     local = {}
     for sym, acc in step.reads.items():
         if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.index == "ij":
@@ -243,7 +258,7 @@ def _(step: Map, ind):
 
 @numpy_step.register
 def _(step: RowSoftmax, ind):
-    lines = [f"{ind}# {step.eq}", f"{ind}{step.z} += {step.bias}",
+    lines = [_comment(ind, step.eq), f"{ind}{step.z} += {step.bias}",
              f"{ind}zmax = {step.z}.max(axis=1, keepdims=True)",
              f"{ind}e = np.exp({step.z} - zmax)", f"{ind}esum = e.sum(axis=1, keepdims=True)",
              f"{ind}{step.a}[...] = e / esum"]
@@ -270,7 +285,7 @@ def _(step: RowSoftmax, ind):
 def _(step: RowSum, ind):
     names = {sym: _array_ref(acc) for sym, acc in step.reads.items()}
     tmps, (red,) = _cse([step.expr])
-    lines = [f"{ind}# {step.eq}"] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
+    lines = [_comment(ind, step.eq)] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
     term = f"np.broadcast_to({array_code(red, names)}, ({step.rows}, {step.cols}))"
     if step.out == "@total":
         lines.append(f"{ind}total += float({term}.sum())")
@@ -283,12 +298,12 @@ def _(step: RowSum, ind):
 def _(step: ColSum, ind):
     s = f"({step.alpha}) * {step.src}.sum(axis=0)"
     rhs = {"0.0": s, "1.0": f"{step.out} + {s}"}.get(step.beta, f"({step.beta}) * {step.out} + {s}")
-    return [f"{ind}# {step.eq}", f"{ind}{step.out}[...] = {rhs}"]
+    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {rhs}"]
 
 
 @numpy_step.register
 def _(step: Gather, ind):
-    lines = [f"{ind}# {step.eq}", f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
+    lines = [_comment(ind, step.eq), f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
     lines += [f"{ind}{dst}[...] = {src}[rows]" for src, dst in step.pairs]
     lines += [f"{ind}bad |= not np.isfinite({dst}).all()" for _, dst in step.pairs]
     return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
@@ -300,7 +315,7 @@ def _(step: Loop, ind):
 
 
 def numpy_source(prog: Program, dtype: str) -> str:
-    lines = [f"def {prog.name}({', '.join(prog.args)}):", f'    """{prog.doc}."""']
+    lines = [f"def {prog.name}({', '.join(prog.args)}):", _docstring(prog.doc)]
     lines += _preamble(prog, dtype)
     with_err = ["    with np.errstate(over='ignore', under='ignore'):"]
     body = []
