@@ -11,6 +11,17 @@ missing or different, because numba keys its own cache on the file's modificatio
 half-written entry (source that does not match, numba index or data files that fail to load) is removed
 and rebuilt once.  Two processes compiling the same kernel at once both succeed: each write is atomic.
 
+The declaration index (``kernels/index/<declaration key>.json``) lets a warm process skip derivation: a
+record names the content key of a module and holds the kernels' sources for display.  A record is used only
+after verification: the module file it points to must exist and hash to that key, and every recorded source
+must be part of that module; anything else is ignored and rewritten.  So an edited index can point a process
+only at a module this code generator wrote and hashed, never inject source of its own.
+
+Cache I/O errors are reported as what they are (``KernelCacheError``, an ``OSError`` naming the folder and
+saying how to choose another); a stray file where a folder should be is removed and the entry rebuilt.  A
+Ctrl-C during a cold numba compile (which runs inside LLVM callbacks, where Python drops the
+``KeyboardInterrupt``) is recorded and raised as soon as the compile returns.
+
 Note: numba's cache files are numba's own (pickle-based) format; the cache folder is trusted local state,
 like ``__pycache__``.  Nothing from a model file or the command line ever reaches it.
 """
@@ -23,15 +34,30 @@ import json
 import linecache
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+
+
+class KernelCacheError(OSError):
+    """The kernel cache folder cannot be used (not a folder, not writable, ...)."""
+
+
+def _cache_error(path: Path, exc: OSError) -> KernelCacheError:
+    why = exc.strerror or type(exc).__name__
+    return KernelCacheError(f"kernel cache {path} cannot be used ({why}); set SYMBP_CACHE_DIR to a writable folder")
 
 
 def cache_root() -> Path:
     env = os.environ.get("SYMBP_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
+        root = Path(env).expanduser()
+        if root.exists() and not root.is_dir():
+            raise KernelCacheError(f"SYMBP_CACHE_DIR={env} is not a folder; point it at a writable folder")
+        return root
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("symbp"))
@@ -42,9 +68,9 @@ def _versions() -> str:
     import numba
     import numpy
 
-    import symbp
+    from symbp._version import __version__
 
-    return (f"symbp={symbp.__version__} numba={numba.__version__} llvmlite={llvmlite.__version__} "
+    return (f"symbp={__version__} numba={numba.__version__} llvmlite={llvmlite.__version__} "
             f"numpy={numpy.__version__}")
 
 
@@ -57,9 +83,35 @@ def cache_key(source: str) -> str:
     return h.hexdigest()[:24]
 
 
+def _make_folder(folder: Path) -> None:
+    """``mkdir -p`` that repairs a stray file (a damaged entry) where a folder of the cache should be."""
+    root = cache_root()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise _cache_error(folder, exc) from None
+    # Some component below the root is a file: remove it (inside the cache only) and try once more.
+    probe = folder
+    while probe != root and root in probe.parents:
+        if probe.exists() and not probe.is_dir():
+            probe.unlink()
+            break
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cache_error(folder, exc) from None
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    _make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    except OSError as exc:
+        raise _cache_error(path.parent, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -116,28 +168,78 @@ def declaration_key(network, backend: str, dtype: str) -> str:
     return h.hexdigest()[:24]
 
 
+def _index_path(key: str) -> Path:
+    return cache_root() / "kernels" / "index" / f"{key}.json"
+
+
+def _module_path(key: str) -> Path:
+    return cache_root() / "kernels" / key / f"symbp_{key}.py"
+
+
 def lookup_declaration(key: str) -> dict | None:
-    """The generated sources recorded for a declaration key, or None (also for a damaged record)."""
-    path = cache_root() / "kernels" / "index" / f"{key}.json"
+    """The kernels recorded for a declaration key, verified, or None (missing, damaged or not matching).
+
+    Returns ``{"module": source, "sources": {name: source}, "module_key": key}``; the module source is read
+    from the content-addressed module file and must hash to the key the record names.
+    """
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = json.loads(_index_path(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
-    ok = (isinstance(doc, dict) and isinstance(doc.get("module"), str) and isinstance(doc.get("sources"), dict)
-          and all(isinstance(k, str) and isinstance(v, str) for k, v in doc["sources"].items()))
-    return doc if ok else None
+    if not (isinstance(doc, dict) and isinstance(doc.get("module_key"), str) and isinstance(doc.get("sources"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in doc["sources"].items())):
+        return None
+    mkey = doc["module_key"]
+    if not (len(mkey) == 24 and all(c in "0123456789abcdef" for c in mkey)):
+        return None
+    try:
+        module = _module_path(mkey).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if cache_key(module) != mkey or not all(src in module for src in doc["sources"].values()):
+        return None
+    return {"module": module, "sources": doc["sources"], "module_key": mkey}
 
 
 def record_declaration(key: str, module_source: str, sources: dict[str, str]) -> None:
-    path = cache_root() / "kernels" / "index" / f"{key}.json"
+    """Point the declaration ``key`` at the (already written) content-addressed module of ``module_source``."""
+    doc = {"module_key": cache_key(module_source), "sources": sources}
     try:
-        _write_atomic(path, json.dumps({"module": module_source, "sources": sources}))
-    except OSError:  # a read-only cache only costs the fast path
+        _write_atomic(_index_path(key), json.dumps(doc))
+    except OSError:  # a read-only index only costs the fast path
         pass
 
 
 class CacheInfo(dict):
     """``{"hit": bool, "path": str, "key": str, "rebuilt": bool}``."""
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Make Ctrl-C during a numba compile interrupt it.  numba compiles inside LLVM callbacks (ctypes), where
+    Python reports a ``KeyboardInterrupt`` as "Exception ignored" and carries on: the handler both raises
+    (taking effect at once where it can) and records the interrupt, which is raised when the compile returns."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed:  # also when the dropped interrupt made numba fail in some other way
+            raise KeyboardInterrupt("interrupted during a numba compile")  # noqa: B012
 
 
 def load_module(source: str, functions: list[str]):
@@ -149,22 +251,37 @@ def load_module(source: str, functions: list[str]):
     rebuilt = False
     if name in sys.modules:
         module = sys.modules[name]
+        try:  # missing (another cache root) or damaged since: keep the entry on disk whole too
+            if not path.is_file() or path.read_text(encoding="utf-8") != source:
+                _write_atomic(path, source)
+        except (OSError, UnicodeDecodeError):
+            pass
         return module, CacheInfo(hit=True, path=str(path), key=key, rebuilt=False, in_process=True)
     for attempt in range(2):
         try:
-            current = path.read_text(encoding="utf-8") if path.exists() else None
+            current = path.read_text(encoding="utf-8") if path.is_file() else None
         except (OSError, UnicodeDecodeError):
             current = None
         if current != source:
-            if current is not None:
+            if current is not None or path.exists():
                 rebuilt = True  # corrupt or half-written: rewrite and drop numba's stale entries
                 shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
             _write_atomic(path, source)
         linecache.cache[str(path)] = (len(source), None, source.splitlines(True), str(path))
         try:
-            module = _import(path, name)
+            with _deferred_interrupt():
+                module = _import(path, name)
             break
+        except KeyboardInterrupt:
+            sys.modules.pop(name, None)
+            raise
+        except OSError as exc:  # numba's own cache files beside the module could not be written
+            sys.modules.pop(name, None)
+            raise _cache_error(folder, exc) from None
         except Exception:
+            sys.modules.pop(name, None)
             if attempt:
                 raise
             rebuilt = True
