@@ -9,6 +9,11 @@ Mirrors are tried in turn.  Each download goes to a temporary file in the cache 
 into place with ``os.replace`` only once its checksum is right, so the cache never holds a partial or
 wrong file.  If every mirror fails, ``DownloadError`` lists each URL with the reason it failed.
 
+Each download from one mirror has an overall deadline, ``timeout`` (default ``DEFAULT_TIMEOUT``, 300 s),
+from connecting to the last byte: a server that trickles its headers or its data is cut off when it
+passes, and the next mirror is tried.  A server that sends nothing at all for ``STALL_TIMEOUT`` (30 s,
+or ``timeout`` if shorter) fails sooner.
+
 Environment:
 
 * ``SYMBP_CACHE_DIR`` -- the cache root (default ``platformdirs.user_cache_dir("symbp")``); datasets
@@ -23,8 +28,10 @@ import contextlib
 import hashlib
 import http.client
 import os
+import socket
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +43,8 @@ from symbp.data.registry import DatasetSpec, FileSpec, get_spec
 
 ENV_CACHE_DIR = "SYMBP_CACHE_DIR"
 ENV_MIRRORS = "SYMBP_MIRRORS"
-DEFAULT_TIMEOUT = 30.0  # seconds, for connecting and for each read
+DEFAULT_TIMEOUT = 300.0  # seconds: the deadline for each file download, from connecting to the last byte
+STALL_TIMEOUT = 30.0  # seconds: at most this long without a byte from the server (connect, each read)
 USER_AGENT = "symbp-data/0.1 (Python urllib)"
 _CHUNK = 1 << 20
 
@@ -154,43 +162,124 @@ def _progress_bar(enabled: bool, description: str, total: int | None) -> Iterato
         yield lambda n: bar.advance(task, n)
 
 
+class _Deadline:
+    """An overall deadline for one download: when it passes, every socket opened for it is shut down, which
+    ends any read blocked on it (a server trickling bytes cannot keep a download going past the deadline)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+        return sock
+
+    def connection_class(self, http_class):
+        """``http_class`` (an ``http.client`` connection class) whose sockets are watched by this deadline."""
+
+        def make(*args, **kwargs):
+            conn = http_class(*args, **kwargs)
+            create = conn._create_connection  # socket.create_connection, also under HTTPS (before TLS)
+            conn._create_connection = lambda *a, **k: self.watch(create(*a, **k))
+            return conn
+
+        return make
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """A urllib opener (redirects, proxies, HTTPS as usual) whose connections this deadline cuts."""
+        deadline = self
+
+        class HTTP(urllib.request.HTTPHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(deadline.connection_class(http_class), req, **kwargs)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(deadline.connection_class(http_class), req, **kwargs)
+
+        return urllib.request.build_opener(HTTP, HTTPS)
+
+    def failure(self) -> _MirrorFailure:
+        return _MirrorFailure(f"timed out: not complete within the {self.seconds:g} s deadline (timeout)")
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _reason(e: BaseException, timeout: float) -> str:
     """A short text saying why one mirror failed."""
     if isinstance(e, urllib.error.HTTPError):
         return f"HTTP {e.code} {e.reason}"
     if isinstance(e, urllib.error.URLError):
         if isinstance(e.reason, TimeoutError):
-            return f"timed out (timeout {timeout:g} s)"
+            return f"timed out (no data for {min(timeout, STALL_TIMEOUT):g} s)"
         return str(e.reason)  # e.g. "[Errno 111] Connection refused"
     if isinstance(e, TimeoutError):
-        return f"timed out (timeout {timeout:g} s)"
+        return f"timed out (no data for {min(timeout, STALL_TIMEOUT):g} s)"
     if isinstance(e, _MirrorFailure):
         return str(e)
     return f"{type(e).__name__}: {e}"
 
 
 def _download(url: str, target: Path, fs: FileSpec, progress: bool, timeout: float) -> None:
-    """Download ``url`` to ``target`` via a temporary file; ``_MirrorFailure`` etc. on failure."""
+    """Download ``url`` to ``target`` via a temporary file; ``_MirrorFailure`` etc. on failure.
+
+    ``timeout`` is the deadline for the whole download (connecting, the headers, every byte); a server
+    silent for ``min(timeout, STALL_TIMEOUT)`` seconds fails sooner."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp: Path | None = Path(tmp_name)
     try:
         h = hashlib.sha256()
         received = 0
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else fs.size
-            with _progress_bar(_progress_enabled(progress), fs.filename, total) as advance:
-                while chunk := response.read(_CHUNK):
-                    received += len(chunk)
-                    if received > fs.size:
-                        raise _MirrorFailure(f"the server sent more than the expected {fs.size} bytes")
-                    h.update(chunk)
-                    out.write(chunk)
-                    advance(len(chunk))
+        with os.fdopen(fd, "wb") as out, _Deadline(timeout) as deadline:
+            try:
+                with deadline.opener().open(request, timeout=min(timeout, STALL_TIMEOUT)) as response:
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else fs.size
+                    with _progress_bar(_progress_enabled(progress), fs.filename, total) as advance:
+                        while chunk := response.read(_CHUNK):
+                            received += len(chunk)
+                            if received > fs.size:
+                                raise _MirrorFailure(f"the server sent more than the expected {fs.size} bytes")
+                            h.update(chunk)
+                            out.write(chunk)
+                            advance(len(chunk))
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                if deadline.expired:  # the deadline cut the connection: say so, not "incomplete read"
+                    if isinstance(e, urllib.error.HTTPError):
+                        e.close()
+                    raise deadline.failure() from e
+                raise
+            digest = h.hexdigest()
+            if digest != fs.sha256 and deadline.expired:
+                raise deadline.failure()
             out.flush()
             os.fsync(out.fileno())
-        digest = h.hexdigest()
         if digest != fs.sha256:
             raise _MirrorFailure(
                 f"checksum mismatch: expected sha256 {fs.sha256}, got {digest} ({received} bytes); not cached"
@@ -212,7 +301,11 @@ def fetch_spec_file(
     progress: bool,
     timeout: float,
 ) -> tuple[Path, str | None]:
-    """Make sure ``cache_dir/fs.filename`` is verified; return it and the mirror used (None: cached)."""
+    """Make sure ``cache_dir/fs.filename`` is verified; return it and the mirror used (None: cached).
+
+    ``timeout`` is the deadline in seconds for each download from one mirror."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
     target = cache_dir / fs.filename
     if target.is_file() and sha256_file(target) == fs.sha256:
         return target, None
@@ -250,7 +343,8 @@ def fetch_file(
     A copy already there with the right SHA-256 is used without touching the network; otherwise the
     file is downloaded from each mirror in turn (see ``resolve_mirrors``) until one gives the right
     bytes.  ``filename`` may also be a role such as ``"test_labels"``.  ``progress`` shows a progress
-    bar on stderr when stderr is a terminal.  Raises ``DownloadError`` if every mirror fails.
+    bar on stderr when stderr is a terminal.  ``timeout`` is the deadline in seconds for the download from
+    each mirror (see the module docstring).  Raises ``DownloadError`` if every mirror fails.
     """
     spec = get_spec(dataset)
     fs = spec.file(filename)

@@ -1,9 +1,10 @@
 """Tests of the downloader against a local HTTP server on 127.0.0.1 serving the real dataset files.
 
 Covers: a download into an empty cache (checksum verified, no second request), dead and 404 mirrors
-before a working one, a corrupted file on the server, a stalled server (timeout), a wrong file in
-the cache (downloaded again), ``SYMBP_MIRRORS``, the progress bar, and a fully offline
-``load_mnist`` (``DatasetNotFoundError``).  Most tests fetch only the small label files.
+before a working one, a corrupted file on the server, a stalled server (timeout), a server trickling its
+headers or its data (the overall deadline), a wrong file in the cache (downloaded again), ``SYMBP_MIRRORS``,
+the progress bar, and a fully offline ``load_mnist`` (``DatasetNotFoundError``).  Most tests fetch only
+the small label files.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +177,65 @@ def test_stalled_server_times_out(tmp_path):
         with pytest.raises(DownloadError, match="timed out"):
             fetch_file(LABELS, "mnist", tmp_path / "c", [url], progress=False, timeout=0.3)
     assert leftovers(tmp_path / "c") == []
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A server on 127.0.0.1 that sends one byte every 20 ms: under /body/ a 200 response whose data trickles,
+    under /headers/ a header line that never ends.  It gives up after 3 s, which bounds a test that fails."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            try:
+                if self.path.startswith("/body/"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(DATASETS["mnist"].file(LABELS).size))
+                    self.end_headers()
+                else:
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+                t_end = time.monotonic() + 3.0
+                while not stop.is_set() and time.monotonic() < t_end:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    stop.wait(0.02)
+            except OSError:  # the client hung up
+                pass
+            self.close_connection = True
+
+        def log_message(self, format, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_trickling_server_hits_the_deadline(trickler, tmp_path, part):
+    # Every read gets a byte well within the timeout; only an overall deadline ends this download.
+    url = f"{trickler}/{part}/"
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        fetch_file(LABELS, "mnist", tmp_path / "c", [url], progress=False, timeout=0.4)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.5, f"the download went on for {elapsed:.2f} s with timeout=0.4"
+    assert info.value.failures[0][0] == url + LABELS
+    assert "0.4 s deadline" in info.value.failures[0][1] and "timed out" in str(info.value)
+    assert leftovers(tmp_path / "c") == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), "30"])
+def test_bad_timeout(tmp_path, timeout):
+    with pytest.raises(ValueError, match="timeout must be"):
+        fetch_file(LABELS, "mnist", tmp_path / "c", [closed_port_url()], progress=False, timeout=timeout)
 
 
 def test_no_mirrors(tmp_path):
