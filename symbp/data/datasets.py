@@ -199,7 +199,9 @@ def _check(images: np.ndarray, labels: np.ndarray, paths: tuple[Path, Path], cou
 
 
 def _read_pair(img: Path, lab: Path, count: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = read_idx(img), read_idx(lab)
+    # Each file is bounded by the size it must have, so a damaged or hostile one is refused before it is read.
+    images = read_idx(img, max_bytes=count * IMAGE_SHAPE[0] * IMAGE_SHAPE[1])
+    labels = read_idx(lab, max_bytes=count)
     _check(images, labels, (img, lab), count)
     X = np.empty((count, images[0].size), dtype=dtype)
     np.divide(images.reshape(count, -1), dtype.type(255), out=X, dtype=dtype)

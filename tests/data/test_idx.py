@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import struct
+import time
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
 
 from symbp.data import read_idx, write_idx
-from symbp.data.idx import IDX_TYPES
+from symbp.data.idx import DEFAULT_MAX_BYTES, IDX_TYPES
 
 TYPES = [(0x08, "u1"), (0x09, "i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")]
 SHAPES = [(5,), (3, 4), (2, 3, 4), (0, 7)]
@@ -142,3 +145,72 @@ def test_malformed_file(tmp_path, case):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope.gz")
+
+
+# --- size bounds ------------------------------------------------------------------------------
+
+
+def write_gzip_bomb(path, header: bytes, inflated_mib: int) -> int:
+    """A gzip file holding ``header`` and then ``inflated_mib`` MiB of zeros, written in chunks (the deflate
+    stream repeats one fully flushed block of 1 MiB of zeros), so neither this nor a bounded reader needs
+    much memory.  Its CRC is wrong on purpose: a reader that inflated it all would call it corrupt instead of
+    stopping early.  Returns the size of the file."""
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = co.compress(b"\0" * (1 << 20)) + co.flush(zlib.Z_FULL_FLUSH)  # independent of what came before
+    with open(path, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff")  # gzip header: deflate, no name, mtime 0
+        f.write(co.compress(header) + co.flush(zlib.Z_FULL_FLUSH))
+        for _ in range(inflated_mib):
+            f.write(zeros)
+        f.write(co.flush() + struct.pack("<II", 0, (len(header) + (inflated_mib << 20)) & 0xFFFFFFFF))
+        return f.tell()
+
+
+def test_gzip_inflating_beyond_its_header_is_refused_early(tmp_path):
+    # The header declares 10 bytes of data; the body inflates to 4 GiB of zeros (a 4 MB file).
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    size = write_gzip_bomb(path, bytes([0, 0, 0x08, 1]) + struct.pack(">I", 10), 4096)
+    assert size < 8 << 20
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ValueError) as info:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 1.0
+    assert peak < 16 << 20
+    msg = str(info.value)
+    assert str(path) in msg and "trailing data" in msg and "expected 18 bytes" in msg
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+def test_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path, compress):
+    header = bytes([0, 0, 0x0E, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 1000)  # 1.5e23 bytes of float64
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + b"\0" * 64) if compress else header + b"\0" * 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    msg = str(info.value)
+    assert str(path) in msg and "too large" in msg and f"max_bytes={DEFAULT_MAX_BYTES}" in msg
+
+
+def test_max_bytes(tmp_path):
+    path = tmp_path / "x.gz"
+    arr = np.arange(100, dtype=">i4")
+    path.write_bytes(gzip.compress(idx_bytes(arr, 0x0C)))
+    np.testing.assert_array_equal(read_idx(path, max_bytes=400), arr)
+    np.testing.assert_array_equal(read_idx(path, max_bytes=None), arr)
+    with pytest.raises(ValueError, match=r"400 bytes of data, expected at most max_bytes=399"):
+        read_idx(path, max_bytes=399)
+    # A raw file that declares more data than it holds is refused from its size, before reading.
+    path.write_bytes(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 512 << 20) + b"\0" * 10)
+    with pytest.raises(ValueError, match="truncated data: expected 536870912 bytes of uint8 for shape"):
+        read_idx(path)
