@@ -20,7 +20,9 @@ Loading validates before it reads, allocates or compiles:
    kernels compiled.
 
 Layer entries are decoded by ``_LAYER_KINDS``, one decoder per kind; an entry's ``"kind"`` defaults to
-``"input"`` for the first entry and ``"dense"`` for the others (the format written by ``save``).
+``"input"`` for the first entry and ``"dense"`` for the others (the format written by ``save``).  A kind
+without a decoder here but registered in ``symbp.layers.LAYER_KINDS`` is built by its ``from_config`` at
+decode time.  Parameter arrays are numbered by parameterised layer, as ``model.params``: W1, b1, W2, ….
 
 Saving protocol: a reader sees the old model or the new one, never a mix.  ``path.json`` (the manifest,
 which holds the SHA-256 of its parameters) is the commit point:
@@ -169,11 +171,12 @@ def _file_sha256(path: Path) -> str | None:
 # -- the manifest --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Layer:
-    """A decoded layer entry: checked plain data.  ``arrays(l, n_in)`` names the parameter arrays of layer
-    ``l`` with their shapes; ``build(sb)`` makes the symbp layer (this is where expressions are parsed)."""
+    """A decoded layer entry: checked plain data.  ``shape`` is its output shape, ``params`` its parameter
+    arrays in order as (name without the layer number, shape); ``build(sb)`` makes the symbp layer (this is
+    where expressions are parsed)."""
 
-    n: int
-    arrays: Callable[[int, int], dict[str, tuple[int, ...]]]
+    shape: tuple[int, ...]
+    params: tuple[tuple[str, tuple[int, ...]], ...]
     build: Callable[[object], object]
 
 
@@ -218,12 +221,12 @@ def _expression(d, jpath: Path, where: str) -> tuple[str, str]:
     return _field(d, "name", str, jpath, where), _field(d, "expr", str, jpath, where)
 
 
-def _decode_input(entry: dict, jpath: Path, where: str, cache: dict) -> _Layer:
+def _decode_input(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -> _Layer:
     n = _units(entry, jpath, where)
-    return _Layer(n, lambda l, n_in: {}, lambda sb: sb.Input(n))
+    return _Layer((n,), (), lambda sb: sb.Input(n))
 
 
-def _decode_dense(entry: dict, jpath: Path, where: str, cache: dict) -> _Layer:
+def _decode_dense(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -> _Layer:
     n = _units(entry, jpath, where)
     act = _field(entry, "activation", dict, jpath, where)
     name, expr = _expression(act, jpath, f"{where} activation")
@@ -235,10 +238,32 @@ def _decode_dense(entry: dict, jpath: Path, where: str, cache: dict) -> _Layer:
             cache[key] = sb.Activation(name, sb.parse(expr, allowed=("z",)), vector=vector)
         return sb.Dense(n, cache[key])
 
-    return _Layer(n, lambda l, n_in: {f"W{l}": (n, n_in), f"b{l}": (n,)}, build)
+    return _Layer((n,), (("W", (n, math.prod(in_shape))), ("b", (n,))), build)
 
 
-#: One decoder per layer kind: ``(entry, jpath, where, cache) -> _Layer``.  Adding a kind is adding an entry.
+def _decode_registered(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -> _Layer:
+    """A kind without an entry here but registered in ``symbp.layers.LAYER_KINDS`` (if that registry exists):
+    built at once by its ``from_config`` (which must check its own fields), shapes from the built layer."""
+    import symbp.layers as layers
+
+    cls = getattr(layers, "LAYER_KINDS", {})[entry["kind"]]
+    config = {k: v for k, v in entry.items() if k != "kind"}
+    layer = _named(jpath, f"{where}: ", lambda: cls.from_config(config, where))
+    shape = _named(jpath, f"{where}: ", lambda: tuple(layer.out_shape(in_shape)))
+    specs = _named(jpath, f"{where}: ", lambda: layer.param_specs(in_shape))
+    return _Layer(shape, tuple((spec.name, tuple(spec.shape)) for spec in specs), lambda sb: layer)
+
+
+def _registered_kinds() -> dict:
+    try:
+        import symbp.layers as layers
+    except ImportError:
+        return {}
+    return dict(getattr(layers, "LAYER_KINDS", {}))
+
+
+#: One decoder per layer kind: ``(entry, in_shape, jpath, where, cache) -> _Layer``, ``in_shape`` being the
+#: previous layer's output shape (None for the first).  Adding a kind is adding an entry.
 _LAYER_KINDS: dict[str, Callable[..., _Layer]] = {"input": _decode_input, "dense": _decode_dense}
 
 
@@ -274,15 +299,20 @@ def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
     if not 2 <= len(layers_doc) <= _MAX_LAYERS:
         _fail(jpath, f"layers must be a list of 2 to {_MAX_LAYERS} entries, got {len(layers_doc)}")
     cache: dict = {}
-    layers = []
+    layers: list[_Layer] = []
+    registered = _registered_kinds()
     for i, entry in enumerate(layers_doc):
         where = f"layer {i}"
         if not isinstance(entry, dict):
             _fail(jpath, f"{where} must be an object, got {type(entry).__name__} {_short(entry)}")
         kind = _field(entry, "kind", str, jpath, where, default="input" if i == 0 else "dense")
-        if kind not in _LAYER_KINDS:
-            _fail(jpath, f"{where}: unknown layer kind {_short(kind)}; known: {', '.join(_LAYER_KINDS)}")
-        layers.append(_LAYER_KINDS[kind](entry, jpath, where, cache))
+        decode = _LAYER_KINDS.get(kind) or (_decode_registered if kind in registered else None)
+        if decode is None:
+            known = ", ".join(sorted(set(_LAYER_KINDS) | set(registered)))
+            _fail(jpath, f"{where}: unknown layer kind {_short(kind)}; known: {known}")
+        if (kind == "input") != (i == 0):
+            _fail(jpath, f"{where}: the first layer, and only the first, must be of kind 'input' (got {kind!r})")
+        layers.append(decode(entry, layers[-1].shape if layers else None, jpath, where, cache))
     cost = _expression(doc.get("cost"), jpath, "cost")
     dtype = doc.get("dtype")
     if not isinstance(dtype, str) or dtype not in _DTYPES:
@@ -296,11 +326,9 @@ def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
         _fail(jpath, f"params: 'sha256' must be 64 lowercase hex digits, got {_short(sha)}")
     _field(params, "file", str, jpath, "params", default="")  # informative only: the file is always PATH.npz
     arrays: dict[str, tuple[int, ...]] = {}
-    for l in range(1, len(layers)):
-        for name, shape in layers[l].arrays(l, layers[l - 1].n).items():
-            if name in arrays:
-                _fail(jpath, f"layer {l}: parameter array {name} declared twice")
-            arrays[name] = shape
+    for l, layer in enumerate((layer for layer in layers if layer.params), start=1):
+        for name, shape in layer.params:  # numbered by parameterised layer, as ``model.params``: W1, b1, W2, …
+            arrays[f"{name}{l}"] = shape
     return _Manifest(tuple(layers), cost, np.dtype(dtype), backend, sha, arrays)
 
 
@@ -311,7 +339,7 @@ def _committed_params(m: _Manifest, npath: Path, jpath: Path) -> tuple[Path, byt
     it is read."""
     need = m.data_bytes
     most = need + len(m.arrays) * _MEMBER_SLACK + _ARCHIVE_SLACK
-    sizes = [m.layers[0].n] + [layer.n for layer in m.layers[1:]]
+    sizes = [math.prod(layer.shape) for layer in m.layers]
     problems = []
     for cand in (npath, _pending(npath)):
         try:
@@ -411,22 +439,24 @@ def _read_arrays(blob: bytes, m: _Manifest, npath: Path, jpath: Path) -> dict[st
 
 
 # -- load ----------------------------------------------------------------------------------------------
+def _named(jpath: Path, where: str, fn):
+    """``fn()``; a refusal (or a crash on malformed input) becomes a ValueError naming the model file."""
+    try:
+        return fn()
+    except ValueError as exc:
+        raise _Invalid(f"{jpath}: not a valid symbp model file: {where}{exc}") from None
+    except (TypeError, LookupError, ArithmeticError, AttributeError, RecursionError) as exc:
+        raise _Invalid(f"{jpath}: not a valid symbp model file: {where}{type(exc).__name__}: {exc}") from exc
+
+
 def _build(m: _Manifest, jpath: Path):
     """The ``Network``: expressions parsed by the whitelist parser; any refusal names the model file."""
     import symbp as sb
 
-    def named(where, fn):
-        try:
-            return fn()
-        except ValueError as exc:
-            raise ValueError(f"{jpath}: not a valid symbp model file: {where}{exc}") from None
-        except (TypeError, LookupError, ArithmeticError, AttributeError, RecursionError) as exc:
-            raise ValueError(f"{jpath}: not a valid symbp model file: {where}{type(exc).__name__}: {exc}") from exc
-
-    layers = [named(f"layer {i}: ", lambda layer=layer: layer.build(sb)) for i, layer in enumerate(m.layers)]
+    layers = [_named(jpath, f"layer {i}: ", lambda layer=layer: layer.build(sb)) for i, layer in enumerate(m.layers)]
     name, expr = m.cost
-    cost = named("cost: ", lambda: sb.Cost(name, sb.parse(expr, allowed=("a", "y"))))
-    return named("", lambda: sb.Network(layers, cost=cost))
+    cost = _named(jpath, "cost: ", lambda: sb.Cost(name, sb.parse(expr, allowed=("a", "y"))))
+    return _named(jpath, "", lambda: sb.Network(layers, cost=cost))
 
 
 def load(path, backend: str | None = None):
@@ -457,8 +487,11 @@ def load(path, backend: str | None = None):
         model = net.compile(backend=backend or m.backend, dtype=m.dtype.name)
     except ValueError as exc:
         raise ValueError(f"{jpath}: cannot compile the model: {exc}") from None
-    pairs = [tuple(arrays[name] for name in m.layers[l].arrays(l, m.layers[l - 1].n))
-             for l in range(1, len(m.layers))]
+    names = list(m.arrays)
+    pairs = []
+    for layer in m.layers:
+        if layer.params:
+            pairs.append(tuple(arrays[names.pop(0)] for _ in layer.params))
     try:
         model.set_params(pairs)
     except ValueError as exc:
@@ -468,11 +501,19 @@ def load(path, backend: str | None = None):
 
 # -- save ----------------------------------------------------------------------------------------------
 def _encode_layer(layer) -> dict:
-    """A layer entry of the current format (no ``"kind"``: the first entry is the input, the others dense)."""
-    if not hasattr(layer, "activation"):
+    """A layer entry: the current format for Input and Dense (no ``"kind"``: the first entry is the input, the
+    others dense), ``{"kind": ..., **config()}`` for a layer kind that describes itself."""
+    import symbp as sb
+
+    if isinstance(layer, sb.Input):
         return {"n": layer.n}
-    act = layer.activation
-    return {"n": layer.n, "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
+    if isinstance(layer, sb.Dense):
+        act = layer.activation
+        return {"n": layer.n, "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
+    kind, config = getattr(layer, "kind", None), getattr(layer, "config", None)
+    if isinstance(kind, str) and callable(config):
+        return {"kind": kind, **config()}
+    raise ValueError(f"cannot save a layer of type {type(layer).__name__}")
 
 
 def _save_error(exc: OSError, jpath: Path) -> OSError:
