@@ -35,11 +35,12 @@ which holds the SHA-256 of its parameters) is the commit point:
 2. The new manifest is written to a temporary file, fsynced, and renamed over ``path.json``: committed.
 3. ``path.npz.new`` is renamed over ``path.npz``.
 
-``load`` reads the manifest first and takes ``path.npz`` if it matches the manifest's SHA-256, else
-``path.npz.new`` if that does (a save stopped between steps 2 and 3); a kill before step 2 leaves the old
-manifest and the old ``path.npz``.  The folder is fsynced after each rename.  An exception or
-``KeyboardInterrupt`` during a save removes what it wrote (all of it before the commit, only the temporary
-files after it).  Files are created with mode 0o666 less the umask.  Saves in one process are serialised;
+``load`` reads the manifest first and takes ``path.npz.new`` if it matches the manifest's SHA-256 (a save
+stopped, or still running, between steps 2 and 3), else ``path.npz`` if that does; a kill before step 2
+leaves the old manifest and the old ``path.npz``.  If neither matches and the manifest has changed meanwhile
+(a save committed), it starts again with the new manifest.  The folder is fsynced after each rename.  An
+exception or ``KeyboardInterrupt`` during a save removes what it wrote (all of it before the commit, only the
+temporary files after it).  Files are created with mode 0o666 less the umask.  Saves in one process are serialised;
 concurrent saves of the same path from several processes are not supported (the last one may need a resave).
 """
 
@@ -334,36 +335,37 @@ def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
 
 # -- the parameter file ------------------------------------------------------------------------------
 def _committed_params(m: _Manifest, npath: Path, jpath: Path) -> tuple[Path, bytes]:
-    """The parameter file the manifest commits to and its bytes: ``path.npz``, else the pending
-    ``path.npz.new`` of a save stopped after its commit.  Each is sized against the declared layers before
-    it is read."""
+    """The parameter file the manifest commits to and its bytes: the pending ``path.npz.new`` of a save
+    stopped after its commit, else ``path.npz``.  Each is sized against the declared layers before it is read.
+
+    The pending file is tried first: a save's last step renames it over ``path.npz`` in one step, so a reader
+    racing that save finds the new parameters under one name or the other."""
     need = m.data_bytes
     most = need + len(m.arrays) * _MEMBER_SLACK + _ARCHIVE_SLACK
     sizes = [math.prod(layer.shape) for layer in m.layers]
-    problems = []
-    for cand in (npath, _pending(npath)):
+    problems: dict[Path, str] = {}
+    for cand in (_pending(npath), npath):
         try:
             fd, size = _open_regular(cand, "parameter file")
         except FileNotFoundError:
             continue
         except _Invalid as exc:
-            problems.append(str(exc))
+            problems[cand] = str(exc)
             continue
         try:
             if size * _MAX_INFLATE < need or size > most:
-                problems.append(
-                    f"{cand}: {size} bytes cannot hold the {need // m.dtype.itemsize} {m.dtype.name} parameters "
-                    f"({need} bytes) of the layer sizes {sizes} declared in {jpath.name}")
+                problems[cand] = (f"{cand}: {size} bytes cannot hold the {need // m.dtype.itemsize} {m.dtype.name} "
+                                  f"parameters ({need} bytes) of the layer sizes {sizes} declared in {jpath.name}")
                 continue
             blob = _read_exact(fd, size, cand, "parameter file")
         finally:
             os.close(fd)
         if hashlib.sha256(blob).hexdigest() == m.sha256:
             return cand, blob
-        problems.append(f"{cand}: checksum mismatch with {jpath.name}: the parameter file was modified or truncated")
+        problems[cand] = f"{cand}: checksum mismatch with {jpath.name}: the parameter file was modified or truncated"
     if not problems:
         raise FileNotFoundError(f"parameter file {npath} (named by {jpath}) is missing")
-    raise _Mismatch(problems[0])
+    raise _Mismatch(problems.get(npath) or next(iter(problems.values())))
 
 
 @contextlib.contextmanager
@@ -459,6 +461,23 @@ def _build(m: _Manifest, jpath: Path):
     return _named(jpath, "", lambda: sb.Network(layers, cost=cost))
 
 
+def _read_model_files(jpath: Path, npath: Path) -> tuple[_Manifest, Path, bytes]:
+    """The checked manifest, and the parameter file it commits to with its bytes."""
+    raw = _read_json(jpath)
+    for attempt in range(3):
+        m = _decode_manifest(raw, jpath)
+        try:
+            source, blob = _committed_params(m, npath, jpath)
+            return m, source, blob
+        except _Mismatch:
+            # A save of this path may have committed in between: retry with its manifest, else give up.
+            again = _read_json(jpath)
+            if attempt == 2 or again == raw:
+                raise
+            raw = again
+    raise AssertionError("unreachable")
+
+
 def load(path, backend: str | None = None):
     """Rebuild the network (expressions through the whitelist parser), compile it and load the parameters.
 
@@ -469,18 +488,7 @@ def load(path, backend: str | None = None):
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     jpath, npath = _paths(path)
-    raw = _read_json(jpath)
-    for attempt in range(3):
-        m = _decode_manifest(raw, jpath)
-        try:
-            source, blob = _committed_params(m, npath, jpath)
-            break
-        except _Mismatch:
-            # A save of this path may have committed in between: retry with its manifest, else give up.
-            again = _read_json(jpath)
-            if attempt == 2 or again == raw:
-                raise
-            raw = again
+    m, source, blob = _read_model_files(jpath, npath)
     arrays = _read_arrays(blob, m, source, jpath)
     net = _build(m, jpath)
     try:

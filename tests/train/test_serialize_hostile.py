@@ -601,6 +601,36 @@ def test_sigkill_during_save_leaves_a_loadable_model(tmp_path, what, nth, when, 
     assert _same(sb.load(tmp_path / "m"), third.params)
 
 
+def test_reader_racing_saves_sees_old_or_new(tmp_path):
+    """A thread reading the model files while the main thread saves over them, again and again, always finds a
+    manifest and the parameters it commits to (the file part of load; compiling is not what races)."""
+    models = [_model(seed=1), _model((3, 5, 2), seed=2)]
+    models[0].save(tmp_path / "m")
+    jpath, npath = serialize._paths(tmp_path / "m")
+    stop, seen, errors = threading.Event(), set(), []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                m, _, blob = serialize._read_model_files(jpath, npath)
+                seen.add(hashlib.sha256(blob).hexdigest())
+                serialize._read_arrays(blob, m, npath, jpath)
+            except Exception as exc:  # reported to the test
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        for i in range(40):
+            models[i % 2].save(tmp_path / "m")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not errors, errors[0]
+    assert seen
+
+
 def test_stale_temporary_files_cleanup_is_specific(tmp_path):
     dead = 2**22 + 12345  # above Linux's pid_max: no such process
     stale = [f".m.npz.tmp-{dead}-0123456789abcdef", f".m.json.tmp-{dead}-fedcba9876543210",
