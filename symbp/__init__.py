@@ -10,10 +10,9 @@ from symbp import data
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
-from symbp.layers import Dense, Input
+from symbp.layers import Dense, Dropout, Input
 from symbp.network import Network
 from symbp.symbols import a, parse, y, z
-
 
 
 def load(path):
@@ -28,6 +27,7 @@ __all__ = [
     "Activation",
     "Cost",
     "Dense",
+    "Dropout",
     "Input",
     "Network",
     "a",

@@ -1,19 +1,21 @@
 """The network facade users touch.
 
-Takes: a list of layers (``Input`` then ``Dense`` …) and a ``Cost`` — or Nielsen's shorthand
-``Network([784, 30, 10], activation=sigmoid, cost=quadratic)``.
+Takes: a list of layers (``Input`` then any registered kinds: ``Dense``, ``Dropout`` …) and a ``Cost`` — or
+Nielsen's shorthand ``Network([784, 30, 10], activation=sigmoid, cost=quadratic)``.  Shapes are inferred layer
+by layer (each kind's ``out_shape``), so an impossible stack is refused here, naming the layer.
 Gives: ``.equations()`` (the derived BP1–BP4, inspectable) and ``.compile(...)`` (a ``Model`` running
 kernels generated from those equations).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cached_property
 
 from symbp.activations import Activation
 from symbp.costs import BUILTIN_COSTS, Cost
-from symbp.layers import Dense, Input, as_activation
+from symbp.layers import Dense, Input, Layer, as_activation
 
 
 def as_cost(cost) -> Cost:
@@ -38,25 +40,36 @@ class Network:
             raise ValueError("Network needs a list of at least two layers, e.g. [784, 30, 10] "
                              "or [sb.Input(784), sb.Dense(10, sb.sigmoid)]")
         self.cost = as_cost(cost)
-        if all(isinstance(x, (Input, Dense)) for x in layers):
+        if all(isinstance(x, Layer) for x in layers):
             if activation is not None:
                 raise ValueError("activation= is for the shorthand Network([sizes], activation=...); "
                                  "with layer objects give each Dense its own activation")
             parsed = list(layers)
-        elif any(isinstance(x, (Input, Dense)) for x in layers):
+        elif any(isinstance(x, Layer) for x in layers):
             raise ValueError("mix of sizes and layer objects: give either [784, 30, 10] with activation=, "
                              "or [sb.Input(784), sb.Dense(30, act), ...]")
         else:
             parsed = self._shorthand(layers, activation)
         if not isinstance(parsed[0], Input):
             raise ValueError(f"the first layer must be sb.Input(n), got {parsed[0]!r}")
+        shapes = [parsed[0].shape]
         for i, layer in enumerate(parsed[1:], start=1):
-            if not isinstance(layer, Dense):
-                raise ValueError(f"layer {i}: expected sb.Dense(n, activation), got {layer!r}")
-            if layer.activation.vector and i != len(parsed) - 1:
-                raise ValueError(f"layer {i}: {layer.activation.name} normalises over the whole layer and is "
+            if isinstance(layer, Input):
+                raise ValueError(f"layer {i}: expected sb.Dense, sb.Dropout or another layer kind; "
+                                 "sb.Input can only be the first layer")
+            act = layer.activation
+            if act is not None and act.vector and i != len(parsed) - 1:
+                raise ValueError(f"layer {i}: {act.name} normalises over the whole layer and is "
                                  "supported as the output layer only")
+            try:
+                shapes.append(tuple(layer.out_shape(shapes[-1])))
+            except ValueError as exc:
+                raise ValueError(f"layer {i} ({layer.describe()}): {exc}") from None
+        if parsed[-1].activation is None:
+            raise ValueError(f"the last layer must have an activation (e.g. sb.Dense(10, sb.softmax)), "
+                             f"got {parsed[-1]!r}")
         self.layers: tuple = tuple(parsed)
+        self.shapes: tuple = tuple(shapes)
 
     @staticmethod
     def _shorthand(sizes, activation):
@@ -86,11 +99,13 @@ class Network:
 
     @property
     def sizes(self) -> list[int]:
-        return [layer.n for layer in self.layers]
+        """The flat width of every layer's output, the input first (for dense nets: the book's sizes)."""
+        return [math.prod(shape) for shape in self.shapes]
 
     @property
     def activations(self) -> list[Activation]:
-        return [layer.activation for layer in self.layers[1:]]
+        """The activation of every layer that has one, in order."""
+        return [layer.activation for layer in self.layers[1:] if layer.activation is not None]
 
     @cached_property
     def _equations(self):
@@ -109,5 +124,4 @@ class Network:
         return Model(self, backend=backend, dtype=dtype, seed=seed, init=init)
 
     def __repr__(self):
-        acts = ", ".join(f"{layer.n}:{layer.activation.name}" for layer in self.layers[1:])
-        return f"Network([{self.layers[0].n}, {acts}], cost={self.cost.name})"
+        return f"Network([{', '.join(layer.describe() for layer in self.layers)}], cost={self.cost.name})"

@@ -133,7 +133,7 @@ def _import(path: Path, name: str):
     return module
 
 
-_CODEGEN_FILES = ("symbols.py", "activations.py", "costs.py", "layers.py", "network.py", "derive", "compile")
+_CODEGEN_FILES = ("symbols.py", "activations.py", "costs.py", "layers", "network.py", "derive", "compile")
 
 
 def _code_digest() -> bytes:
@@ -158,9 +158,9 @@ def declaration_key(network, backend: str, dtype: str) -> str:
     """A key for a network *declaration*: lets a warm process skip derivation and code generation."""
     import sympy as sp
 
-    parts = [backend, dtype, repr(network.sizes), sp.srepr(network.cost.expr), network.cost.name]
-    for act in network.activations:
-        parts += [act.name, sp.srepr(act.expr), str(act.vector)]
+    parts = [backend, dtype, sp.srepr(network.cost.expr), network.cost.name]
+    for layer in network.layers:  # every layer's kind and hyper-parameters (sizes, activations, rates, ...)
+        parts += ["|", *layer.key_parts()]
     h = hashlib.sha256("\0".join(parts).encode())
     h.update(_code_digest())
     h.update(_versions().encode())

@@ -14,7 +14,20 @@ from functools import singledispatch
 import sympy as sp
 
 from symbp.compile.printer import array_code, scalar_code
-from symbp.compile.program import Access, ColSum, Gather, Gemm, Loop, Map, Program, RowSoftmax, RowSum
+from symbp.compile.program import (
+    Access,
+    ArrayArg,
+    ColSum,
+    Gather,
+    Gemm,
+    Loop,
+    Map,
+    Program,
+    Random,
+    RowSoftmax,
+    RowSum,
+    ScalarArg,
+)
 
 _IND = "    "
 #: runtime's product entry point for each (transpose A, transpose B) case that lowering makes.
@@ -40,11 +53,19 @@ def _docstring(text: str) -> str:
 
 
 def _scalar_ref(acc: Access) -> str:
-    return {"ij": f"{acc.buffer}[i, j]", "j": f"{acc.buffer}[j]", "i": f"{acc.buffer}[i]"}[acc.index]
+    """The element an access reads in a loop over (i, j): one index expression per axis."""
+    return f"{acc.buffer}[{', '.join(acc.index)}]"
+
+
+#: How NumPy code reads an access over a whole (rows × cols) block, by index pattern: broadcasting does the rest.
+_ARRAY_REFS = {("i", "j"): "{}", ("j",): "{}", ("i",): "{}[:, None]"}
 
 
 def _array_ref(acc: Access) -> str:
-    return {"ij": acc.buffer, "j": acc.buffer, "i": f"{acc.buffer}[:, None]"}[acc.index]
+    try:
+        return _ARRAY_REFS[tuple(acc.index)].format(acc.buffer)
+    except KeyError:
+        raise NotImplementedError(f"NumPy backend: no array form for {acc.buffer}[{', '.join(acc.index)}]") from None
 
 
 def _cse(exprs: list[sp.Expr]):
@@ -82,7 +103,7 @@ def _(step: Map, ind):
     inner = ind + 2 * _IND
     local = {}
     for sym, acc in step.reads.items():
-        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.index == "ij":
+        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.elementwise:
             local[sym] = sp.Symbol(f"_{sym.name}")
     for sym, loc in local.items():
         lines.append(f"{inner}{loc} = {_scalar_ref(step.reads[sym])}")
@@ -164,6 +185,15 @@ def _(step: Gather, ind):
     return lines + [f"{ind}if bad:  # stop before this mini-batch touches the parameters", f"{i2}return bad"]
 
 
+@numba_step.register
+def _(step: Random, ind):
+    i2, i3 = ind + _IND, ind + 2 * _IND
+    return [_comment(ind, step.eq),
+            f"{ind}key = _rt.stream_key({step.seed}, {step.epoch}, {step.layer})",
+            f"{ind}for i in range({step.rows}):", f"{i2}r = {step.ids}[{step.start} + i]",
+            f"{i2}for j in range({step.cols}):", f"{i3}{step.out}[i, j] = _rt.uniform(key, r, j)"]
+
+
 def _loop(step: Loop, ind: str, emit) -> list[str]:
     lines = [_comment(ind, step.eq), f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
     for s in step.body:
@@ -171,17 +201,22 @@ def _loop(step: Loop, ind: str, emit) -> list[str]:
     return lines
 
 
+def _np_dtype(buffer_dtype: str, dtype: str) -> str:
+    return dtype if buffer_dtype == "float" else {"bool": "bool_"}.get(buffer_dtype, buffer_dtype)
+
+
 def _preamble(prog: Program, dtype: str, aligned: bool = False) -> list[str]:
     """Row counts and the scratch buffers, allocated once per call (for numba on 64-byte boundaries: numba's
     own arrays start 32 bytes off one, and a 64-byte vector load across two cache lines costs twice)."""
     lines = [f"    {var} = {how}" for var, how in prog.row_vars.items()]
     for b in prog.buffers:
-        if aligned:
-            alloc = f"aligned_zeros({b.rows}, {b.cols}" if b.cols is not None else f"aligned_zeros1({b.rows}"
-            lines.append(f"    {b.name} = _rt.{alloc}, np.{dtype})")
+        dt = _np_dtype(b.dtype, dtype)
+        if aligned and b.rank in (1, 2):
+            alloc = f"aligned_zeros({b.shape[0]}, {b.shape[1]}" if b.rank == 2 else f"aligned_zeros1({b.shape[0]}"
+            lines.append(f"    {b.name} = _rt.{alloc}, np.{dt})")
             continue
-        shape = f"({b.rows}, {b.cols})" if b.cols is not None else f"({b.rows},)"
-        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dtype})")
+        shape = "(" + ", ".join(str(s) for s in b.shape) + ("," if b.rank == 1 else "") + ")"
+        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dt})")
     if prog.returns:
         lines.append(f"    {prog.returns} = {'False' if prog.returns == 'bad' else '0.0'}")
     return lines
@@ -192,17 +227,24 @@ def _(step: Loop, ind):
     return _loop(step, ind, numba_step)
 
 
-_NUMBA_TYPES = {"X2": "{dt}[:, ::1]", "V1": "{dt}[::1]", "int": "int64", "float": "float64",
-                "R2": "RO({dt}, 2)", "I1": "RO(int64, 1)"}
+def _numba_type(arg, dtype: str) -> str:
+    """The numba type of one kernel argument: inputs (X, Y, order) read-only (writeable arrays convert to that
+    type, read-only ones match), outputs and parameters C-contiguous writeable arrays."""
+    if isinstance(arg, ScalarArg):
+        return {"int": "int64", "float": "float64"}[arg.kind]
+    assert isinstance(arg, ArrayArg)
+    dt = dtype if arg.dtype == "float" else {"bool": "boolean"}.get(arg.dtype, arg.dtype)
+    if arg.readonly:
+        return f"RO({dt}, {arg.ndim})"
+    return f"{dt}[{', '.join([':'] * (arg.ndim - 1) + ['::1'])}]"
 
 
 def numba_source(prog: Program, dtype: str) -> str:
     """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``)."""
-    # Inputs (X, Y, order) are typed read-only: writeable arrays convert to that type, read-only ones match.
-    arg_t = ", ".join(_NUMBA_TYPES[t].format(dt=dtype) for t in prog.arg_types)
+    arg_t = ", ".join(_numba_type(arg, dtype) for arg in prog.args)
     ret = {"total": "float64", "bad": "boolean", None: "void"}[prog.returns]
     lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
-             f"def {prog.name}({', '.join(prog.args)}):",
+             f"def {prog.name}({', '.join(prog.arg_names)}):",
              _docstring(prog.doc)]
     lines += _preamble(prog, dtype, aligned=True)
     for step in prog.steps:
@@ -247,7 +289,7 @@ def _(step: Map, ind):
     lines = [_comment(ind, step.eq)]
     local = {}
     for sym, acc in step.reads.items():
-        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.index == "ij":
+        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.elementwise:
             local[sym] = sp.Symbol(f"_{sym.name}")
             lines.append(f"{ind}{local[sym]} = {acc.buffer}.copy()")
     reads = {s: acc for s, acc in step.reads.items() if s not in local}
@@ -310,12 +352,20 @@ def _(step: Gather, ind):
 
 
 @numpy_step.register
+def _(step: Random, ind):
+    key = f"_rt.stream_key_np({step.seed}, {step.epoch}, {step.layer})"
+    ids = f"{step.ids}[{step.start}:{step.start} + {step.rows}, None]"
+    return [_comment(ind, step.eq),
+            f"{ind}{step.out}[...] = _rt.uniform_np({key}, {ids}, np.arange({step.cols})[None, :])"]
+
+
+@numpy_step.register
 def _(step: Loop, ind):
     return _loop(step, ind, numpy_step)
 
 
 def numpy_source(prog: Program, dtype: str) -> str:
-    lines = [f"def {prog.name}({', '.join(prog.args)}):", _docstring(prog.doc)]
+    lines = [f"def {prog.name}({', '.join(prog.arg_names)}):", _docstring(prog.doc)]
     lines += _preamble(prog, dtype)
     with_err = ["    with np.errstate(over='ignore', under='ignore'):"]
     body = []

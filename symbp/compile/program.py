@@ -1,42 +1,96 @@
-"""The kernel program: a small IR between the derived equations and the backends.
+"""The kernel program: a small, shaped IR between the derived equations and the backends.
 
-Takes: nothing (data classes).  Gives: ``Program`` = named buffers + a list of steps.  Steps are:
+Takes: nothing (data classes).  Gives: ``Program`` = typed arguments + named buffers + a list of steps, and a
+printer (``str(program)``: one line per step, readable like a jaxpr).  Buffers have a shape of any rank (each
+extent an int or the name of a row count such as ``m``) and a dtype (``float`` = the model's float type,
+``int64``, ``bool``, ``uint8``, ...); arguments are typed (``ArrayArg``/``ScalarArg``).  Steps:
 
 - ``Gemm``    out ← α·op(A)·op(B) + β·out (matrix products with optional transposes; the SGD weight update
               is one of these, with α = −η/m and β = 1 − ηλ/n),
-- ``Map``     a fused elementwise loop over a layer: expressions (sympy) read buffers element-wise
-              ([i, j]), per column ([j], e.g. biases) or per row ([i]) and write buffers,
+- ``Map``     a fused elementwise loop over (i < rows, j < cols): expressions (sympy) read buffers through
+              ``Access``es whose index expressions name the axes (``("i", "j")`` an element, ``("j",)`` per
+              column such as a bias, ``("i",)`` per row) and write buffers,
 - ``RowSoftmax`` the normalised (softmax) activation of a row, with log-sum-exp stabilisation,
 - ``RowSum``  a per-sample sum of an expression over a layer's units (softmax's S, the cost),
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers,
+- ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
 - ``Loop``    steps repeated for every mini-batch of an epoch.
 
-Each step carries the equation it implements (``eq``), which the backends print as a comment.
-Backends dispatch on the step type (``functools.singledispatch``), so a new backend is a new module.
+Each step carries the equation it implements (``eq``), which the backends print as a comment.  Backends
+dispatch on the step type (``functools.singledispatch``), so a new backend is a new module.  The internal
+symbols that steps use in their expressions live in ``symbp.compile.symbols``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import singledispatch
 
 import sympy as sp
+
+#: dtype names a buffer or array argument may have; "float" is the model's float type
+DTYPES = ("float", "float64", "float32", "int64", "bool", "uint8")
 
 
 @dataclass(frozen=True)
 class Buffer:
-    """A 2-d (rows × ``cols``) or 1-d (``rows is None``) array; ``rows`` names a row count variable."""
+    """An array the kernel allocates once per call (``role="scratch"``): ``shape`` of any rank."""
 
     name: str
-    cols: int | None
-    rows: str | None = "m"
-    role: str = "scratch"  # "arg" (passed in) or "scratch" (allocated once per call)
+    shape: tuple
+    dtype: str = "float"
+    role: str = "scratch"
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"buffer {self.name}: unknown dtype {self.dtype!r}")
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class ArrayArg:
+    """An array argument: ``ndim`` axes of ``dtype``; ``readonly`` for inputs (X, Y, order)."""
+
+    name: str
+    ndim: int
+    dtype: str = "float"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class ScalarArg:
+    """A scalar argument: ``kind`` is "int" (int64) or "float" (float64)."""
+
+    name: str
+    kind: str
 
 
 @dataclass(frozen=True)
 class Access:
+    """``buffer`` read or written at one index expression per axis (strings in the loop variables i, j)."""
+
     buffer: str
-    index: str = "ij"  # "ij" element, "j" per column (bias), "i" per row
+    index: tuple = ("i", "j")
+
+    @property
+    def elementwise(self) -> bool:
+        return self.index == ("i", "j")
+
+
+def elem(buffer: str) -> Access:
+    return Access(buffer, ("i", "j"))
+
+
+def per_col(buffer: str) -> Access:
+    return Access(buffer, ("j",))
+
+
+def per_row(buffer: str) -> Access:
+    return Access(buffer, ("i",))
 
 
 @dataclass
@@ -103,6 +157,22 @@ class Gather:
 
 
 @dataclass
+class Random:
+    """out[i, j] = uniform [0, 1) from the hash of (seed, epoch, layer, ids[start + i], j): the same number for
+    the same sample and unit whatever the mini-batch order or backend."""
+
+    out: str
+    rows: str
+    cols: int
+    layer: int
+    seed: str = "seed"
+    epoch: str = "epoch"
+    ids: str = "order"
+    start: str = "start"
+    eq: str = ""
+
+
+@dataclass
 class Loop:
     body: list
     eq: str = ""
@@ -110,13 +180,119 @@ class Loop:
 
 @dataclass
 class Program:
-    """One kernel: ``name``, its arguments, the buffers it allocates and its steps."""
+    """One kernel: ``name``, its typed arguments, the buffers it allocates and its steps."""
 
     name: str
-    args: list[str]
-    arg_types: list[str]  # "X2", "V1" (1-d float), "I1" (1-d int64), "int", "float"
+    args: list
     buffers: list[Buffer]
     steps: list
     returns: str | None = None  # "total" (float) for the cost program, "bad" (bool) for sgd_epoch
     doc: str = ""
     row_vars: dict[str, str] = field(default_factory=dict)  # row count name → how to compute it
+
+    @property
+    def arg_names(self) -> list[str]:
+        return [a.name for a in self.args]
+
+    def buffer(self, name: str) -> Buffer | None:
+        return next((b for b in self.buffers if b.name == name), None)
+
+    def __str__(self) -> str:
+        return format_program(self)
+
+
+# ---------------------------------------------------------------------------------------------- printer
+def _type(t) -> str:
+    if isinstance(t, ScalarArg):
+        return t.kind
+    short = {"float": "f", "float64": "f64", "float32": "f32", "int64": "i64", "bool": "bool", "uint8": "u8"}
+    dims = ",".join(":" for _ in range(t.ndim))
+    return f"{short[t.dtype]}[{dims}]" + (" ro" if t.readonly else "")
+
+
+def _shape(b: Buffer) -> str:
+    short = {"float": "f", "float64": "f64", "float32": "f32", "int64": "i64", "bool": "bool", "uint8": "u8"}
+    return f"{short[b.dtype]}[{','.join(str(s) for s in b.shape)}]"
+
+
+def _ref(acc: Access) -> str:
+    return f"{acc.buffer}[{','.join(acc.index)}]"
+
+
+def _expr(e, reads) -> str:
+    names = {s: sp.Symbol(_ref(acc)) for s, acc in reads.items()}
+    return str(e.xreplace(names))
+
+
+@singledispatch
+def describe_step(step, ind: str) -> list[str]:
+    return [f"{ind}{type(step).__name__}"]
+
+
+@describe_step.register
+def _(step: Gemm, ind):
+    op = f"{step.A}{'ᵀ' if step.trans_a else ''} · {step.B}{'ᵀ' if step.trans_b else ''}"
+    rhs = op if step.alpha == "1.0" else f"({step.alpha})·{op}"
+    if step.beta != "0.0":
+        rhs = f"{rhs} + ({step.beta})·{step.out}"
+    return [f"{ind}{step.out} = gemm {rhs}"]
+
+
+@describe_step.register
+def _(step: Map, ind):
+    outs = ", ".join(_ref(w) for w, _ in step.writes)
+    exprs = ", ".join(_expr(e, step.reads) for _, e in step.writes)
+    return [f"{ind}{outs} = map[i<{step.rows}, j<{step.cols}] {exprs}"]
+
+
+@describe_step.register
+def _(step: RowSoftmax, ind):
+    extra = "".join(f", {n}" for n in (step.lse, step.l1ma) if n)
+    return [f"{ind}{step.a}{extra} = row_softmax[i<{step.rows}, j<{step.cols}] {step.z}[i,j] + {step.bias}[j]"]
+
+
+@describe_step.register
+def _(step: RowSum, ind):
+    out = "total +=" if step.out == "@total" else f"{step.out}[i] ="
+    return [f"{ind}{out} row_sum[i<{step.rows}, j<{step.cols}] {_expr(step.expr, step.reads)}"]
+
+
+@describe_step.register
+def _(step: ColSum, ind):
+    rhs = f"Σᵢ {step.src}[i,:]" if step.alpha == "1.0" else f"({step.alpha})·Σᵢ {step.src}[i,:]"
+    if step.beta != "0.0":
+        rhs += f" + ({step.beta})·{step.out}"
+    return [f"{ind}{step.out} = col_sum[i<{step.rows}] {rhs}"]
+
+
+@describe_step.register
+def _(step: Gather, ind):
+    pairs = ", ".join(f"{dst}[i,:] = {src}[{step.order}[{step.start}+i],:]" for src, dst in step.pairs)
+    return [f"{ind}gather[i<{step.rows}] {pairs}; bad = not finite"]
+
+
+@describe_step.register
+def _(step: Random, ind):
+    return [f"{ind}{step.out}[i,j] = uniform[i<{step.rows}, j<{step.cols}] hash({step.seed}, {step.epoch}, "
+            f"layer {step.layer}, {step.ids}[{step.start}+i], j)"]
+
+
+@describe_step.register
+def _(step: Loop, ind):
+    lines = [f"{ind}for k < order.shape[0] // m:  start = k·m"]
+    for s in step.body:
+        lines += describe_step(s, ind + "  ")
+    return lines
+
+
+def format_program(prog: Program) -> str:
+    args = ", ".join(f"{a.name}: {_type(a)}" for a in prog.args)
+    ret = {"total": "total: float", "bad": "bad: bool", None: "()"}[prog.returns]
+    lines = [f"{prog.name}({args}) -> {ret}"]
+    if prog.row_vars:
+        lines.append("  " + "; ".join(f"{k} = {v}" for k, v in prog.row_vars.items()))
+    if prog.buffers:
+        lines.append("  buffers " + ", ".join(f"{b.name}: {_shape(b)}" for b in prog.buffers))
+    for step in prog.steps:
+        lines += describe_step(step, "  ")
+    return "\n".join(lines)

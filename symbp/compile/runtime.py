@@ -238,3 +238,57 @@ def np_sigmoid(x):
 
 def np_softplus(x):
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+# Counter-based random numbers (dropout masks): a pure function of (seed, epoch, layer, sample, unit), so every
+# backend and any mini-batch order draws the same mask for the same sample.  The mixer is splitmix64's
+# finaliser; numba and NumPy both compute it in wrapping uint64 arithmetic, bit for bit alike.
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_UNIT = 1.0 / 9007199254740992.0  # 2⁻⁵³
+
+
+@njit(cache=True, nogil=True)
+def _mix(h):
+    h = (h ^ (h >> _S30)) * _M1
+    h = (h ^ (h >> _S27)) * _M2
+    return h ^ (h >> _S31)
+
+
+@njit(cache=True, nogil=True)
+def stream_key(seed, epoch, layer):
+    """The hash key of one layer's masks in one epoch."""
+    h = _mix(np.uint64(seed) + _GOLDEN)
+    h = _mix(h ^ (np.uint64(epoch) * _GOLDEN + np.uint64(1)))
+    return _mix(h ^ (np.uint64(layer) * _GOLDEN + np.uint64(2)))
+
+
+@njit(cache=True, nogil=True)
+def uniform(key, sample, unit):
+    """A uniform number in [0, 1) for one (sample, unit) of a stream: 53 bits of the mixed counter."""
+    h = _mix(key ^ _mix(np.uint64(sample) * _GOLDEN + np.uint64(unit)))
+    return np.float64(h >> _S11) * _UNIT
+
+
+def _mix_np(h):
+    h = (h ^ (h >> _S30)) * _M1
+    h = (h ^ (h >> _S27)) * _M2
+    return h ^ (h >> _S31)
+
+
+def stream_key_np(seed, epoch, layer):
+    """``stream_key`` in NumPy (the same bits)."""
+    with np.errstate(over="ignore"):
+        h = _mix_np(np.uint64(seed) + _GOLDEN)
+        h = _mix_np(h ^ (np.uint64(epoch) * _GOLDEN + np.uint64(1)))
+        return _mix_np(h ^ (np.uint64(layer) * _GOLDEN + np.uint64(2)))
+
+
+def uniform_np(key, samples, units):
+    """``uniform`` over broadcast arrays of sample ids and unit indices (the same bits)."""
+    with np.errstate(over="ignore"):
+        c = np.asarray(samples).astype(np.uint64) * _GOLDEN + np.asarray(units).astype(np.uint64)
+        h = _mix_np(np.uint64(key) ^ _mix_np(c))
+        return (h >> _S11).astype(np.float64) * _UNIT

@@ -1,29 +1,26 @@
 """BP1–BP4 instantiated for one network, as sympy expressions, with renderings.
 
-Takes: a ``Network``.  Gives: ``Equations`` — per layer the forward map, σ′ (in a where possible), the
-error δˡ and the gradients (BP3, BP4) — renderable as unicode text, LaTeX and Markdown, each rendering
-listing the simplifications applied and why they matter.
+Takes: a ``Network``.  Gives: ``Equations`` — one equations object per layer (from that layer kind's rule in
+``symbp.derive.layers``: for a dense layer the forward map, σ′ (in a where possible), the error δˡ and the
+gradients BP3, BP4; for dropout its mask rule) — renderable as unicode text, LaTeX and Markdown, each
+rendering listing the simplifications applied and why they matter.
 
-The per-layer error expressions are the ones the compiler lowers to kernels: ``LayerEquations.delta`` is
-an elementwise expression in ``a``, ``y``, ``z`` and ``g`` = (wˡ⁺¹)ᵀδˡ⁺¹ (the error propagated back),
-plus ``S`` = Σₖ aₖ ∂C/∂aₖ for a softmax output whose sum does not cancel.
+The per-layer error expressions are the ones the compiler lowers to kernels: a dense layer's ``delta`` is an
+elementwise expression in ``a``, ``y``, ``z`` and ``g`` = ∂C/∂aˡ propagated back from the next layer
+((wˡ⁺¹)ᵀδˡ⁺¹ for a dense one), plus ``S`` = Σₖ aₖ ∂C/∂aₖ for a softmax output whose sum does not cancel.
 
-Layers are numbered from 1 (the first weighted layer) and a⁰ = x is the input: the book numbers the
-input layer 1, so the book's w² is w¹ here.  The numbers match ``Model.params`` and the generated code.
+Layers are numbered by their position (the input is layer 0, a⁰ = x): the book numbers the input layer 1,
+so the book's w² is w¹ here.  The numbers match ``Model.params`` and the generated code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
 import sympy as sp
 
-from symbp.activations import Activation, expression_text
-from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
-from symbp.symbols import a, y, z
+from symbp.activations import expression_text
+from symbp.symbols import a, y, z  # noqa: F401  (the symbols the equations are written in)
 
-#: g = (wˡ⁺¹)ᵀ δˡ⁺¹: the error propagated back into a hidden layer (BP2).
+#: g = ∂C/∂aˡ as it reaches a hidden layer from the next one ((wˡ⁺¹)ᵀ δˡ⁺¹ for a dense next layer, BP2).
 g = sp.Symbol("g", real=True)
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -33,115 +30,25 @@ def sup(n: int) -> str:
     return str(n).translate(_SUP)
 
 
-@lru_cache(maxsize=256)
-def _derivative(act: Activation) -> ActivationDerivative:
-    return activation_derivative(act)
-
-
-@lru_cache(maxsize=256)
-def _output_error(act: Activation, cost, n_out: int) -> OutputError:
-    return output_error(act, cost, n_out)
-
-
-def _layer_symbols(l: int, style: str) -> dict:
-    if style == "latex":
-        back = sp.Symbol(rf"((w^{{{l + 1}}})^T \delta^{{{l + 1}}})")
-        return {a: sp.Symbol(f"a^{{{l}}}"), z: sp.Symbol(f"z^{{{l}}}"), g: back, S: sp.Symbol(f"S^{{{l}}}")}
-    return {a: sp.Symbol(f"a{sup(l)}"), z: sp.Symbol(f"z{sup(l)}"),
-            g: sp.Symbol(f"((w{sup(l + 1)})ᵀ δ{sup(l + 1)})"), S: sp.Symbol(f"S{sup(l)}")}
-
-
-def text(expr: sp.Expr, l: int | None = None) -> str:
-    """One-line unicode rendering, with layer superscripts when ``l`` is given."""
-    if l is not None:
-        expr = expr.xreplace(_layer_symbols(l, "text"))
+def text(expr: sp.Expr) -> str:
+    """One-line unicode rendering."""
     s = expression_text(expr)
     for old, new in (("**2", "²"), ("**3", "³"), ("**(-2)", "⁻²"), ("**(-1)", "⁻¹"), ("**", "^"), ("*", "·")):
         s = s.replace(old, new)
     return s
 
 
-def latex(expr: sp.Expr, l: int | None = None) -> str:
-    if l is not None:
-        expr = expr.xreplace(_layer_symbols(l, "latex"))
+def latex(expr: sp.Expr) -> str:
     return sp.latex(expr, order="none")
 
 
-@dataclass(frozen=True)
-class LayerEquations:
-    """The equations of weighted layer ``index`` (1-based)."""
-
-    index: int
-    n_in: int
-    n_out: int
-    activation: Activation
-    derivative: ActivationDerivative | None  # None for a normalised (softmax) output
-    delta: sp.Expr  # δˡ as an elementwise expression (BP1 for the output layer, BP2 otherwise)
-    is_output: bool
-    notes: tuple[str, ...]
-
-    @property
-    def activation_derivative(self) -> sp.Expr | None:
-        """σ′ of this layer, in ``a`` when a valid cheaper form exists, otherwise in ``z``."""
-        return None if self.derivative is None else self.derivative.expr
-
-    @property
-    def needs_z(self) -> bool:
-        """Does the backward pass need zˡ stored (σ′ not expressible in a)?"""
-        return z in self.delta.free_symbols
-
-    @property
-    def bp1(self) -> str:
-        return self._delta_text() if self.is_output else ""
-
-    @property
-    def bp2(self) -> str:
-        return "" if self.is_output else self._delta_text()
-
-    @property
-    def bp3(self) -> str:
-        l = sup(self.index)
-        return f"∂C/∂b{l}ⱼ = δ{l}ⱼ"
-
-    @property
-    def bp4(self) -> str:
-        l, p = sup(self.index), sup(self.index - 1)
-        return f"∂C/∂w{l}ⱼₖ = a{p}ₖ δ{l}ⱼ"
-
-    @property
-    def forward(self) -> str:
-        l, p = sup(self.index), sup(self.index - 1)
-        if self.activation.vector:
-            act = f"a{l}ⱼ = exp(z{l}ⱼ) / Σₖ exp(z{l}ₖ)   [{self.activation.name}]"
-        else:
-            act = f"a{l} = σ(z{l}), σ(z) = {text(self.activation.expr)}   [{self.activation.name}]"
-        return f"z{l} = w{l} a{p} + b{l}      {act}"
-
-    def _delta_text(self) -> str:
-        l = sup(self.index)
-        nxt = sup(self.index + 1)
-        general = f"∇ₐC ⊙ σ′(z{l})" if self.is_output else f"((w{nxt})ᵀ δ{nxt}) ⊙ σ′(z{l})"
-        if self.is_output and self.activation.vector:
-            general = f"(∂a{l}/∂z{l})ᵀ ∇ₐC"
-        if self.is_output:
-            return f"δ{l} = {general} = {text(self.delta, self.index)}"
-        back = f"((w{sup(self.index + 1)})ᵀ δ{sup(self.index + 1)})"
-        return f"δ{l} = {general} = {back} ⊙ {text(self.activation_derivative, self.index)}"
-
-    def _delta_latex(self) -> str:
-        l, n = self.index, self.index + 1
-        if self.is_output:
-            general = (r"(\partial a^{%d}/\partial z^{%d})^T \nabla_a C" % (l, l) if self.activation.vector
-                       else r"\nabla_a C \odot \sigma'(z^{%d})" % l)
-        else:
-            general = r"((w^{%d})^T \delta^{%d}) \odot \sigma'(z^{%d})" % (n, n, l)
-        return r"\delta^{%d} = %s = %s" % (l, general, latex(self.delta, l))
-
-
 class Equations:
-    """BP1–BP4 for a network.  ``str()``, ``.latex()``, ``.markdown()``; renders itself in Jupyter."""
+    """BP1–BP4 for a network.  ``str()``, ``.latex()``, ``.markdown()``; renders itself in Jupyter.
 
-    def __init__(self, network, layers: list[LayerEquations], output: OutputError):
+    ``layers`` holds one equations object per layer after the input, in order (see ``symbp.derive.layers``).
+    """
+
+    def __init__(self, network, layers: list, output):
         self.network = network
         self.layers = layers
         self._output = output
@@ -176,6 +83,14 @@ class Equations:
     def _title(self) -> str:
         return f"Backpropagation for {self.network!r}"
 
+    def _backward_rows(self) -> list[tuple[int, str, str, str]]:
+        """(layer, label, text, LaTeX) of every backward rule, output layer first."""
+        rows = []
+        for layer in reversed(self.layers):
+            for label, txt, ltx in layer.backward_rows(layer_back(layer), layer_back(layer, "latex")):
+                rows.append((layer.index, label, txt, ltx))
+        return rows
+
     def __str__(self) -> str:
         L = len(self.layers)
         cost = self.network.cost
@@ -188,29 +103,24 @@ class Equations:
             "Forward",
         ]
         lines += [f"  {layer.forward}" for layer in self.layers]
-        out = self.layers[-1]
-        lines += ["", f"BP1  output error    {out.bp1}"]
-        for layer in reversed(self.layers[:-1]):
-            lines.append(f"BP2  hidden error    {layer.bp2}")
-        lines.append("BP3  biases          " + "      ".join(layer.bp3 for layer in reversed(self.layers)))
-        lines.append("BP4  weights         " + "      ".join(layer.bp4 for layer in reversed(self.layers)))
+        lines.append("")
+        lines += [f"{label:<21}{txt}" for _, label, txt, _ in self._backward_rows()]
+        with_params = [layer for layer in reversed(self.layers) if layer.has_params]
+        lines.append("BP3  biases          " + "      ".join(layer.bp3 for layer in with_params))
+        lines.append("BP4  weights         " + "      ".join(layer.bp4 for layer in with_params))
         lines += ["", "Simplifications"]
         lines += [f"  • {note}" for note in self.notes] or ["  • none"]
         return "\n".join(lines)
 
     def latex(self) -> str:
         """The equations as a LaTeX ``align*`` block (with the simplifications as a LaTeX comment list)."""
-        rows = []
-        for layer in self.layers:
-            l, p = layer.index, layer.index - 1
-            sigma = (r"\mathrm{softmax}(z^{%d})" % l if layer.activation.vector
-                     else r"\sigma(z^{%d}),\ \sigma(z) = %s" % (l, sp.latex(layer.activation.expr)))
-            rows.append(r"z^{%d} &= w^{%d} a^{%d} + b^{%d}, \quad a^{%d} = %s" % (l, l, p, l, l, sigma))
-        out = self.layers[-1]
-        rows.append(r"\text{BP1:}\quad " + out._delta_latex().replace(" = ", " &= ", 1))
-        for layer in reversed(self.layers[:-1]):
-            rows.append(r"\text{BP2:}\quad " + layer._delta_latex().replace(" = ", " &= ", 1))
+        rows = [layer.forward_latex.replace(" = ", " &= ", 1) for layer in self.layers]
+        for _, label, _, ltx in self._backward_rows():
+            tag = label.split()[0] if label.startswith("BP") else label
+            rows.append(r"\text{%s:}\quad " % tag + ltx.replace(" = ", " &= ", 1))
         for layer in reversed(self.layers):
+            if not layer.has_params:
+                continue
             l, p = layer.index, layer.index - 1
             rows.append(r"\text{BP3, BP4:}\quad \frac{\partial C}{\partial b^{%d}_j} &= \delta^{%d}_j, \quad "
                         r"\frac{\partial C}{\partial w^{%d}_{jk}} = a^{%d}_k \delta^{%d}_j" % (l, l, l, p, l))
@@ -227,14 +137,17 @@ class Equations:
                  "Layers are numbered from 1; $a^0 = x$ is the input.", "",
                  "| equation | layer | form |", "|---|---|---|"]
         for layer in self.layers:
-            l, p = layer.index, layer.index - 1
-            lines.append(f"| forward | {l} | $z^{{{l}}} = w^{{{l}}} a^{{{p}}} + b^{{{l}}}$, "
-                         f"$a^{{{l}}}$ = {layer.activation.name}$(z^{{{l}}})$ |")
-        out = self.layers[-1]
-        lines.append(f"| BP1 | {out.index} | ${out._delta_latex()}$ |")
-        for layer in reversed(self.layers[:-1]):
-            lines.append(f"| BP2 | {layer.index} | ${layer._delta_latex()}$ |")
+            if layer.activation is not None:
+                l, p = layer.index, layer.index - 1
+                lines.append(f"| forward | {l} | $z^{{{l}}} = w^{{{l}}} a^{{{p}}} + b^{{{l}}}$, "
+                             f"$a^{{{l}}}$ = {layer.activation.name}$(z^{{{l}}})$ |")
+            else:
+                lines.append(f"| forward | {layer.index} | ${layer.forward_latex}$ |")
+        for index, label, _, ltx in self._backward_rows():
+            lines.append(f"| {label.split()[0]} | {index} | ${ltx}$ |")
         for layer in reversed(self.layers):
+            if not layer.has_params:
+                continue
             l, p = layer.index, layer.index - 1
             lines.append(f"| BP3 | {l} | $\\partial C/\\partial b^{{{l}}}_j = \\delta^{{{l}}}_j$ |")
             lines.append(f"| BP4 | {l} | $\\partial C/\\partial w^{{{l}}}_{{jk}} = a^{{{p}}}_k \\delta^{{{l}}}_j$ |")
@@ -251,27 +164,32 @@ class Equations:
         return f"<Equations of {self.network!r}: δᴸ = {text(self.output_error)}>"
 
 
+def layer_back(layer, style: str = "text") -> str | None:
+    """∂C/∂aˡ as it reaches ``layer`` from the next one (None for the output layer)."""
+    return getattr(layer, "back_latex" if style == "latex" else "back_text", None)
+
+
 def derive(network) -> Equations:
-    """Instantiate BP1–BP4 for every layer of ``network``."""
-    sizes = network.sizes
-    L = len(sizes) - 1
-    out_act = network.layers[-1].activation
-    try:
-        out = _output_error(out_act, network.cost, sizes[-1])
-    except ValueError as exc:
-        raise ValueError(f"layer {L} ({out_act.name}) with cost {network.cost.name!r}: {exc}") from None
-    layers = []
-    for l in range(1, L + 1):
-        act = network.layers[l].activation
-        is_out = l == L
-        deriv = None if act.vector else _derivative(act)
-        notes = list(deriv.notes) if deriv is not None else []
-        if is_out:
-            delta = out.expr
-            notes += list(out.notes)
-            if delta.free_symbols - {a, y, z, S}:
-                raise ValueError(f"output error has unexpected symbols: {delta}")  # pragma: no cover
-        else:
-            delta = g * deriv.expr
-        layers.append(LayerEquations(l, sizes[l - 1], sizes[l], act, deriv, delta, is_out, tuple(notes)))
-    return Equations(network, layers, out)
+    """Instantiate the backward rules of every layer of ``network``, last layer first (each needs to know how
+    ∂C/∂aˡ reaches it from the layer after it)."""
+    from symbp.derive.layers import LayerContext, derive_layer
+
+    layers = network.layers
+    L = len(layers) - 1
+    out: list = [None] * (L + 1)
+    back_text = back_latex = None
+    for l in range(L, 0, -1):
+        ctx = LayerContext(l, network.shapes[l - 1], network.shapes[l], l == L, network, back_text, back_latex)
+        eq = derive_layer(layers[l], ctx)
+        out[l] = eq
+        back_text, back_latex = eq.grad_in(back_text, back_latex)
+    eqs = out[1:]
+    return Equations(network, eqs, eqs[-1].output)
+
+
+def __getattr__(name):  # LayerEquations moved to the dense layer's module; kept importable here
+    if name == "LayerEquations":
+        from symbp.derive.layers.dense import LayerEquations
+
+        return LayerEquations
+    raise AttributeError(name)

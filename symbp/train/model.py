@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +23,9 @@ import numpy as np
 from symbp.compile.backends import BACKENDS
 from symbp.compile.cache import declaration_key
 from symbp.compile.lower import lower
+from symbp.layers import INIT_SCHEMES
 
 DTYPES = ("float64", "float32")
-INITS = ("default", "large")
 
 
 def _as_matrix(arr, name: str, cols: int, dtype, what: str, rows=None) -> np.ndarray:
@@ -103,9 +104,13 @@ class Model:
         dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        _check_constants(network, dtype)
         self.network = network
         self.backend = backend
         self.dtype = np.dtype(dtype)
+        #: (layer index, [ParamSpec, ...]) of every layer with parameters, in order
+        specs = [(l, layer.param_specs(network.shapes[l - 1])) for l, layer in enumerate(network.layers[1:], start=1)]
+        self._specs = [(l, s) for l, s in specs if s]
         t0 = time.perf_counter()
         self._programs = None
         build = BACKENDS[backend]
@@ -122,57 +127,74 @@ class Model:
         self.compile_seconds = time.perf_counter() - t0
         self.sizes = network.sizes
         self._rng = np.random.default_rng(seed)
-        self._params: list[tuple[np.ndarray, np.ndarray]] = []
+        self._params: list[tuple[np.ndarray, ...]] = []
         self.init_params(init)
 
     @property
     def programs(self):
-        """The kernel programs (IR) lowered from ``network.equations()``."""
+        """The kernel programs (IR) lowered from ``network.equations()``; ``print(model.programs["sgd_epoch"])``."""
         if self._programs is None:
             self._programs = lower(self.network)
         return self._programs
 
+    def program(self, name: str):
+        """One kernel program (``forward``, ``cost``, ``backward``, ``sgd_epoch``), printable like a jaxpr."""
+        if name not in self.programs:
+            raise ValueError(f"no program {name!r}; programs: {', '.join(self.programs)}")
+        return self.programs[name]
+
     # -- parameters ----------------------------------------------------------------------------------
     # The kernels update the parameters in place; they live on 64-byte boundaries (see ``aligned_copy``).
     def init_params(self, init: str = "default", seed=None) -> None:
-        """``default``: W ~ N(0, 1/n_in), b ~ N(0, 1); ``large``: W ~ N(0, 1) (the book's chapter 1)."""
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        """``default``: W ~ N(0, 1/n_in), b ~ N(0, 1); ``large``: W ~ N(0, 1) (the book's chapter 1).  Each layer
+        kind says how its parameters start (``Layer.param_specs``)."""
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        params = []
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            scale = 1.0 / math.sqrt(n_in) if init == "default" else 1.0
-            W = (rng.standard_normal((n_out, n_in)) * scale).astype(self.dtype)
-            b = rng.standard_normal(n_out).astype(self.dtype)
-            params.append((aligned_copy(W), aligned_copy(b)))
-        self._params = params
+        self._params = [tuple(aligned_copy(spec.init(rng, init, spec.shape).astype(self.dtype)) for spec in specs)
+                        for _, specs in self._specs]
 
     @property
-    def params(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Copies of [(W1, b1), (W2, b2), ...], W of shape (n_out, n_in), b of shape (n_out,)."""
-        return [(W.copy(), b.copy()) for W, b in self._params]
+    def params(self) -> list[tuple[np.ndarray, ...]]:
+        """Copies of [(W1, b1), (W2, b2), ...]: the parameters of every layer that has them, in layer order
+        (a dense layer's W of shape (n_out, n_in), b of shape (n_out,))."""
+        return [tuple(p.copy() for p in pair) for pair in self._params]
 
     def set_params(self, params) -> None:
         params = list(params)
-        if len(params) != len(self.sizes) - 1:
-            raise ValueError(f"expected {len(self.sizes) - 1} (W, b) pairs, got {len(params)}")
+        if len(params) != len(self._specs):
+            raise ValueError(f"expected {len(self._specs)} (W, b) pairs, got {len(params)}")
         new = []
-        for l, (pair, n_in, n_out) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:]), start=1):
+        for pair, (l, specs) in zip(params, self._specs):
             try:
-                W, b = pair
-            except (TypeError, ValueError):
+                arrays = tuple(pair)
+            except TypeError:
                 raise ValueError(f"layer {l}: expected a (W, b) pair") from None
-            W = _as_matrix(W, f"W{l}", n_in, self.dtype, f"layer {l} weights")
-            if W.shape[0] != n_out:
-                raise ValueError(f"W{l} must have shape ({n_out}, {n_in}), got {W.shape}")
-            b = np.asarray(b)
-            if b.shape != (n_out,) or b.dtype.kind not in "biuf":
-                raise ValueError(f"b{l} must be a real vector of shape ({n_out},), got {b.shape} {b.dtype}")
-            b = np.ascontiguousarray(b, dtype=self.dtype)
-            if not np.isfinite(b).all():
-                raise ValueError(f"b{l} contains NaN or inf")
-            new.append((aligned_copy(W), aligned_copy(b)))
+            if len(arrays) != len(specs):
+                raise ValueError(f"layer {l}: expected a ({', '.join(s.name for s in specs)}) pair")
+            checked = []
+            for arr, spec in zip(arrays, specs):
+                name = f"{spec.name}{l}"
+                arr = np.asarray(arr)
+                vector = len(spec.shape) == 1
+                if vector and (arr.shape != spec.shape or arr.dtype.kind not in "biuf"):
+                    raise ValueError(f"{name} must be a real vector of shape {spec.shape}, got {arr.shape} {arr.dtype}")
+                if arr.dtype.kind not in "biuf":
+                    raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+                if arr.shape != spec.shape:
+                    if arr.ndim == len(spec.shape) and arr.shape[1:] != spec.shape[1:]:
+                        raise ValueError(f"{name} must have {spec.shape[1]} columns (layer {l} weights), "
+                                         f"got shape {arr.shape}")
+                    raise ValueError(f"{name} must have shape {spec.shape}, got {arr.shape}")
+                arr = np.ascontiguousarray(arr, dtype=self.dtype)
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"{name} contains NaN or inf")
+                checked.append(aligned_copy(arr))
+            new.append(tuple(checked))
         self._params = new
+
+    def _param_layers(self) -> list[int]:
+        return [l for l, _ in self._specs]
 
     def _flat(self) -> list[np.ndarray]:
         return [arr for pair in self._params for arr in pair]
@@ -182,11 +204,13 @@ class Model:
         return _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs")
 
     def feedforward(self, X) -> np.ndarray:
-        """The network's output aᴸ for every row of X: shape (n, n_out)."""
+        """The network's output aᴸ for every row of X: shape (n, n_out).  Dropout is off (the identity)."""
         X = self._X(X)
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         if X.shape[0]:
             self.kernels.functions["forward"](X, *self._flat(), out)
+            if not np.isfinite(out).all():
+                raise self._nonfinite("feedforward", X, out)
         return out
 
     def cost(self, X, Y) -> float:
@@ -195,23 +219,53 @@ class Model:
         Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("cost of an empty set of rows is undefined")
-        return float(self.kernels.functions["cost"](X, Y, *self._flat())) / X.shape[0]
+        total = float(self.kernels.functions["cost"](X, Y, *self._flat()))
+        if not math.isfinite(total):
+            raise self._nonfinite("cost", X)
+        return total / X.shape[0]
 
-    def gradients(self, X, Y) -> list[tuple[np.ndarray, np.ndarray]]:
-        """[(dW1, db1), ...]: gradients of the mean cost over the rows of X."""
+    def gradients(self, X, Y) -> list[tuple[np.ndarray, ...]]:
+        """[(dW1, db1), ...]: gradients of the mean cost over the rows of X (dropout off)."""
         X = self._X(X)
         Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("gradients of an empty set of rows are undefined")
-        grads = [(np.empty_like(W), np.empty_like(b)) for W, b in self._params]
+        grads = [tuple(np.empty_like(p) for p in pair) for pair in self._params]
         self.kernels.functions["backward"](X, Y, *self._flat(), *[g for pair in grads for g in pair])
+        for (l, specs), pair in zip(self._specs, grads):
+            for spec, arr in zip(specs, pair):
+                if not np.isfinite(arr).all():
+                    raise self._nonfinite("gradients", X, what=f"∂C/∂{spec.name}{l}")
         return grads
 
+    def _nonfinite(self, where: str, X, out=None, what: str | None = None) -> FloatingPointError:
+        """The error for a non-finite result: the first layer whose activation is NaN/inf on finite input,
+        found by the layers' own NumPy forward maps (``Layer.reference``), off the fast path."""
+        a = X.astype(np.float64)
+        params = iter(self._params)
+        for l, layer in enumerate(self.network.layers[1:], start=1):
+            theta = next(params) if layer.param_specs(self.network.shapes[l - 1]) else ()
+            with np.errstate(all="ignore"):
+                nxt = layer.reference(theta, a)
+            bad = ~np.isfinite(nxt).all(axis=1)
+            if bad.any():
+                row = int(np.argmax(bad))
+                return FloatingPointError(
+                    f"{where}: layer {l} ({layer.describe()}) gives NaN/inf at row {row} from finite inputs (the "
+                    "first non-finite activation); its weighted inputs are too large for the activation or the "
+                    "dtype: scale the inputs, use a smaller eta, or another activation")
+            a = nxt
+        thing = what or ("the output" if out is not None else "the cost")
+        return FloatingPointError(f"{where}: {thing} is NaN/inf although every activation is finite (e.g. a cost "
+                                  "such as log(a) at a = 0, or a derivative that overflows)")
+
     def run_epoch(self, X, Y, order, batch_size: int, eta: float, lmbda: float = 0.0, n: int | None = None,
-                  _checked: bool = False) -> None:
+                  seed: int = 0, epoch: int = 0, _checked: bool = False) -> None:
         """One call of the whole-epoch kernel: SGD over the mini-batches order[k·m:(k+1)·m], in place.
 
-        ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.
+        ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.  ``seed`` and
+        ``epoch`` (non-negative integers) key the dropout masks: the mask of sample r in layer l is a hash of
+        (seed, epoch, l, r, unit), whatever the order.
         """
         if not _checked:
             order = np.asarray(order)
@@ -231,13 +285,17 @@ class Model:
             for name, v in (("eta", eta), ("lmbda", lmbda)):
                 if not math.isfinite(v) or v < 0:
                     raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+            for name, v in (("seed", seed), ("epoch", epoch)):
+                if isinstance(v, bool) or int(v) != v or not 0 <= v < 2**63:
+                    raise ValueError(f"{name} must be an integer in 0..2**63-1, got {v!r}")
         n = len(order) if n is None else n
         decay = 1.0 - eta * lmbda / n if n else 1.0
         flat = self._flat()
         # The kernel stops before a mini-batch with NaN/inf touches the parameters; earlier mini-batches of a
         # longer call are undone from this copy (cheap next to an epoch; per-mini-batch calls need none).
         saved = [p.copy() for p in flat] if len(order) > batch_size else None
-        if self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), *flat):
+        if self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), int(seed),
+                                               int(epoch), *flat):
             for p, s in zip(flat, saved or ()):
                 p[...] = s
             for name, arr in (("X", X), ("Y", Y)):
@@ -292,19 +350,26 @@ class Model:
             raise ValueError(f"early_stopping must be a positive integer, got {early_stopping!r}")
         ev = self._data(evaluation_data, "evaluation_data") if evaluation_data is not None else None
         rng = np.random.default_rng(seed) if seed is not None else self._rng
+        mask_seed = _mask_seed(seed, self._rng) if any(layer.trains for layer in self.network.layers) else 0
         hist = History()
         best_score, best_params, since_best = -math.inf, None, 0
         bar = _progress(progress, epochs)
         try:
             for epoch in range(int(epochs)):
                 order = rng.permutation(n).astype(np.int64)
+                before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
                 t0 = time.perf_counter()
-                self.run_epoch(X, Y, order, int(batch_size), float(eta), float(lmbda), n, _checked=True)
+                self.run_epoch(X, Y, order, int(batch_size), float(eta), float(lmbda), n, seed=mask_seed,
+                               epoch=epoch, _checked=True)
                 hist.epoch_seconds.append(time.perf_counter() - t0)
                 hist.epochs.append(epoch + 1)
-                if not all(np.isfinite(p).all() for p in self._flat()):
+                bad = self._first_nonfinite_param()
+                if bad is not None:
+                    for p, b in zip(self._flat(), before):
+                        p[...] = b
                     raise FloatingPointError(
-                        f"training diverged at epoch {epoch + 1}: parameters became NaN/inf (try a smaller eta)")
+                        f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters were restored "
+                        f"to those before that epoch (try a smaller eta than {eta:g})")
                 if ev is not None and monitor_evaluation:
                     hist.evaluation_accuracy.append(self._accuracy(*ev))
                     hist.evaluation_cost.append(self.cost(*ev) + self._l2(lmbda, ev[0].shape[0]))
@@ -329,13 +394,21 @@ class Model:
             if bar is not None:
                 bar.close()
         if early_stopping and best_params is not None:
-            self._params = [(aligned_copy(W), aligned_copy(b)) for W, b in best_params]
+            self._params = [tuple(aligned_copy(p) for p in pair) for pair in best_params]
+        _warn_if_chance(hist, self.sizes[-1], eta)
         return hist
+
+    def _first_nonfinite_param(self) -> str | None:
+        for (l, specs), pair in zip(self._specs, self._params):
+            for spec, arr in zip(specs, pair):
+                if not np.isfinite(arr).all():
+                    return f"{spec.name}{l} (layer {l})"
+        return None
 
     def _l2(self, lmbda: float, n: int) -> float:
         if not lmbda:
             return 0.0
-        return 0.5 * lmbda / n * sum(float(np.sum(W.astype(np.float64) ** 2)) for W, _ in self._params)
+        return 0.5 * lmbda / n * sum(float(np.sum(pair[0].astype(np.float64) ** 2)) for pair in self._params)
 
     # -- introspection -------------------------------------------------------------------------------
     def source(self, name: str | None = None) -> str:
@@ -358,6 +431,39 @@ class Model:
 
     def __repr__(self):
         return f"<Model {self.network!r} backend={self.backend} dtype={self.dtype.name}>"
+
+
+def _mask_seed(seed, rng) -> int:
+    """The dropout-mask key of one ``fit`` call: from ``seed`` when given (reproducible), else drawn."""
+    if seed is None:
+        return int(rng.integers(0, 2**63 - 1))
+    state = np.random.SeedSequence(seed).generate_state(2, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+#: fit warns when training ends this close to guessing, with an η at least this large.
+CHANCE_MARGIN, HUGE_ETA = 1.5, 10.0
+
+
+def _warn_if_chance(hist: History, n_classes: int, eta: float) -> None:
+    acc = hist.evaluation_accuracy or hist.training_accuracy
+    if not acc or n_classes < 2 or eta < HUGE_ETA or acc[-1] > CHANCE_MARGIN / n_classes:
+        return
+    warnings.warn(f"training ended at chance accuracy ({acc[-1]:.1%} with {n_classes} classes) after "
+                  f"{len(hist.epochs)} epochs with eta = {eta:g}: an eta this large makes the updates overshoot "
+                  "and the units saturate; try a smaller eta (the book uses 0.1 to 3)", RuntimeWarning, stacklevel=3)
+
+
+def _check_constants(network, dtype: str) -> None:
+    """Refuse expressions whose constants the dtype cannot hold (e.g. 1e39·z in float32)."""
+    try:
+        from symbp.activations import check_dtype_range
+    except ImportError:  # pragma: no cover - provided by the declaration stage
+        return
+    for l, layer in enumerate(network.layers[1:], start=1):
+        if layer.activation is not None:
+            check_dtype_range(layer.activation.expr, dtype, f"layer {l} ({layer.activation.name})")
+    check_dtype_range(network.cost.expr, dtype, f"cost {network.cost.name!r}")
 
 
 class _progress:

@@ -1,0 +1,121 @@
+"""The layer protocol, declaration side: what every layer kind says about itself.
+
+Takes: nothing (base classes and a registry).  Gives: ``Layer`` — the base of every layer kind — with
+shape inference (``out_shape``), its parameters (``param_specs``: names, shapes, init schemes), its
+hyper-parameters for model files (``config``/``from_config``) and for cache keys (``key_parts``); the
+``LAYER_KINDS`` registry (kind name → class), filled by ``@register_layer``; ``ParamSpec``.
+
+The other stages keep their own registries keyed by the layer class (``symbp.derive.layers`` for the
+backward rule and its rendering, ``symbp.compile.layers`` for the lowering to kernel steps), so a new kind is
+one module per stage and no stage tests a layer's type.  Shapes are tuples: ``(n,)`` for a flat layer,
+``(channels, height, width)`` for an image-shaped one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from symbp.activations import BUILTIN_ACTIVATIONS, Activation
+
+#: kind name → layer class, for model files and the CLI.
+LAYER_KINDS: dict[str, type] = {}
+
+
+def register_layer(cls):
+    """Class decorator: make ``cls`` a layer kind known by its ``kind`` name."""
+    if cls.kind in LAYER_KINDS and LAYER_KINDS[cls.kind] is not cls:
+        raise ValueError(f"layer kind {cls.kind!r} is registered twice")
+    LAYER_KINDS[cls.kind] = cls
+    return cls
+
+
+def check_size(kind: str, n) -> int:
+    """A positive integer (NumPy integers accepted), or ValueError naming the layer kind."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"{kind}: layer size must be a positive integer, got {n!r}")
+    n = int(n)
+    if n <= 0:
+        raise ValueError(f"{kind}: layer size must be a positive integer, got {n}")
+    return n
+
+
+def as_activation(act, where: str = "") -> Activation:
+    """An ``Activation`` from an Activation or a built-in name."""
+    if isinstance(act, Activation):
+        return act
+    if isinstance(act, str):
+        try:
+            return BUILTIN_ACTIVATIONS[act]
+        except KeyError:
+            known = ", ".join(BUILTIN_ACTIVATIONS)
+            raise ValueError(f"{where}unknown activation {act!r}; built-ins: {known} "
+                             "(or give sb.Activation(name, expr))") from None
+    raise ValueError(f"{where}expected an Activation, got {act!r}")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter array of a layer: ``name`` ("W", "b"), ``shape``, and how to initialise it:
+    ``init(rng, scheme, shape) -> float64 array`` for ``scheme`` in ``INIT_SCHEMES``."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: Callable
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+#: Initialisation schemes every parameterised kind understands.
+INIT_SCHEMES = ("default", "large")
+
+
+class Layer:
+    """Base of every layer kind (frozen dataclasses).  Subclasses set ``kind`` and override what applies."""
+
+    kind: ClassVar[str] = ""
+    #: the activation applied by this layer, or None (Dropout, pooling without one, ...)
+    activation: Activation | None = None
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def param_specs(self, in_shape: tuple[int, ...]) -> list[ParamSpec]:
+        return []
+
+    def config(self) -> dict:
+        """The hyper-parameters as JSON-able values (expressions as parser text), without ``kind``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, doc: dict, where: str) -> Layer:
+        """The layer from ``config()`` output; expressions go through the whitelist parser."""
+        raise NotImplementedError
+
+    def key_parts(self) -> list[str]:
+        """Everything that changes the generated code, as strings (kind first), for cache keys."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A short label for ``repr(network)``."""
+        raise NotImplementedError
+
+    def reference(self, params: tuple, x):
+        """The forward map in plain NumPy (float64, rows = samples, inference behaviour): an implementation
+        independent of the generated kernels, used to name the layer of a non-finite result and by tests."""
+        raise NotImplementedError
+
+    @property
+    def trains(self) -> bool:
+        """Does the layer behave differently while training (Dropout)?"""
+        return False
+
+
+def flat(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

@@ -1,0 +1,84 @@
+"""A fully connected layer: zⱼ = Σₖ wⱼₖ aₖ + bⱼ, aⱼ = σ(zⱼ), w of shape (n, n_in), b of shape (n,).
+
+Takes: a width and an activation.  Gives: ``Dense`` (declaration: shapes, parameters and their init).
+Its backward rule lives in ``symbp.derive.layers.dense``, its lowering in ``symbp.compile.layers.dense``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from symbp.activations import Activation
+from symbp.layers.base import Layer, ParamSpec, as_activation, check_size, flat, register_layer
+
+
+def _weights(n_in: int):
+    def init(rng, scheme, shape):
+        scale = 1.0 / math.sqrt(n_in) if scheme == "default" else 1.0
+        return rng.standard_normal(shape) * scale
+    return init
+
+
+def _biases(rng, scheme, shape):
+    return rng.standard_normal(shape)
+
+
+@register_layer
+@dataclass(frozen=True)
+class Dense(Layer):
+    """A fully connected layer of ``n`` units with activation σ (``sb.softmax`` for a softmax output)."""
+
+    n: int
+    activation: Activation
+    kind = "dense"
+
+    def __post_init__(self):
+        object.__setattr__(self, "n", check_size("Dense", self.n))
+        object.__setattr__(self, "activation", as_activation(self.activation, "Dense: "))
+
+    def out_shape(self, in_shape):
+        return (self.n,)
+
+    def param_specs(self, in_shape):
+        n_in = flat(in_shape)
+        return [ParamSpec("W", (self.n, n_in), _weights(n_in)), ParamSpec("b", (self.n,), _biases)]
+
+    def config(self) -> dict:
+        act = self.activation
+        return {"n": self.n, "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
+
+    @classmethod
+    def from_config(cls, doc, where):
+        from symbp.symbols import parse
+
+        act = doc["activation"]
+        expr = parse(act["expr"], allowed=("z",))
+        return cls(doc["n"], Activation(act["name"], expr, vector=bool(act.get("vector", False))))
+
+    def key_parts(self) -> list[str]:
+        import sympy as sp
+
+        act = self.activation
+        return [self.kind, str(self.n), act.name, sp.srepr(act.expr), str(act.vector)]
+
+    def describe(self) -> str:
+        return f"{self.n}:{self.activation.name}"
+
+    def reference(self, params, x):
+        import numpy as np
+
+        W, b = params
+        zv = x.reshape(x.shape[0], -1) @ np.asarray(W, np.float64).T + np.asarray(b, np.float64)
+        if self.activation.vector:
+            e = np.exp(zv - zv.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return np.broadcast_to(_numpy_function(self.activation)(zv), zv.shape).astype(np.float64)
+
+
+def _numpy_function(act: Activation):
+    import sympy as sp
+
+    from symbp.symbols import z
+
+    return sp.lambdify(z, act.expr, modules="numpy")

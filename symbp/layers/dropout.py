@@ -1,0 +1,53 @@
+"""Dropout (inverted): while training each input unit is kept with probability 1 − p and scaled by 1/(1 − p),
+otherwise zeroed; at inference the layer is the identity.
+
+Takes: the drop probability p ∈ [0, 1).  Gives: ``Dropout`` (no parameters, output shape = input shape).
+In expectation this equals the book's network3, which drops without scaling and multiplies the next layer's
+weights by 1 − p at inference.  Masks come from a counter-based hash of (seed, epoch, sample, unit) inside the
+whole-epoch kernel (``symbp.compile.runtime.uniform``), so every backend and mini-batch order draws the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from symbp.layers.base import Layer, register_layer
+
+
+@register_layer
+@dataclass(frozen=True)
+class Dropout(Layer):
+    """Zero each input with probability ``p`` while training (kept ones scaled by 1/(1 − p))."""
+
+    p: float
+    kind = "dropout"
+
+    def __post_init__(self):
+        p = self.p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        object.__setattr__(self, "p", float(p))
+
+    def out_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def config(self) -> dict:
+        return {"p": self.p}
+
+    @classmethod
+    def from_config(cls, doc, where):
+        return cls(doc["p"])
+
+    def key_parts(self) -> list[str]:
+        return [self.kind, repr(self.p)]
+
+    def describe(self) -> str:
+        return f"dropout({self.p:g})"
+
+    def reference(self, params, x):
+        return x  # inference: the identity (inverted dropout scales while training)
+
+    @property
+    def trains(self) -> bool:
+        return True
