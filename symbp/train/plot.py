@@ -1,14 +1,54 @@
-"""Training curves as a PNG (matplotlib, an optional extra: ``pip install symbp[plot]``).
+"""Training curves as an image (matplotlib, an optional extra: ``pip install symbp[plot]``).
 
-Takes: a ``History`` from ``Model.fit``.  Gives: a PNG with accuracy and cost per epoch.
+Takes: a ``History`` from ``Model.fit`` and a file name.  Gives: a figure with accuracy and cost per epoch, in
+the format the file name's suffix names (PNG if it has none: ``curves`` is written as ``curves.png``).
+``plot_path`` gives the path that will really be written, or a ``ValueError``, without drawing anything.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+#: What is assumed writable when matplotlib cannot be imported to say (its own list is used when it can).
+FALLBACK_FORMATS = ("png", "pdf", "svg")
+DEFAULT_FORMAT = "png"
+
+
+def supported_formats() -> tuple[str, ...]:
+    """The file suffixes (without the dot, lower case) that matplotlib can write."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return FALLBACK_FORMATS
+    return tuple(FigureCanvasBase.get_supported_filetypes())
+
+
+def plot_path(path: str | os.PathLike[str]) -> Path:
+    """The path ``plot_history`` writes for ``path``: ``path`` itself if its suffix names a format matplotlib
+    can write (any case), ``path`` + ``.png`` if it has no suffix.  ``ValueError`` for an empty path, one
+    that ends in a separator (a folder) and a suffix that matplotlib cannot write."""
+    text = os.fspath(path)
+    if not text:
+        raise ValueError("empty path: expected a file name such as curves.png")
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise ValueError(f"{text} names a folder: expected a file name such as {text}curves.png")
+    p = Path(text)
+    if p.name in ("", ".", ".."):
+        raise ValueError(f"{text} names a folder: expected a file name such as {p / 'curves.png'}")
+    if not p.suffix:
+        return p.with_name(f"{p.name}.{DEFAULT_FORMAT}")
+    fmt = p.suffix[1:].lower()
+    formats = supported_formats()
+    if fmt not in formats:
+        raise ValueError(f"{text}: cannot write .{p.suffix[1:]} files; the suffix must be one of "
+                         f"{', '.join('.' + f for f in formats)} (or none, for .{DEFAULT_FORMAT})")
+    return p
 
 
 def plot_history(hist, path, title: str = "") -> Path:
+    """Draw ``hist`` to ``plot_path(path)`` (its parent folders are created) and return that path."""
+    path = plot_path(path)
     try:
         import matplotlib
 
@@ -17,26 +57,27 @@ def plot_history(hist, path, title: str = "") -> Path:
     except ImportError:
         raise ValueError("--plot needs matplotlib: pip install 'symbp[plot]'") from None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ep = hist.epochs
-    if hist.evaluation_accuracy:
-        ax1.plot(ep, [100 * v for v in hist.evaluation_accuracy], "o-", ms=3, label="evaluation")
-    if hist.training_accuracy:
-        ax1.plot(ep, [100 * v for v in hist.training_accuracy], "s-", ms=3, label="training")
-    ax1.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    if hist.evaluation_cost:
-        ax2.plot(ep, hist.evaluation_cost, "o-", ms=3, label="evaluation")
-    if hist.training_cost:
-        ax2.plot(ep, hist.training_cost, "s-", ms=3, label="training")
-    ax2.set(xlabel="epoch", ylabel="cost", title="Cost")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        ep = hist.epochs
+        if hist.evaluation_accuracy:
+            ax1.plot(ep, [100 * v for v in hist.evaluation_accuracy], "o-", ms=3, label="evaluation")
+        if hist.training_accuracy:
+            ax1.plot(ep, [100 * v for v in hist.training_accuracy], "s-", ms=3, label="training")
+        ax1.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+        if hist.evaluation_cost:
+            ax2.plot(ep, hist.evaluation_cost, "o-", ms=3, label="evaluation")
+        if hist.training_cost:
+            ax2.plot(ep, hist.training_cost, "s-", ms=3, label="training")
+        ax2.set(xlabel="epoch", ylabel="cost", title="Cost")
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
+    finally:
+        plt.close(fig)
     return path
