@@ -1,15 +1,27 @@
 """The ``symbp`` command: ``train``, ``show`` and ``bench``.
 
 Takes: command-line arguments.  Gives: trained models and reports (``train``), derived equations and
-generated kernels (``show``), benchmark tables (``bench``).  Errors are one clear line on stderr, exit 2.
-Activations and costs are built-in names or expressions in quotes, read by the whitelist parser.
+generated kernels (``show``), benchmark tables (``bench``).  Activations and costs are built-in names or
+expressions in quotes, read by the whitelist parser.
+
+Errors are one line on stderr, ``symbp <command>: error: ...``, exit status 2; a wrong argument names its option.
+Every argument of ``train`` is checked before any data is loaded or kernel compiled: numbers and their
+ranges, the expressions, layer sizes against the dataset and against this machine's memory, that ``--save``
+and ``--plot`` can write their files and that ``--data-dir`` holds the dataset.  Only "dataset not found"
+takes several lines, to say where it looked and how to provide the files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
 from symbp.activations import BUILTIN_ACTIVATIONS, Activation
 from symbp.costs import BUILTIN_COSTS, Cost
@@ -27,13 +39,57 @@ EPILOG_SHOW = """examples:
 """
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (``symbp train: error: argument --seed: ...``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+
+
+def _integer(text: str, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def _non_negative_int(text: str) -> int:
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _number(text: str, positive: bool) -> float:
+    what = "a positive, finite number" if positive else "a non-negative, finite number"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    return _number(text, positive=True)
+
+
+def _non_negative_number(text: str) -> float:
+    return _number(text, positive=False)
+
+
 def _layers(text: str) -> list[int]:
     try:
         sizes = [int(t) for t in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers wants comma-separated sizes like 784,30,10, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 784,30,10, got {text!r}") from None
     if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--layers needs at least two positive sizes, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected at least two positive sizes, got {text!r}")
     return sizes
 
 
@@ -64,13 +120,23 @@ def _network_args(p: argparse.ArgumentParser) -> None:
                         "(default: quadratic)")
 
 
+def _option(option: str, parse, text: str):
+    """``parse(text)``; a ``ValueError`` is raised again naming ``option``."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"argument {option}: {exc}") from exc
+
+
 def build_network(args):
+    """The network of ``--layers``, ``--activation``, ``--output-activation`` and ``--cost`` (expressions are
+    read by the whitelist parser: an error names the option)."""
     import symbp as sb
 
-    acts = [activation_arg(args.activation)] * (len(args.layers) - 1)
+    acts = [_option("--activation", activation_arg, args.activation)] * (len(args.layers) - 1)
     if args.output_activation:
-        acts[-1] = activation_arg(args.output_activation)
-    return sb.Network(args.layers, activation=acts, cost=cost_arg(args.cost))
+        acts[-1] = _option("--output-activation", activation_arg, args.output_activation)
+    return sb.Network(args.layers, activation=acts, cost=_option("--cost", cost_arg, args.cost))
 
 
 def _compile_args(p):
@@ -79,7 +145,7 @@ def _compile_args(p):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = ArgumentParser(
         prog="symbp",
         description="symbp: declare a network with sympy expressions, derive backpropagation (BP1-BP4), "
                     "run it as generated numba kernels.")
@@ -92,26 +158,31 @@ def parser() -> argparse.ArgumentParser:
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     _network_args(t)
     o = t.add_argument_group("training")
-    o.add_argument("--epochs", type=int, default=30, help="(default: 30)")
-    o.add_argument("--batch-size", type=int, default=10, help="mini-batch size (default: 10)")
-    o.add_argument("--eta", type=float, default=3.0, help="learning rate η (default: 3.0)")
-    o.add_argument("--lmbda", type=float, default=0.0, help="L2 regularisation λ (default: 0)")
+    o.add_argument("--epochs", type=_non_negative_int, default=30, help="(default: 30)")
+    o.add_argument("--batch-size", type=_positive_int, default=10, help="mini-batch size (default: 10)")
+    o.add_argument("--eta", type=_positive_number, default=3.0, help="learning rate η (default: 3.0)")
+    o.add_argument("--lmbda", type=_non_negative_number, default=0.0,
+                   help="L2 regularisation λ (default: 0)")
     o.add_argument("--init", choices=["default", "large"], default="default",
                    help="weights N(0, 1/n_in) (default) or the book's chapter-1 N(0, 1) (large)")
-    o.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
-    o.add_argument("--early-stop", type=int, default=None, metavar="N",
+    o.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed for initialisation and shuffling (default: 0)")
+    o.add_argument("--early-stop", type=_positive_int, default=None, metavar="N",
                    help="stop after N epochs without better evaluation accuracy; keep the best parameters")
     o.add_argument("--monitor-training", action="store_true", help="also report training cost and accuracy")
     _compile_args(o)
     d = t.add_argument_group("data and output")
     d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
     d.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding mnist/ and fashion-mnist/ (else $SYMBP_DATA_DIR, the cache, a download)")
-    d.add_argument("--limit", type=int, default=None, metavar="N", help="train on the first N training samples")
+                   help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
+                        "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
+    d.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="train on the first N training samples")
     d.add_argument("--eval", choices=["test", "validation"], default="test",
                    help="data to evaluate on each epoch (default: test, as in the book's chapter 1)")
     d.add_argument("--save", default=None, metavar="PATH", help="save the model as PATH.json + PATH.npz")
-    d.add_argument("--plot", default=None, metavar="PNG", help="write accuracy and cost curves to a PNG")
+    d.add_argument("--plot", default=None, metavar="FILE",
+                   help="write accuracy and cost curves to FILE (.png if it has no suffix; .pdf, .svg, ...)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--quiet", action="store_true", help="only the final summary")
 
@@ -129,9 +200,138 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# -- checks done before anything is loaded or compiled -----------------------------------------------------
+def _memory_limit() -> int | None:
+    """Bytes this process can use at most: physical memory, or less under an address-space or cgroup limit."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            limits.append(soft)
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
+
+
+def _check_memory(layers: list[int], dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
+                  batch_size: int = 0) -> None:
+    """Refuse (``ValueError`` naming --layers) a network whose parameters and buffers cannot fit in memory.
+
+    The estimate counts the parameters four times (the model's, the copy an epoch can be undone from, the
+    best epoch's for early stopping, one more while saving), the data set, the per-row activations z and a of
+    every layer for the largest set evaluated at once, and the mini-batch buffers."""
+    itemsize = 4 if dtype == "float32" else 8
+    params = sum(n_in * n_out + n_out for n_in, n_out in zip(layers, layers[1:]))
+    units = sum(layers[1:])
+    need = itemsize * (4 * params + data_rows * (layers[0] + layers[-1])
+                       + eval_rows * (2 * units + layers[-1]) + batch_size * (4 * units + layers[0] + layers[-1]))
+    limit = _memory_limit()
+    if limit is not None and need > limit:
+        what = "training" if data_rows else "compiling"
+        raise ValueError(
+            f"argument --layers: {','.join(map(str, layers))} has {params:,} parameters; {what} it needs about "
+            f"{_gb(need)} of memory ({dtype} parameters and their copies"
+            + (f", the data, activations of {eval_rows:,} rows" if data_rows else "")
+            + f"), more than the {_gb(limit)} this machine has")
+
+
+def _check_folder(option: str, folder: Path) -> None:
+    """``folder`` is, or can be created in, a folder this process can write in."""
+    folder = folder if str(folder) else Path(".")
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "a file" if existing.exists() else "not a folder"
+        raise ValueError(f"argument {option}: cannot write under {existing}: it is {what}, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"argument {option}: cannot write in the folder {existing} "
+                         f"({exc.strerror or exc})") from None
+
+
+def _check_not_folder(option: str, path: Path) -> None:
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise ValueError(f"argument {option}: {path} is {what}; it would be replaced by a file")
+
+
+def _save_targets(text: str) -> tuple[Path, Path]:
+    """The files ``--save PATH`` writes, PATH.json and PATH.npz, after checking that they can be written."""
+    if not text or text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise ValueError(f"argument --save: expected PATH such as models/ch1 (it writes PATH.json and PATH.npz), "
+                         f"got {text!r}")
+    base = Path(text)
+    if base.suffix in (".json", ".npz"):
+        base = base.with_suffix("")
+    if base.name in ("", ".", ".."):
+        raise ValueError(f"argument --save: expected PATH such as models/ch1 (it writes PATH.json and PATH.npz), "
+                         f"got {text!r}")
+    jpath, npath = base.with_name(base.name + ".json"), base.with_name(base.name + ".npz")
+    for target in (jpath, npath, npath.with_name(npath.name + ".new")):  # .npz.new: the save's pending file
+        _check_not_folder("--save", target)
+    _check_folder("--save", base.parent)
+    return jpath, npath
+
+
+def _plot_target(text: str) -> Path:
+    """The file ``--plot`` writes (``.png`` added when there is no suffix), after checking it can be written."""
+    from importlib.util import find_spec
+
+    from symbp.train.plot import plot_path
+
+    if text and Path(text).is_dir():
+        raise ValueError(f"argument --plot: {text} is a folder: expected a file name such as "
+                         f"{Path(text) / 'curves.png'}")
+    if find_spec("matplotlib") is None:
+        raise ValueError("argument --plot: needs matplotlib: pip install 'symbp[plot]'")
+    path = _option("--plot", plot_path, text)
+    _check_not_folder("--plot", path)
+    _check_folder("--plot", path.parent)
+    return path
+
+
+def _check_data_dir(args) -> None:
+    """``--data-dir`` exists and holds the dataset's four files (directly or in a subfolder named after it)."""
+    if args.data_dir is None:
+        return
+    from symbp.data.registry import get_spec
+
+    spec = get_spec(args.dataset)
+    base = Path(args.data_dir).expanduser()
+    fallback = "without --data-dir, symbp looks in $SYMBP_DATA_DIR, then the cache, then downloads"
+    if not base.is_dir():
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise ValueError(f"argument --data-dir: {base} {what} ({fallback})")
+    for folder in (base, base / spec.name):
+        if all((folder / name).is_file() for name in spec.filenames):
+            return
+    raise ValueError(f"argument --data-dir: neither {base} nor {base / spec.name} holds the four {spec.title} files "
+                     f"({', '.join(spec.filenames)}; {fallback})")
+
+
 def cmd_show(args) -> int:
     net = build_network(args)
     if args.source:
+        _check_memory(args.layers, args.dtype)
         model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)
         print(model.source(None if args.source == "module" else args.source))
         return 0
@@ -140,17 +340,40 @@ def cmd_show(args) -> int:
     return 0
 
 
+def check_train_args(args):
+    """Every check of ``symbp train`` that needs no data: a ``ValueError`` naming the option, else the network
+    and the paths that ``--save`` and ``--plot`` will write."""
+    from symbp.data.datasets import IMAGE_SHAPE, N_CLASSES, N_TRAIN
+    from symbp.data.registry import get_spec
+
+    _check_data_dir(args)
+    save = _save_targets(args.save) if args.save is not None else None
+    plot = _plot_target(args.plot) if args.plot is not None else None
+    if save and plot and plot.resolve() in (save[0].resolve(), save[1].resolve()):
+        raise ValueError(f"argument --plot: {plot} is also written by --save")
+    n_train = N_TRAIN if args.limit is None else min(args.limit, N_TRAIN)
+    if args.batch_size > n_train:
+        raise ValueError(f"argument --batch-size: expected at most the number of training samples ({n_train}), "
+                         f"got {args.batch_size}")
+    n_in = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+    if args.layers[0] != n_in or args.layers[-1] < N_CLASSES:
+        raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {n_in} inputs and {N_CLASSES} "
+                         f"classes: the first size must be {n_in} and the last at least {N_CLASSES}, "
+                         f"got {','.join(map(str, args.layers))}")
+    rows = max(10_000, n_train if args.monitor_training else 0)
+    _check_memory(args.layers, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=rows, batch_size=args.batch_size)
+    return build_network(args), save, plot
+
+
 def cmd_train(args) -> int:
     from symbp.data import load_dataset
 
-    net = build_network(args)
+    net, save, plot = check_train_args(args)
     say = (lambda *a, **k: None) if args.quiet else print
     t0 = time.perf_counter()
     splits = load_dataset(args.dataset, data_dir=args.data_dir, dtype=args.dtype)
     X, labels = splits.train
     if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError("--limit must be positive")
         X, labels = X[: args.limit], labels[: args.limit]
     evaluation = splits.test if args.eval == "test" else splits.validation
     load_s = time.perf_counter() - t0
@@ -179,13 +402,20 @@ def cmd_train(args) -> int:
         print(f"peak {args.eval} accuracy {best:.2%} at epoch {hist.best_epoch}; "
               f"final {hist.evaluation_accuracy[-1]:.2%}; {n_ep} epochs, training time {train_s:.2f} s "
               f"({train_s / max(1, n_ep):.3f} s/epoch)" + (" (stopped early)" if hist.stopped_early else ""))
-    if args.save:
-        jpath, npath = model.save(args.save)
+    if save:
+        try:
+            jpath, npath = model.save(save[0])
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"argument --save: cannot save the model: {exc}") from exc
         print(f"saved model to {jpath} and {npath}")
-    if args.plot:
+    if plot:
         from symbp.train.plot import plot_history
 
-        print(f"wrote {plot_history(hist, args.plot, title=repr(net))}")
+        try:
+            written = plot_history(hist, plot, title=repr(net))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"argument --plot: cannot write the curves: {exc}") from exc
+        print(f"wrote {written}")
     return 0
 
 
@@ -195,26 +425,51 @@ def cmd_bench(rest) -> int:
     return bench_main(rest) or 0
 
 
+#: What a command can fail with that is reported as one line (anything else is a bug: a traceback).
+_ERRORS = (ValueError, OSError, ArithmeticError, MemoryError)
+
+
+def _message(command: str, exc: BaseException) -> str:
+    from symbp.data.datasets import DatasetNotFoundError
+
+    if isinstance(exc, MemoryError):
+        msg = f"out of memory ({exc})" if str(exc) else "out of memory"
+    else:
+        msg = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, DatasetNotFoundError):  # which explains over several lines how to get the data
+        msg = " ".join(msg.split())
+    return f"symbp {command}: error: {msg}"
+
+
+def _one_line_warning(command: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"symbp {command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
-    if argv and argv[0] == "bench":
-        try:
-            return cmd_bench(argv[1:])
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"symbp bench: error: {exc}", file=sys.stderr)
-            return 2
-    args = p.parse_args(argv)
-    if args.command is None:
-        p.print_help()
-        return 0
+    command = argv[0] if argv and argv[0] == "bench" else None
     try:
-        return {"train": cmd_train, "show": cmd_show}[args.command](args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
-        msg = str(exc).strip()
-        if "not found" not in msg:  # a missing dataset explains itself over several lines; the rest is one line
-            msg = msg.replace("\n", " ")
-        print(f"symbp {args.command}: error: {msg}", file=sys.stderr)
+        with warnings.catch_warnings():
+            if command == "bench":
+                warnings.showwarning = _one_line_warning("bench")
+                return cmd_bench(argv[1:])
+            args = p.parse_args(argv)
+            command = args.command
+            if command is None:
+                p.print_help()
+                return 0
+            warnings.showwarning = _one_line_warning(command)
+            return {"train": cmd_train, "show": cmd_show}[command](args)
+    except _ERRORS as exc:
+        if isinstance(exc, BrokenPipeError):  # stdout closed early (symbp show | head): not an error of symbp
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        print(_message(command or "", exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,167 @@ def test_train_end_to_end(tmp_path, data_dir):
     model = sb.load(tmp_path / "m")
     final = float(out.stdout.split("final ")[1].split("%")[0])
     assert model.evaluate(sb.data.load_mnist(data_dir).test) * 100 == pytest.approx(final, abs=0.006)
+
+
+# --- every error: one line on stderr, exit 2, naming the option, found before any data is loaded --------------
+
+DRIVER = r"""
+import contextlib, io, json, sys
+from symbp.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # how argparse ends the process
+            rc = exc.code
+    results.append([rc, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def no_data_env(tmp_path):
+    """An environment where the dataset can be found nowhere: a case that got as far as loading data would fail
+    with the several-line "MNIST files not found" message instead of its own one line."""
+    (tmp_path / "empty-data").mkdir(exist_ok=True)
+    return {"SYMBP_DATA_DIR": str(tmp_path / "empty-data"), "SYMBP_CACHE_DIR": str(tmp_path / "empty-cache"),
+            "SYMBP_MIRRORS": "http://127.0.0.1:9/"}
+
+
+def run_cases(tmp_path, cases):
+    """Run ``symbp.cli.main`` on each argv of ``cases`` in one subprocess (one import of symbp for all); an
+    exception escaping ``main`` fails the whole run with its traceback."""
+    argvs = [argv for argv, _ in cases]
+    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**os.environ, **no_data_env(tmp_path)})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def assert_one_line_error(rc, out, err, option, argv):
+    assert rc == 2, (argv, rc, out, err)
+    assert "Traceback" not in err, (argv, err)
+    assert err.endswith("\n") and err.count("\n") == 1 and err.strip(), (argv, err)
+    assert option in err, (argv, err)
+    assert err.startswith(f"symbp {argv[0]}: error: argument {option}: "), (argv, err)
+    assert "training samples" not in out and "not found" not in err, (argv, out, err)  # before any data
+
+
+def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
+    from symbp.cli import _memory_limit
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "jdir.json").mkdir()
+    (tmp_path / "ndir.npz").mkdir()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.geteuid() == 0:  # root writes in any folder: /proc takes no new files
+        ro = Path("/proc")
+    no_data_env(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cases = [
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "x"], "--seed"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--batch-size", "100", "--limit", "50"], "--batch-size"),
+        (["--limit", "0"], "--limit"),
+        (["--eta", "-1"], "--eta"),
+        (["--eta", "nan"], "--eta"),
+        (["--eta", "inf"], "--eta"),
+        (["--lmbda", "-1"], "--lmbda"),
+        (["--lmbda", "nan"], "--lmbda"),
+        (["--early-stop", "0"], "--early-stop"),
+        (["--layers", "784,0,10"], "--layers"),
+        (["--layers", "10,3"], "--layers"),  # MNIST needs 784 inputs
+        (["--layers", "784,100000000,10"], "--layers"),  # 78e9 parameters: terabytes
+        (["--activation", "zz("], "--activation"),
+        (["--output-activation", "__import__('os')"], "--output-activation"),
+        (["--cost", "a**"], "--cost"),
+        (["--save", ""], "--save"),
+        (["--save", "afile/model"], "--save"),
+        (["--save", "jdir"], "--save"),  # jdir.json is a folder
+        (["--save", "ndir.json"], "--save"),  # ndir.npz is a folder
+        (["--save", "adir/"], "--save"),
+        (["--save", str(ro / "model")], "--save"),
+        (["--plot", "afile/x.png"], "--plot"),
+        (["--plot", "adir"], "--plot"),
+        (["--plot", "curves.notaformat"], "--plot"),
+        (["--plot", str(ro / "curves.png")], "--plot"),
+        (["--plot", "m.json", "--save", "m"], "--plot"),
+        (["--data-dir", "missing"], "--data-dir"),
+        (["--data-dir", "adir"], "--data-dir"),  # exists, but holds no MNIST files
+    ]
+    cases = [(["train", *argv], option) for argv, option in cases]
+    if (_memory_limit() or 0) < 150e9:  # the network of the report: 795e6 parameters, about 186 GB to train
+        cases.append((["train", "--layers", "784,1000000,10"], "--layers"))
+    cases += [
+        (["show", "--layers", "784,x,10"], "--layers"),
+        (["show", "--eta", "1"], "unrecognized"),
+        (["show", "--source", "forward", "--layers", "784,100000000000,10"], "--layers"),
+    ]
+    try:
+        results = run_cases(tmp_path, cases)
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+    for (argv, option), (rc, out, err) in zip(cases, results, strict=True):
+        if option == "unrecognized":
+            assert rc == 2 and err.count("\n") == 1 and err.startswith("symbp: error: unrecognized arguments: --eta")
+            continue
+        assert_one_line_error(rc, out, err, option, argv)
+    errors = {" ".join(argv): err for (argv, _), (_, _, err) in zip(cases, results, strict=True)}
+    assert "GB of memory" in errors["train --layers 784,100000000,10"]
+    assert "it is a file" in errors["train --save afile/model"]
+    assert "jdir.json is a folder" in errors["train --save jdir"]
+    assert "does not exist" in errors["train --data-dir missing"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written: no orphan .npz, no plot
+
+
+def test_errors_from_the_real_entry_point(tmp_path):
+    env = no_data_env(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    for argv, option in ((["train", "--seed", "-1"], "--seed"),
+                         (["train", "--save", str(tmp_path / "afile" / "model")], "--save")):
+        out = run(*argv, env=env)
+        assert_one_line_error(out.returncode, out.stdout, out.stderr, option, argv)
+
+
+def test_library_errors_are_one_line(monkeypatch, capsys):
+    from symbp import cli
+
+    def fail(exc):
+        def cmd(args):
+            raise exc
+        return cmd
+
+    for exc in (MemoryError("Unable to allocate 6 GiB"), MemoryError(), OSError(28, "No space left on device"),
+                FloatingPointError("training diverged\nat epoch 3"), ValueError("bad\n  value")):
+        monkeypatch.setattr(cli, "cmd_show", fail(exc))
+        assert cli.main(["show"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("symbp show: error: ") and err.count("\n") == 1, err
+    from symbp.data import DatasetNotFoundError
+
+    monkeypatch.setattr(cli, "cmd_show", fail(DatasetNotFoundError("MNIST files not found.\nLooked in:\n  - x")))
+    assert cli.main(["show"]) == 2
+    assert capsys.readouterr().err.count("\n") == 3  # explains where it looked, over several lines
+
+
+def test_plot_path_is_the_path_written(tmp_path):
+    from symbp.train.model import History
+    from symbp.train.plot import plot_history, plot_path
+
+    assert plot_path("curves") == Path("curves.png")
+    assert plot_path("a/b.PDF") == Path("a/b.PDF") and plot_path("c.svg") == Path("c.svg")
+    for bad in ("", "adir/", "x.notaformat", "."):
+        with pytest.raises(ValueError):
+            plot_path(bad)
+    hist = History(epochs=[1, 2], evaluation_accuracy=[0.5, 0.6], evaluation_cost=[1.0, 0.8])
+    written = plot_history(hist, tmp_path / "sub" / "curves")
+    assert written == tmp_path / "sub" / "curves.png"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["curves.png"]
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_history(hist, tmp_path / "c.svg").read_bytes().lstrip().startswith(b"<?xml")
