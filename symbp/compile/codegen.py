@@ -9,6 +9,8 @@ subexpressions.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import singledispatch
 
 import sympy as sp
@@ -17,6 +19,7 @@ from symbp.compile.printer import array_code, scalar_code
 from symbp.compile.program import (
     Access,
     ArrayArg,
+    Block,
     ColSum,
     Gather,
     Gemm,
@@ -239,15 +242,120 @@ def _numba_type(arg, dtype: str) -> str:
     return f"{dt}[{', '.join([':'] * (arg.ndim - 1) + ['::1'])}]"
 
 
+@dataclass
+class _Call:
+    """A shared layer function called with this layer's buffers (made by ``_share_blocks``)."""
+
+    fn: str
+    args: list[str]
+    label: str
+
+
+@numba_step.register
+def _(step: _Call, ind):
+    return [f"{ind}# {step.label}: the shared {step.fn}", f"{ind}{step.fn}({', '.join(step.args)})"]
+
+
+@numba_step.register
+def _(step: Block, ind):
+    lines = [f"{ind}# {step.label}"]
+    for s in step.steps:
+        lines += numba_step(s, ind)
+    return lines
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _generalise(lines: list[str], names: set[str]) -> tuple[str, list[str]]:
+    """The block's code with the program's names (buffers, arguments, row counts) replaced by parameters in
+    order of first use, comments dropped; and those names.  Equal texts are the same code on other buffers."""
+    code = [ln for ln in lines if not ln.lstrip().startswith("#")]
+    used: list[str] = []
+
+    def rename(mt):
+        w = mt.group(0)
+        if w not in names:
+            return w
+        if w not in used:
+            used.append(w)
+        return f"_p{used.index(w)}"
+
+    return "\n".join(_IDENT.sub(rename, ln) for ln in code), used
+
+
+def _param_names(used: list[str]) -> list[str]:
+    """Readable parameter names for a shared function: the layer's names without their layer numbers."""
+    out: list[str] = []
+    for w in used:
+        base = w.rstrip("0123456789") or w
+        name, k = base, 2
+        while name in out:
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+def _share_blocks(prog: Program, ind: str) -> tuple[list[str], list]:
+    """Emit layer blocks that occur more than once with the same code (deep nets of equal layers) as one
+    njit function each, and call it; unique blocks stay inline (no call overhead, the same code as before).
+    Returns the helper functions' source lines and the program's steps with shared blocks replaced."""
+    names = set(prog.arg_names) | {b.name for b in prog.buffers} | set(prog.row_vars) | {"m", "n", "start"}
+    blocks: list[tuple[Block, str, list[str], list[str]]] = []
+
+    def collect(steps, depth):
+        for s in steps:
+            if isinstance(s, Block):
+                lines = numba_step(s, ind * depth)
+                generic, used = _generalise([ln[len(ind * depth):] for ln in lines], names)
+                blocks.append((s, generic, used, lines))
+            elif isinstance(s, Loop):
+                collect(s.body, depth + 1)
+
+    collect(prog.steps, 1)
+    counts: dict[str, list[str]] = {}
+    for blk, generic, _, _ in blocks:
+        counts.setdefault(generic, []).append(blk.label.split()[1])
+    helpers, fn_of = [], {}
+    for blk, generic, used, _ in blocks:
+        if len(counts[generic]) < 2 or generic in fn_of:
+            continue
+        fn = f"{prog.name}_{blk.label.split()[-1]}_{len(fn_of) + 1}"
+        fn_of[generic] = fn
+        params = _param_names(used)
+        body = re.sub(r"\b_p(\d+)\b", lambda mt, ps=params: ps[int(mt.group(1))], generic)
+        helpers += ["@njit(cache=True, nogil=True, error_model=\"numpy\")",
+                    f"def {fn}({', '.join(params)}):",
+                    f"    # the {blk.label.split()[-1]} step shared by layers {', '.join(counts[generic])}: the same "
+                    "code for each, called with that layer's buffers"]
+        helpers += [f"    {ln}" for ln in body.splitlines()] + ["", ""]
+
+    def replace(steps):
+        out = []
+        for s in steps:
+            if isinstance(s, Block):
+                generic, used = next((g, u) for b, g, u, _ in blocks if b is s)
+                out.append(_Call(fn_of[generic], used, s.label) if generic in fn_of else s)
+            elif isinstance(s, Loop):
+                out.append(Loop(replace(s.body), s.eq))
+            else:
+                out.append(s)
+        return out
+
+    return helpers, (replace(prog.steps) if fn_of else prog.steps)
+
+
 def numba_source(prog: Program, dtype: str) -> str:
-    """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``)."""
+    """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``), preceded by the
+    functions its repeated layers share."""
     arg_t = ", ".join(_numba_type(arg, dtype) for arg in prog.args)
     ret = {"total": "float64", "bad": "boolean", None: "void"}[prog.returns]
-    lines = [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
-             f"def {prog.name}({', '.join(prog.arg_names)}):",
-             _docstring(prog.doc)]
+    helpers, steps = _share_blocks(prog, "    ")
+    lines = helpers + [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
+                       f"def {prog.name}({', '.join(prog.arg_names)}):",
+                       _docstring(prog.doc)]
     lines += _preamble(prog, dtype, aligned=True)
-    for step in prog.steps:
+    for step in steps:
         lines += numba_step(step, "    ")
     if prog.returns:
         lines.append(f"    return {prog.returns}")
@@ -357,6 +465,14 @@ def _(step: Random, ind):
     ids = f"{step.ids}[{step.start}:{step.start} + {step.rows}, None]"
     return [_comment(ind, step.eq),
             f"{ind}{step.out}[...] = _rt.uniform_np({key}, {ids}, np.arange({step.cols})[None, :])"]
+
+
+@numpy_step.register
+def _(step: Block, ind):
+    lines = [f"{ind}# {step.label}"]
+    for s in step.steps:
+        lines += numpy_step(s, ind)
+    return lines
 
 
 @numpy_step.register

@@ -16,7 +16,19 @@ import sympy as sp
 
 from symbp.compile.layers import LowerContext, lowering
 from symbp.compile.printer import stabilise
-from symbp.compile.program import ArrayArg, Buffer, Gather, Loop, Map, Program, RowSum, ScalarArg, elem, per_row
+from symbp.compile.program import (
+    ArrayArg,
+    Block,
+    Buffer,
+    Gather,
+    Loop,
+    Map,
+    Program,
+    RowSum,
+    ScalarArg,
+    elem,
+    per_row,
+)
 from symbp.compile.symbols import l1ma, lse
 from symbp.symbols import a, y, z
 
@@ -51,13 +63,13 @@ class _Lowerer:
         steps = []
         for eq in self.eqs.layers:
             flags = output_flags if eq is self.out else {}
-            steps += lowering(eq).forward(eq, ctx, **flags)
+            steps += _block(f"layer {eq.index} forward", lowering(eq).forward(eq, ctx, **flags))
         return steps
 
     def _backward(self, ctx: LowerContext, yb: str) -> list:
-        steps = lowering(self.out).output_error(self.out, ctx, yb)
+        steps = _block(f"layer {self.out.index} output error", lowering(self.out).output_error(self.out, ctx, yb))
         for eq in reversed(self.eqs.layers):
-            steps += lowering(eq).backward(eq, ctx)
+            steps += _block(f"layer {eq.index} backward", lowering(eq).backward(eq, ctx))
         return steps
 
     # -- programs ------------------------------------------------------------------------------------
@@ -126,6 +138,10 @@ class _Lowerer:
                            "partial batch is skipped. Returns True, before updating, at the first mini-batch "
                            "holding a NaN or inf in X or Y",
                        row_vars={})
+
+
+def _block(label: str, steps: list) -> list:
+    return [Block(label, steps)] if steps else []
 
 
 def lower(network) -> dict[str, Program]:

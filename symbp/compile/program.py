@@ -15,7 +15,8 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers,
 - ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
-- ``Loop``    steps repeated for every mini-batch of an epoch.
+- ``Loop``    steps repeated for every mini-batch of an epoch,
+- ``Block``   the steps of one layer's forward or backward stage, as a unit (see the numba backend).
 
 Each step carries the equation it implements (``eq``), which the backends print as a comment.  Backends
 dispatch on the step type (``functools.singledispatch``), so a new backend is a new module.  The internal
@@ -179,6 +180,16 @@ class Loop:
 
 
 @dataclass
+class Block:
+    """The steps of one layer's stage (``label`` such as "layer 2 forward").  Backends may emit identical
+    blocks of different layers as one shared function (numba: compile time then grows linearly with depth)."""
+
+    label: str
+    steps: list
+    eq: str = ""
+
+
+@dataclass
 class Program:
     """One kernel: ``name``, its typed arguments, the buffers it allocates and its steps."""
 
@@ -275,6 +286,14 @@ def _(step: Gather, ind):
 def _(step: Random, ind):
     return [f"{ind}{step.out}[i,j] = uniform[i<{step.rows}, j<{step.cols}] hash({step.seed}, {step.epoch}, "
             f"layer {step.layer}, {step.ids}[{step.start}+i], j)"]
+
+
+@describe_step.register
+def _(step: Block, ind):
+    lines = [f"{ind}# {step.label}"]
+    for s in step.steps:
+        lines += describe_step(s, ind)
+    return lines
 
 
 @describe_step.register
