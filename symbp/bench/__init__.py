@@ -1,6 +1,6 @@
 """symbp's benchmark harness: one epoch of Nielsen's mini-batch SGD through several implementations.
 
-Takes: a suite (``benchmarks/suites.py``) or cases, MNIST or arrays.  Gives: ``run_suite`` (cross-check, then
+Takes: a suite (``symbp/bench/suites.py``) or cases, MNIST or arrays.  Gives: ``run_suite`` (cross-check, then
 interleaved timings, GFLOP/s against the measured matmul peak, compile/load seconds, memory; JSON, Markdown
 and PNG reports), ``epoch_flops``, the ``Impl`` interface and its registry ``IMPLS``.  Command line: ``python
 -m symbp.bench --help``.

@@ -44,7 +44,7 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
     global _PRODUCTS
     if _PRODUCTS is None:
         _PRODUCTS = _kernel()
-    from symbp.train.model import aligned_copy  # on cache-line boundaries, as symbp's buffers and parameters
+    from symbp.compile.runtime import aligned_copy  # on cache-line boundaries, as symbp's buffers and parameters
 
     rng = np.random.default_rng(0)
     sizes = [int(n) for n in layers]

@@ -1,6 +1,6 @@
 """The benchmark harness: the same SGD epoch through every implementation, checked first, then timed.
 
-Takes: a suite (a name from ``benchmarks/suites.py``, a ``Suite``, or a list of ``Case``), MNIST
+Takes: a suite (a name from ``symbp/bench/suites.py``, a ``Suite``, or a list of ``Case``), MNIST
 (``--data-dir``; or arrays passed directly), the implementations to run (names from
 ``symbp.bench.impls.IMPLS`` or ``Impl`` subclasses), repeats, a thread count.  Gives: a results dict (see
 ``run_suite``) and, in ``out_dir``, ``results.json``, ``results.md`` and PNG plots (see
@@ -58,7 +58,7 @@ from symbp.bench.impls import (
 
 CHECK_BATCHES = 3
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
-SUITES_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites.py"
+SUITES_FILE = Path(__file__).resolve().with_name("suites.py")  # inside the package: installs carry it
 DEFAULT_OUT = Path("results-local") / "bench"
 
 
@@ -137,11 +137,11 @@ def one_hot(labels: np.ndarray, k: int, dtype="float64") -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- suites, data
 def load_suites(path: str | os.PathLike | None = None) -> dict[str, Suite]:
-    """The ``SUITES`` dict of a suite file (default: ``benchmarks/suites.py`` of this checkout)."""
+    """The ``SUITES`` dict of a suite file (default: ``symbp/bench/suites.py``, shipped with the package)."""
     path = Path(path or os.environ.get("SYMBP_BENCH_SUITES") or SUITES_FILE)
     if not path.is_file():
         raise FileNotFoundError(
-            f"suite definitions not found at {path}; they live in benchmarks/suites.py of a symbp checkout "
+            f"suite definitions not found at {path}; symbp ships them as symbp/bench/suites.py "
             "(pass suites_file= / --suites-file, set SYMBP_BENCH_SUITES, or give cases directly)"
         )
     spec = importlib.util.spec_from_file_location("_symbp_bench_suites", path)
@@ -512,7 +512,7 @@ def run_suite(
 ) -> dict:
     """Run a suite and write its reports.  Returns the results dict (the content of ``results.json``).
 
-    ``suite_name_or_cases``: a suite name from ``benchmarks/suites.py`` (None: "quick" when ``quick`` else
+    ``suite_name_or_cases``: a suite name from ``symbp/bench/suites.py`` (None: "quick" when ``quick`` else
     "full"), a ``Suite``, or a list of ``Case``.  ``data``: ``(X, labels)`` or ``(X, one-hot Y)`` to use
     instead of MNIST (then ``data_dir`` is ignored).  ``impls``: names/classes or a comma-separated string
     (None: all registered; the unavailable ones are reported as such).  ``repeats`` overrides every case's.
@@ -608,7 +608,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(
         prog="python -m symbp.bench", description="Benchmark one SGD epoch across implementations."
     )
-    p.add_argument("--suite", help="suite name from benchmarks/suites.py (default: full, or quick with --quick)")
+    p.add_argument("--suite", help="suite name from symbp/bench/suites.py (default: full, or quick with --quick)")
     p.add_argument("--quick", action="store_true", help="the quick suite; small peak matmul; no cold-compile probes")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
     p.add_argument("--data-dir", help="folder holding mnist/ (default: $SYMBP_DATA_DIR or symbp's default)")
@@ -622,7 +622,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="measure symbp cold compile / warm load in fresh processes (default: on unless --quick)",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the memory probe epochs")
-    p.add_argument("--suites-file", help="a suites.py defining SUITES (default: benchmarks/suites.py)")
+    p.add_argument("--suites-file", help="a suites.py defining SUITES (default: symbp/bench/suites.py)")
     p.add_argument("--list", action="store_true", help="list suites and implementations, then exit")
     g = p.add_argument_group("custom case (instead of a suite)")
     g.add_argument("--layers", help="e.g. 784,30,10 (sigmoid in every layer)")

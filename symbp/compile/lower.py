@@ -104,7 +104,8 @@ class _Lowerer:
             in_z = stabilise(c.subs(a, out.activation.expr))
             c_stable = in_z if len(in_z.atoms(sp.log)) < len(c.atoms(sp.log)) else stabilise(c)
         steps.append(RowSum("@total", "n", out.n_out, reads, c_stable,
-                            eq=f"C = Σ over rows and outputs of {self.net.cost.text} (stable form: {c_stable})"))
+                            eq=f"C = Σ over rows and outputs of {self.net.cost.text}" + (
+                                "  (log a of the softmax as z − log Σ exp z)" if vector else "")))
         args = [ArrayArg("X", 2, readonly=True), ArrayArg("Y", 2, readonly=True), *_param_args(self.eqs)]
         return Program("cost", args, ctx.buffers, steps, returns="total",
                        doc="Σ of the cost over the rows (regularisation excluded)", row_vars={"n": "X.shape[0]"})

@@ -117,6 +117,18 @@ def aligned_zeros(rows, cols, dtype):
     return aligned_zeros1(rows * cols, dtype).reshape((rows, cols))
 
 
+def aligned_copy(a) -> np.ndarray:
+    """A C-contiguous copy of ``a`` starting on an ``ALIGN``-byte boundary (the model's parameters, like the
+    kernels' buffers).  NumPy's large arrays start 16 bytes past one; BLAS then splits every 64-byte load of the
+    weights across two cache lines (measured: the ch.1 epoch up to 12% slower)."""
+    a = np.asarray(a)
+    raw = np.empty(a.nbytes + ALIGN, dtype=np.uint8)
+    off = -raw.ctypes.data % ALIGN
+    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def readonly(dtype, ndim: int):
     """The numba type of a read-only C-contiguous array (kernel inputs: X, Y, order)."""
     return types.Array(dtype, ndim, "C", readonly=True)
@@ -267,8 +279,9 @@ def stream_key(seed, epoch, layer):
 
 @njit(cache=True, nogil=True)
 def uniform(key, sample, unit):
-    """A uniform number in [0, 1) for one (sample, unit) of a stream: 53 bits of the mixed counter."""
-    h = _mix(key ^ _mix(np.uint64(sample) * _GOLDEN + np.uint64(unit)))
+    """A uniform number in [0, 1) for one (sample, unit) of a stream: 53 bits of the mixed counter.  ``key`` is
+    taken as uint64 (a key below 2⁶³ passed from Python arrives as int64, whose xor and shift would differ)."""
+    h = _mix(np.uint64(key) ^ _mix(np.uint64(sample) * _GOLDEN + np.uint64(unit)))
     return np.float64(h >> _S11) * _UNIT
 
 

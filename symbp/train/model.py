@@ -23,6 +23,7 @@ import numpy as np
 from symbp.compile.backends import BACKENDS
 from symbp.compile.cache import declaration_key
 from symbp.compile.lower import lower
+from symbp.compile.runtime import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 from symbp.layers import INIT_SCHEMES
 
 DTYPES = ("float64", "float32")
@@ -77,22 +78,6 @@ class History:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-#: Byte alignment of the parameter arrays: one AVX-512 vector, one cache line (as the kernels' own buffers).
-ALIGN = 64
-
-
-def aligned_copy(a) -> np.ndarray:
-    """A C-contiguous copy of ``a`` starting on an ``ALIGN``-byte boundary.  NumPy's large arrays start 16
-    bytes past one; BLAS then splits every 64-byte load of the weights across two cache lines (measured:
-    the ch.1 epoch up to 12% slower)."""
-    a = np.asarray(a)
-    raw = np.empty(a.nbytes + ALIGN, dtype=np.uint8)
-    off = -raw.ctypes.data % ALIGN
-    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
 
 
 class Model:
@@ -434,9 +419,15 @@ class Model:
 
 
 def _mask_seed(seed, rng) -> int:
-    """The dropout-mask key of one ``fit`` call: from ``seed`` when given (reproducible), else drawn."""
+    """The dropout-mask key of one ``fit`` call: from ``seed`` when given (reproducible), else drawn from a child of
+    the model's generator, which leaves the generator's own stream (the shuffles) as it was: a net with
+    ``Dropout(0)`` then trains exactly as the net without it."""
     if seed is None:
-        return int(rng.integers(0, 2**63 - 1))
+        try:
+            child = rng.spawn(1)[0]
+        except AttributeError:  # pragma: no cover - NumPy < 1.25
+            child = rng
+        return int(child.integers(0, 2**63 - 1))
     state = np.random.SeedSequence(seed).generate_state(2, np.uint64)
     return int(state[0] >> np.uint64(1))
 

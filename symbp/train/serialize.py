@@ -451,10 +451,22 @@ def _named(jpath: Path, where: str, fn):
         raise _Invalid(f"{jpath}: not a valid symbp model file: {where}{type(exc).__name__}: {exc}") from exc
 
 
+def _declarations():
+    """The declaration stage's constructors (not the top-level package: no stage imports it)."""
+    from types import SimpleNamespace
+
+    from symbp.activations import Activation
+    from symbp.costs import Cost
+    from symbp.layers import Dense, Input
+    from symbp.network import Network
+    from symbp.symbols import parse
+
+    return SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network, parse=parse)
+
+
 def _build(m: _Manifest, jpath: Path):
     """The ``Network``: expressions parsed by the whitelist parser; any refusal names the model file."""
-    import symbp as sb
-
+    sb = _declarations()
     layers = [_named(jpath, f"layer {i}: ", lambda layer=layer: layer.build(sb)) for i, layer in enumerate(m.layers)]
     name, expr = m.cost
     cost = _named(jpath, "cost: ", lambda: sb.Cost(name, sb.parse(expr, allowed=("a", "y"))))
@@ -509,19 +521,9 @@ def load(path, backend: str | None = None):
 
 # -- save ----------------------------------------------------------------------------------------------
 def _encode_layer(layer) -> dict:
-    """A layer entry: the current format for Input and Dense (no ``"kind"``: the first entry is the input, the
-    others dense), ``{"kind": ..., **config()}`` for a layer kind that describes itself."""
-    import symbp as sb
-
-    if isinstance(layer, sb.Input):
-        return {"n": layer.n}
-    if isinstance(layer, sb.Dense):
-        act = layer.activation
-        return {"n": layer.n, "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
-    kind, config = getattr(layer, "kind", None), getattr(layer, "config", None)
-    if isinstance(kind, str) and callable(config):
-        return {"kind": kind, **config()}
-    raise ValueError(f"cannot save a layer of type {type(layer).__name__}")
+    """A layer entry: ``{"kind": ..., **config()}``, each kind describing itself (``Layer.config``).  Files
+    without ``"kind"`` (the first format: the input, then dense layers) still load."""
+    return {"kind": layer.kind, **layer.config()}
 
 
 def _save_error(exc: OSError, jpath: Path) -> OSError:
