@@ -483,7 +483,7 @@ def _(step: Loop, ind):
 def numpy_source(prog: Program, dtype: str) -> str:
     lines = [f"def {prog.name}({', '.join(prog.arg_names)}):", _docstring(prog.doc)]
     lines += _preamble(prog, dtype)
-    with_err = ["    with np.errstate(over='ignore', under='ignore'):"]
+    with_err = ["    with np.errstate(all='ignore'):  # non-finite results are found and reported by the Model"]
     body = []
     for step in prog.steps:
         body += numpy_step(step, "        ")
