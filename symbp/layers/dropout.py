@@ -9,7 +9,7 @@ whole-epoch kernel (``symbp.compile.runtime.uniform``), so every backend and min
 
 from __future__ import annotations
 
-import math
+import numbers
 from dataclasses import dataclass
 
 from symbp.layers.base import Layer, register_layer
@@ -25,7 +25,13 @@ class Dropout(Layer):
 
     def __post_init__(self):
         p = self.p
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or not 0 <= p < 1:
+        # any real number (NumPy scalars, fractions) but a bool (NumPy's bool is no numbers.Real); NaN fails the
+        # comparison, and the float is compared, so a fraction that rounds to 1 is refused too
+        try:
+            ok = not isinstance(p, bool) and isinstance(p, numbers.Real) and 0 <= float(p) < 1
+        except (OverflowError, TypeError, ValueError):  # an int too large for a float, a broken __float__
+            ok = False
+        if not ok:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         object.__setattr__(self, "p", float(p))
 

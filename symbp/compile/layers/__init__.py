@@ -37,7 +37,8 @@ class LowerContext:
     ``rows``: the row-count variable ("n" or "m"); ``masks``: training behaviour (dropout masks drawn);
     ``grads``: a backward pass follows (δ buffers, σ′ kept from the forward pass); ``update``: the backward pass
     writes SGD updates instead of gradients;
-    ``act(l)``/``grad(l)``: the buffer holding aˡ / ∂C/∂aˡ (after aliasing layers that are the identity here).
+    ``act(l)``/``grad(l)``: the buffer holding aˡ / ∂C/∂aˡ (after aliasing layers that are the identity here);
+    ``grad(l)`` is None where no layer up to l has parameters (the input, dropout on the input).
     """
 
     def __init__(self, eqs, a0: str, rows: str, masks: bool = False, grads: bool = False, update: bool = False):
@@ -46,11 +47,15 @@ class LowerContext:
         self.buffers: list[Buffer] = []
         self._act = {0: a0}
         self._grad = {0: None}
+        trained = False  # does a layer up to here have parameters (so that ∂C/∂aˡ is needed)?
         for eq in eqs.layers:
             l = eq.index
             same = lowering(eq).identity(eq, self)
+            trained = trained or eq.has_params
             self._act[l] = self._act[l - 1] if same else f"a{l}"
-            self._grad[l] = self._grad[l - 1] if same else f"delta{l}"
+            # No parameters at or below layer l (e.g. dropout on the input): nothing reads ∂C/∂aˡ, so no
+            # buffer and no product computes it.
+            self._grad[l] = None if not trained else self._grad[l - 1] if same else f"delta{l}"
 
     def act(self, l: int) -> str:
         return self._act[l]

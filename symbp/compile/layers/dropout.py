@@ -23,9 +23,12 @@ class DropoutLowering:
     def scratch(self, eq, ctx) -> None:
         if ctx.masks:
             n = eq.out_shape[0]
-            ctx.buffer(f"mask{eq.index}", ctx.rows, n)
+            # float64 whatever the model's dtype: u compared with p exactly (a float32 u rounded onto float32(p)
+            # was kept by one backend and dropped by the other), the keep factor 1/(1 − p) unrounded
+            ctx.buffer(f"mask{eq.index}", ctx.rows, n, dtype="float64")
             ctx.buffer(f"a{eq.index}", ctx.rows, n)
-            ctx.buffer(f"delta{eq.index}", ctx.rows, n)
+            if ctx.grad(eq.index) is not None:
+                ctx.buffer(f"delta{eq.index}", ctx.rows, n)
 
     def _keep(self, eq) -> sp.Expr:
         return sp.Piecewise((sp.Float(1.0 / (1.0 - eq.p), 17), u >= sp.Float(eq.p, 17)), (sp.Integer(0), True))
