@@ -44,8 +44,16 @@ Security guarantees:
   exponent must satisfy |p| <= ``MAX_EXPONENT`` (100), so ``z**(10**10)`` and ``9**9**9`` are refused
   before sympy evaluates them; exp-like functions (exp, expm1, sinh, cosh, sigmoid, softplus) refuse a
   constant argument beyond ``MAX_EXP_ARGUMENT``; every constant sub-expression must be real and lie
-  within 10**-1000 .. 10**1000 (or be 0), and no rational number in the result may exceed that size;
-  one Max/Min takes at most ``MAX_MINMAX_ARGS`` (16) arguments, since sympy compares them pairwise.
+  within 10**-1000 .. 10**1000 (or be 0); an exact rational number whose numerator or denominator would
+  exceed that size while its value is within it (``(1+1e-30)**100``) becomes a 30-digit ``sympy.Float``
+  (a power that would build one is computed in floating point from the start), so no number in the result
+  has more than about 3300 bits; one Max/Min takes at most ``MAX_MINMAX_ARGS`` (16) arguments, since sympy
+  compares them pairwise.
+* Bounded after sympy's own simplification too: sympy merges powers as it builds them (``(z**100)**100`` is
+  ``z**10000``, ``z*z*z`` is ``z**3``), so the finished expression is walked once more (``power_problem``): a
+  constant exponent beyond ``MAX_MERGED_EXPONENT`` (1000) in magnitude, or powers with non-constant exponents
+  nested more than ``MAX_POWER_NESTING`` (2) deep (``z**z**z**z``), are refused.  Declaring an activation or
+  a cost applies the tighter ``MAX_EXPONENT`` to the merged exponents as well (see ``symbp.activations``).
   The slowest inputs found so far (a 16-argument max of 8-argument mins) take about a second; this is
   measured, not proven.
 * Non-finite results (``1/0``, ``log(0)``, ``zoo``, ``nan``, ``oo``) are refused, as are complex
@@ -83,6 +91,15 @@ MAX_CONSTANT_LOG10 = 1000
 MAX_MINMAX_ARGS = 16
 #: Largest constant argument of an exp-like function, in absolute value (exp(2302) ~ 10**999.7).
 MAX_EXP_ARGUMENT = 2302
+#: Largest constant exponent, in absolute value, after sympy has merged the powers of the finished expression
+#: (``(z**100)**100`` is ``z**10000``).  Larger than ``MAX_EXPONENT`` because a flat product ``z*z*...*z`` of the
+#: longest text merges to about ``z**500``; declarations (``Activation``, ``Cost``) hold merged exponents to
+#: ``MAX_EXPONENT``.
+MAX_MERGED_EXPONENT = 1000
+#: Deepest nesting of powers whose exponent is not a constant (``z**z`` is 1 level, ``z**z**z`` 2).
+MAX_POWER_NESTING = 2
+#: Significant digits of the floating-point number that replaces an exact rational too large to keep exactly.
+FLOAT_DIGITS = 30
 
 _MAX_RATIONAL_BITS = math.ceil(MAX_CONSTANT_LOG10 * math.log2(10))
 _NON_FINITE = (sp.zoo, sp.oo, sp.S.NegativeInfinity, sp.nan)
@@ -313,7 +330,11 @@ class _Parser:
         except (ValueError, MemoryError, RecursionError, OverflowError) as err:
             raise ValueError(f"cannot parse expression: {err}") from None
         self._check_depth(tree.body)
-        return self.expr(tree.body)
+        result = self.expr(tree.body)
+        problem = power_problem(result, MAX_MERGED_EXPONENT, MAX_POWER_NESTING)
+        if problem:
+            raise ValueError(f"{problem}, in {_short(result)!r}")
+        return result
 
     def _syntax_error(self, err: SyntaxError) -> ValueError:
         line = min(max(err.lineno or 1, 1), len(self.line_starts))
@@ -371,8 +392,7 @@ class _Parser:
                                "write where(cond, then, else) instead of 'then if cond else else'")
         else:
             raise self._refuse(node, _REFUSED.get(type(node), f"the {type(node).__name__} expression"))
-        self._check_value(node, result)
-        return result
+        return self._check_value(node, result)
 
     def _constant(self, node: ast.Constant) -> sp.Expr:
         value = node.value
@@ -439,6 +459,13 @@ class _Parser:
                                       f"{MAX_EXPONENT} is allowed")
                 if base.is_zero and exponent.is_negative:
                     raise self._error(node, "division by zero in {q}")
+                if isinstance(base, sp.Rational) and exponent.is_Integer and (
+                        _bits(base) * abs(int(exponent)) > _MAX_RATIONAL_BITS):
+                    # the exact power would be a huge rational: compute it in floating point instead
+                    # ((1+1e-30)**100); a value out of range is refused by _check_value as before
+                    digits = min(math.ceil(_bits(base) * math.log10(2)) + 10, MAX_CONSTANT_LOG10 + 10)
+                    power = self._sympy(node, sp.Pow, sp.Float(base, digits), exponent)
+                    return sp.Float(power, FLOAT_DIGITS) if power.is_Float else power
             return self._sympy(node, sp.Pow, base, exponent)
         symbol = _OPERATOR_TEXT.get(type(node.op), type(node.op).__name__)
         if isinstance(node.op, (ast.BitAnd, ast.BitOr)):
@@ -514,16 +541,27 @@ class _Parser:
         except (TypeError, ValueError, ArithmeticError, NotImplementedError) as err:
             raise self._error(node, f"cannot build {{q}}: {err}") from err
 
-    def _check_value(self, node: ast.expr, value: sp.Basic) -> None:
+    def _check_value(self, node: ast.expr, value: sp.Basic) -> sp.Expr:
+        """Refuse a non-finite or out-of-range value; give it back with over-large exact rationals whose value is
+        in range replaced by floating-point numbers (so that no later step computes with them)."""
         if not isinstance(value, sp.Expr):
             raise self._error(node, "{q} is not a number")
         if value.has(*_NON_FINITE):
             raise self._error(node, "{q} is not finite (division by zero, log(0) or similar)")
+        huge = {}
         for number in value.atoms(sp.Rational):
-            if max(abs(number.p).bit_length(), number.q.bit_length()) > _MAX_RATIONAL_BITS:
-                raise self._error(node, f"{{q}} contains a number beyond 10**{MAX_CONSTANT_LOG10}")
+            if _bits(number) > _MAX_RATIONAL_BITS:
+                size = _log10(number)
+                if abs(size) > MAX_CONSTANT_LOG10:
+                    raise self._error(node, f"{{q}} contains a number beyond 10**{MAX_CONSTANT_LOG10}")
+                huge[number] = sp.Float(number, FLOAT_DIGITS)
+        if huge:
+            value = self._sympy(node, lambda e: e.xreplace(huge), value)
+            if value.has(*_NON_FINITE):  # pragma: no cover - a float of an in-range value stays finite
+                raise self._error(node, "{q} is not finite")
         if value.is_number:
             self._real_value(node, value)
+        return value
 
     def _real_value(self, node: ast.expr, value: sp.Expr) -> float:
         """Evaluate a constant; refuse it unless it is real and within 10**-N .. 10**N.  Gives a float
@@ -547,3 +585,56 @@ class _Parser:
             raise self._error(node, f"the constant {{q}} is too large or too small; constants must lie "
                               f"within 10**-{MAX_CONSTANT_LOG10} .. 10**{MAX_CONSTANT_LOG10}")
         return float(max(min(number, mpmath.mpf("1e308")), mpmath.mpf("-1e308")))
+
+
+def _bits(number: sp.Rational) -> int:
+    return max(abs(number.p).bit_length(), number.q.bit_length())
+
+
+def _log10(number: sp.Rational) -> float:
+    """log10 |p/q| from the integers' sizes (exact enough to compare with MAX_CONSTANT_LOG10); -inf for 0."""
+    if number.p == 0:
+        return -math.inf
+    return float(mpmath.log10(abs(mpmath.mpf(number.p))) - mpmath.log10(mpmath.mpf(number.q)))
+
+
+def _short(expr: sp.Basic, limit: int = 80) -> str:
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _exponent_size(exponent: sp.Expr) -> float | None:
+    """|exponent| of a constant exponent (inf if it cannot be evaluated to a real number), None if not constant."""
+    if not exponent.is_number:
+        return None
+    if isinstance(exponent, sp.Rational):
+        return abs(exponent.p) / exponent.q if _bits(exponent) < 1000 else math.inf
+    try:
+        value = complex(exponent.evalf(15))
+    except (TypeError, ValueError, ArithmeticError, NotImplementedError):
+        return math.inf
+    return abs(value) if math.isfinite(abs(value)) else math.inf
+
+
+def power_problem(expr: sp.Basic, max_exponent: float, max_nesting: int) -> str | None:
+    """What is wrong with the powers of ``expr`` as sympy holds it (after it has merged them), or None.
+
+    A constant exponent must satisfy |p| <= ``max_exponent`` (``(z**100)**100`` is ``z**10000``); powers whose
+    exponent is not constant may nest at most ``max_nesting`` deep, counting along any path through bases and
+    exponents (``z**z**z**z`` nests 3 deep).  The walk is iterative and visits each node of the tree once.
+    """
+    stack = [(expr, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, sp.Pow):
+            size = _exponent_size(node.exp)
+            if size is None:
+                depth += 1
+                if depth > max_nesting:
+                    return (f"powers with non-constant exponents are nested more than {max_nesting} levels deep "
+                            f"(a tower such as z**z**z**z); at most {max_nesting} levels are allowed")
+            elif size > max_exponent:
+                return (f"the power {_short(node)} has the exponent {_short(node.exp, 30)} once sympy has merged "
+                        f"the powers; |exponent| <= {max_exponent:g} is allowed")
+        stack.extend((arg, depth) for arg in node.args)
+    return None

@@ -404,3 +404,60 @@ def test_module_documents_its_grammar_and_guarantees():
     doc = parsing.__doc__
     for word in ("Takes", "Gives", "Grammar", "Security", "where", "sigmoid", "^"):
         assert word in doc
+
+
+# ----- issue 14: bounded after sympy's own merging; huge exact constants -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("(((z**100)**100)**100)**100", r"z\*\*100000000 has the exponent 100000000"),
+        ("(z**100)**100", r"z\*\*10000 has the exponent 10000"),
+        ("((a-y)**100)**100", r"\(a - y\)\*\*10000"),
+        ("z**z**z**z", "nested more than 2 levels"),
+        ("2**2**2**z", "nested more than 2 levels"),
+        ("(z**50*(z+1))**100", r"z\*\*5000"),
+    ],
+)
+def test_merged_powers_are_bounded(text, match):
+    """sympy merges powers as it builds them ((z**100)**100 is z**10000, which each literal exponent allowed):
+    the finished expression is checked too, quickly."""
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        parse_expression(text, allowed=("z", "a", "y"))
+    assert time.perf_counter() - start < 2
+
+
+def test_merged_powers_within_the_limits_are_accepted():
+    assert parse_expression("z**z**z") == z ** (z**z)
+    assert parse_expression("(z**10)**100") == z**1000
+    assert parse_expression("*".join(["z"] * 400)) == z**400
+
+
+def test_power_problem_walks_bases_and_exponents():
+    assert parsing.power_problem(z**101, 100, 2) is not None
+    assert parsing.power_problem(z**100 + 1, 100, 2) is None
+    assert parsing.power_problem(z ** sp.Rational(201, 2), 100, 2) is not None
+    assert parsing.power_problem(z ** sp.Float(1e6), 100, 2) is not None
+    assert parsing.power_problem((z**z) ** z, 100, 1) is not None
+    assert parsing.power_problem(sp.exp(sp.exp(sp.exp(z))), 100, 0) is None  # exp is not a power
+
+
+def test_constant_with_a_huge_exact_value_becomes_a_float():
+    """(1+1e-30)**100 is exact only as a ~10 000-bit rational: it becomes a 30-digit float, not a refusal."""
+    start = time.perf_counter()
+    value = parse_expression("(1+1e-30)**100")
+    assert isinstance(value, sp.Float)
+    assert abs(value - (1 + sp.Rational(1, 10**28))) < sp.Float("1e-40")
+    expr = parse_expression("(1+1e-30)**60*(1+1e-30)**60*z")
+    assert expr.free_symbols == {z} and all(n.q < 2**3400 for n in expr.atoms(sp.Rational))
+    nested = parse_expression("(((1+1e-30)**100)**100)**100")  # stays a bounded float, no blow-up
+    assert isinstance(nested, sp.Float)
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("text", ["(1e-30)**100", "(2**100)**100", "(1+1e-3)**100**100"])
+def test_huge_constants_are_still_refused(text):
+    with pytest.raises(ValueError):
+        parse_expression(text)
