@@ -296,8 +296,13 @@ def _param_names(used: list[str]) -> list[str]:
     return out
 
 
+#: A layer block's code is emitted once, as a function, when this many layers have it; fewer copies stay inline
+#: (measured: a separate function, compiled once per kernel program, costs more than 3 or 4 inline copies).
+SHARE_FROM = 6
+
+
 def _share_blocks(prog: Program, ind: str) -> tuple[list[str], list]:
-    """Emit layer blocks that occur more than once with the same code (deep nets of equal layers) as one
+    """Emit layer blocks that occur ``SHARE_FROM`` times or more with the same code (deep nets of equal layers) as one
     njit function each, and call it; unique blocks stay inline (no call overhead, the same code as before).
     Returns the helper functions' source lines and the program's steps with shared blocks replaced."""
     names = set(prog.arg_names) | {b.name for b in prog.buffers} | set(prog.row_vars) | {"m", "n", "start"}
@@ -318,7 +323,7 @@ def _share_blocks(prog: Program, ind: str) -> tuple[list[str], list]:
         counts.setdefault(generic, []).append(blk.label.split()[1])
     helpers, fn_of = [], {}
     for blk, generic, used, _ in blocks:
-        if len(counts[generic]) < 2 or generic in fn_of:
+        if len(counts[generic]) < SHARE_FROM or generic in fn_of:
             continue
         fn = f"{prog.name}_{blk.label.split()[-1]}_{len(fn_of) + 1}"
         fn_of[generic] = fn

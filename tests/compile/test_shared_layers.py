@@ -25,14 +25,15 @@ def test_deep_equal_layers_share_their_functions():
     assert "shared by layers" in deep
 
 
-def test_unique_layers_stay_inline():
-    net = sb.Network([784, 30, 10], activation=sb.sigmoid, cost=sb.quadratic)
-    src = numba_source(lower(net)["sgd_epoch"], "float64")
-    assert src.count("def ") == 1 and "shared" not in src
+def test_unique_and_few_equal_layers_stay_inline():
+    for sizes in ([784, 30, 10], [784, 100, 100, 100, 10]):  # inline copies compile faster than a function here
+        net = sb.Network(sizes, activation=sb.sigmoid, cost=sb.quadratic)
+        src = numba_source(lower(net)["sgd_epoch"], "float64")
+        assert src.count("def ") == 1 and "shared" not in src
 
 
 def test_shared_functions_compute_what_inline_code_does(symbp_cache_dir):
-    net = sb.Network([3, 4, 4, 4, 2], activation=[sb.tanh, sb.tanh, sb.tanh, sb.sigmoid], cost=sb.cross_entropy)
+    net = sb.Network([3] + [4] * 7 + [2], activation=[sb.tanh] * 7 + [sb.sigmoid], cost=sb.cross_entropy)
     fast, ref = net.compile(backend="numba", seed=3), net.compile(backend="numpy", seed=3)
     assert "shared by layers" in fast.source("sgd_epoch")
     rng = np.random.default_rng(0)
