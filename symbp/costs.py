@@ -10,33 +10,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
-from symbp.activations import _check_expression, expression_text
+from symbp.activations import (
+    _check_expression,
+    _declared,
+    _differentiate,
+    _same_function,
+    check_name,
+    describe,
+    expression_text,
+)
 from symbp.symbols import a, parse, y
 
 
 @dataclass(frozen=True, eq=False)
 class Cost:
-    """C = Σⱼ c(aⱼ, yⱼ) for one sample."""
+    """C = Σⱼ c(aⱼ, yⱼ) for one sample.
+
+    Declaring one checks, within the derivation budget (``sb.derive.budget``), the name and the expression as
+    for an ``Activation`` (``symbp.activations._check_expression``) and that sympy can differentiate it with
+    respect to a (∂C/∂a within the size bound).  A cost need not be defined for every a (log a is not, for
+    a ≤ 0): only activations are checked for that.
+    """
 
     name: str
     expr: sp.Expr
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"cost name must be a non-empty string, got {self.name!r}")
+        check_name("Cost", self.name)
+        object.__setattr__(self, "expr", _declared("Cost", self.name, self.expr, self._declare))
+
+    def _declare(self) -> sp.Expr:
         expr = _check_expression("Cost", self.name, self.expr, {a, y})
         if a not in expr.free_symbols:
-            raise ValueError(f"Cost {self.name!r}: {expr} does not depend on the activation a")
-        derivative = sp.diff(expr, a)
-        if derivative.has(sp.Derivative, sp.Subs):
-            raise ValueError(f"Cost {self.name!r}: sympy cannot differentiate {expr} with respect to a")
-        object.__setattr__(self, "expr", expr)
+            raise ValueError(f"Cost {self.name!r}: {describe(expr)} does not depend on the activation a")
+        _differentiate(f"Cost {self.name!r}", expr, a, "with respect to a")
+        return expr
 
     @classmethod
     def parse(cls, name: str, text: str) -> Cost:
         """Build a cost from text with the whitelist parser (only ``a`` and ``y`` may appear)."""
+        check_name("Cost", name)
         try:
             expr = parse(text, allowed=("a", "y"))
         except ValueError as exc:
@@ -48,7 +64,9 @@ class Cost:
         return expression_text(self.expr)
 
     def __eq__(self, other):
-        return isinstance(other, Cost) and self.name == other.name and sp.simplify(self.expr - other.expr) == 0
+        """Same name and the same function of a, y (see ``symbp.activations._same_function``: bounded in time)."""
+        return isinstance(other, Cost) and self.name == other.name and _same_function(
+            self.expr, other.expr, (a, y), _EQ_AY)
 
     def __hash__(self):
         return hash((self.name, sp.srepr(self.expr)))
@@ -56,6 +74,10 @@ class Cost:
     def __repr__(self):
         return f"Cost({self.name!r}, {self.expr})"
 
+
+_A, _Y = np.meshgrid([-1.5, 0.01, 0.1, 0.37, 0.5, 0.73, 0.9, 0.99, 2.5], [0.0, 0.25, 1.0, -0.5, 3.0])
+#: (a, y) at which two costs are compared by ``__eq__``.
+_EQ_AY = (_A.ravel() + 0.0017, _Y.ravel())
 
 quadratic = Cost("quadratic", (a - y) ** 2 / 2)
 cross_entropy = Cost("cross_entropy", -(y * sp.log(a) + (1 - y) * sp.log(1 - a)))
