@@ -10,22 +10,46 @@ derivatives of monotone σ, rewrite conditions on z as conditions on a), every c
 against σ′(z) at sample points, and the cheapest (by a weighted operation count in which exp, log and
 friends are expensive) wins.  The book's cancellations (cross-entropy∘sigmoid, log-likelihood∘softmax →
 a − y) fall out of simplifying ∇ₐC ⊙ σ′.
+
+Every derivation runs within the budget of ``symbp.derive.limits`` (``sb.derive.budget``,
+``SYMBP_DERIVE_SECONDS``), each expression (σ′ of an activation, ∇ₐC of a cost, δᴸ of an output layer, which
+includes the ∇ₐC and σ′ it is made of) on its own: the plain derivative (``sympy.diff``) is required and must
+be produced within the budget and the size bound (``MAX_OPS``), otherwise ``ValueError``; the improvements are
+optional and degrade instead of failing.
+The candidate simplifications of each expression (``together``, ``cancel``, ``factor``, ``simplify``) get up to
+half of the time left each, and one that runs out is skipped; the σ′ simplification gets
+``Z_FORM_SHARE`` of the σ′ budget, the a-form search ``A_FORM_SHARE`` of what is left, and its last check on the
+wide grid ``CHECK_SHARE`` of the rest; an a-form is used only when it passed every check in time.  When a
+step ran out, the derivative is the plain (or partly simplified) one, always correct and of bounded size,
+and a note says so.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import mpmath
 import numpy as np
 import sympy as sp
 
-from symbp.activations import Activation
+from symbp.activations import Activation, _node_count, check_size, describe
 from symbp.costs import Cost
+from symbp.derive import limits
 from symbp.symbols import a, y, z
+
+#: Share of the σ′ budget for simplifying σ′(z) (the z-form candidates).
+Z_FORM_SHARE = 0.3
+#: Share of the σ′ budget left after the z-form for the search of a form in a (substitution, inversion, ...).
+A_FORM_SHARE = 0.6
+#: Share of the σ′ budget left after the search for the last check of the a-forms on the wide grid.
+CHECK_SHARE = 0.8
+#: Share of a δᴸ or ∇ₐC budget for its candidate simplifications.
+SIMPLIFY_SHARE = 0.8
+#: Each candidate simplification (together, cancel, factor, simplify) may use this share of the time left.
+STEP_SHARE = 0.5
 
 #: The sum Σₖ aₖ gₖ over a layer's units that a normalised (softmax) layer's Jacobian needs.
 S = sp.Symbol("S", real=True)
@@ -92,15 +116,33 @@ def _positive_factors(expr: sp.Expr) -> sp.Expr:
     return sp.Mul(abs(coeff) * sign, *fixed)
 
 
+def _small(expr: sp.Expr) -> bool:
+    """Within the size bound (``MAX_OPS``)?  Larger candidates are dropped, never built upon."""
+    max_ops = limits.current().max_ops
+    return _node_count(expr, limits.MAX_NODES) <= limits.MAX_NODES and sp.count_ops(expr) <= max_ops
+
+
 def _candidates(expr: sp.Expr) -> list[sp.Expr]:
+    """``expr`` and its simplifications, each within ``STEP_SHARE`` of the time left (skipped when it runs out
+    or gives an expression beyond the size bound)."""
     out = [expr]
     for f in (sp.together, sp.cancel, sp.factor, sp.simplify):
         try:
-            out.append(f(expr))
+            cand, finished = limits.run_optional(lambda f=f: f(expr), share=STEP_SHARE)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):  # pragma: no cover
             continue
+        if finished and isinstance(cand, sp.Expr) and _small(cand):
+            out.append(cand)
     out += [_positive_factors(e) for e in out]
     return out
+
+
+def _collect(fill, share: float) -> tuple[list, bool]:
+    """Run ``fill(out)`` with ``share`` of the time left; gives what it appended to ``out`` (all of it, or what it
+    had when time ran out) and whether it finished."""
+    out: list = []
+    _, finished = limits.run_optional(lambda: fill(out), share=share)
+    return out, finished
 
 
 def _sample_points(n: int = 9, seed: int = 1234) -> list[float]:
@@ -224,7 +266,12 @@ class ActivationDerivative:
 def _substitution_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
     """Method 1: replace σ(z) (and simple rewrites of it) by a."""
     out = []
-    for form in {sigma, sp.simplify(sigma), sp.together(sigma)}:
+    forms = {sigma}
+    for f in (sp.simplify, sp.together):
+        form, finished = limits.run_optional(lambda f=f: f(sigma), share=STEP_SHARE)
+        if finished:
+            forms.add(form)
+    for form in forms:
         if form == z or form.is_Atom:
             continue
         cand = d.subs(form, a)
@@ -237,9 +284,12 @@ def _inverse_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
     """Method 2: solve a = σ(z) for z and substitute z = σ⁻¹(a)."""
     try:
         # check/simplify off: solve's own checking can run for minutes on expressions with Abs; every
-        # candidate is validated numerically by _agrees instead.
-        sols = sp.solve(sp.Eq(sigma, a), z, dict=False, check=False, simplify=False)
+        # candidate is validated numerically by _agrees instead.  Within STEP_SHARE of the time left.
+        sols, finished = limits.run_optional(
+            lambda: sp.solve(sp.Eq(sigma, a), z, dict=False, check=False, simplify=False), share=STEP_SHARE)
     except (NotImplementedError, ValueError, TypeError):
+        return []
+    if not finished:
         return []
     out = []
     for sol in sols if isinstance(sols, list) else []:
@@ -299,41 +349,79 @@ def _monotone_condition_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
 
 
 def activation_derivative(act: Activation) -> ActivationDerivative:
-    """σ′ of an elementwise activation, in terms of a where a valid and cheaper form exists."""
+    """σ′ of an elementwise activation, in terms of a where a valid and cheaper form exists.
+
+    Within the derivation budget (see the module docstring); cached per activation and limits."""
+    lim = limits.current()
+    d = _derive_activation(act, lim.seconds, lim.max_ops)
+    return d if d.activation is act else replace(d, activation=act)  # cached for an equal activation
+
+
+@lru_cache(maxsize=256)
+def _derive_activation(act: Activation, seconds: float, max_ops: int) -> ActivationDerivative:
+    what = f"Activation {act.name!r}: deriving σ′ of {describe(act.expr)}"
+    return limits.run_required(what, lambda: _activation_derivative(act), seconds)
+
+
+def _ran_out(step: str) -> str:
+    return f"{step} ran out of its share of the derivation budget ({limits.describe()})"
+
+
+def _activation_derivative(act: Activation) -> ActivationDerivative:
     sigma = act.expr
+    where = f"Activation {act.name!r}"
     raw = sp.diff(sigma, z)
     if raw.has(sp.Derivative, sp.Subs):
         raise ValueError(f"activation {act.name!r}: sympy cannot differentiate {sigma}")
     raw = _tidy(raw, z)
-    z_cands = [c for c in _candidates(raw) if _agrees(c, raw, sigma)]
-    z_form = _best(z_cands or [raw])
+    check_size(where, "σ′", raw)
     notes = []
-    a_cands: list[tuple[sp.Expr, str]] = []
-    for method, finder in (
-        ("substitution σ(z) → a", _substitution_forms),
-        ("inversion z = σ⁻¹(a)", _inverse_forms),
-        ("monotone σ: conditions on z rewritten on a", _monotone_condition_forms),
-    ):
-        if any(cost_measure(c) == sp.count_ops(c) for c, _ in a_cands):
-            break  # a form without transcendental functions is already found: skip the slower methods
-        for cand in finder(raw, sigma):
-            cand = _tidy(cand, a)
-            if z not in cand.free_symbols and _agrees(cand, raw, sigma):
-                a_cands.append((cand, method))
+
+    def fill_z(out):
+        for c in _candidates(raw):
+            if _agrees(c, raw, sigma):
+                out.append(c)
+
+    z_cands, z_done = _collect(fill_z, Z_FORM_SHARE)
+    z_form = _best(z_cands or [raw])
+    if not z_done:
+        notes.append(f"{_ran_out('simplifying σ′')}: σ′(z) = {_txt(z_form)} is simplified only as far as it got.")
+
+    def fill_a(out):
+        for method, finder in (
+            ("substitution σ(z) → a", _substitution_forms),
+            ("inversion z = σ⁻¹(a)", _inverse_forms),
+            ("monotone σ: conditions on z rewritten on a", _monotone_condition_forms),
+        ):
+            if any(cost_measure(c) == sp.count_ops(c) for c, _ in out):
+                break  # a form without transcendental functions is already found: skip the slower methods
+            for cand in finder(raw, sigma):
+                cand = _tidy(cand, a)
+                if z not in cand.free_symbols and _small(cand) and _agrees(cand, raw, sigma):
+                    out.append((cand, method))
+
+    a_cands, a_done = _collect(fill_a, A_FORM_SHARE)
     a_cands.sort(key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
-    a_cands = [next((cm for cm in a_cands if _valid_on_wide_grid(cm[0], raw, sigma)), None)] if a_cands else []
-    a_cands = [cm for cm in a_cands if cm is not None]
-    if a_cands:
-        best_a, method = a_cands[0]
+    checked, check_done = limits.run_optional(
+        lambda: next((cm for cm in a_cands if _valid_on_wide_grid(cm[0], raw, sigma)), None), share=CHECK_SHARE)
+    if a_cands and not check_done:
+        notes.append(f"{_ran_out('checking the forms of σ′ in a on the wide grid')}: σ′(z) = {_txt(z_form)} is "
+                     "kept in z.")
+        return ActivationDerivative(act, z_form, z_form, False, "z", tuple(notes))
+    partial = "" if a_done else f" ({_ran_out('the search for forms in a')}; a cheaper form may exist)"
+    if checked is not None:
+        best_a, method = checked
         if cost_measure(best_a) <= cost_measure(z_form):
             heavy_z = cost_measure(z_form) - sp.count_ops(z_form)
             why = "no exp" if heavy_z > 0 else "no recomputation of σ′(z)"
             notes.append(
                 f"σ′(z) = {_txt(best_a)}: the backward pass reuses the stored activation a, {why} "
-                f"(found by {method})."
+                f"(found by {method}){partial}."
             )
             return ActivationDerivative(act, z_form, best_a, True, method, tuple(notes))
-        notes.append(f"an a-form {_txt(best_a)} exists but σ′(z) = {_txt(z_form)} is cheaper.")
+        notes.append(f"an a-form {_txt(best_a)} exists but σ′(z) = {_txt(z_form)} is cheaper{partial}.")
+    elif not a_done:
+        notes.append(f"{_ran_out('the search for a form of σ′ in a')}: σ′(z) = {_txt(z_form)} is kept in z.")
     else:
         notes.append(f"σ′(z) = {_txt(z_form)}: no valid form in a was found, so z is kept for the backward pass.")
     return ActivationDerivative(act, z_form, z_form, False, "z", tuple(notes))
@@ -356,36 +444,72 @@ class OutputError:
 
 
 def cost_gradient(cost: Cost) -> sp.Expr:
-    """∂C/∂aⱼ for the per-output cost expression, simplified."""
-    g = sp.diff(cost.expr, a)
-    return _best([c for c in _candidates(g)])
+    """∂C/∂aⱼ for the per-output cost expression, simplified (within the derivation budget; cached)."""
+    lim = limits.current()
+    return _derive_cost_gradient(cost, lim.seconds, lim.max_ops)
+
+
+@lru_cache(maxsize=256)
+def _derive_cost_gradient(cost: Cost, seconds: float, max_ops: int) -> sp.Expr:
+    def derive():
+        g = sp.diff(cost.expr, a)
+        check_size(f"Cost {cost.name!r}", "∂C/∂a", g)
+        cands, _ = _collect(lambda out: out.extend(_candidates(g)), SIMPLIFY_SHARE)
+        return _best(cands or [g])
+
+    return limits.run_required(f"Cost {cost.name!r}: deriving ∂C/∂a of {describe(cost.expr)}", derive, seconds)
 
 
 def output_error(act: Activation, cost: Cost, n_out: int | None = None) -> OutputError:
-    """δᴸ = ∇ₐC ⊙ σ′(zᴸ) (BP1), simplified; for softmax, δⱼ = aⱼ(gⱼ − Σₖ aₖgₖ)."""
-    g = cost_gradient(cost)
-    notes = []
+    """δᴸ = ∇ₐC ⊙ σ′(zᴸ) (BP1), simplified; for softmax, δⱼ = aⱼ(gⱼ − Σₖ aₖgₖ).
+
+    One budget for all of it: ∇ₐC and σ′ are derived first (each cached, so the layers that share the
+    activation reuse σ′), then δᴸ; its simplification is optional (``SIMPLIFY_SHARE`` of the time left): when it
+    runs out, δᴸ is the plain product, with a note."""
+    def derive():
+        g = cost_gradient(cost)
+        deriv = None if act.vector else activation_derivative(act)
+        return _output_error(act, g, deriv, n_out)
+
+    what = f"Cost {cost.name!r} with activation {act.name!r}: deriving δᴸ = ∇ₐC ⊙ σ′"
+    return limits.run_required(what, derive)
+
+
+def _simplest(expr: sp.Expr, notes: list, what: str) -> sp.Expr:
+    cands, done = _collect(lambda out: out.extend(_candidates(expr)), SIMPLIFY_SHARE)
+    if not done:
+        notes.append(f"{_ran_out('simplifying ' + what)}: it is simplified only as far as it got.")
+    return _best(cands or [expr])
+
+
+def _output_error(act: Activation, g: sp.Expr, deriv: ActivationDerivative | None, n_out: int | None) -> OutputError:
+    notes: list[str] = []
     if act.vector:
-        h = _best(_candidates(a * g))
-        if a not in h.free_symbols and z not in h.free_symbols and sp.Poly(h, y).degree() <= 1:
+        h = _simplest(a * g, notes, "aⱼ gⱼ")
+        try:
+            linear = a not in h.free_symbols and z not in h.free_symbols and sp.Poly(h, y).degree() <= 1
+        except sp.PolynomialError:
+            linear = False
+        if linear:
             c1 = sp.Poly(h, y).coeff_monomial(y)
             c0 = sp.Poly(h, y).coeff_monomial(1)
             if c0 == 0 or n_out is not None:
                 s_val = c1 + (c0 * n_out if c0 != 0 else 0)
-                delta = _best(_candidates(h - a * s_val))
+                delta = _simplest(h - a * s_val, notes, "δᴸ")
                 notes.append(
                     f"softmax Jacobian: δⱼ = aⱼ gⱼ − aⱼ Σₖ aₖ gₖ with aⱼ gⱼ = {_txt(h)}; for one-hot targets "
                     f"(Σₖ yₖ = 1) the sum is the constant {_txt(s_val)}, so δᴸ = {_txt(delta)}: "
                     "no per-sample reduction and no exp/log in the backward pass."
                 )
                 return OutputError(delta, g, False, True, tuple(notes))
-        delta = _best(_candidates(h - a * S))
+        delta = _simplest(h - a * S, notes, "δᴸ")
         notes.append(
             f"softmax Jacobian: δⱼ = aⱼ gⱼ − aⱼ S with S = Σₖ aₖ gₖ, aⱼ gⱼ = {_txt(h)} (a per-sample sum)."
         )
         return OutputError(delta, g, True, False, tuple(notes))
-    deriv = activation_derivative(act)
-    delta = _best(_candidates(g * deriv.expr))
+    product = g * deriv.expr
+    check_size(f"Activation {act.name!r}", "δᴸ = ∇ₐC ⊙ σ′", product)
+    delta = _simplest(product, notes, "δᴸ")
     if cost_measure(delta) < cost_measure(g) + cost_measure(deriv.expr):
         cancels = z not in deriv.expr.free_symbols and sp.count_ops(delta) <= 2
         why = (": the σ′ factor cancels, so δᴸ does not slow down learning when the output saturates"
