@@ -35,6 +35,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import mpmath
+from sympy.core.parameters import global_parameters
+
 #: Default time budget, in seconds, for declaring or deriving one user expression (σ, σ′ of an activation, a cost,
 #: ∇ₐC, δᴸ of an output layer); ``SYMBP_DERIVE_SECONDS`` overrides it, ``budget(seconds=...)`` too.
 DEFAULT_SECONDS = 10.0
@@ -191,9 +194,29 @@ def checkpoint() -> None:
         raise _Interrupt
 
 
+_STATE = ("evaluate", "distribute", "exp_is_pow")
+
+
+def _global_state() -> tuple:
+    return tuple(getattr(global_parameters, name) for name in _STATE) + (mpmath.mp.prec,)
+
+
+def _restore(state: tuple) -> None:
+    """Put back sympy's global parameters and mpmath's precision as they were when a guard started: an interrupt
+    that lands in a context manager's exit (``sympy.evaluate(False)``, ``mpmath.workdps``) could leave them
+    changed."""
+    for name, value in zip(_STATE, state):
+        if getattr(global_parameters, name) != value:
+            setattr(global_parameters, name, value)
+    if mpmath.mp.prec != state[-1]:
+        mpmath.mp.prec = state[-1]
+
+
 def _run_guarded(frame: _Frame, body):
     """Run ``body()`` under ``frame``'s deadline.  Gives (finished, value); never lets an interrupt out of
-    the block, and leaves none pending after it (see the module docstring)."""
+    the block, and leaves none pending after it (see the module docstring).  When it was interrupted, sympy's
+    and mpmath's global settings are restored as they were."""
+    saved = _global_state()
     tid = threading.get_ident()
     state = [_ARMING]
     wake = _thread.allocate_lock()
@@ -217,6 +240,8 @@ def _run_guarded(frame: _Frame, body):
                 break
             except _Interrupt:  # the one injection already under way when we disarmed: now consumed
                 continue
+    if not finished:
+        _restore(saved)
     return finished, value
 
 
