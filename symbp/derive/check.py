@@ -1,24 +1,29 @@
 """An independent check of the derived BP1–BP4: the book's sum over paths, unit by unit.
 
-Takes: a tiny ``Network`` (at most ``MAX_UNITS`` units per layer, ``MAX_LAYERS`` weighted layers).
+Takes: a tiny ``Network`` (at most ``MAX_UNITS`` units per layer, ``MAX_LAYERS`` weighted layers, of any layer
+kinds that register ``symbp.derive.layers.unroll_layer``: dense, dropout).
 Gives: ``sum_over_paths_gradients`` — ∂C/∂wˡⱼₖ and ∂C/∂bˡⱼ of the network unrolled into scalar sympy
 expressions and differentiated by the chain rule over every path (the formula at the end of chapter 2 of
 Nielsen's book); ``bp_gradients`` — the same gradients evaluated from ``network.equations()`` (BP1–BP4);
 ``compare`` — proves they agree, symbolically where sympy can decide within a time budget, otherwise
 numerically at random points in 30-digit arithmetic, and reports which method proved each gradient.
 
-Nothing here calls ``symbp.derive.calculus``: every local factor is ``sympy.diff`` of one unit's own
-expression with respect to one of its own inputs, and the cost gradient is ``sympy.diff`` of the cost.
+The check iterates over layers without knowing their kinds: each kind's ``unroll_layer`` writes its forward
+map out per unit (``UnrolledLayer``: parameters, fixed constants such as dropout masks, placeholders) and its
+``backprop`` applies the layer's equations object to it.  Nothing here calls ``symbp.derive.calculus``: every
+local factor is ``sympy.diff`` of one unit's own expression with respect to one of its own inputs, and the
+cost gradient is ``sympy.diff`` of the cost.
 
-Symbols (indices 0-based, matching ``Wˡ[j, k]``): ``w{l}_{j}{k}``, ``b{l}_{j}``, ``x{k}``, ``y{j}``; the
-unrolled forward pass uses placeholders ``a{l}_{j}`` for activations and, in the "z" form, independent
-symbols ``z{l}_{j}`` for the weighted inputs (bˡⱼ ↔ zˡⱼ is a bijection once w and aˡ⁻¹ are fixed, so an
-identity in (x, w, z, y) is an identity in (x, w, b, y)).
+Symbols (indices 0-based, matching ``Wˡ[j, k]``; layers numbered by position, the input is 0): ``w{l}_{j}{k}``,
+``b{l}_{j}``, ``x{k}``, ``y{j}``, dropout masks ``m{l}_{j}`` (fixed 0/1 values: symbolic in the returned
+gradients and the symbolic check, random 0/1 at the numeric points); the unrolled forward pass uses
+placeholders ``a{l}_{j}`` for every layer's outputs and, in the "z" form, independent symbols ``z{l}_{j}`` for
+the weighted inputs (bˡⱼ ↔ zˡⱼ is a bijection once w, the masks and aˡ⁻¹ are fixed, so an identity in
+(x, w, z, m, y) is an identity in (x, w, b, m, y)).
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import signal
 import threading
@@ -31,9 +36,9 @@ from functools import cached_property
 import mpmath
 import sympy as sp
 
+from symbp.derive.layers import OutputErrorAt, UnrolledLayer, unroll_layer
 from symbp.symbols import a as _a
 from symbp.symbols import y as _y
-from symbp.symbols import z as _z
 
 MAX_UNITS = 4
 MAX_LAYERS = 4
@@ -52,68 +57,83 @@ def _heaviside_to_piecewise(expr: sp.Expr) -> sp.Expr:
 
 
 class Unrolled:
-    """One tiny network written out unit by unit."""
+    """One tiny network written out unit by unit, layer by layer through each kind's ``unroll_layer``.
+
+    ``units[l]`` is layer l's ``UnrolledLayer`` (l = 1..L); ``A[l]`` its output placeholders (``A[0]`` = x),
+    ``Z[l]`` its independent intermediate symbols (a dense layer's weighted inputs; empty for dropout),
+    ``w[l]``/``b[l]`` a dense layer's weights and biases, ``constants`` the fixed symbols (dropout masks).
+    """
 
     def __init__(self, network):
         sizes = list(network.sizes)
-        if len(sizes) - 1 > MAX_LAYERS or max(sizes) > MAX_UNITS:
+        weighted = sum(1 for layer, shape in zip(network.layers[1:], network.shapes) if layer.param_specs(shape))
+        if weighted > MAX_LAYERS or len(sizes) - 1 > 2 * MAX_LAYERS or max(sizes) > MAX_UNITS:
             raise ValueError(
                 f"sum over paths is for tiny networks (≤ {MAX_UNITS} units per layer, ≤ {MAX_LAYERS} weighted "
-                f"layers); got sizes {sizes}"
+                f"layers, ≤ {2 * MAX_LAYERS} layers in all); got sizes {sizes}"
             )
         self.network = network
         self.sizes = sizes
         self.L = L = len(sizes) - 1
-        self.acts = {l: network.layers[l].activation for l in range(1, L + 1)}
+        self.acts = {l: network.layers[l].activation for l in range(1, L + 1)
+                     if network.layers[l].activation is not None}
         self.x = [_sym(f"x{k}") for k in range(sizes[0])]
+        self.units: dict[int, UnrolledLayer] = {}
+        prev = self.x
+        for l in range(1, L + 1):
+            self.units[l] = unit = unroll_layer(network.layers[l], l, prev)
+            if len(unit.outputs) != sizes[l]:  # pragma: no cover (a kind's rule disagreeing with its shapes)
+                raise ValueError(f"layer {l}: unrolled to {len(unit.outputs)} units, its shape says {sizes[l]}")
+            prev = unit.outputs
         self.y = [_sym(f"y{j}") for j in range(sizes[L])]
-        self.w = {l: [[_sym(f"w{l}_{j}{k}") for k in range(sizes[l - 1])] for j in range(sizes[l])]
-                  for l in range(1, L + 1)}
-        self.b = {l: [_sym(f"b{l}_{j}") for j in range(sizes[l])] for l in range(1, L + 1)}
         # Placeholders: a⁰ = x; aˡ (l ≥ 1) and zˡ are symbols here, replaced by one of the two forms below.
-        self.A = {0: self.x} | {l: [_sym(f"a{l}_{j}") for j in range(sizes[l])] for l in range(1, L + 1)}
-        self.Z = {l: [_sym(f"z{l}_{j}") for j in range(sizes[l])] for l in range(1, L + 1)}
+        self.A = {0: self.x} | {l: list(unit.outputs) for l, unit in self.units.items()}
+        self.Z = {l: list(unit.hidden) for l, unit in self.units.items()}
+        self.w = {l: unit.w for l, unit in self.units.items() if hasattr(unit, "w")}
+        self.b = {l: unit.b for l, unit in self.units.items() if hasattr(unit, "b")}
+        self._layer_of = {p: l for l, unit in self.units.items() for p in unit.params}
 
     @property
     def parameters(self) -> list[sp.Symbol]:
-        """w¹, b¹, w², b², … in order, each flattened row by row."""
-        out = []
-        for l in range(1, self.L + 1):
-            out += [w for row in self.w[l] for w in row] + list(self.b[l])
-        return out
+        """Every layer's parameters in order (w¹, b¹, w², b², … for a dense net, each flattened row by row)."""
+        return [p for unit in self.units.values() for p in unit.params]
+
+    @property
+    def constants(self) -> list[sp.Symbol]:
+        """Symbols held fixed (dropout masks): symbolic in the symbolic forms, drawn at the numeric points."""
+        return [c for unit in self.units.values() for c in unit.constants]
+
+    @property
+    def hidden(self) -> list[sp.Symbol]:
+        """The "z" form's independent symbols, every layer's."""
+        return [s for unit in self.units.values() for s in unit.hidden]
 
     def parameter_layer(self, p: sp.Symbol) -> int:
-        return int(p.name[1:].split("_")[0])
+        return self._layer_of[p]
 
     def weighted_input(self, l: int, j: int, prev=None) -> sp.Expr:
-        """zˡⱼ = Σₖ wˡⱼₖ aˡ⁻¹ₖ + bˡⱼ, with aˡ⁻¹ the placeholders (or ``prev``)."""
-        prev = self.A[l - 1] if prev is None else prev
-        return sp.Add(*(w * ak for w, ak in zip(self.w[l][j], prev))) + self.b[l][j]
+        """zˡⱼ = Σₖ wˡⱼₖ aˡ⁻¹ₖ + bˡⱼ of dense layer l, with aˡ⁻¹ the placeholders (or ``prev``)."""
+        return self.units[l].weighted_input(j, prev)
 
     def activate(self, l: int, zs: list[sp.Expr]) -> list[sp.Expr]:
-        """aˡ from the weighted inputs ``zs``: σ elementwise, or normalised over the layer (softmax)."""
-        act = self.acts[l]
-        f = [act.expr.xreplace({_z: zj}) for zj in zs]
-        if act.vector:
-            total = sp.Add(*f)
-            return [fj / total for fj in f]
-        return f
+        """aˡ of dense layer l from the weighted inputs ``zs``: σ elementwise, or normalised (softmax)."""
+        return self.units[l].activate(zs)
 
     def local(self, l: int) -> list[sp.Expr]:
-        """Each unit's own expression aˡ_q(aˡ⁻¹, wˡ, bˡ) in the placeholders of layer l − 1."""
-        return self.activate(l, [self.weighted_input(l, j) for j in range(self.sizes[l])])
+        """Each unit's own expression aˡ_q(aˡ⁻¹, layer l's parameters and constants) in the placeholders of l − 1."""
+        return self.units[l].forward(self.A[l - 1])
 
     @cached_property
     def forward(self) -> tuple[dict, dict]:
-        """(zˡⱼ, aˡⱼ) as expressions in x, w, b only."""
+        """(zˡⱼ, aˡⱼ) as expressions in x, w, b (and the constants) only; zˡ empty for a layer without."""
         fa, fz = {0: list(self.x)}, {}
-        for l in range(1, self.L + 1):
-            fz[l] = [self.weighted_input(l, j, fa[l - 1]) for j in range(self.sizes[l])]
-            fa[l] = self.activate(l, fz[l])
+        for l, unit in self.units.items():
+            fz[l] = unit.hidden_exprs(fa[l - 1])
+            fa[l] = unit.forward(fa[l - 1])
         return fz, fa
 
     def to_xwb(self, expr: sp.Expr) -> sp.Expr:
-        """Placeholders aˡⱼ, zˡⱼ replaced by the forward pass in x, w, b."""
+        """Placeholders aˡⱼ, zˡⱼ replaced by the forward pass in x, w, b (and the constants)."""
         fz, fa = self.forward
         rep = {}
         for l in range(1, self.L + 1):
@@ -124,19 +144,23 @@ class Unrolled:
                 return expr.xreplace(rep)
         return expr.xreplace(rep)
 
-    def to_z(self, expr: sp.Expr) -> sp.Expr:
-        """Placeholders aˡⱼ replaced by σ(zˡⱼ), the zˡⱼ kept as independent symbols."""
+    @cached_property
+    def _z_form(self) -> dict:
         rep = {}
-        for l in range(1, self.L + 1):
-            rep.update(zip(self.A[l], self.activate(l, self.Z[l])))
-        return expr.xreplace(rep)
+        for l, unit in self.units.items():  # aˡ in zˡ, and in the earlier layers' z form where it reads aˡ⁻¹
+            rep.update(zip(self.A[l], (e.xreplace(rep) for e in unit.in_hidden(self.A[l - 1]))))
+        return rep
+
+    def to_z(self, expr: sp.Expr) -> sp.Expr:
+        """Placeholders aˡⱼ replaced by σ(zˡⱼ) (a layer without zˡ: its map of the previous layer's), the zˡⱼ
+        kept as independent symbols."""
+        return expr.xreplace(self._z_form)
 
     def eliminate_biases(self, expr: sp.Expr) -> sp.Expr:
         """bˡⱼ → zˡⱼ − Σₖ wˡⱼₖ aˡ⁻¹ₖ: every occurrence of a unit's weighted input collapses to zˡⱼ."""
         rep = {}
-        for l in range(1, self.L + 1):
-            for j in range(self.sizes[l]):
-                rep[self.b[l][j]] = self.Z[l][j] - (self.weighted_input(l, j) - self.b[l][j])
+        for unit in self.units.values():
+            rep.update(unit.eliminate())
         return expr.xreplace(rep)
 
     def cost(self) -> sp.Expr:
@@ -174,6 +198,17 @@ def _path_placeholder_gradients(u: Unrolled) -> dict:
             factors[key] = sp.diff(local[l][q], u.A[l - 1][n])
         return factors[key]
 
+    def paths(l: int, q: int):
+        """Every path q → m_{l+1} → … → m_L from unit q of layer l, as the tuple of units; a path through a
+        zero local factor (dropout's off-diagonal ∂aˡ_q/∂aˡ⁻¹ₙ, q ≠ n) contributes 0 and is skipped."""
+        if l == L:
+            yield (q,)
+            return
+        for m in range(sizes[l + 1]):
+            if factor(l + 1, m, q) != 0:
+                for rest in paths(l + 1, m):
+                    yield (q, *rest)
+
     grads = {}
     for p in u.parameters:
         l = u.parameter_layer(p)
@@ -182,9 +217,7 @@ def _path_placeholder_gradients(u: Unrolled) -> dict:
             dq = sp.diff(local[l][q], p)  # ∂aˡ_q/∂p (zero unless q = j, or the layer is normalised)
             if dq == 0:
                 continue
-            # every path q → m_{l+1} → … → m_L through the later layers
-            for path in itertools.product(*(range(sizes[i]) for i in range(l + 1, L + 1))):
-                units = (q, *path)
+            for units in paths(l, q):
                 term = dC[units[-1]] * dq
                 for step, i in enumerate(range(l + 1, L + 1), start=1):
                     term *= factor(i, units[step], units[step - 1])
@@ -194,12 +227,12 @@ def _path_placeholder_gradients(u: Unrolled) -> dict:
 
 
 def sum_over_paths_gradients(network, form: str = "xwb") -> dict:
-    """∂C/∂p for every weight and bias p of a tiny ``network``, by the chain rule over every path.
+    """∂C/∂p for every parameter p of a tiny ``network`` (every weight and bias), by the chain rule over every path.
 
     ∂C/∂wˡⱼₖ = Σ_{q, m, …, n} ∂C/∂aᴸₙ ⋯ ∂aˡ⁺¹ₘ/∂aˡ_q · ∂aˡ_q/∂wˡⱼₖ, each local factor ``sympy.diff`` of one
-    unit's expression in its own inputs.  ``form``: "xwb" (in x, w, b, y), "z" (biases eliminated in
-    favour of independent weighted inputs zˡⱼ, activations written σ(zˡⱼ)) or "placeholders".
-    Returns {parameter symbol: expression}.
+    unit's expression in its own inputs (a dropout unit's is mⱼ/(1 − p), the mask symbols ``m{l}_{j}`` kept).
+    ``form``: "xwb" (in x, w, b, y), "z" (biases eliminated in favour of independent weighted inputs zˡⱼ,
+    activations written σ(zˡⱼ)) or "placeholders".  Returns {parameter symbol: expression}.
     """
     u = Unrolled(network)
     grads = _path_placeholder_gradients(u)
@@ -210,36 +243,29 @@ def sum_over_paths_gradients(network, form: str = "xwb") -> dict:
 
 def _bp_placeholder_gradients(u: Unrolled) -> dict:
     eqs = u.network.equations()
-    L, sizes = u.L, u.sizes
-    delta = {}
+    L = u.L
     out = eqs.output_error
-    rep_common = {}
+    extra = {}
     if any(s.name == "S" for s in out.free_symbols):
         S = next(s for s in out.free_symbols if s.name == "S")
         dc = sp.diff(u.network.cost.expr, _a)  # S = Σₖ aₖ ∂C/∂aₖ, from the cost itself
-        rep_common[S] = sp.Add(*(ak * dc.xreplace({_a: ak, _y: yk}) for ak, yk in zip(u.A[L], u.y)))
-    delta[L] = [out.xreplace(rep_common | {_a: u.A[L][j], _y: u.y[j], _z: u.Z[L][j]}) for j in range(sizes[L])]
-    for l in range(L - 1, 0, -1):
-        sigma_prime = eqs.layers[l - 1].activation_derivative
-        delta[l] = []
-        for j in range(sizes[l]):
-            back = sp.Add(*(u.w[l + 1][q][j] * delta[l + 1][q] for q in range(sizes[l + 1])))  # ((wˡ⁺¹)ᵀδˡ⁺¹)ⱼ
-            delta[l].append(back * sigma_prime.xreplace({_a: u.A[l][j], _z: u.Z[l][j]}))
+        extra[S] = sp.Add(*(ak * dc.xreplace({_a: ak, _y: yk}) for ak, yk in zip(u.A[L], u.y)))
+    output = OutputErrorAt(out, u.y, extra)
     grads = {}
-    for l in range(1, L + 1):
-        for j in range(sizes[l]):
-            for k in range(sizes[l - 1]):
-                grads[u.w[l][j][k]] = u.A[l - 1][k] * delta[l][j]  # BP4
-        for j in range(sizes[l]):
-            grads[u.b[l][j]] = delta[l][j]  # BP3
+    g = None  # ∂C/∂aˡⱼ from layer l + 1 (none above the output layer)
+    for l in range(L, 0, -1):
+        layer_grads, g = u.units[l].backprop(eqs.layers[l - 1], g, output)
+        grads.update(layer_grads)
     return {p: _heaviside_to_piecewise(grads[p]) for p in u.parameters}
 
 
 def bp_gradients(network, form: str = "xwb") -> dict:
-    """∂C/∂p from BP1–BP4 as derived by ``network.equations()``, for every weight and bias p.
+    """∂C/∂p from BP1–BP4 as derived by ``network.equations()``, for every parameter p.
 
-    δᴸ is ``.output_error`` with a, y, z replaced per unit (and S by Σₖ aₖ ∂C/∂aₖ of the cost when it
-    appears); δˡ = ((wˡ⁺¹)ᵀδˡ⁺¹) ⊙ σ′ with each layer's ``.activation_derivative``; ∂C/∂bˡⱼ = δˡⱼ and
+    Each layer's ``backprop`` (its kind's rule, ``symbp.derive.layers``), output layer first: δᴸ is
+    ``.output_error`` with a, y, z replaced per unit (and S by Σₖ aₖ ∂C/∂aₖ of the cost when it appears); a
+    hidden dense layer's δˡ = g ⊙ σ′ with its ``.activation_derivative``, g = ∂C/∂aˡ from the layer after it
+    ((wˡ⁺¹)ᵀδˡ⁺¹ from a dense one, the equations' ``factor`` ⊙ ∂C/∂aˡ⁺¹ from dropout); ∂C/∂bˡⱼ = δˡⱼ and
     ∂C/∂wˡⱼₖ = aˡ⁻¹ₖ δˡⱼ.  ``form`` as for ``sum_over_paths_gradients``.
     """
     u = Unrolled(network)
@@ -385,12 +411,8 @@ def _random_points(u: Unrolled, n: int, seed: int, one_hot: bool) -> list[dict]:
         env = {}
         for xk in u.x:
             env[xk] = rng.uniform(-1.0, 1.0)
-        for l in range(1, u.L + 1):
-            for row in u.w[l]:
-                for w in row:
-                    env[w] = rng.uniform(-1.2, 1.2)
-            for b in u.b[l]:
-                env[b] = rng.uniform(-0.8, 0.8)
+        for unit in u.units.values():  # each kind draws its parameters and constants (dropout: 0/1 masks)
+            env.update(unit.random_values(rng, i))
         if one_hot:
             hot = (seed + i) % len(u.y) if i < len(u.y) else rng.randrange(len(u.y))
             env.update({yj: float(j == hot) for j, yj in enumerate(u.y)})
@@ -404,25 +426,25 @@ def _evaluate(u: Unrolled, exprs: list[sp.Expr], points: list[dict], digits: int
     """``exprs`` (in the placeholders) at each point, the placeholders aˡⱼ, zˡⱼ taken from a forward pass
     computed unit by unit at the same precision — the composition that ``to_xwb`` writes out, without
     building the nested expressions."""
-    base = list(u.x) + list(u.y) + u.parameters
+    base = list(u.x) + list(u.y) + u.parameters + u.constants
     holders = [s for l in range(1, u.L + 1) for s in u.A[l] + u.Z[l]]
     f = sp.lambdify(base + holders, exprs, modules="mpmath", cse=True)
     layer_fns = {}
-    for l in range(1, u.L + 1):
-        ins = list(u.A[l - 1]) + [w for row in u.w[l] for w in row] + list(u.b[l])
-        zs = [u.weighted_input(l, j) for j in range(u.sizes[l])]
-        layer_fns[l] = (ins, sp.lambdify(ins, zs, modules="mpmath"),
-                        sp.lambdify(u.Z[l], u.activate(l, u.Z[l]), modules="mpmath"))
+    for l, unit in u.units.items():
+        ins = list(u.A[l - 1]) + list(unit.params) + list(unit.constants)
+        fz = sp.lambdify(ins, unit.hidden_exprs(u.A[l - 1]), modules="mpmath") if unit.hidden else None
+        layer_fns[l] = (ins, fz, sp.lambdify(list(unit.hidden) + ins, unit.in_hidden(u.A[l - 1]), modules="mpmath"))
     out = []
     with mpmath.workdps(digits):
         for env in points:
             env = {s: mpmath.mpf(v) for s, v in env.items()}
             try:
-                for l in range(1, u.L + 1):
+                for l, unit in u.units.items():
                     ins, fz, fa = layer_fns[l]
-                    zv = list(fz(*(env[s] for s in ins)))
-                    env.update(zip(u.Z[l], zv))
-                    env.update(zip(u.A[l], list(fa(*zv))))
+                    args = [env[s] for s in ins]
+                    zv = list(fz(*args)) if fz is not None else []
+                    env.update(zip(unit.hidden, zv))
+                    env.update(zip(unit.outputs, list(fa(*zv, *args))))
                 out.append(list(f(*(env[s] for s in base + holders))))
             except (ZeroDivisionError, ValueError, OverflowError) as exc:
                 out.append([exc] * len(exprs))
@@ -450,7 +472,9 @@ def compare(network, points: int = 4, seed: int = 0, digits: int = 30, tol: floa
     ``sympy.simplify``), within ``per_gradient`` seconds each and ``time_budget`` seconds in all; skipped
     for piecewise / non-smooth networks.  Numerically, always: both routes evaluated with mpmath at
     ``digits`` digits at ``points`` random (x, w, b, y) (one-hot y when assumed), aˡ and zˡ from a forward
-    pass at the same precision; the error |p − q| / max(|p|, |q|, 1e-6) must stay below ``tol``.
+    pass at the same precision; the error |p − q| / max(|p|, |q|, 1e-6) must stay below ``tol``.  Dropout
+    masks stay symbols in the symbolic check (an identity for every mask) and are 0/1 values at the numeric
+    points: all kept at the first, one unit dropped in turn at the next n (n units), random after that.
 
     A gradient is "symbolic" when proved symbolically (and the numbers agree), "numeric" when only the
     numbers decide, "failed" when the numbers disagree.  ``one_hot`` overrides the equations' own
@@ -473,8 +497,8 @@ def compare(network, points: int = 4, seed: int = 0, digits: int = 30, tol: floa
     if symbolic:
         oh = u.one_hot_substitution() if one_hot else {}
         budget_end = time.perf_counter() + time_budget
-        zs = [zj for l in range(1, u.L + 1) for zj in u.Z[l]]
-        nonsmooth = any(act.expr.has(*_NONSMOOTH) for act in u.acts.values())
+        zs = u.hidden
+        nonsmooth = any(e.has(*_NONSMOOTH) for l, unit in u.units.items() for e in unit.in_hidden(u.A[l - 1]))
         for p in params:
             if nonsmooth or path_ph[p].has(*_NONSMOOTH) or bp_ph[p].has(*_NONSMOOTH):
                 sym_result[p] = (None, "piecewise/non-smooth: left to the numeric check")

@@ -3,7 +3,9 @@
 Takes: a ``Dense`` layer and its context.  Gives: ``LayerEquations`` — σ′ (in a where a valid cheaper form
 exists, ``symbp.derive.calculus``), the error δˡ as an elementwise expression in ``a``, ``y``, ``z`` and ``g``
 (∂C/∂aˡ propagated back from the next layer: (wˡ⁺¹)ᵀδˡ⁺¹ when that is a dense layer) plus ``S`` for a softmax
-output whose sum does not cancel, and the renderings of all four equations.
+output whose sum does not cancel, and the renderings of all four equations.  For the sum-over-paths check
+(``symbp.derive.check``): ``UnrolledDense``, zⱼ = Σₖ wⱼₖ aₖ + bⱼ and aⱼ = σ(zⱼ) (or softmax) unit by unit, and
+BP1–BP4 applied to it from the layer's ``activation_derivative`` and the network's ``output_error``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sympy as sp
 from symbp.activations import Activation
 from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
 from symbp.derive.equations import g, latex, sup, text
-from symbp.derive.layers import LayerContext, derive_layer
+from symbp.derive.layers import LayerContext, OutputErrorAt, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
 
@@ -163,3 +165,81 @@ def _(layer: Dense, ctx: LayerContext) -> LayerEquations:
         delta = g * deriv.expr
     return LayerEquations(l, n_in, n_out, act, deriv, delta, ctx.is_output, tuple(notes), ctx.back_text,
                          ctx.back_latex, out, layer)
+
+
+# ------------------------------------------------------------------------- unrolled, for the sum over paths
+
+
+class UnrolledDense(UnrolledLayer):
+    """A dense layer unit by unit: ``w{l}_{j}{k}``, ``b{l}_{j}``, placeholders ``a{l}_{j}``, weighted inputs
+    ``z{l}_{j}`` (the "z" form's independent symbols)."""
+
+    def __init__(self, layer: Dense, index: int, inputs: list):
+        self.layer, self.index, self.inputs = layer, index, list(inputs)
+        self.activation = layer.activation
+        n, n_in = layer.n, len(inputs)
+        self.w = [[unit_symbol(f"w{index}_{j}{k}") for k in range(n_in)] for j in range(n)]
+        self.b = [unit_symbol(f"b{index}_{j}") for j in range(n)]
+        self.params = [w for row in self.w for w in row] + self.b  # W row by row, then b
+        self.constants = []
+        self.outputs = [unit_symbol(f"a{index}_{j}") for j in range(n)]
+        self.hidden = [unit_symbol(f"z{index}_{j}") for j in range(n)]
+
+    def weighted_input(self, j: int, inputs: list | None = None) -> sp.Expr:
+        """zⱼ = Σₖ wⱼₖ aₖ + bⱼ, with a the input placeholders (or ``inputs``)."""
+        inputs = self.inputs if inputs is None else inputs
+        return sp.Add(*(w * ak for w, ak in zip(self.w[j], inputs))) + self.b[j]
+
+    def activate(self, zs: list) -> list[sp.Expr]:
+        """a from the weighted inputs ``zs``: σ elementwise, or normalised over the layer (softmax)."""
+        act = self.activation
+        f = [act.expr.xreplace({z: zj}) for zj in zs]
+        if act.vector:
+            total = sp.Add(*f)
+            return [fj / total for fj in f]
+        return f
+
+    def hidden_exprs(self, inputs):
+        return [self.weighted_input(j, inputs) for j in range(len(self.b))]
+
+    def in_hidden(self, inputs):
+        return self.activate(self.hidden)
+
+    def forward(self, inputs):
+        return self.activate(self.hidden_exprs(inputs))
+
+    def eliminate(self):
+        """bⱼ → zⱼ − Σₖ wⱼₖ aₖ: every occurrence of a unit's weighted input collapses to zⱼ."""
+        return {b: zj - (self.weighted_input(j) - b) for j, (b, zj) in enumerate(zip(self.b, self.hidden))}
+
+    def random_values(self, rng, point=0):
+        env = {}
+        for row in self.w:
+            for w in row:
+                env[w] = rng.uniform(-1.2, 1.2)
+        for b in self.b:
+            env[b] = rng.uniform(-0.8, 0.8)
+        return env
+
+    def backprop(self, eq, g, output: OutputErrorAt):
+        """δ from BP1 (``output``) or BP2 (g ⊙ σ′ with ``eq.activation_derivative``), then BP3, BP4 and
+        ∂C/∂aˡ⁻¹ₖ = ((wˡ)ᵀδˡ)ₖ for the layer before."""
+        A, Z = self.outputs, self.hidden
+        if g is None:
+            delta = [output.at(j, A[j], Z[j]) for j in range(len(A))]
+        else:
+            sigma_prime = eq.activation_derivative
+            delta = [g[j] * sigma_prime.xreplace({a: A[j], z: Z[j]}) for j in range(len(A))]
+        grads = {}
+        for j in range(len(A)):
+            for k, ak in enumerate(self.inputs):
+                grads[self.w[j][k]] = ak * delta[j]  # BP4
+        for j in range(len(A)):
+            grads[self.b[j]] = delta[j]  # BP3
+        g_in = [sp.Add(*(self.w[j][k] * delta[j] for j in range(len(A)))) for k in range(len(self.inputs))]
+        return grads, g_in
+
+
+@unroll_layer.register
+def _(layer: Dense, index: int, inputs: list) -> UnrolledDense:
+    return UnrolledDense(layer, index, inputs)

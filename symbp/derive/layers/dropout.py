@@ -1,7 +1,9 @@
 """Dropout's backward rule, from its forward map: a = m ⊙ x / (1 − p) with a fixed mask m ∈ {0, 1}.
 
 Takes: a ``Dropout`` layer and its context.  Gives: ``DropoutEquations``: ∂a/∂x = m/(1 − p) by ``sympy.diff``,
-so ∂C/∂aˡ⁻¹ = (m/(1 − p)) ⊙ ∂C/∂aˡ while training, and the identity at inference.
+so ∂C/∂aˡ⁻¹ = (m/(1 − p)) ⊙ ∂C/∂aˡ while training, and the identity at inference.  For the sum-over-paths
+check (``symbp.derive.check``): ``UnrolledDropout``, aⱼ = mⱼ·xⱼ/(1 − p) unit by unit with mask symbols ``m{l}_{j}``
+held fixed (0 or 1), and ∂C/∂aˡ⁻¹ from the equations' ``factor``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.derive.equations import sup, text
-from symbp.derive.layers import LayerContext, derive_layer
+from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.layers.dropout import Dropout
 
 #: the mask symbol of the forward map, and the layer's input
@@ -82,3 +84,49 @@ def _(layer: Dropout, ctx: LayerContext) -> DropoutEquations:
     fwd = m * x / (1 - sp.Rational(repr(layer.p)))  # the decimal the user wrote, exactly
     return DropoutEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, fwd, sp.diff(fwd, x),
                             ctx.back_text, ctx.back_latex)
+
+
+# ------------------------------------------------------------------------- unrolled, for the sum over paths
+
+
+class UnrolledDropout(UnrolledLayer):
+    """Dropout unit by unit while training: aⱼ = mⱼ·xⱼ/(1 − p), the masks ``m{l}_{j}`` fixed constants."""
+
+    def __init__(self, layer: Dropout, index: int, inputs: list):
+        self.layer, self.index, self.inputs = layer, index, list(inputs)
+        self.params, self.hidden = [], []
+        self.constants = [unit_symbol(f"m{index}_{j}") for j in range(len(inputs))]  # the masks
+        self.outputs = [unit_symbol(f"a{index}_{j}") for j in range(len(inputs))]
+        self.keep_scale = 1 / (1 - sp.Rational(repr(layer.p)))  # from the declaration, not from the equations
+
+    def in_hidden(self, inputs):
+        return [mj * xj * self.keep_scale for mj, xj in zip(self.constants, inputs)]
+
+    def forward(self, inputs):
+        return self.in_hidden(inputs)
+
+    def random_values(self, rng, point=0):
+        """Masks of 0 and 1: every unit kept at point 0 (a wrong scale 1/(1 − p) shows through every unit), unit
+        i − 1 alone dropped at point i = 1…n (a rule that forgets the mask shows at each unit), random masks after
+        that (both values in a layer of two or more units)."""
+        n = len(self.constants)
+        if point == 0:
+            bits = [1] * n
+        elif point <= n:
+            bits = [int(j != point - 1) for j in range(n)]
+        else:
+            bits = [rng.randrange(2) for _ in range(n)]
+            if n > 1 and len(set(bits)) == 1:
+                bits[rng.randrange(n)] ^= 1
+        return {mj: float(bit) for mj, bit in zip(self.constants, bits)}
+
+    def backprop(self, eq, g, output):
+        """∂C/∂aˡ⁻¹ₖ = ∂aˡₖ/∂aˡ⁻¹ₖ · ∂C/∂aˡₖ with the equations' ``factor`` (in m) at unit k's mask."""
+        if g is None:
+            raise ValueError(f"layer {self.index}: dropout cannot be the output layer")
+        return {}, [eq.factor.xreplace({m: mk}) * gk for mk, gk in zip(self.constants, g)]
+
+
+@unroll_layer.register
+def _(layer: Dropout, index: int, inputs: list) -> UnrolledDropout:
+    return UnrolledDropout(layer, index, inputs)
