@@ -10,7 +10,7 @@ from symbp import data
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
-from symbp.layers import Dense, Dropout, Input
+from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
 from symbp.network import Network
 from symbp.symbols import a, parse, y, z
 
@@ -25,10 +25,12 @@ def load(path):
 __all__ = [
     "__version__",
     "Activation",
+    "Conv2D",
     "Cost",
     "Dense",
     "Dropout",
     "Input",
+    "MaxPool",
     "Network",
     "a",
     "cross_entropy",

@@ -21,6 +21,7 @@ from symbp.compile.program import (
     ArrayArg,
     Block,
     ColSum,
+    Contract,
     Gather,
     Gemm,
     Loop,
@@ -30,6 +31,8 @@ from symbp.compile.program import (
     RowSoftmax,
     RowSum,
     ScalarArg,
+    ScatterMax,
+    WindowMax,
 )
 
 _IND = "    "
@@ -186,6 +189,103 @@ def _(step: Gather, ind):
         lines += [f"{i2}for c in range({src}.shape[1]):", f"{i3}v = {src}[r, c]", f"{i3}{dst}[i, c] = v",
                   f"{i3}bad |= (v - v) != 0.0"]
     return lines + [f"{ind}if bad:  # stop before this mini-batch touches the parameters", f"{i2}return bad"]
+
+
+def _views(step, ind: str) -> list[str]:
+    """Image-shaped views of flat (rows × features) buffers: C-order reshapes, no copy."""
+    return [f"{ind}{name} = {src}.reshape(({', '.join(str(d) for d in shape)}))"
+            for name, (src, shape) in step.views.items()]
+
+
+def _affine(expr: str, var: str) -> tuple[int, str] | None:
+    """expr as coeff·var + rest (coeff ±1), or None when var does not appear."""
+    e = sp.sympify(expr, locals={v: sp.Symbol(v, integer=True) for v in _IDENT.findall(expr)})
+    v = sp.Symbol(var, integer=True)
+    if not e.has(v):
+        return None
+    coeff = e.coeff(v)
+    if coeff not in (1, -1) or (e - coeff * v).has(v):
+        raise ValueError(f"index {expr} is not of the form ±{var} + c")
+    return int(coeff), str(e - coeff * v)
+
+
+def _bounds(step: Contract, var: str, extent) -> tuple[str, str]:
+    """range(lo, hi) of a summation variable: its extent, tightened by every condition on it."""
+    lo, hi = ["0"], [str(extent)]
+    for e, clo, chi in step.conditions:
+        form = _affine(e, var)
+        if form is None:
+            continue
+        coeff, rest = form
+        if coeff == 1:  # clo ≤ var + rest ≤ chi
+            lo.append(f"{clo} - ({rest})")
+            hi.append(f"{chi} - ({rest}) + 1")
+        else:  # clo ≤ rest − var ≤ chi
+            lo.append(f"({rest}) - ({chi})")
+            hi.append(f"({rest}) - ({clo}) + 1")
+    return (lo[0] if len(lo) == 1 else f"max({', '.join(lo)})"), (hi[0] if len(hi) == 1 else f"min({', '.join(hi)})")
+
+
+@numba_step.register
+def _(step: Contract, ind):
+    lines = [_comment(ind, step.eq), *_views(step, ind)]
+    cur = ind
+    for var, n in step.loops:
+        lines.append(f"{cur}for {var} in range({n}):")
+        cur += _IND
+    lines.append(f"{cur}acc = 0.0")
+    for var, n in step.sums:
+        lo, hi = _bounds(step, var, n)
+        lines.append(f"{cur}for {var} in range({lo}, {hi})" + ":" if lo != "0" else f"{cur}for {var} in range({hi}):")
+        cur += _IND
+    names = {sym: _scalar_ref(acc) for sym, acc in step.reads.items()}
+    lines.append(f"{cur}acc += {scalar_code(step.term, names)}")
+    cur = ind + _IND * len(step.loops)
+    out = _scalar_ref(step.out)
+    rhs = "acc" if step.alpha == "1.0" else f"({step.alpha}) * acc"
+    if step.beta == "1.0":
+        rhs += f" + {out}"
+    elif step.beta != "0.0":
+        rhs += f" + ({step.beta}) * {out}"
+    if step.bias is not None:
+        rhs += f" + {_scalar_ref(step.bias)}"
+    lines.append(f"{cur}{out} = {rhs}")
+    return lines
+
+
+@numba_step.register
+def _(step: WindowMax, ind):
+    (c, h, w), (ph, pw) = step.shape, step.window
+    i2, i3, i4, i5, i6, i7 = (ind + _IND * k for k in range(1, 7))
+    lines = [_comment(ind, step.eq), f"{ind}_src = {step.src}.reshape(({step.rows}, {c}, {h}, {w}))",
+             f"{ind}_out = {step.out}.reshape(({step.rows}, {c}, {h // ph}, {w // pw}))"]
+    if step.argmax:
+        lines.append(f"{ind}_arg = {step.argmax}.reshape(({step.rows}, {c}, {h // ph}, {w // pw}))")
+    lines += [f"{ind}for r in range({step.rows}):", f"{i2}for c in range({c}):",
+              f"{i3}for i in range({h // ph}):", f"{i4}for j in range({w // pw}):",
+              f"{i5}best = _src[r, c, i * {ph}, j * {pw}]", f"{i5}at = 0",
+              f"{i5}for p in range({ph}):", f"{i6}for q in range({pw}):",
+              f"{i7}v = _src[r, c, i * {ph} + p, j * {pw} + q]",
+              f"{i7}if v > best:  # strict: the first maximum in row-major order wins ties",
+              f"{i7}    best = v", f"{i7}    at = p * {pw} + q",
+              f"{i5}_out[r, c, i, j] = best"]
+    if step.argmax:
+        lines.append(f"{i5}_arg[r, c, i, j] = at")
+    return lines
+
+
+@numba_step.register
+def _(step: ScatterMax, ind):
+    (c, h, w), (ph, pw) = step.shape, step.window
+    i2, i3, i4, i5 = (ind + _IND * k for k in range(1, 5))
+    return [_comment(ind, step.eq), f"{ind}{step.dst}[...] = 0.0",
+            f"{ind}_dst = {step.dst}.reshape(({step.rows}, {c}, {h}, {w}))",
+            f"{ind}_g = {step.g}.reshape(({step.rows}, {c}, {h // ph}, {w // pw}))",
+            f"{ind}_arg = {step.argmax}.reshape(({step.rows}, {c}, {h // ph}, {w // pw}))",
+            f"{ind}for r in range({step.rows}):", f"{i2}for c in range({c}):",
+            f"{i3}for i in range({h // ph}):", f"{i4}for j in range({w // pw}):",
+            f"{i5}at = _arg[r, c, i, j]",
+            f"{i5}_dst[r, c, i * {ph} + at // {pw}, j * {pw} + at % {pw}] = _g[r, c, i, j]"]
 
 
 @numba_step.register
@@ -462,6 +562,106 @@ def _(step: Gather, ind):
     lines += [f"{ind}{dst}[...] = {src}[rows]" for src, dst in step.pairs]
     lines += [f"{ind}bad |= not np.isfinite({dst}).all()" for _, dst in step.pairs]
     return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
+
+
+@numpy_step.register
+def _(step: Contract, ind):
+    """Python loops over the kernel offsets only; for each, one einsum over slices of the other indices."""
+    lines = [_comment(ind, step.eq), *_views(step, ind)]
+    extents = dict(step.loops) | dict(step.sums)
+    vec = [v for v in extents if v not in step.offsets]
+    letters = {v: "abcdefghijklmnopqrstuvwxyz"[k] for k, v in enumerate(vec)}
+    out = step.out
+    if step.beta == "0.0":
+        lines.append(f"{ind}{_np_whole(out)}[...] = 0.0")
+    elif step.beta != "1.0":
+        lines.append(f"{ind}{_np_whole(out)}[...] *= {step.beta}")
+    cur = ind
+    for var in step.offsets:
+        lines.append(f"{cur}for {var} in range({extents[var]}):")
+        cur += _IND
+    # the valid range of each vectorised variable: its extent, the conditions, and every axis it indexes
+    lo = {v: ["0"] for v in vec}
+    hi = {v: [str(extents[v])] for v in vec}
+    for e, clo, chi in step.conditions:
+        for v in vec:
+            form = _affine(e, v)
+            if form is None:
+                continue
+            coeff, rest = form
+            if coeff != 1:
+                raise NotImplementedError(f"NumPy backend: condition on -{v}")
+            lo[v].append(f"{clo} - ({rest})")
+            hi[v].append(f"{chi} - ({rest}) + 1")
+    def rng(v):
+        a = lo[v][0] if len(lo[v]) == 1 else f"max({', '.join(lo[v])})"
+        b = hi[v][0] if len(hi[v]) == 1 else f"min({', '.join(hi[v])})"
+        return a, b
+
+    def ref(acc):
+        idx, subs = [], ""
+        for e in acc.index:
+            var = next((v for v in vec if _affine(e, v) is not None), None)
+            if var is None:
+                idx.append(e)
+                continue
+            _, rest = _affine(e, var)
+            a, b = rng(var)
+            idx.append(f"({a}) + ({rest}):({b}) + ({rest})" if rest != "0" else f"{a}:{b}")
+            subs += letters[var]
+        return f"{acc.buffer}[{', '.join(idx)}]", subs
+
+    operands, specs = [], []
+    for sym in sorted(step.term.free_symbols, key=lambda s: s.name):
+        r, subs = ref(step.reads[sym])
+        operands.append(r)
+        specs.append(subs)
+    others = step.term / sp.Mul(*sorted(step.term.free_symbols, key=lambda s: s.name))
+    if others.free_symbols:
+        raise NotImplementedError(f"NumPy backend: a contraction term must be a product of reads, got {step.term}")
+    target, out_subs = ref(out)
+    scale = "" if step.alpha == "1.0" else f"({step.alpha}) * "
+    coef = "" if others == 1 else f"({others}) * "
+    lines.append(f"{cur}{target} += {scale}{coef}np.einsum('{','.join(specs)}->{out_subs}', {', '.join(operands)})")
+    if step.bias is not None:
+        b, bsubs = ref(step.bias)
+        shape = "".join(":" if ch in bsubs else "None" for ch in out_subs)
+        index = ", ".join(":" if ch in bsubs else "None" for ch in out_subs)
+        lines.append(f"{ind}{_np_whole(out)} += {step.bias.buffer}[{index}]" if shape else "")
+    return lines
+
+
+def _np_whole(acc: Access) -> str:
+    return acc.buffer
+
+
+@numpy_step.register
+def _(step: WindowMax, ind):
+    (c, h, w), (ph, pw) = step.shape, step.window
+    ho, wo = h // ph, w // pw
+    lines = [_comment(ind, step.eq),
+             f"{ind}_win = {step.src}.reshape(({step.rows}, {c}, {h}, {w}))[:, :, :{ho * ph}, :{wo * pw}]"
+             f".reshape(({step.rows}, {c}, {ho}, {ph}, {wo}, {pw})).transpose(0, 1, 2, 4, 3, 5)"
+             f".reshape(({step.rows}, {c}, {ho}, {wo}, {ph * pw}))",
+             f"{ind}_at = _win.argmax(axis=-1)  # the first maximum in row-major order",
+             f"{ind}{step.out}[...] = np.take_along_axis(_win, _at[..., None], axis=-1).reshape({step.rows}, -1)"]
+    if step.argmax:
+        lines.append(f"{ind}{step.argmax}[...] = _at.reshape({step.rows}, -1)")
+    return lines
+
+
+@numpy_step.register
+def _(step: ScatterMax, ind):
+    (c, h, w), (ph, pw) = step.shape, step.window
+    ho, wo = h // ph, w // pw
+    return [_comment(ind, step.eq),
+            f"{ind}_win = np.zeros(({step.rows}, {c}, {ho}, {wo}, {ph * pw}), dtype={step.dst}.dtype)",
+            f"{ind}np.put_along_axis(_win, {step.argmax}.reshape(({step.rows}, {c}, {ho}, {wo}, 1)), "
+            f"{step.g}.reshape(({step.rows}, {c}, {ho}, {wo}, 1)), axis=-1)",
+            f"{ind}_dst = {step.dst}.reshape(({step.rows}, {c}, {h}, {w}))",
+            f"{ind}_dst[...] = 0.0",
+            f"{ind}_dst[:, :, :{ho * ph}, :{wo * pw}] = _win.reshape(({step.rows}, {c}, {ho}, {wo}, {ph}, {pw}))"
+            f".transpose(0, 1, 2, 4, 3, 5).reshape(({step.rows}, {c}, {ho * ph}, {wo * pw}))"]
 
 
 @numpy_step.register

@@ -14,6 +14,8 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``RowSum``  a per-sample sum of an expression over a layer's units (softmax's S, the cost),
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers,
+- ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
+- ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
 - ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
 - ``Loop``    steps repeated for every mini-batch of an epoch,
 - ``Block``   the steps of one layer's forward or backward stage, as a unit (see the numba backend).
@@ -174,6 +176,56 @@ class Random:
 
 
 @dataclass
+class Contract:
+    """An indexed sum, as derived: out[out_index] = α·Σ_{sums} term + β·out (+ bias), for every value of the
+    loop variables ``loops``.  ``reads`` map the term's symbols to accesses whose per-axis index expressions are
+    affine in the loop variables (``"i + p"``, ``"y - p"``); ``conditions`` (expr, lo, hi) restrict summation
+    variables (lo ≤ expr ≤ hi) and become loop bounds; ``views`` give buffers an image shape
+    (name → (buffer, shape)); ``offsets`` are the kernel-offset variables (the NumPy backend loops over them and
+    vectorises the rest).  Extents are ints or row-count names."""
+
+    out: Access
+    loops: list[tuple[str, object]]
+    sums: list[tuple[str, object]]
+    reads: dict[sp.Symbol, Access]
+    term: sp.Expr
+    conditions: list[tuple[str, str, str]] = field(default_factory=list)
+    alpha: str = "1.0"
+    beta: str = "0.0"
+    bias: Access | None = None
+    views: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    offsets: tuple[str, ...] = ()
+    eq: str = ""
+
+
+@dataclass
+class WindowMax:
+    """out[r, c, i, j] = max over the (ph, pw) window at (i·ph, j·pw) of src[r, c, ...]; ``argmax`` (int64, if
+    given) keeps the position p·pw + q of the first maximum in row-major order."""
+
+    out: str
+    src: str
+    argmax: str | None
+    rows: str
+    shape: tuple[int, int, int]  # the input's (C, H, W)
+    window: tuple[int, int]
+    eq: str = ""
+
+
+@dataclass
+class ScatterMax:
+    """dst[r, c, y, x] = g[r, c, i, j] at each window's recorded maximum, 0 elsewhere (the derivative of max)."""
+
+    dst: str
+    g: str
+    argmax: str
+    rows: str
+    shape: tuple[int, int, int]  # the input's (C, H, W)
+    window: tuple[int, int]
+    eq: str = ""
+
+
+@dataclass
 class Loop:
     body: list
     eq: str = ""
@@ -294,6 +346,32 @@ def _(step: Block, ind):
     for s in step.steps:
         lines += describe_step(s, ind)
     return lines
+
+
+@describe_step.register
+def _(step: Contract, ind):
+    sums = ",".join(v for v, _ in step.sums)
+    conds = "".join(f", {lo} ≤ {e} ≤ {hi}" for e, lo, hi in step.conditions)
+    loops = ", ".join(f"{v}<{n}" for v, n in step.loops)
+    rhs = f"Σ_{{{sums}}} {_expr(step.term, step.reads)}" if sums else _expr(step.term, step.reads)
+    if step.alpha != "1.0":
+        rhs = f"({step.alpha})·{rhs}"
+    if step.beta != "0.0":
+        rhs += f" + ({step.beta})·{_ref(step.out)}"
+    if step.bias is not None:
+        rhs += f" + {_ref(step.bias)}"
+    return [f"{ind}{_ref(step.out)} = contract[{loops}] {rhs}" + (f"   ({conds[2:]})" if conds else "")]
+
+
+@describe_step.register
+def _(step: WindowMax, ind):
+    keep = f", {step.argmax} = argmax" if step.argmax else ""
+    return [f"{ind}{step.out}{keep} = window_max[r<{step.rows}] {step.src} {step.shape} by {step.window}"]
+
+
+@describe_step.register
+def _(step: ScatterMax, ind):
+    return [f"{ind}{step.dst} = scatter_max[r<{step.rows}] {step.g} at {step.argmax} {step.shape} by {step.window}"]
 
 
 @describe_step.register

@@ -186,7 +186,18 @@ class Model:
 
     # -- kernels -------------------------------------------------------------------------------------
     def _X(self, X) -> np.ndarray:
-        return _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs")
+        return _as_matrix(self._flat_images(X), "X", self.sizes[0], self.dtype, "inputs")
+
+    def _flat_images(self, X):
+        """(n, C, H, W) images as the (n, C·H·W) rows the kernels read (channel, row, column order)."""
+        shape = self.network.shapes[0]
+        if len(shape) > 1 and np.ndim(X) == len(shape) + 1:
+            X = np.asarray(X)
+            if X.shape[1:] != shape:
+                raise ValueError(f"X must be (n, {', '.join(map(str, shape))}) images or (n, {self.sizes[0]}) rows, "
+                                 f"got shape {X.shape}")
+            return X.reshape(X.shape[0], -1)
+        return X
 
     def feedforward(self, X) -> np.ndarray:
         """The network's output aᴸ for every row of X: shape (n, n_out).  Dropout is off (the identity)."""

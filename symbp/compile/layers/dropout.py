@@ -7,6 +7,8 @@ Takes: ``DropoutEquations`` and a ``LowerContext``.  Gives: a ``Random`` step an
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
 from symbp.compile.layers import register_lowering
@@ -22,7 +24,7 @@ class DropoutLowering:
 
     def scratch(self, eq, ctx) -> None:
         if ctx.masks:
-            n = eq.out_shape[0]
+            n = math.prod(eq.out_shape)
             # float64 whatever the model's dtype: u compared with p exactly (a float32 u rounded onto float32(p)
             # was kept by one backend and dropped by the other), the keep factor 1/(1 − p) unrounded
             ctx.buffer(f"mask{eq.index}", ctx.rows, n, dtype="float64")
@@ -36,7 +38,7 @@ class DropoutLowering:
     def forward(self, eq, ctx) -> list:
         if not ctx.masks:
             return []
-        l, n, rows = eq.index, eq.out_shape[0], ctx.rows
+        l, n, rows = eq.index, math.prod(eq.out_shape), ctx.rows
         keep = self._keep(eq)
         return [Random(f"mask{l}", rows, n, l, eq=f"u = hash(seed, epoch, layer {l}, sample, unit) ∈ [0, 1)"),
                 Map(rows, n, {u: elem(f"mask{l}"), x: elem(ctx.act(l - 1))},
@@ -47,6 +49,6 @@ class DropoutLowering:
         back = ctx.grad(eq.index - 1)
         if not ctx.masks or back is None:
             return []
-        l, n = eq.index, eq.out_shape[0]
+        l, n = eq.index, math.prod(eq.out_shape)
         return [Map(ctx.rows, n, {g: elem(f"delta{l}"), u: elem(f"mask{l}")}, [(elem(back), g * u)],
                     eq=f"dropout: {back} = ∂C/∂a{l - 1} = mask{l} ⊙ delta{l}  (∂aˡ/∂aˡ⁻¹ = m/(1 − p))")]

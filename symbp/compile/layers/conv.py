@@ -1,0 +1,138 @@
+"""Lowering of a convolutional layer from its derived rules: the forward indexed sum (+ bias) as a ``Contract``,
+σ (and σ′ when it has no form in a) in one elementwise map, δ = g ⊙ σ′, and the three derived backward sums —
+∂C/∂a (full convolution, its range conditions as loop bounds), ∂C/∂w and ∂C/∂b (or, in the whole-epoch
+kernel, the SGD updates with α = −η/m and β = 1 − ηλ/n for w) — each a ``Contract`` over the mini-batch.
+
+Takes: ``ConvEquations`` (``symbp.derive.layers.conv``) and a ``LowerContext``.  Gives: program steps.
+Activations are stored flat, (rows, maps·height·width) in (channel, row, column) order, and read through
+image-shaped views.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from symbp.compile.layers import register_lowering
+from symbp.compile.layers.dense import _keeps_sp
+from symbp.compile.printer import stabilise
+from symbp.compile.program import Access, Contract, Map, elem
+from symbp.compile.symbols import g, sp_, zr
+from symbp.derive.layers import conv as rules
+from symbp.layers.conv import Conv2D
+from symbp.symbols import a, z
+
+#: derived index symbols → loop variable names of the generated code
+_VARS = {rules.f: "f", rules.c: "c", rules.p: "p", rules.q: "q", rules.i: "i", rules.j: "j",
+         rules.fo: "f", rules.co: "c", rules.po: "p", rules.qo: "q", rules.yy: "iy", rules.xx: "ix"}
+
+
+def _idx(e: sp.Expr, sizes: dict) -> str:
+    e = e.xreplace(sizes)
+    return str(e.xreplace({s: sp.Symbol(n, integer=True) for s, n in _VARS.items()}))
+
+
+def _flat(shape) -> int:
+    return math.prod(shape)
+
+
+def _from_term(term: sp.Expr, bases: dict, sizes: dict) -> tuple[dict, sp.Expr]:
+    """Reads and a product of symbols for a derived term: each ``Indexed`` becomes an access of its buffer at the
+    derived index expressions (``bases``: IndexedBase → (buffer, per-sample?))."""
+    reads, rep = {}, {}
+    for k, el in enumerate(sorted(term.atoms(sp.Indexed), key=str)):
+        buf, per_sample = bases[el.base]
+        sym = sp.Symbol(f"t{k}", real=True)
+        index = tuple(_idx(e, sizes) for e in el.indices)
+        reads[sym] = Access(buf, (("r",) if per_sample else ()) + index)
+        rep[el] = sym
+    return reads, term.xreplace(rep)
+
+
+def _forward_term(eq) -> sp.Expr:
+    """The summand of the derived forward map (its bias is the Contract's bias)."""
+    zsum = eq.forward_map
+    conv = next(t for t in sp.Add.make_args(zsum) if isinstance(t, sp.Sum))
+    return conv.function
+
+
+@register_lowering(Conv2D)
+class ConvLowering:
+    def identity(self, eq, ctx) -> bool:
+        return False
+
+    def scratch(self, eq, ctx) -> None:
+        l, n = eq.index, _flat(eq.out_shape)
+        ctx.buffer(f"z{l}", ctx.rows, n)
+        ctx.buffer(f"a{l}", ctx.rows, n)
+        if ctx.grads:
+            ctx.buffer(f"delta{l}", ctx.rows, n)
+            if _keeps_sp(eq, ctx):
+                ctx.buffer(f"sp{l}", ctx.rows, n)
+
+    def _views(self, eq, ctx, **names) -> dict:
+        shapes = {"in": eq.in_shape, "out": eq.out_shape}
+        return {f"{buf}_v": (buf, (ctx.rows, *shapes[which])) for which, buf in names.items()}
+
+    def forward(self, eq, ctx) -> list:
+        l, rows, sizes = eq.index, ctx.rows, eq.sizes
+        x = ctx.act(l - 1)
+        maps, ho, wo = eq.out_shape
+        cin, kh, kw = eq.in_shape[0], *eq.layer.kernel
+        reads, term = _from_term(_forward_term(eq),
+                                 {rules.w: (f"W{l}", False), rules.a_in: (f"{x}_v", True)}, sizes)
+        conv = Contract(Access(f"z{l}_v", ("r", "f", "i", "j")), [("r", rows), ("f", maps), ("i", ho), ("j", wo)],
+                        [("c", cin), ("p", kh), ("q", kw)], reads, term, bias=Access(f"b{l}", ("f",)),
+                        views={f"{x}_v": (x, (rows, *eq.in_shape)), f"z{l}_v": (f"z{l}", (rows, *eq.out_shape))},
+                        offsets=("p", "q"),
+                        eq=f"z{l}[f,i,j] = Σ_c,p,q W{l}[f,c,p,q]·a{l - 1}[c,i+p,j+q] + b{l}[f]  (derived forward map)")
+        writes = [(elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zr)))]
+        text = f"a{l} = σ(z{l}) = {eq.activation.text}"
+        if _keeps_sp(eq, ctx):
+            writes.append((elem(f"sp{l}"), stabilise(eq.derivative.expr.subs(z, zr))))
+            text += f";  sp{l} = σ′(z{l})"
+        return [conv, Map(rows, _flat(eq.out_shape), {zr: elem(f"z{l}")}, writes, eq=text)]
+
+    def backward(self, eq, ctx) -> list:
+        l, rows, sizes = eq.index, ctx.rows, eq.sizes
+        n = _flat(eq.out_shape)
+        maps, ho, wo = eq.out_shape
+        cin, hin, win = eq.in_shape
+        kh, kw = eq.layer.kernel
+        reads = {g: elem(f"delta{l}"), a: elem(f"a{l}"), z: elem(f"z{l}")}
+        expr = eq.delta
+        if not eq.derivative.uses_a:
+            reads[sp_] = elem(f"sp{l}")
+            expr = g * sp_
+        steps = [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))], eq=f"δ{l} = g ⊙ σ′(z{l})")]
+        d_v, x = f"delta{l}_v", ctx.act(l - 1)
+        views = {d_v: (f"delta{l}", (rows, *eq.out_shape))}
+        bases = {rules.delta: (d_v, True), rules.w: (f"W{l}", False), rules.a_in: (f"{x}_v", True)}
+        back = ctx.grad(l - 1)
+        if back is not None:
+            rule = eq.rules["input"]
+            conds = [(_idx(e, sizes), _idx(lo, sizes), _idx(hi, sizes)) for e, lo, hi in rule.conditions]
+            reads, term = _from_term(rule.term, bases, sizes)
+            steps.append(Contract(
+                Access(f"{back}_v", ("r", "c", "iy", "ix")), [("r", rows), ("c", cin), ("iy", hin), ("ix", win)],
+                [("f", maps), ("p", kh), ("q", kw)], reads, term,
+                conditions=conds, views=views | {f"{back}_v": (back, (rows, *eq.in_shape))}, offsets=("p", "q"),
+                eq=f"∂C/∂a{l - 1}[c,y,x] = Σ_f,p,q δ{l}[f,y−p,x−q]·W{l}[f,c,p,q], "
+                   + ", ".join(f"{lo} ≤ {e} ≤ {hi}" for e, lo, hi in conds) + "  (derived: full convolution)"))
+        alpha, beta_w, beta_b = ("-eta / m", "decay", "1.0") if ctx.update else ("1.0 / m", "0.0", "0.0")
+        wname, bname = (f"W{l}", f"b{l}") if ctx.update else (f"nabla_w{l}", f"nabla_b{l}")
+        reads, term = _from_term(eq.rules["W"].term, bases, sizes)
+        steps.append(Contract(
+            Access(wname, ("f", "c", "p", "q")), [("f", maps), ("c", cin), ("p", kh), ("q", kw)],
+            [("r", rows), ("i", ho), ("j", wo)], reads, term, alpha=alpha, beta=beta_w,
+            views=views | {f"{x}_v": (x, (rows, *eq.in_shape))}, offsets=("p", "q"),
+            eq=f"BP4: {wname}[f,c,p,q] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]·a{l - 1}[c,i+p,j+q]"
+               + (" + decay·W (SGD)" if ctx.update else "") + "  (derived: valid correlation)"))
+        reads, term = _from_term(eq.rules["b"].term, bases, sizes)
+        steps.append(Contract(
+            Access(bname, ("f",)), [("f", maps)], [("r", rows), ("i", ho), ("j", wo)], reads, term,
+            alpha=alpha, beta=beta_b, views=views,
+            eq=f"BP3: {bname}[f] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]"
+               + (" + b (SGD)" if ctx.update else "")))
+        return steps
