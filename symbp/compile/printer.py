@@ -11,6 +11,7 @@ log σ(u) → −softplus(−u), log(1 − σ(u)) → −softplus(u).
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -135,9 +136,17 @@ class ArrayPrinter(NumPyPrinter):
         raise ValueError(_UNSUPPORTED_MSG.format(type(e).__name__))
 
 
+def _doprint(printer, expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
+    try:
+        return printer.doprint(expr.xreplace({s: sp.Symbol(n) for s, n in names.items()}))
+    except PrintMethodNotImplementedError as exc:  # a function sympy's own printers refuse (e.g. fresnels)
+        what = str(exc).splitlines()[0].rsplit(": ", 1)[-1]
+        raise ValueError(_UNSUPPORTED_MSG.format(what)) from None
+
+
 def scalar_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
-    return ScalarPrinter().doprint(expr.xreplace({s: sp.Symbol(n) for s, n in names.items()}))
+    return _doprint(ScalarPrinter(), expr, names)
 
 
 def array_code(expr: sp.Expr, names: dict[sp.Symbol, str]) -> str:
-    return ArrayPrinter().doprint(expr.xreplace({s: sp.Symbol(n) for s, n in names.items()}))
+    return _doprint(ArrayPrinter(), expr, names)
