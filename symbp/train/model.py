@@ -433,6 +433,8 @@ def _mask_seed(seed, rng) -> int:
     """The dropout-mask key of one ``fit`` call: from ``seed`` when given (reproducible), else drawn from a child of
     the model's generator, which leaves the generator's own stream (the shuffles) as it was: a net with
     ``Dropout(0)`` then trains exactly as the net without it."""
+    if isinstance(seed, np.random.Generator):  # fit(seed=generator): its child, not its shuffle stream
+        rng, seed = seed, None
     if seed is None:
         try:
             child = rng.spawn(1)[0]

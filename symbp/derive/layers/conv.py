@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from symbp.derive.equations import g, sup, text
+from symbp.derive.equations import factor_text, g, sup, text
 from symbp.derive.indexed import IndexedRule, backward_rule
 from symbp.derive.layers import LayerContext, derive_layer
 from symbp.derive.layers.dense import _derivative
@@ -115,8 +115,9 @@ class ConvEquations:
     def backward_rows(self, back_text, back_latex):
         l = self.index
         back = back_text or "g"
-        deriv = text(self.activation_derivative.xreplace({a: sp.Symbol(f"a{sup(l)}"), z: sp.Symbol(f"z{sup(l)}")}))
-        rows = [("BP2  conv error", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ ({deriv})",
+        deriv = factor_text(self.activation_derivative.xreplace({a: sp.Symbol(f"a{sup(l)}"),
+                                                                  z: sp.Symbol(f"z{sup(l)}")}))
+        rows = [("BP2  conv error", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ {deriv}",
                  r"\delta^{%d} = %s \odot \sigma'(z^{%d})" % (l, back_latex or "g", l))]
         if l == 1:
             return rows  # the input needs no gradient

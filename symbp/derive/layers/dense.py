@@ -17,7 +17,7 @@ import sympy as sp
 
 from symbp.activations import Activation
 from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
-from symbp.derive.equations import g, latex, sup, text
+from symbp.derive.equations import factor_text, g, latex, sup, text
 from symbp.derive.layers import LayerContext, OutputErrorAt, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
@@ -130,7 +130,7 @@ class LayerEquations:
             general = f"(∂a{l}/∂z{l})ᵀ ∇ₐC"
         if self.is_output:
             return f"δ{l} = {general} = {text(self.delta.xreplace(self._symbols('text')))}"
-        deriv = text(self.activation_derivative.xreplace(self._symbols("text")))
+        deriv = factor_text(self.activation_derivative.xreplace(self._symbols("text")))
         return f"δ{l} = {general} = {back} ⊙ {deriv}"
 
     def _delta_latex(self) -> str:
