@@ -20,14 +20,15 @@ The candidate simplifications of each expression (``together``, ``cancel``, ``fa
 half of the time left each, and one that runs out is skipped; the σ′ simplification gets
 ``Z_FORM_SHARE`` of the σ′ budget, the a-form search ``A_FORM_SHARE`` of what is left, and its last check on the
 wide grid ``CHECK_SHARE`` of the rest; an a-form is used only when it passed every check in time.  When a
-step ran out, the derivative is the plain (or partly simplified) one, always correct and of bounded size,
-and a note says so.
+step ran out, the derivative is the plain one (as ``sympy.diff`` gives it, or the plain product for δᴸ), always
+correct and of bounded size, and a note says so.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -43,13 +44,17 @@ from symbp.symbols import a, y, z
 #: Share of the σ′ budget for simplifying σ′(z) (the z-form candidates).
 Z_FORM_SHARE = 0.3
 #: Share of the σ′ budget left after the z-form for the search of a form in a (substitution, inversion, ...).
-A_FORM_SHARE = 0.6
-#: Share of the σ′ budget left after the search for the last check of the a-forms on the wide grid.
-CHECK_SHARE = 0.8
+A_FORM_SHARE = 0.5
+#: Share of the σ′ budget left after the search for the last check of the a-forms on the wide grid (what remains,
+#: at least 17.5 % of the budget, is for choosing between the forms and writing the notes).
+CHECK_SHARE = 0.5
 #: Share of a δᴸ or ∇ₐC budget for its candidate simplifications.
-SIMPLIFY_SHARE = 0.8
+SIMPLIFY_SHARE = 0.6
 #: Each candidate simplification (together, cancel, factor, simplify) may use this share of the time left.
 STEP_SHARE = 0.5
+#: δᴸ of an output layer, with the σ′ and ∇ₐC it is made of, is derived within one budget: ∇ₐC gets what σ′
+#: left of it and δᴸ what both left, but each at least this share of the budget.
+MIN_OUTPUT_SHARE = 0.25
 
 #: The sum Σₖ aₖ gₖ over a layer's units that a normalised (softmax) layer's Jacobian needs.
 S = sp.Symbol("S", real=True)
@@ -261,6 +266,7 @@ class ActivationDerivative:
     uses_a: bool
     method: str
     notes: tuple[str, ...] = field(default=())
+    seconds: float = field(default=0.0, compare=False)  #: time it took (δᴸ counts it against its budget)
 
 
 def _substitution_forms(d: sp.Expr, sigma: sp.Expr) -> list[sp.Expr]:
@@ -360,7 +366,9 @@ def activation_derivative(act: Activation) -> ActivationDerivative:
 @lru_cache(maxsize=256)
 def _derive_activation(act: Activation, seconds: float, max_ops: int) -> ActivationDerivative:
     what = f"Activation {act.name!r}: deriving σ′ of {describe(act.expr)}"
-    return limits.run_required(what, lambda: _activation_derivative(act), seconds)
+    start = time.monotonic()
+    d = limits.run_required(what, lambda: _activation_derivative(act), seconds)
+    return replace(d, seconds=time.monotonic() - start)
 
 
 def _ran_out(step: str) -> str:
@@ -377,15 +385,11 @@ def _activation_derivative(act: Activation) -> ActivationDerivative:
     check_size(where, "σ′", raw)
     notes = []
 
-    def fill_z(out):
-        for c in _candidates(raw):
-            if _agrees(c, raw, sigma):
-                out.append(c)
-
-    z_cands, z_done = _collect(fill_z, Z_FORM_SHARE)
-    z_form = _best(z_cands or [raw])
+    z_form, z_done = limits.run_optional(
+        lambda: _best([c for c in _candidates(raw) if _agrees(c, raw, sigma)] or [raw]), share=Z_FORM_SHARE)
     if not z_done:
-        notes.append(f"{_ran_out('simplifying σ′')}: σ′(z) = {_txt(z_form)} is simplified only as far as it got.")
+        z_form = raw
+        notes.append(f"{_ran_out('simplifying σ′')}: σ′(z) = {_txt(z_form)} is kept as differentiation gave it.")
 
     def fill_a(out):
         for method, finder in (
@@ -401,9 +405,12 @@ def _activation_derivative(act: Activation) -> ActivationDerivative:
                     out.append((cand, method))
 
     a_cands, a_done = _collect(fill_a, A_FORM_SHARE)
-    a_cands.sort(key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
-    checked, check_done = limits.run_optional(
-        lambda: next((cm for cm in a_cands if _valid_on_wide_grid(cm[0], raw, sigma)), None), share=CHECK_SHARE)
+
+    def check():
+        ranked = sorted(a_cands, key=lambda cm: (cost_measure(cm[0]), len(sp.srepr(cm[0]))))
+        return next((cm for cm in ranked if _valid_on_wide_grid(cm[0], raw, sigma)), None)
+
+    checked, check_done = limits.run_optional(check, share=CHECK_SHARE)
     if a_cands and not check_done:
         notes.append(f"{_ran_out('checking the forms of σ′ in a on the wide grid')}: σ′(z) = {_txt(z_form)} is "
                      "kept in z.")
@@ -445,41 +452,55 @@ class OutputError:
 
 def cost_gradient(cost: Cost) -> sp.Expr:
     """∂C/∂aⱼ for the per-output cost expression, simplified (within the derivation budget; cached)."""
-    lim = limits.current()
-    return _derive_cost_gradient(cost, lim.seconds, lim.max_ops)
+    return _timed_cost_gradient(cost, limits.current().seconds)[0]
+
+
+def _timed_cost_gradient(cost: Cost, seconds: float, budget: float | None = None) -> tuple[sp.Expr, float]:
+    return _derive_cost_gradient(cost, seconds, limits.current().max_ops, budget)
 
 
 @lru_cache(maxsize=256)
-def _derive_cost_gradient(cost: Cost, seconds: float, max_ops: int) -> sp.Expr:
+def _derive_cost_gradient(cost: Cost, seconds: float, max_ops: int, budget: float | None) -> tuple[sp.Expr, float]:
     def derive():
         g = sp.diff(cost.expr, a)
         check_size(f"Cost {cost.name!r}", "∂C/∂a", g)
-        cands, _ = _collect(lambda out: out.extend(_candidates(g)), SIMPLIFY_SHARE)
-        return _best(cands or [g])
+        best, _ = limits.run_optional(lambda: _best(_candidates(g)), share=SIMPLIFY_SHARE, default=g)
+        return best
 
-    return limits.run_required(f"Cost {cost.name!r}: deriving ∂C/∂a of {describe(cost.expr)}", derive, seconds)
+    start = time.monotonic()
+    g = limits.run_required(f"Cost {cost.name!r}: deriving ∂C/∂a of {describe(cost.expr)}", derive, seconds, budget)
+    return g, time.monotonic() - start
 
 
 def output_error(act: Activation, cost: Cost, n_out: int | None = None) -> OutputError:
     """δᴸ = ∇ₐC ⊙ σ′(zᴸ) (BP1), simplified; for softmax, δⱼ = aⱼ(gⱼ − Σₖ aₖgₖ).
 
-    One budget for all of it: ∇ₐC and σ′ are derived first (each cached, so the layers that share the
-    activation reuse σ′), then δᴸ; its simplification is optional (``SIMPLIFY_SHARE`` of the time left): when it
+    One budget for all of it: σ′ is derived first (cached, so the hidden layers that share the activation reuse
+    it), ∇ₐC within what σ′ left of the budget and δᴸ within what both left, each with at least
+    ``MIN_OUTPUT_SHARE`` of it.  The simplification of δᴸ is optional (``SIMPLIFY_SHARE`` of its time): when it
     runs out, δᴸ is the plain product, with a note."""
-    def derive():
-        g = cost_gradient(cost)
-        deriv = None if act.vector else activation_derivative(act)
-        return _output_error(act, g, deriv, n_out)
-
+    budget = limits.current().seconds
+    floor = MIN_OUTPUT_SHARE * budget
+    deriv = None if act.vector else activation_derivative(act)
+    spent = 0.0 if deriv is None else deriv.seconds
+    g, g_seconds = _timed_cost_gradient(cost, _round_seconds(max(budget - spent, floor)), budget)
+    left = _round_seconds(max(budget - spent - g_seconds, floor))
     what = f"Cost {cost.name!r} with activation {act.name!r}: deriving δᴸ = ∇ₐC ⊙ σ′"
-    return limits.run_required(what, derive)
+    return limits.run_required(what, lambda: _output_error(act, g, deriv, n_out), left, budget)
+
+
+def _round_seconds(s: float) -> float:
+    """Seconds rounded to 2 significant digits: the cache of ∇ₐC is keyed by its budget."""
+    return float(f"{s:.2g}")
 
 
 def _simplest(expr: sp.Expr, notes: list, what: str) -> sp.Expr:
-    cands, done = _collect(lambda out: out.extend(_candidates(expr)), SIMPLIFY_SHARE)
+    """The cheapest candidate simplification of ``expr``, within ``SIMPLIFY_SHARE`` of the time left; ``expr``
+    itself (with a note) when that runs out."""
+    best, done = limits.run_optional(lambda: _best(_candidates(expr)), share=SIMPLIFY_SHARE, default=expr)
     if not done:
-        notes.append(f"{_ran_out('simplifying ' + what)}: it is simplified only as far as it got.")
-    return _best(cands or [expr])
+        notes.append(f"{_ran_out('simplifying ' + what)}: it is kept as the plain product.")
+    return best
 
 
 def _output_error(act: Activation, g: sp.Expr, deriv: ActivationDerivative | None, n_out: int | None) -> OutputError:

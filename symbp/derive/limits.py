@@ -264,8 +264,9 @@ def _inside_optional(frame: _Frame) -> bool:
     return False
 
 
-def run_required(what: str, body, seconds: float | None = None):
-    """``body()`` within the budget (``seconds``, default the current limits), or ``ValueError`` naming ``what``.
+def run_required(what: str, body, seconds: float | None = None, budget: float | None = None):
+    """``body()`` within the budget (``seconds``, default the current limits), or ``ValueError`` naming ``what``
+    and the budget (``budget`` when given: the whole budget that ``seconds`` is what is left of).
 
     Nested in another guard, it ends no later than that guard.  Running out of time is this guard's error
     (naming ``what``) unless an enclosing optional guard ran out, which then falls back as usual.
@@ -274,6 +275,8 @@ def run_required(what: str, body, seconds: float | None = None):
     if seconds is None:
         seconds = current().seconds
     frame = _new_frame(seconds, optional=False)
+    if budget is not None:
+        frame.seconds = budget
     if time.monotonic() >= frame.deadline:
         _expired(frame, what)
     try:
