@@ -132,6 +132,7 @@ def _candidates(expr: sp.Expr) -> list[sp.Expr]:
     or gives an expression beyond the size bound)."""
     out = [expr]
     for f in (sp.together, sp.cancel, sp.factor, sp.simplify):
+        limits.checkpoint()
         try:
             cand, finished = limits.run_optional(lambda f=f: f(expr), share=STEP_SHARE)
         except (sp.PolynomialError, NotImplementedError, TypeError, ValueError):  # pragma: no cover
@@ -187,6 +188,7 @@ def _agrees(candidate: sp.Expr, reference: sp.Expr, sigma: sp.Expr, tol: float =
             near_only: bool = False) -> bool:
     """Does candidate(a = σ(z), z) equal reference(z) at the sample points (|z| ≤ 4 only if ``near_only``)?"""
     for zv in _sample_points():
+        limits.checkpoint()
         if near_only and abs(zv) > 4:
             continue
         zs = sp.Float(zv, 20)
@@ -400,6 +402,7 @@ def _activation_derivative(act: Activation) -> ActivationDerivative:
             if any(cost_measure(c) == sp.count_ops(c) for c, _ in out):
                 break  # a form without transcendental functions is already found: skip the slower methods
             for cand in finder(raw, sigma):
+                limits.checkpoint()
                 cand = _tidy(cand, a)
                 if z not in cand.free_symbols and _small(cand) and _agrees(cand, raw, sigma):
                     out.append((cand, method))

@@ -188,7 +188,8 @@ def remaining() -> float:
 
 
 def checkpoint() -> None:
-    """Raise the interrupt now if the innermost guard's deadline has passed (a cooperative check)."""
+    """Raise the interrupt now if the innermost guard's deadline has passed (a cooperative check, between steps;
+    it is what stops a guard whose timer thread could not be started)."""
     top = _top()
     if top is not None and time.monotonic() >= top.deadline:
         raise _Interrupt
@@ -222,7 +223,10 @@ def _run_guarded(frame: _Frame, body):
     wake = _thread.allocate_lock()
     wake.acquire()
     finished, value = False, None
-    _thread.start_new_thread(_timer, (tid, frame.deadline, state, wake))
+    try:
+        _thread.start_new_thread(_timer, (tid, frame.deadline, state, wake))
+    except RuntimeError:  # no thread to be had (resource limits, interpreter shutdown): checkpoints only
+        pass
     try:
         try:
             state[0] = _ARMED

@@ -188,3 +188,19 @@ def test_budget_settings(monkeypatch):
     for kwargs in ({"seconds": 0}, {"seconds": float("inf")}, {"seconds": True}, {"max_ops": 0}, {"max_ops": 2.5}):
         with pytest.raises(ValueError, match="budget"), sb.derive.budget(**kwargs):
             pass
+
+
+def test_without_a_timer_thread_checkpoints_still_stop_the_guard(monkeypatch):
+    def no_thread(*args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(limits._thread, "start_new_thread", no_thread)
+
+    def cooperative():
+        while True:
+            _work(0.01)
+            limits.checkpoint()
+
+    with pytest.raises(ValueError, match="cooperative exceeded"):
+        limits.run_required("cooperative", cooperative, seconds=0.2)
+    assert limits.run_optional(cooperative, seconds=0.2) == (None, False)
