@@ -22,6 +22,7 @@ from symbp.compile.program import (
     Block,
     ColSum,
     Contract,
+    ConvGemm,
     Gather,
     Gemm,
     Loop,
@@ -251,6 +252,11 @@ def _(step: Contract, ind):
         rhs += f" + {_scalar_ref(step.bias)}"
     lines.append(f"{cur}{out} = {rhs}")
     return lines
+
+
+@numba_step.register
+def _(step: ConvGemm, ind):
+    return [_comment(ind, step.eq), *_views(step, ind), f"{ind}_rt.conv_{step.role}({', '.join(step.args)})"]
 
 
 @numba_step.register
@@ -622,7 +628,8 @@ def _(step: Contract, ind):
     target, out_subs = ref(out)
     scale = "" if step.alpha == "1.0" else f"({step.alpha}) * "
     coef = "" if others == 1 else f"({others}) * "
-    lines.append(f"{cur}{target} += {scale}{coef}np.einsum('{','.join(specs)}->{out_subs}', {', '.join(operands)})")
+    einsum = f"np.einsum('{','.join(specs)}->{out_subs}', {', '.join(operands)}, optimize=True)"
+    lines.append(f"{cur}{target} += {scale}{coef}{einsum}")
     if step.bias is not None:
         b, bsubs = ref(step.bias)
         shape = "".join(":" if ch in bsubs else "None" for ch in out_subs)
@@ -633,6 +640,11 @@ def _(step: Contract, ind):
 
 def _np_whole(acc: Access) -> str:
     return acc.buffer
+
+
+@numpy_step.register
+def _(step: ConvGemm, ind):
+    return numpy_step(step.contract, ind)  # the derived sum itself (einsum over kernel offsets)
 
 
 @numpy_step.register

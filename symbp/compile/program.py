@@ -15,6 +15,7 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers,
 - ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
+- ``ConvGemm`` such a sum (a convolution's valid correlation) done as im2col + gemm,
 - ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
 - ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
 - ``Loop``    steps repeated for every mini-batch of an epoch,
@@ -199,6 +200,19 @@ class Contract:
 
 
 @dataclass
+class ConvGemm:
+    """A convolution's derived correlation sum (``contract``) done as im2col + gemm by ``runtime.conv_<role>``
+    (role "forward", "weights" or "input") with ``args``; backends without that product form emit
+    ``contract`` itself, the sum as derived."""
+
+    role: str
+    contract: Contract
+    args: tuple[str, ...]
+    views: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    eq: str = ""
+
+
+@dataclass
 class WindowMax:
     """out[r, c, i, j] = max over the (ph, pw) window at (i·ph, j·pw) of src[r, c, ...]; ``argmax`` (int64, if
     given) keeps the position p·pw + q of the first maximum in row-major order."""
@@ -361,6 +375,12 @@ def _(step: Contract, ind):
     if step.bias is not None:
         rhs += f" + {_ref(step.bias)}"
     return [f"{ind}{_ref(step.out)} = contract[{loops}] {rhs}" + (f"   ({conds[2:]})" if conds else "")]
+
+
+@describe_step.register
+def _(step: ConvGemm, ind):
+    inner = describe_step(step.contract, "")[0]
+    return [f"{ind}conv_{step.role}({', '.join(step.args)})  # im2col + gemm of: {inner}"]
 
 
 @describe_step.register

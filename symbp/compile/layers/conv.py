@@ -17,7 +17,7 @@ import sympy as sp
 from symbp.compile.layers import register_lowering
 from symbp.compile.layers.dense import _keeps_sp
 from symbp.compile.printer import stabilise
-from symbp.compile.program import Access, Contract, Map, elem
+from symbp.compile.program import Access, Contract, ConvGemm, Map, elem
 from symbp.compile.symbols import g, sp_, zr
 from symbp.derive.layers import conv as rules
 from symbp.layers.conv import Conv2D
@@ -57,6 +57,19 @@ def _forward_term(eq) -> sp.Expr:
     return conv.function
 
 
+def _is_correlation(eq) -> bool:
+    """Do the derived rules have the index structure of a valid correlation (so im2col + gemm computes them)?
+    z = Σ w[f,c,p,q]·a[c,i+p,j+q]; ∂C/∂w = Σ a[c′,i+p′,j+q′]·δ[f′,i,j]; ∂C/∂a = Σ δ[f,y−p,x−q]·w[f,c′,p,q]."""
+    r = rules
+    expected = {
+        "forward": r.w[r.f, r.c, r.p, r.q] * r.a_in[r.c, r.i + r.p, r.j + r.q],
+        "W": r.a_in[r.co, r.i + r.po, r.j + r.qo] * r.delta[r.fo, r.i, r.j],
+        "input": r.delta[r.f, r.yy - r.p, r.xx - r.q] * r.w[r.f, r.co, r.p, r.q],
+    }
+    got = {"forward": _forward_term(eq), "W": eq.rules["W"].term, "input": eq.rules["input"].term}
+    return all(sp.expand(got[k] - v) == 0 for k, v in expected.items())
+
+
 @register_lowering(Conv2D)
 class ConvLowering:
     def identity(self, eq, ctx) -> bool:
@@ -66,6 +79,11 @@ class ConvLowering:
         l, n = eq.index, _flat(eq.out_shape)
         ctx.buffer(f"z{l}", ctx.rows, n)
         ctx.buffer(f"a{l}", ctx.rows, n)
+        if _is_correlation(eq):  # the patches: one per sample while training (∂C/∂W reuses them), else one
+            ckk, howo = eq.in_shape[0] * eq.layer.kernel[0] * eq.layer.kernel[1], eq.out_shape[1] * eq.out_shape[2]
+            ctx.buffer(f"cols{l}", ctx.rows if ctx.grads else 1, ckk, howo)
+            if ctx.grads and ctx.grad(l - 1) is not None:
+                ctx.buffer(f"dcol{l}", ckk, howo)
         if ctx.grads:
             ctx.buffer(f"delta{l}", ctx.rows, n)
             if _keeps_sp(eq, ctx):
@@ -87,6 +105,9 @@ class ConvLowering:
                         views={f"{x}_v": (x, (rows, *eq.in_shape)), f"z{l}_v": (f"z{l}", (rows, *eq.out_shape))},
                         offsets=("p", "q"),
                         eq=f"z{l}[f,i,j] = Σ_c,p,q W{l}[f,c,p,q]·a{l - 1}[c,i+p,j+q] + b{l}[f]  (derived forward map)")
+        if _is_correlation(eq):
+            conv = ConvGemm("forward", conv, (f"{x}_v", f"W{l}", f"b{l}", f"z{l}_v", f"cols{l}"), conv.views,
+                            eq=conv.eq + "; as im2col + gemm per sample")
         writes = [(elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zr)))]
         text = f"a{l} = σ(z{l}) = {eq.activation.text}"
         if _keeps_sp(eq, ctx):
@@ -129,6 +150,12 @@ class ConvLowering:
             views=views | {f"{x}_v": (x, (rows, *eq.in_shape))}, offsets=("p", "q"),
             eq=f"BP4: {wname}[f,c,p,q] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]·a{l - 1}[c,i+p,j+q]"
                + (" + decay·W (SGD)" if ctx.update else "") + "  (derived: valid correlation)"))
+        if _is_correlation(eq):  # the same sums, as products over the patches kept by the forward pass
+            gemm = {"input": (f"{d_v}", f"W{l}", f"{back}_v", f"dcol{l}"),
+                    "weights": (f"{d_v}", f"cols{l}", wname, alpha, beta_w)}
+            steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches")
+                     if isinstance(st, Contract) else st
+                     for st, role in zip(steps, [None] + (["input"] if back is not None else []) + ["weights"])]
         reads, term = _from_term(eq.rules["b"].term, bases, sizes)
         steps.append(Contract(
             Access(bname, ("f",)), [("f", maps)], [("r", rows), ("i", ho), ("j", wo)], reads, term,
