@@ -11,7 +11,6 @@ BP1–BP4 applied to it from the layer's ``activation_derivative`` and the netwo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import sympy as sp
 
@@ -23,12 +22,10 @@ from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
 
 
-@lru_cache(maxsize=256)
 def _derivative(act: Activation) -> ActivationDerivative:
-    return activation_derivative(act)
+    return activation_derivative(act)  # cached by calculus, per derivation budget
 
 
-@lru_cache(maxsize=256)
 def _output_error(act: Activation, cost, n_out: int) -> OutputError:
     return output_error(act, cost, n_out)
 
