@@ -6,8 +6,9 @@ expressions in quotes, read by the whitelist parser.
 
 Errors are one line on stderr, ``symbp <command>: error: ...``, exit status 2; a wrong argument names its option.
 Every argument of ``train`` is checked before any data is loaded or kernel compiled: numbers and their
-ranges, the expressions, layer sizes against the dataset and against this machine's memory, that ``--save``
-and ``--plot`` can write their files and that ``--data-dir`` holds the dataset.  Only "dataset not found"
+ranges, the expressions, the layers (``--layers``: sizes or the compact items of ``symbp.layer_spec``, and
+their shapes) against the dataset and against this machine's memory, that ``--save`` and ``--plot`` can write
+their files and that ``--data-dir`` holds the dataset.  Only "dataset not found"
 takes several lines, to say where it looked and how to provide the files.
 """
 
@@ -26,16 +27,47 @@ from pathlib import Path
 from symbp.activations import BUILTIN_ACTIVATIONS, Activation
 from symbp.costs import BUILTIN_COSTS, Cost
 
-EPILOG_TRAIN = """examples:
+LAYER_SYNTAX = """layers: --layers takes comma-separated items, the output last:
+  N, fcN            a dense layer of N units with --activation; a leading N followed by more items is the input
+                    (784,30,10, the book's chapter-1 network, means what it always meant)
+  softmaxN, sigmoidN, reluN, tanhN, linearN, softplusN
+                    a dense layer of N units with that activation (softmax: the output layer only)
+  convMAPSxKHxKW    MAPS feature maps of KHxKW kernels (valid correlation, stride 1) with --activation
+  poolP, poolPHxPW  max-pooling over PxP (PHxPW) windows
+  dropoutP          dropout of the next layer's inputs with probability P in [0, 1), e.g. dropout0.5
+  The input is implied by the data: 1x28x28 when the first item is conv or pool, else 784 (a leading 784 or
+  1x28x28 may be written).  The last item must be a dense one; --output-activation applies to a last N or fcN.
+"""
+
+EPILOG_TRAIN = LAYER_SYNTAX + """
+examples:
   symbp train                                   # the book's chapter 1: [784,30,10], sigmoid, quadratic, 30 epochs
   symbp train --layers 784,100,10 --cost cross-entropy --lmbda 5 --eta 0.1 --epochs 60 --eval validation
   symbp train --activation "z/(1+abs(z))" --output-activation sigmoid --epochs 5 --plot curves.png
+
+the book's chapter-6 nets (network3.py; the names are its conv.py's), mini-batch 10 as in the book:
+  c6="--cost log-likelihood --dtype float32"; two="conv20x5x5,pool2,conv40x5x5,pool2"
+  symbp train $c6 --epochs 60 --eta 0.1 --layers fc100,softmax10                           # shallow
+  symbp train $c6 --epochs 60 --eta 0.1 --layers conv20x5x5,pool2,fc100,softmax10          # basic_conv
+  symbp train $c6 --epochs 60 --eta 0.1 --layers $two,fc100,softmax10                      # dbl_conv
+  symbp train $c6 --epochs 60 --eta 0.03 --lmbda-network3 0.1 --activation relu \\
+              --layers $two,fc100,softmax10                                                # dbl_conv_relu
+  symbp train $c6 --epochs 60 --eta 0.03 --lmbda-network3 0.1 --activation relu --expand \\
+              --layers $two,fc100,softmax10                                                # expanded_data
+  symbp train $c6 --epochs 40 --eta 0.03 --activation relu --expand \\
+              --layers $two,dropout0.5,fc1000,dropout0.5,fc1000,dropout0.5,softmax10       # double_fc_dropout
+  (network3's p_dropout drops a layer's inputs: its 0.5 on FC, FC and softmax is a dropout0.5 before each;
+  --lmbda-network3 0.1 is --lmbda 1 at mini-batch 10.)
 """
 
-EPILOG_SHOW = """examples:
+EPILOG_SHOW = LAYER_SYNTAX + """\
+  (symbp show implies MNIST's input; a written one, as the 4 of 4,3,2, is taken as it stands.)
+
+examples:
   symbp show                                    # BP1-BP4 for [784,30,10] sigmoid/quadratic
   symbp show --cost cross-entropy --format latex
   symbp show --source sgd_epoch                 # the generated numba kernel for a whole epoch
+  symbp show --layers conv20x5x5,pool2,conv40x5x5,pool2,fc100,softmax10 --activation relu --cost log-likelihood
 """
 
 
@@ -83,14 +115,24 @@ def _non_negative_number(text: str) -> float:
     return _number(text, positive=False)
 
 
-def _layers(text: str) -> list[int]:
+class LayerText(str):
+    """The text of ``--layers`` (normalised: lower case, no spaces) with its items, checked for syntax."""
+
+    items: tuple
+
+
+def _layers(text: str) -> LayerText:
+    """The syntax check of ``--layers`` (while the arguments are parsed); shapes are checked by ``build_network``
+    once the data's shape and the activations are known."""
+    from symbp.layer_spec import parse_items
+
     try:
-        sizes = [int(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 784,30,10, got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least two positive sizes, got {text!r}")
-    return sizes
+        items = parse_items(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    out = LayerText(",".join(item.text for item in items))
+    out.items = tuple(items)
+    return out
 
 
 def activation_arg(text: str) -> Activation:
@@ -108,8 +150,9 @@ def cost_arg(text: str) -> Cost:
 
 def _network_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network")
-    g.add_argument("--layers", type=_layers, default=[784, 30, 10], metavar="N,N,...",
-                   help="layer sizes, input first (default: 784,30,10)")
+    g.add_argument("--layers", type=_layers, default="784,30,10", metavar="ITEMS",
+                   help="the layers, comma-separated: sizes, input first, as 784,30,10 (the default), or items "
+                        "such as conv20x5x5,pool2,fc100,softmax10 (see 'layers' below)")
     g.add_argument("--activation", default="sigmoid", metavar="ACT",
                    help=f"activation of every layer: {', '.join(BUILTIN_ACTIVATIONS)} or an expression in z "
                         "such as 'z/(1+abs(z))' (default: sigmoid)")
@@ -128,15 +171,28 @@ def _option(option: str, parse, text: str):
         raise ValueError(f"argument {option}: {exc}") from exc
 
 
-def build_network(args):
+def build_network(args, check_input: bool = True):
     """The network of ``--layers``, ``--activation``, ``--output-activation`` and ``--cost`` (expressions are
-    read by the whitelist parser: an error names the option)."""
+    read by the whitelist parser; an error names the option).  The input is implied by the dataset (MNIST's
+    for ``show``); with ``check_input`` a written input must be the dataset's."""
     import symbp as sb
+    from symbp.data.datasets import IMAGE_SHAPE
+    from symbp.data.registry import get_spec
+    from symbp.layer_spec import parse_layers
 
-    acts = [_option("--activation", activation_arg, args.activation)] * (len(args.layers) - 1)
-    if args.output_activation:
-        acts[-1] = _option("--output-activation", activation_arg, args.output_activation)
-    return sb.Network(args.layers, activation=acts, cost=_option("--cost", cost_arg, args.cost))
+    act = _option("--activation", activation_arg, args.activation)
+    out_act = _option("--output-activation", activation_arg, args.output_activation) \
+        if args.output_activation else None
+    last = args.layers.items[-1]
+    if out_act is not None and last.kind == "act":
+        raise ValueError(f"argument --output-activation: the last item of --layers, {last.text}, names its "
+                         f"activation already; end --layers with fc{last.values[0]} to use --output-activation")
+    dataset = getattr(args, "dataset", "mnist")
+    layers = _option("--layers", lambda text: parse_layers(
+        list(args.layers.items), (1, *IMAGE_SHAPE), act, out_act, check_input=check_input,
+        data_name=get_spec(dataset).title), args.layers)
+    cost = _option("--cost", cost_arg, args.cost)
+    return _option("--layers", lambda _: sb.Network(layers, cost=cost), args.layers)
 
 
 def _compile_args(p):
@@ -161,8 +217,13 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--epochs", type=_non_negative_int, default=30, help="(default: 30)")
     o.add_argument("--batch-size", type=_positive_int, default=10, help="mini-batch size (default: 10)")
     o.add_argument("--eta", type=_positive_number, default=3.0, help="learning rate η (default: 3.0)")
-    o.add_argument("--lmbda", type=_non_negative_number, default=0.0,
-                   help="L2 regularisation λ (default: 0)")
+    reg = o.add_mutually_exclusive_group()
+    reg.add_argument("--lmbda", type=_non_negative_number, default=0.0,
+                     help="L2 regularisation λ as in the book's network2 (chapter 3): the cost gets λ/2n·Σw² over "
+                          "all weights, no biases, n the number of training samples (default: 0)")
+    reg.add_argument("--lmbda-network3", type=_non_negative_number, default=None, metavar="LMBDA",
+                     help="L2 regularisation given as the book's network3 (chapter 6) λ, which adds "
+                          "0.5·λ·Σw²/num_training_batches: the same as --lmbda LMBDA × --batch-size")
     o.add_argument("--init", choices=["default", "large"], default="default",
                    help="weights N(0, 1/n_in) (default) or the book's chapter-1 N(0, 1) (large)")
     o.add_argument("--seed", type=_non_negative_int, default=0,
@@ -177,7 +238,10 @@ def parser() -> argparse.ArgumentParser:
                    help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
                         "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
     d.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help="train on the first N training samples")
+                   help="train on the first N training samples (with --expand: the first N images, expanded)")
+    d.add_argument("--expand", action="store_true",
+                   help="MNIST only: train on each training image and its four one-pixel shifts, zero-filled "
+                        "(50,000 images become 250,000), as the book's expand_mnist.py")
     d.add_argument("--eval", choices=["test", "validation"], default="test",
                    help="data to evaluate on each epoch (default: test, as in the book's chapter 1)")
     d.add_argument("--save", default=None, metavar="PATH", help="save the model as PATH.json + PATH.npz")
@@ -229,7 +293,7 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
 
 
-def _check_memory(layers: list[int], dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
+def _check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
                   batch_size: int = 0) -> None:
     """Refuse (``ValueError`` naming --layers) a network whose parameters and buffers cannot fit in memory.
 
@@ -237,15 +301,17 @@ def _check_memory(layers: list[int], dtype: str, *, data_rows: int = 0, eval_row
     best epoch's for early stopping, one more while saving), the data set, the per-row activations z and a of
     every layer for the largest set evaluated at once, and the mini-batch buffers."""
     itemsize = 4 if dtype == "float32" else 8
-    params = sum(n_in * n_out + n_out for n_in, n_out in zip(layers, layers[1:]))
-    units = sum(layers[1:])
-    need = itemsize * (4 * params + data_rows * (layers[0] + layers[-1])
-                       + eval_rows * (2 * units + layers[-1]) + batch_size * (4 * units + layers[0] + layers[-1]))
+    params = sum(spec.size for layer, in_shape in zip(net.layers[1:], net.shapes)
+                 for spec in layer.param_specs(in_shape))
+    n_in, n_out = math.prod(net.shapes[0]), math.prod(net.shapes[-1])
+    units = sum(math.prod(shape) for shape in net.shapes[1:])
+    need = itemsize * (4 * params + data_rows * (n_in + n_out)
+                       + eval_rows * (2 * units + n_out) + batch_size * (4 * units + n_in + n_out))
     limit = _memory_limit()
     if limit is not None and need > limit:
         what = "training" if data_rows else "compiling"
         raise ValueError(
-            f"argument --layers: {','.join(map(str, layers))} has {params:,} parameters; {what} it needs about "
+            f"argument --layers: {text} has {params:,} parameters; {what} it needs about "
             f"{_gb(need)} of memory ({dtype} parameters and their copies"
             + (f", the data, activations of {eval_rows:,} rows" if data_rows else "")
             + f"), more than the {_gb(limit)} this machine has")
@@ -329,9 +395,9 @@ def _check_data_dir(args) -> None:
 
 
 def cmd_show(args) -> int:
-    net = build_network(args)
+    net = build_network(args, check_input=False)
     if args.source:
-        _check_memory(args.layers, args.dtype)
+        _check_memory(net, args.layers, args.dtype)
         model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)
         print(model.source(None if args.source == "module" else args.source))
         return 0
@@ -343,7 +409,8 @@ def cmd_show(args) -> int:
 def check_train_args(args):
     """Every check of ``symbp train`` that needs no data: a ``ValueError`` naming the option, else the network
     and the paths that ``--save`` and ``--plot`` will write."""
-    from symbp.data.datasets import IMAGE_SHAPE, N_CLASSES, N_TRAIN
+    from symbp.data.datasets import N_CLASSES, N_TRAIN
+    from symbp.data.expand import EXPANSION
     from symbp.data.registry import get_spec
 
     _check_data_dir(args)
@@ -351,18 +418,27 @@ def check_train_args(args):
     plot = _plot_target(args.plot) if args.plot is not None else None
     if save and plot and plot.resolve() in (save[0].resolve(), save[1].resolve()):
         raise ValueError(f"argument --plot: {plot} is also written by --save")
+    if args.expand and args.dataset != "mnist":
+        raise ValueError(f"argument --expand: the expanded training set is MNIST's (the book's expand_mnist.py), "
+                         f"got --dataset {args.dataset}")
     n_train = N_TRAIN if args.limit is None else min(args.limit, N_TRAIN)
+    if args.expand:
+        n_train *= EXPANSION
     if args.batch_size > n_train:
         raise ValueError(f"argument --batch-size: expected at most the number of training samples ({n_train}), "
                          f"got {args.batch_size}")
-    n_in = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
-    if args.layers[0] != n_in or args.layers[-1] < N_CLASSES:
-        raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {n_in} inputs and {N_CLASSES} "
-                         f"classes: the first size must be {n_in} and the last at least {N_CLASSES}, "
-                         f"got {','.join(map(str, args.layers))}")
+    if args.lmbda_network3 is not None:
+        args.lmbda = args.lmbda_network3 * args.batch_size
+    net = build_network(args)
+    out = net.layers[-1]
+    if getattr(out, "n", N_CLASSES) < N_CLASSES:
+        raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {N_CLASSES} classes: the output "
+                         f"layer needs at least {N_CLASSES} units, got {args.layers.items[-1].where}")
     rows = max(10_000, n_train if args.monitor_training else 0)
-    _check_memory(args.layers, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=rows, batch_size=args.batch_size)
-    return build_network(args), save, plot
+    # the loaded splits (70,000 rows), and with --expand the expanded copy of the training images
+    _check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
+                  eval_rows=rows, batch_size=args.batch_size)
+    return net, save, plot
 
 
 def cmd_train(args) -> int:
@@ -375,13 +451,22 @@ def cmd_train(args) -> int:
     X, labels = splits.train
     if args.limit is not None:
         X, labels = X[: args.limit], labels[: args.limit]
+    if args.expand:
+        from symbp.data import expand_mnist
+
+        n_images = X.shape[0]
+        X, labels = expand_mnist((X, labels))
     evaluation = splits.test if args.eval == "test" else splits.validation
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = net.compile(backend=args.backend, dtype=args.dtype, seed=args.seed, init=args.init)
     compile_s = time.perf_counter() - t0
-    say(f"{net!r}: {X.shape[0]} training samples, evaluating on {args.eval} ({evaluation[0].shape[0]}); "
+    say(f"{net!r}: {X.shape[0]} training samples"
+        + (f" ({n_images} images and their 4 one-pixel shifts)" if args.expand else "")
+        + f", evaluating on {args.eval} ({evaluation[0].shape[0]}); "
         f"data {load_s:.2f} s, compile {compile_s:.2f} s ({'cache hit' if model.cache_info.get('hit') else 'cold'})")
+    if args.lmbda_network3 is not None:
+        say(f"λ = {args.lmbda:g}: network3's λ {args.lmbda_network3:g} × mini-batch size {args.batch_size}")
     n_eval = evaluation[0].shape[0]
 
     def report(epoch, hist):

@@ -21,8 +21,14 @@ def test_help_reads_well():
     assert out.returncode == 0
     for flag in ("--layers", "--activation", "--cost", "--epochs", "--batch-size", "--eta", "--lmbda", "--init",
                  "--dataset", "--data-dir", "--limit", "--dtype", "--seed", "--early-stop", "--save", "--plot",
-                 "--backend"):
+                 "--backend", "--expand", "--lmbda-network3"):
         assert flag in out.stdout
+    # the layer syntax, with the book's chapter-6 nets as examples
+    for text in ("convMAPSxKHxKW", "poolPHxPW", "dropoutP", "softmaxN", "conv20x5x5,pool2,fc100,softmax10",
+                 "double_fc_dropout", "dbl_conv_relu", "--lmbda-network3 0.1"):
+        assert text in out.stdout, text
+    out = run("show", "--help")
+    assert out.returncode == 0 and "convMAPSxKHxKW" in out.stdout
 
 
 def test_show_equations_and_source():
@@ -160,6 +166,25 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
         (["--plot", "m.json", "--save", "m"], "--plot"),
         (["--data-dir", "missing"], "--data-dir"),
         (["--data-dir", "adir"], "--data-dir"),  # exists, but holds no MNIST files
+        # the compact layer syntax: a bad item or an impossible shape
+        (["--layers", "conv20x5,pool2,fc10"], "--layers"),
+        (["--layers", "conv20x29x29,softmax10"], "--layers"),  # a kernel larger than the image
+        (["--layers", "conv20x5x5,pool2,conv40x13x13,softmax10"], "--layers"),
+        (["--layers", "pool29,fc10"], "--layers"),
+        (["--layers", "fc100,conv20x5x5,softmax10"], "--layers"),  # a convolution after a flat layer
+        (["--layers", "conv20x5x5,pool2"], "--layers"),  # no dense output
+        (["--layers", "softmax100,fc10"], "--layers"),
+        (["--layers", "dropout1,fc10"], "--layers"),
+        (["--layers", "2x28x28,fc10"], "--layers"),  # not MNIST's input
+        (["--layers", "conv20x5x5,fc5"], "--layers"),  # fewer than 10 outputs
+        (["--layers", "fc30,fc10", "--activation", "softmax"], "--layers"),
+        (["--layers", "conv20x5x5,pool2,fc100,softmax10", "--output-activation", "sigmoid"],
+         "--output-activation"),
+        (["--layers", "conv1000000x5x5,softmax10"], "--layers"),  # 5.8e9 parameters
+        (["--expand", "--dataset", "fashion-mnist"], "--expand"),
+        (["--expand", "--limit", "1", "--batch-size", "6"], "--batch-size"),  # 5 images: not enough
+        (["--lmbda-network3", "-1"], "--lmbda-network3"),
+        (["--lmbda-network3", "0.1", "--lmbda", "1"], "--lmbda"),
     ]
     cases = [(["train", *argv], option) for argv, option in cases]
     if (_memory_limit() or 0) < 150e9:  # the network of the report: 795e6 parameters, about 186 GB to train
@@ -168,6 +193,9 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
         (["show", "--layers", "784,x,10"], "--layers"),
         (["show", "--eta", "1"], "unrecognized"),
         (["show", "--source", "forward", "--layers", "784,100000000000,10"], "--layers"),
+        (["show", "--layers", "conv20x29x29,softmax10"], "--layers"),
+        (["show", "--layers", "conv20x5x5,pool2,fc100,softmax10", "--output-activation", "relu"],
+         "--output-activation"),
     ]
     try:
         results = run_cases(tmp_path, cases)
@@ -183,6 +211,11 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
     assert "it is a file" in errors["train --save afile/model"]
     assert "jdir.json is a folder" in errors["train --save jdir"]
     assert "does not exist" in errors["train --data-dir missing"]
+    assert "conv20x29x29 (item 1): a 29x29 kernel is larger than its 28x28 input" in \
+        errors["train --layers conv20x29x29,softmax10"]
+    assert "conv40x13x13 (item 3)" in errors["train --layers conv20x5x5,pool2,conv40x13x13,softmax10"]
+    assert "GB of memory" in errors["train --layers conv1000000x5x5,softmax10"]
+    assert "not allowed with" in errors["train --lmbda-network3 0.1 --lmbda 1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written: no orphan .npz, no plot
 
 
@@ -231,3 +264,58 @@ def test_plot_path_is_the_path_written(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["curves.png"]
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_history(hist, tmp_path / "c.svg").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_layer_syntax_builds_the_network(monkeypatch):
+    """784,30,10 is the network it always was; the compact items build the book's chapter-6 nets."""
+    import symbp as sb
+    from symbp import cli
+
+    def network(*argv):
+        args = cli.parser().parse_args(["train", *argv])
+        return cli.build_network(args)
+
+    for argv, sizes in (([], [784, 30, 10]), (["--layers", "784,100,10"], [784, 100, 10])):
+        net = network(*argv)
+        old = sb.Network(sizes, activation=sb.sigmoid, cost=sb.quadratic)
+        assert net.layers == old.layers and repr(net) == repr(old)
+    net = network("--layers", "784,100,10", "--activation", "relu", "--output-activation", "softmax")
+    assert net.layers == (sb.Input(784), sb.Dense(100, sb.relu), sb.Dense(10, sb.softmax))
+    net = network("--layers", "conv20x5x5,pool2,conv40x5x5,pool2,fc100,softmax10", "--activation", "relu",
+                  "--cost", "log-likelihood")
+    assert net.layers == (sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                          sb.Conv2D(40, (5, 5), sb.relu), sb.MaxPool((2, 2)), sb.Dense(100, sb.relu),
+                          sb.Dense(10, sb.softmax))
+    assert net.cost == sb.log_likelihood
+    assert network("--layers", "1x28x28,conv20x5x5,fc10").layers == network("--layers", "conv20x5x5,fc10").layers
+    args = cli.parser().parse_args(["show", "--layers", "4,3,2"])
+    assert cli.build_network(args, check_input=False).sizes == [4, 3, 2]
+
+    # --expand and --lmbda-network3 parse; network3's λ is symbp's divided by the mini-batch size
+    args = cli.parser().parse_args(["train", "--expand", "--lmbda-network3", "0.1", "--batch-size", "10"])
+    assert args.expand is True and args.lmbda_network3 == 0.1
+    net, _, _ = cli.check_train_args(args)
+    assert args.lmbda == pytest.approx(1.0)
+    args = cli.parser().parse_args(["train"])
+    assert args.expand is False and args.lmbda_network3 is None
+    cli.check_train_args(args)
+    assert args.lmbda == 0.0
+
+    # the memory estimate counts the expanded data and a conv net's activations
+    monkeypatch.setattr(cli, "_memory_limit", lambda: 1_700_000_000)  # about 1.4 GB without --expand, 2.0 GB with
+    conv = ["--layers", "conv20x5x5,pool2,fc100,softmax10", "--dtype", "float32"]
+    cli.check_train_args(cli.parser().parse_args(["train", *conv]))
+    with pytest.raises(ValueError, match="^argument --layers: conv20x5x5,pool2,fc100,softmax10 has 289,630 param"):
+        cli.check_train_args(cli.parser().parse_args(["train", *conv, "--expand"]))
+
+
+def test_train_conv_net_on_expanded_data(data_dir):
+    out = run("train", "--layers", "conv4x5x5,pool2,fc30,softmax10", "--activation", "relu", "--cost",
+              "log-likelihood", "--dtype", "float32", "--eta", "0.1", "--lmbda-network3", "0.1", "--limit", "400",
+              "--expand", "--epochs", "2", "--data-dir", str(data_dir), "--seed", "0", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "Network([1x28x28, conv4x5x5:relu, pool2x2, 30:relu, 10:softmax]" in out.stdout
+    assert "2000 training samples (400 images and their 4 one-pixel shifts)" in out.stdout
+    assert "λ = 1: network3's λ 0.1 × mini-batch size 10" in out.stdout
+    acc = float(out.stdout.split("peak test accuracy ")[1].split("%")[0])
+    assert acc > 70.0
