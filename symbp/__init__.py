@@ -12,7 +12,8 @@ from symbp.activations import Activation, linear, relu, sigmoid, softmax, softpl
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
 from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
 from symbp.network import Network
-from symbp.symbols import a, parse, y, z
+from symbp.parsing import parse
+from symbp.symbols import a, y, z
 
 
 def load(path):

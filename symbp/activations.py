@@ -17,8 +17,8 @@ import numpy as np
 import sympy as sp
 
 from symbp.derive import limits
-from symbp.parsing import MAX_EXPONENT, MAX_POWER_NESTING, power_problem
-from symbp.symbols import canonical, parse, z
+from symbp.parsing import MAX_EXPONENT, MAX_POWER_NESTING, parse, power_problem
+from symbp.symbols import canonical, z
 
 #: What the name of an activation or a cost may look like: a letter or ``_``, then up to 63 letters, digits, ``_``
 #: or ``-`` (ASCII only).  Names reach saved models, kernel caches and generated source, so nothing else is

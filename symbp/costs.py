@@ -22,7 +22,8 @@ from symbp.activations import (
     describe,
     expression_text,
 )
-from symbp.symbols import a, parse, y
+from symbp.parsing import parse
+from symbp.symbols import a, y
 
 
 @dataclass(frozen=True, eq=False)

@@ -638,3 +638,8 @@ def power_problem(expr: sp.Basic, max_exponent: float, max_nesting: int) -> str 
                         f"the powers; |exponent| <= {max_exponent:g} is allowed")
         stack.extend((arg, depth) for arg in node.args)
     return None
+
+
+def parse(text: str, allowed: tuple[str, ...] = ("z",)) -> sp.Expr:
+    """Parse ``text`` with the whitelist parser; only ``allowed`` symbols may appear (``sb.parse``)."""
+    return parse_expression(text, allowed=allowed)

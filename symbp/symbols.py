@@ -1,7 +1,8 @@
-"""The canonical sympy symbols of symbp and the whitelist parser for expressions given as text.
+"""The canonical sympy symbols of symbp.
 
-Takes: nothing (symbols) or a string (``parse``).  Gives: real sympy symbols ``z`` (weighted input),
-``a`` (activation), ``y`` (target), and sympy expressions built from trusted code only.
+Takes: nothing.  Gives: real sympy symbols ``z`` (weighted input), ``a`` (activation), ``y`` (target) and
+``canonical``.  The whitelist parser is ``symbp.parsing`` (which imports this module, not the other way round);
+``symbols.parse`` is kept as a name for it.
 
 Expressions written by users with plain ``sympy.Symbol("z")`` are accepted everywhere: ``canonical``
 matches symbols by name and swaps in the real ones, so ``Abs``/``Max`` differentiate usefully.
@@ -25,8 +26,9 @@ def canonical(expr: sp.Expr) -> sp.Expr:
     return expr.xreplace(swap) if swap else expr
 
 
-def parse(text: str, allowed: tuple[str, ...] = ("z",)) -> sp.Expr:
-    """Parse ``text`` with the whitelist parser (see ``symbp.parsing``); only ``allowed`` symbols may appear."""
-    from symbp.parsing import parse_expression
+def __getattr__(name):  # ``symbols.parse``, the parser's old home: resolved on use, so no import cycle
+    if name == "parse":
+        from symbp.parsing import parse
 
-    return parse_expression(text, allowed=allowed)
+        return parse
+    raise AttributeError(name)

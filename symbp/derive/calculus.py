@@ -39,6 +39,7 @@ import sympy as sp
 from symbp.activations import Activation, _node_count, check_size, describe
 from symbp.costs import Cost
 from symbp.derive import limits
+from symbp.derive.render import text
 from symbp.symbols import a, y, z
 
 #: Share of the σ′ budget for simplifying σ′(z) (the z-form candidates).
@@ -60,8 +61,6 @@ MIN_OUTPUT_SHARE = 0.25
 S = sp.Symbol("S", real=True)
 
 def _txt(expr: sp.Expr) -> str:
-    from symbp.derive.equations import text
-
     return text(expr)
 
 

@@ -15,43 +15,13 @@ so the book's w² is w¹ here.  The numbers match ``Model.params`` and the gener
 
 from __future__ import annotations
 
-import re
-
 import sympy as sp
 
-from symbp.activations import expression_text
+from symbp.derive.render import factor_text, latex, sup, text  # noqa: F401  (re-exported)
 from symbp.symbols import a, y, z  # noqa: F401  (the symbols the equations are written in)
 
 #: g = ∂C/∂aˡ as it reaches a hidden layer from the next one ((wˡ⁺¹)ᵀ δˡ⁺¹ for a dense next layer, BP2).
 g = sp.Symbol("g", real=True)
-
-_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def sup(n: int) -> str:
-    return str(n).translate(_SUP)
-
-
-#: a name that already carries a superscript (a², z¹): its powers need brackets, (a²)² and not a²²
-_SUPERSCRIPTED = re.compile(r"([A-Za-zαβγδσ]+[⁰¹²³⁴⁵⁶⁷⁸⁹]+)\*\*")
-
-
-def text(expr: sp.Expr) -> str:
-    """One-line unicode rendering."""
-    s = _SUPERSCRIPTED.sub(r"(\1)**", expression_text(expr))
-    for old, new in (("**2", "²"), ("**3", "³"), ("**(-2)", "⁻²"), ("**(-1)", "⁻¹"), ("**", "^"), ("*", "·")):
-        s = s.replace(old, new)
-    return s
-
-
-def factor_text(expr: sp.Expr) -> str:
-    """``text`` bracketed when it is a sum, for use as one factor of a product (g ⊙ (1 − a²))."""
-    t = text(expr)
-    return f"({t})" if isinstance(expr, sp.Add) else t
-
-
-def latex(expr: sp.Expr) -> str:
-    return sp.latex(expr, order="none")
 
 
 class Equations:

@@ -73,7 +73,7 @@ class Conv2D(Layer):
 
     @classmethod
     def from_config(cls, doc, where):
-        from symbp.symbols import parse
+        from symbp.parsing import parse
 
         act = doc["activation"]
         return cls(doc["maps"], tuple(doc["kernel"]), Activation(act["name"], parse(act["expr"], allowed=("z",))))

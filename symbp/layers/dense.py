@@ -50,7 +50,7 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, doc, where):
-        from symbp.symbols import parse
+        from symbp.parsing import parse
 
         act = doc["activation"]
         expr = parse(act["expr"], allowed=("z",))

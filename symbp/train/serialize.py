@@ -459,7 +459,7 @@ def _declarations():
     from symbp.costs import Cost
     from symbp.layers import Dense, Input
     from symbp.network import Network
-    from symbp.symbols import parse
+    from symbp.parsing import parse
 
     return SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network, parse=parse)
 
