@@ -75,6 +75,22 @@ def _array_ref(acc: Access) -> str:
         raise NotImplementedError(f"NumPy backend: no array form for {acc.buffer}[{', '.join(acc.index)}]") from None
 
 
+def _plus_beta(rhs: str, out: str, beta: str) -> str:
+    """rhs + β·out, written once for every backend and step (β = 0: nothing added, as BLAS does)."""
+    if beta == "0.0":
+        return rhs
+    return f"{rhs} + {out}" if beta == "1.0" else f"{rhs} + ({beta}) * {out}"
+
+
+def _inplace(step: Map):
+    """A map that writes a buffer it reads (z += b) reads it into a local first, so every write sees the old
+    value: (locals, the other reads, the write expressions in the locals)."""
+    local = {sym: sp.Symbol(f"_{sym.name}") for sym, acc in step.reads.items()
+             if acc.elementwise and any(acc.buffer == w.buffer for w, _ in step.writes)}
+    reads = {s: acc for s, acc in step.reads.items() if s not in local}
+    return local, reads, [e.xreplace(local) for _, e in step.writes]
+
+
 def _cse(exprs: list[sp.Expr]):
     tmps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations="basic")
     return tmps, reduced
@@ -106,16 +122,9 @@ def _numba_elementwise(reads, writes_exprs, ind, targets):
 @numba_step.register
 def _(step: Map, ind):
     lines = [_comment(ind, step.eq), f"{ind}for i in range({step.rows}):", f"{ind}{_IND}for j in range({step.cols}):"]
-    # Reads are loaded once into locals so that in-place writes (z += b) see the old value.
     inner = ind + 2 * _IND
-    local = {}
-    for sym, acc in step.reads.items():
-        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.elementwise:
-            local[sym] = sp.Symbol(f"_{sym.name}")
-    for sym, loc in local.items():
-        lines.append(f"{inner}{loc} = {_scalar_ref(step.reads[sym])}")
-    reads = {s: acc for s, acc in step.reads.items() if s not in local}
-    exprs = [e.xreplace(local) for _, e in step.writes]
+    local, reads, exprs = _inplace(step)
+    lines += [f"{inner}{loc} = {_scalar_ref(step.reads[sym])}" for sym, loc in local.items()]
     lines += _numba_elementwise(reads, exprs, inner, [_scalar_ref(w) for w, _ in step.writes])
     return lines
 
@@ -174,10 +183,9 @@ def _(step: RowSum, ind):
 @numba_step.register
 def _(step: ColSum, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
-    beta = {"0.0": "", "1.0": f" + {step.out}[j]"}.get(step.beta, f" + {step.beta} * {step.out}[j]")
     return [_comment(ind, step.eq), f"{ind}for j in range({step.cols}):", f"{i2}s = 0.0",
             f"{i2}for i in range({step.rows}):", f"{i3}s += {step.src}[i, j]",
-            f"{i2}{step.out}[j] = {step.alpha} * s{beta}"]
+            f"{i2}{step.out}[j] = {_plus_beta(f'{step.alpha} * s', f'{step.out}[j]', step.beta)}"]
 
 
 @numba_step.register
@@ -243,11 +251,7 @@ def _(step: Contract, ind):
     lines.append(f"{cur}acc += {scalar_code(step.term, names)}")
     cur = ind + _IND * len(step.loops)
     out = _scalar_ref(step.out)
-    rhs = "acc" if step.alpha == "1.0" else f"({step.alpha}) * acc"
-    if step.beta == "1.0":
-        rhs += f" + {out}"
-    elif step.beta != "0.0":
-        rhs += f" + ({step.beta}) * {out}"
+    rhs = _plus_beta("acc" if step.alpha == "1.0" else f"({step.alpha}) * acc", out, step.beta)
     if step.bias is not None:
         rhs += f" + {_scalar_ref(step.bias)}"
     lines.append(f"{cur}{out} = {rhs}")
@@ -486,13 +490,7 @@ def _(step: Gemm, ind):
     prod = f"({a} @ {b})"
     if step.alpha != "1.0":
         prod = f"({step.alpha}) * {prod}"
-    if step.beta == "0.0":
-        rhs = prod
-    elif step.beta == "1.0":
-        rhs = f"{step.out} + {prod}"
-    else:
-        rhs = f"({step.beta}) * {step.out} + {prod}"
-    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {rhs}"]
+    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {_plus_beta(prod, step.out, step.beta)}"]
 
 
 def _numpy_elementwise(reads, exprs, ind, targets):
@@ -505,14 +503,8 @@ def _numpy_elementwise(reads, exprs, ind, targets):
 
 @numpy_step.register
 def _(step: Map, ind):
-    lines = [_comment(ind, step.eq)]
-    local = {}
-    for sym, acc in step.reads.items():
-        if any(acc.buffer == w.buffer for w, _ in step.writes) and acc.elementwise:
-            local[sym] = sp.Symbol(f"_{sym.name}")
-            lines.append(f"{ind}{local[sym]} = {acc.buffer}.copy()")
-    reads = {s: acc for s, acc in step.reads.items() if s not in local}
-    exprs = [e.xreplace(local) for _, e in step.writes]
+    local, reads, exprs = _inplace(step)
+    lines = [_comment(ind, step.eq)] + [f"{ind}{loc} = {step.reads[sym].buffer}.copy()" for sym, loc in local.items()]
     lines += _numpy_elementwise(reads, exprs, ind, [w.buffer for w, _ in step.writes])
     return lines
 
@@ -557,8 +549,7 @@ def _(step: RowSum, ind):
 
 @numpy_step.register
 def _(step: ColSum, ind):
-    s = f"({step.alpha}) * {step.src}.sum(axis=0)"
-    rhs = {"0.0": s, "1.0": f"{step.out} + {s}"}.get(step.beta, f"({step.beta}) * {step.out} + {s}")
+    rhs = _plus_beta(f"({step.alpha}) * {step.src}.sum(axis=0)", step.out, step.beta)
     return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {rhs}"]
 
 
