@@ -76,6 +76,31 @@ class ParamSpec:
 INIT_SCHEMES = ("default", "large")
 
 
+def fan_in_weights(fan_in: int) -> Callable:
+    """Weights ~ N(0, 1/fan_in) ("default") or N(0, 1) ("large", the book's chapter 1)."""
+    def init(rng, scheme, shape):
+        scale = 1.0 / math.sqrt(fan_in) if scheme == "default" else 1.0
+        return rng.standard_normal(shape) * scale
+    return init
+
+
+def normal_biases(rng, scheme, shape):
+    """Biases ~ N(0, 1), whatever the scheme (as the book)."""
+    return rng.standard_normal(shape)
+
+
+def activation_config(act: Activation) -> dict:
+    """An activation as model-file JSON: its name, its expression as parser text, and whether it normalises."""
+    return {"name": act.name, "expr": act.text, "vector": act.vector}
+
+
+def activation_from_config(doc: dict) -> Activation:
+    """The inverse of ``activation_config``: the expression goes through the whitelist parser."""
+    from symbp.parsing import parse
+
+    return Activation(doc["name"], parse(doc["expr"], allowed=("z",)), vector=bool(doc.get("vector", False)))
+
+
 class Layer:
     """Base of every layer kind (frozen dataclasses).  Subclasses set ``kind`` and override what applies."""
 

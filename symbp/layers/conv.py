@@ -8,11 +8,20 @@ of shape (maps,).  Its backward rules are derived from the indexed sum in ``symb
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from symbp.activations import Activation
-from symbp.layers.base import Layer, ParamSpec, as_activation, check_size, register_layer
+from symbp.layers.base import (
+    Layer,
+    ParamSpec,
+    activation_config,
+    activation_from_config,
+    as_activation,
+    check_size,
+    fan_in_weights,
+    normal_biases,
+    register_layer,
+)
 
 
 def _pair(name: str, what: str, v) -> tuple[int, int]:
@@ -21,16 +30,6 @@ def _pair(name: str, what: str, v) -> tuple[int, int]:
     if not isinstance(v, (tuple, list)) or len(v) != 2:
         raise ValueError(f"{name}: {what} must be a pair (rows, columns), got {v!r}")
     return tuple(check_size(name, k) for k in v)
-
-
-def _weights(fan_in: int):
-    def init(rng, scheme, shape):
-        return rng.standard_normal(shape) * (1.0 / math.sqrt(fan_in) if scheme == "default" else 1.0)
-    return init
-
-
-def _biases(rng, scheme, shape):
-    return rng.standard_normal(shape)
 
 
 @register_layer
@@ -64,19 +63,15 @@ class Conv2D(Layer):
     def param_specs(self, in_shape):
         c = in_shape[0]
         kh, kw = self.kernel
-        return [ParamSpec("W", (self.maps, c, kh, kw), _weights(c * kh * kw)), ParamSpec("b", (self.maps,), _biases)]
+        return [ParamSpec("W", (self.maps, c, kh, kw), fan_in_weights(c * kh * kw)),
+                ParamSpec("b", (self.maps,), normal_biases)]
 
     def config(self) -> dict:
-        act = self.activation
-        return {"maps": self.maps, "kernel": list(self.kernel),
-                "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
+        return {"maps": self.maps, "kernel": list(self.kernel), "activation": activation_config(self.activation)}
 
     @classmethod
     def from_config(cls, doc, where):
-        from symbp.parsing import parse
-
-        act = doc["activation"]
-        return cls(doc["maps"], tuple(doc["kernel"]), Activation(act["name"], parse(act["expr"], allowed=("z",))))
+        return cls(doc["maps"], tuple(doc["kernel"]), activation_from_config(doc["activation"]))
 
     def key_parts(self) -> list[str]:
         import sympy as sp

@@ -6,22 +6,21 @@ Its backward rule lives in ``symbp.derive.layers.dense``, its lowering in ``symb
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from symbp.activations import Activation
-from symbp.layers.base import Layer, ParamSpec, as_activation, check_size, flat, register_layer
-
-
-def _weights(n_in: int):
-    def init(rng, scheme, shape):
-        scale = 1.0 / math.sqrt(n_in) if scheme == "default" else 1.0
-        return rng.standard_normal(shape) * scale
-    return init
-
-
-def _biases(rng, scheme, shape):
-    return rng.standard_normal(shape)
+from symbp.layers.base import (
+    Layer,
+    ParamSpec,
+    activation_config,
+    activation_from_config,
+    as_activation,
+    check_size,
+    fan_in_weights,
+    flat,
+    normal_biases,
+    register_layer,
+)
 
 
 @register_layer
@@ -42,19 +41,14 @@ class Dense(Layer):
 
     def param_specs(self, in_shape):
         n_in = flat(in_shape)
-        return [ParamSpec("W", (self.n, n_in), _weights(n_in)), ParamSpec("b", (self.n,), _biases)]
+        return [ParamSpec("W", (self.n, n_in), fan_in_weights(n_in)), ParamSpec("b", (self.n,), normal_biases)]
 
     def config(self) -> dict:
-        act = self.activation
-        return {"n": self.n, "activation": {"name": act.name, "expr": act.text, "vector": act.vector}}
+        return {"n": self.n, "activation": activation_config(self.activation)}
 
     @classmethod
     def from_config(cls, doc, where):
-        from symbp.parsing import parse
-
-        act = doc["activation"]
-        expr = parse(act["expr"], allowed=("z",))
-        return cls(doc["n"], Activation(act["name"], expr, vector=bool(act.get("vector", False))))
+        return cls(doc["n"], activation_from_config(doc["activation"]))
 
     def key_parts(self) -> list[str]:
         import sympy as sp
