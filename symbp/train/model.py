@@ -4,7 +4,8 @@ Takes: a ``Network`` and compile options.  Gives: ``Model`` with ``params``/``se
 ``feedforward``, ``cost``, ``gradients``, ``run_epoch`` (one call of the whole-epoch kernel), ``fit``,
 ``evaluate``, ``source``, ``save``.
 
-Arrays: samples are rows.  ``X`` is (n, n_in); targets ``Y`` are (n, n_out) or, where it makes sense
+Arrays: samples are rows.  ``X`` is (n, n_in) (for an image input ``Input((C, H, W))`` also (n, C, H, W),
+flattened in (channel, row, column) order, by every method); targets ``Y`` are (n, n_out) or, where it makes sense
 (``cost``, ``gradients``, ``fit``, ``evaluate``), integer class labels of shape (n,), turned into one-hot
 rows.  Inputs of another real dtype (ints, bools, the other float width) are converted to the model's dtype;
 complex, object and string arrays are refused, as are 1-d inputs, wrong widths, row-count mismatches and
@@ -264,6 +265,7 @@ class Model:
         (seed, epoch, l, r, unit), whatever the order.
         """
         if not _checked:
+            X = self._flat_images(X)
             order = np.asarray(order)
             if order.dtype.kind not in "iu":
                 raise ValueError(f"order must hold integer row indices, got dtype {order.dtype}")
@@ -460,10 +462,8 @@ def _warn_if_chance(hist: History, n_classes: int, eta: float) -> None:
 
 def _check_constants(network, dtype: str) -> None:
     """Refuse expressions whose constants the dtype cannot hold (e.g. 1e39·z in float32)."""
-    try:
-        from symbp.activations import check_dtype_range
-    except ImportError:  # pragma: no cover - provided by the declaration stage
-        return
+    from symbp.activations import check_dtype_range
+
     for l, layer in enumerate(network.layers[1:], start=1):
         if layer.activation is not None:
             check_dtype_range(layer.activation.expr, dtype, f"layer {l} ({layer.activation.name})")

@@ -68,3 +68,11 @@ def test_chance_accuracy_with_huge_eta_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit((X, labels), epochs=1, batch_size=10, eta=0.5, evaluation_data=(X, labels), progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_constants_the_dtype_cannot_hold_are_refused_at_compile(backend):
+    net = sb.Network([2, 2], activation=sb.Activation("huge", sp.tanh(sp.Float(1e39) * z)), cost=sb.quadratic)
+    with pytest.raises(ValueError, match="1e\\+?39|float32"):
+        net.compile(backend=backend, dtype="float32")
+    assert net.compile(backend=backend, dtype="float64").feedforward(np.ones((1, 2))).shape == (1, 2)
