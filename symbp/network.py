@@ -65,6 +65,9 @@ class Network:
                 shapes.append(tuple(layer.out_shape(shapes[-1])))
             except ValueError as exc:
                 raise ValueError(f"layer {i} ({layer.describe()}): {exc}") from None
+        if len(shapes[-1]) != 1:  # an image-shaped output (Conv2D, MaxPool): the costs and BP1 are per unit of a vector
+            raise ValueError(f"layer {len(parsed) - 1} ({parsed[-1].describe()}): the output layer must be flat, got "
+                             f"shape {shapes[-1]}; end with sb.Dense(n, ...) (e.g. sb.Dense(10, sb.softmax))")
         if parsed[-1].activation is None:
             raise ValueError(f"the last layer must have an activation (e.g. sb.Dense(10, sb.softmax)), "
                              f"got {parsed[-1]!r}")

@@ -1,7 +1,8 @@
 """An independent check of the derived BP1–BP4: the book's sum over paths, unit by unit.
 
-Takes: a tiny ``Network`` (at most ``MAX_UNITS`` units per layer, ``MAX_LAYERS`` weighted layers, of any layer
-kinds that register ``symbp.derive.layers.unroll_layer``: dense, dropout).
+Takes: a tiny ``Network`` (at most ``MAX_UNITS`` units per flat layer and ``MAX_IMAGE_UNITS`` per image-shaped
+one, ``MAX_LAYERS`` weighted layers, of any layer kinds that register ``symbp.derive.layers.unroll_layer``: dense,
+dropout, conv2d, maxpool).
 Gives: ``sum_over_paths_gradients`` — ∂C/∂wˡⱼₖ and ∂C/∂bˡⱼ of the network unrolled into scalar sympy
 expressions and differentiated by the chain rule over every path (the formula at the end of chapter 2 of
 Nielsen's book); ``bp_gradients`` — the same gradients evaluated from ``network.equations()`` (BP1–BP4);
@@ -19,7 +20,9 @@ Symbols (indices 0-based, matching ``Wˡ[j, k]``; layers numbered by position, t
 gradients and the symbolic check, random 0/1 at the numeric points); the unrolled forward pass uses
 placeholders ``a{l}_{j}`` for every layer's outputs and, in the "z" form, independent symbols ``z{l}_{j}`` for
 the weighted inputs (bˡⱼ ↔ zˡⱼ is a bijection once w, the masks and aˡ⁻¹ are fixed, so an identity in
-(x, w, z, m, y) is an identity in (x, w, b, m, y)).
+(x, w, z, m, y) is an identity in (x, w, b, m, y)).  A convolution's weights are ``w{l}_{f}{c}{p}{q}`` and its
+biases ``b{l}_{f}``; a bias is shared by all units of its map, so its "z" form keeps b beside independent zˡ (an
+identity there still holds at the forward pass's values) and max-pooling is decided by the numbers.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ from functools import cached_property
 import mpmath
 import sympy as sp
 
-from symbp.derive.layers import OutputErrorAt, UnrolledLayer, unroll_layer
+from symbp.derive.layers import OutputErrorAt, Units, UnrolledLayer, unroll_layer
 from symbp.symbols import a as _a
 from symbp.symbols import y as _y
 
 MAX_UNITS = 4
 MAX_LAYERS = 4
+#: units of an image-shaped layer (an image input, a convolution, a pooling or a dropout on an image): a unit of a
+#: convolution or pooling reads only the few units under its window, so the paths through such layers stay few
+#: (a path through a zero local factor is skipped) where a dense layer of that width would multiply them
+MAX_IMAGE_UNITS = 16
 
 
 def _sym(name: str) -> sp.Symbol:
@@ -67,10 +74,12 @@ class Unrolled:
     def __init__(self, network):
         sizes = list(network.sizes)
         weighted = sum(1 for layer, shape in zip(network.layers[1:], network.shapes) if layer.param_specs(shape))
-        if weighted > MAX_LAYERS or len(sizes) - 1 > 2 * MAX_LAYERS or max(sizes) > MAX_UNITS:
+        wide = any(n > (MAX_IMAGE_UNITS if len(shape) == 3 else MAX_UNITS) for n, shape in zip(sizes, network.shapes))
+        if weighted > MAX_LAYERS or len(sizes) - 1 > 2 * MAX_LAYERS or wide:
             raise ValueError(
-                f"sum over paths is for tiny networks (≤ {MAX_UNITS} units per layer, ≤ {MAX_LAYERS} weighted "
-                f"layers, ≤ {2 * MAX_LAYERS} layers in all); got sizes {sizes}"
+                f"sum over paths is for tiny networks (≤ {MAX_UNITS} units per flat layer and ≤ {MAX_IMAGE_UNITS} "
+                f"per image-shaped one, ≤ {MAX_LAYERS} weighted layers, ≤ {2 * MAX_LAYERS} layers in all); "
+                f"got sizes {sizes}"
             )
         self.network = network
         self.sizes = sizes
@@ -79,12 +88,12 @@ class Unrolled:
                      if network.layers[l].activation is not None}
         self.x = [_sym(f"x{k}") for k in range(sizes[0])]
         self.units: dict[int, UnrolledLayer] = {}
-        prev = self.x
+        prev = Units(self.x, network.shapes[0])
         for l in range(1, L + 1):
             self.units[l] = unit = unroll_layer(network.layers[l], l, prev)
             if len(unit.outputs) != sizes[l]:  # pragma: no cover (a kind's rule disagreeing with its shapes)
                 raise ValueError(f"layer {l}: unrolled to {len(unit.outputs)} units, its shape says {sizes[l]}")
-            prev = unit.outputs
+            prev = Units(unit.outputs, network.shapes[l])
         self.y = [_sym(f"y{j}") for j in range(sizes[L])]
         # Placeholders: a⁰ = x; aˡ (l ≥ 1) and zˡ are symbols here, replaced by one of the two forms below.
         self.A = {0: self.x} | {l: list(unit.outputs) for l, unit in self.units.items()}

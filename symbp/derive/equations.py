@@ -104,6 +104,10 @@ class Equations:
             if not layer.has_params:
                 continue
             l, p = layer.index, layer.index - 1
+            own = getattr(layer, "param_rules_latex", None)  # a kind's own (BP3, BP4), e.g. a convolution's sums
+            if own is not None:
+                rows.append(r"\text{BP3, BP4:}\quad " + own[0].replace(" = ", " &= ", 1) + r", \quad " + own[1])
+                continue
             rows.append(r"\text{BP3, BP4:}\quad \frac{\partial C}{\partial b^{%d}_j} &= \delta^{%d}_j, \quad "
                         r"\frac{\partial C}{\partial w^{%d}_{jk}} = a^{%d}_k \delta^{%d}_j" % (l, l, l, p, l))
         cost = self.network.cost
@@ -119,7 +123,9 @@ class Equations:
                  "Layers are numbered from 1; $a^0 = x$ is the input.", "",
                  "| equation | layer | form |", "|---|---|---|"]
         for layer in self.layers:
-            if layer.activation is not None:
+            if getattr(layer, "markdown_forward", None) is not None:  # a kind's own row (a convolution)
+                lines.append(f"| forward | {layer.index} | {layer.markdown_forward} |")
+            elif layer.activation is not None:
                 l, p = layer.index, layer.index - 1
                 lines.append(f"| forward | {l} | $z^{{{l}}} = w^{{{l}}} a^{{{p}}} + b^{{{l}}}$, "
                              f"$a^{{{l}}}$ = {layer.activation.name}$(z^{{{l}}})$ |")
@@ -131,6 +137,10 @@ class Equations:
             if not layer.has_params:
                 continue
             l, p = layer.index, layer.index - 1
+            own = getattr(layer, "param_rules_latex", None)
+            if own is not None:
+                lines += [f"| BP3 | {l} | ${own[0]}$ |", f"| BP4 | {l} | ${own[1]}$ |"]
+                continue
             lines.append(f"| BP3 | {l} | $\\partial C/\\partial b^{{{l}}}_j = \\delta^{{{l}}}_j$ |")
             lines.append(f"| BP4 | {l} | $\\partial C/\\partial w^{{{l}}}_{{jk}} = a^{{{p}}}_k \\delta^{{{l}}}_j$ |")
         lines += ["", "Simplifications:", ""] + [f"- {n}" for n in self.notes]

@@ -240,11 +240,12 @@ class Model:
         found by the layers' own NumPy forward maps (``Layer.reference``), off the fast path."""
         a = X.astype(np.float64)
         params = iter(self._params)
+        shapes = self.network.shapes
         for l, layer in enumerate(self.network.layers[1:], start=1):
-            theta = next(params) if layer.param_specs(self.network.shapes[l - 1]) else ()
-            with np.errstate(all="ignore"):
-                nxt = layer.reference(theta, a)
-            bad = ~np.isfinite(nxt).all(axis=1)
+            theta = next(params) if layer.param_specs(shapes[l - 1]) else ()
+            with np.errstate(all="ignore"):  # each layer reads its input in its own shape: (n, C, H, W) for images
+                nxt = layer.reference(theta, a.reshape(a.shape[0], *shapes[l - 1]))
+            bad = ~np.isfinite(nxt.reshape(nxt.shape[0], -1)).all(axis=1)
             if bad.any():
                 row = int(np.argmax(bad))
                 return FloatingPointError(

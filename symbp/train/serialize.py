@@ -223,6 +223,14 @@ def _expression(d, jpath: Path, where: str) -> tuple[str, str]:
 
 
 def _decode_input(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -> _Layer:
+    if isinstance(entry.get("n"), list):  # an image-shaped input: [channels, height, width]
+        shape = entry["n"]
+        if not (1 <= len(shape) <= 3 and all(type(k) is int and k >= 1 for k in shape)
+                and math.prod(shape) <= _MAX_UNITS):
+            _fail(jpath, f"{where}: 'n' must be a size or a list of 1 to 3 sizes of at most {_MAX_UNITS} units "
+                         f"in all, got {_short(shape)}")
+        shape = tuple(shape)
+        return _Layer(shape, (), lambda sb: sb.Input(shape))
     n = _units(entry, jpath, where)
     return _Layer((n,), (), lambda sb: sb.Input(n))
 

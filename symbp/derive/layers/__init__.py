@@ -6,7 +6,8 @@ needs.  Every equations object has ``index``, ``layer``, ``in_shape``, ``out_sha
 ``has_params``, ``notes``; ``forward``/``forward_latex`` (its forward map as text / LaTeX);
 ``backward_rows()`` — (label, text, latex) rows for its backward rule; ``bp3``/``bp4`` (empty without
 parameters); and ``grad_in(text, latex)``, how it turns ∂C/∂aˡ (given as text) into ∂C/∂aˡ⁻¹, which the
-layer before it shows inside its own error (BP2).
+layer before it shows inside its own error (BP2).  Optional, where the dense forms do not apply (a convolution):
+``param_rules_latex`` — (BP3, BP4) in LaTeX — and ``markdown_forward``, the forward row of ``markdown()``.
 
 For the independent sum-over-paths check (``symbp.derive.check``) each kind also registers ``unroll_layer``:
 its forward map written out unit by unit as scalar sympy expressions (an ``UnrolledLayer``: parameter symbols,
@@ -108,6 +109,16 @@ class UnrolledLayer:
         """BP1–BP4 for this layer from its equations object ``eq``: g = [∂C/∂aˡⱼ] from the next layer (None for
         the output layer, whose error is ``output``).  Returns ({parameter: ∂C/∂parameter}, [∂C/∂aˡ⁻¹ₖ])."""
         raise NotImplementedError
+
+
+class Units(list):
+    """A layer's placeholders as ``unroll_layer`` receives them: a list, whose ``shape`` is that layer's output
+    shape ((n,) flat; (C, H, W) for an image, the units in (channel, row, column) order, as the kernels store
+    them).  Kinds that need the layout (convolution, pooling) read it; the others use the list alone."""
+
+    def __init__(self, units, shape):
+        super().__init__(units)
+        self.shape = tuple(shape)
 
 
 @singledispatch

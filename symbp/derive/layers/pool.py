@@ -3,6 +3,8 @@
 Takes: a ``MaxPool`` layer and its context.  Gives: ``PoolEquations``: a[c,i,j] = Max over the window of
 x[c, i·ph+p, j·pw+q]; ``sympy.diff`` of that Max by one element is a product of Heavisides, 1 at the window's
 maximum and 0 elsewhere, so ∂C/∂x is ∂C/∂a at each window's maximum (on ties the first in row-major order).
+For the sum-over-paths check (``symbp.derive.check``): ``UnrolledPool``, each unit the Max of its window, and
+∂C/∂x from the equations' ``derivative`` of Max.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.derive.equations import sup
-from symbp.derive.layers import LayerContext, derive_layer
+from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
+from symbp.derive.layers.conv import _image_shape
 from symbp.layers.pool import MaxPool
 
 
@@ -66,3 +69,63 @@ def _(layer: MaxPool, ctx: LayerContext) -> PoolEquations:
     xs = sp.symbols(f"x0:{min(4, layer.window[0] * layer.window[1])}", real=True)
     return PoolEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, sp.diff(sp.Max(*xs), xs[0]),
                          ctx.back_text, ctx.back_latex)
+
+
+# ------------------------------------------------------------------------- unrolled, for the sum over paths
+
+
+class UnrolledPool(UnrolledLayer):
+    """Max-pooling unit by unit: a[c,i,j] = Max(x[c, i·ph + p, j·pw + q] for p < ph, q < pw), images flattened in
+    (channel, row, column) order; rows and columns that fill no window feed no unit.  No parameters.
+    ``backprop`` applies the equations' ``derivative`` (∂ Max(x₀, x₁, …)/∂x₀, as sympy gives it) to each window
+    element in turn, the element as x₀ and the others as x₁, x₂, …; sympy writes it as a Heaviside of x₀ minus
+    the Max of the others, which the check evaluates as 1 when positive (at random points no two differ by 0)."""
+
+    def __init__(self, layer: MaxPool, index: int, inputs: list):
+        self.layer, self.index = layer, index
+        self.in_shape = _image_shape(inputs, index, "MaxPool")
+        self.inputs = list(inputs)
+        self.out_shape = layer.out_shape(self.in_shape)
+        self.params, self.constants, self.hidden = [], [], []
+        self.outputs = [unit_symbol(f"a{index}_{u}") for u in range(len(self.windows))]
+
+    @property
+    def windows(self) -> list[list[int]]:
+        """For each output unit (flat), the flat input units of its window in row-major order."""
+        (c, h, w), (ph, pw) = self.in_shape, self.layer.window
+        _, ho, wo = self.out_shape
+        return [[(c_ * h + i * ph + p) * w + j * pw + q for p in range(ph) for q in range(pw)]
+                for c_ in range(c) for i in range(ho) for j in range(wo)]
+
+    def in_hidden(self, inputs):
+        return [sp.Max(*(inputs[k] for k in win)) for win in self.windows]
+
+    def forward(self, inputs):
+        return self.in_hidden(inputs)
+
+    def backprop(self, eq, g, output):
+        """∂C/∂xₖ = ∂C/∂a_u · ∂Max/∂xₖ for the window u holding k (the equations' ``derivative`` with xₖ as x₀ and
+        the window's other elements as x₁, x₂, … — the last of its symbols standing for the Max of all the rest
+        when the window has more elements than it); 0 for an element in no window."""
+        if g is None:
+            raise ValueError(f"layer {self.index}: a MaxPool cannot be the output layer")
+        d = eq.derivative
+        xs = sorted((s for s in d.free_symbols if s.name.startswith("x")), key=lambda s: int(s.name[1:]))
+        g_in = [sp.Integer(0)] * len(self.inputs)
+        for u, win in enumerate(self.windows):
+            for k in win:
+                others = [self.inputs[o] for o in win if o != k]
+                rep = {xs[0]: self.inputs[k]} if xs else {}  # a 1x1 window: ∂max/∂x₀ = 1
+                if len(others) + 1 < len(xs):
+                    raise ValueError(f"layer {self.index}: ∂max/∂x₀ = {d} has more arguments than the window")
+                for s, o in zip(xs[1:-1], others):
+                    rep[s] = o
+                if len(xs) > 1:
+                    rep[xs[-1]] = sp.Max(*others[len(xs) - 2:])
+                g_in[k] = g[u] * d.xreplace(rep)
+        return {}, g_in
+
+
+@unroll_layer.register
+def _(layer: MaxPool, index: int, inputs: list) -> UnrolledPool:
+    return UnrolledPool(layer, index, inputs)
