@@ -44,7 +44,19 @@ from pathlib import Path
 import numpy as np
 
 from symbp.bench import machine
-from symbp.bench.bound import products_bound
+from symbp.bench.bound import conv_gemm_bound, products_bound
+from symbp.bench.conv import (
+    CONV_IMPLS,
+    CONV_REFERENCE,
+    NETS,
+    ConvNet,
+    NumpyIm2col,
+    as_net,
+    conv_epoch_flops,
+    conv_flops,
+    init_conv_params,
+)
+from symbp.bench.conv import COST as CONV_COST
 from symbp.bench.impls import (
     COSTS,
     DTYPES,
@@ -57,6 +69,10 @@ from symbp.bench.impls import (
 )
 
 CHECK_BATCHES = 3
+FULL_EPOCH = 50_000  # MNIST's training set: ``s_per_50k`` scales a shorter epoch to it
+#: implementation registries and cross-check references per kind of case
+REGISTRIES: dict[str, dict[str, type[Impl]]] = {"dense": IMPLS, "conv": CONV_IMPLS}
+REFERENCES = {"dense": REFERENCE, "conv": CONV_REFERENCE}
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 SUITES_FILE = Path(__file__).resolve().with_name("suites.py")  # inside the package: installs carry it
 DEFAULT_OUT = Path("results-local") / "bench"
@@ -65,10 +81,10 @@ DEFAULT_OUT = Path("results-local") / "bench"
 class CrossCheckError(AssertionError):
     """An implementation's parameters after the check updates disagree with the reference beyond tolerance."""
 
-    def __init__(self, impl: str, param: str, error: float, tolerance: float, case: str):
+    def __init__(self, impl: str, param: str, error: float, tolerance: float, case: str, reference=REFERENCE):
         self.impl, self.param, self.error, self.tolerance, self.case = impl, param, error, tolerance, case
         super().__init__(
-            f"{impl} disagrees with the {REFERENCE} reference on case {case!r}: parameter {param} has "
+            f"{impl} disagrees with the {reference} reference on case {case!r}: parameter {param} has "
             f"relative error {error:.3g} > {tolerance:g} after {CHECK_BATCHES} mini-batch updates; "
             "nothing was timed"
         )
@@ -76,33 +92,77 @@ class CrossCheckError(AssertionError):
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One benchmark configuration.  ``samples=None`` means the whole training set (50,000 for MNIST)."""
+    """One benchmark configuration.  ``samples=None`` means the whole training set (50,000 for MNIST).
+
+    A dense case gives ``layers`` (sizes, sigmoid in every layer; cost "quadratic" unless given, η 3.0).  A
+    conv case gives ``net`` instead (a name from ``symbp.bench.conv.NETS`` or a ``ConvNet``); its ``layers``
+    become the net's flat activation sizes, its cost "log-likelihood" (the nets end in softmax) and η 0.1
+    unless given.  ``kind`` is "dense" or "conv": it picks the implementations and the reference.
+    """
 
     name: str
-    layers: tuple[int, ...]
+    layers: tuple[int, ...] = ()
     batch_size: int = 10
     dtype: str = "float64"
-    cost: str = "quadratic"
+    cost: str | None = None
     samples: int | None = None
-    eta: float = 3.0
+    eta: float | None = None
     lmbda: float = 0.0
     repeats: int = 5
+    net: ConvNet | str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "dense" if self.net is None else "conv"
+
+    @property
+    def spec(self):
+        """What implementations' ``setup`` takes: the layer sizes, or the ``ConvNet``."""
+        return self.layers if self.net is None else self.net
 
     def __post_init__(self):
+        if self.net is not None:
+            try:
+                net = as_net(self.net)
+            except ValueError as exc:
+                raise ValueError(f"case {self.name!r}: {exc}") from None
+            if self.layers and tuple(int(n) for n in self.layers) != net.sizes:
+                raise ValueError(f"case {self.name!r}: give layers or net, not both")
+            object.__setattr__(self, "net", net)
+            object.__setattr__(self, "layers", net.sizes)
+            object.__setattr__(self, "cost", CONV_COST if self.cost is None else self.cost)
+            object.__setattr__(self, "eta", 0.1 if self.eta is None else float(self.eta))
+            if self.cost != CONV_COST:
+                raise ValueError(f"case {self.name!r}: a conv net's cost is {CONV_COST!r}, got {self.cost!r}")
+        else:
+            object.__setattr__(self, "cost", "quadratic" if self.cost is None else self.cost)
+            object.__setattr__(self, "eta", 3.0 if self.eta is None else float(self.eta))
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         if len(self.layers) < 2 or min(self.layers) < 1:
             raise ValueError(f"case {self.name!r}: layers must be >= 2 positive sizes, got {self.layers}")
         if self.dtype not in DTYPES:
             raise ValueError(f"case {self.name!r}: dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.cost not in COSTS:
+        if self.net is None and self.cost not in COSTS:
             raise ValueError(f"case {self.name!r}: cost must be one of {COSTS}, got {self.cost!r}")
         if self.batch_size < 1 or self.repeats < 1 or (self.samples is not None and self.samples < self.batch_size):
             raise ValueError(f"case {self.name!r}: need batch_size >= 1, repeats >= 1, samples >= batch_size")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["layers"] = list(self.layers)
+        d["net"] = None if self.net is None else self.net.to_dict()
         return d
+
+
+def case_flops(case: Case, n_samples: int) -> int:
+    """Exact product FLOPs of one epoch of ``case`` over ``n_samples`` samples."""
+    return epoch_flops(case.layers, n_samples) if case.net is None else conv_epoch_flops(case.net, n_samples)
+
+
+def case_params(case: Case, dtype=None, seed=0):
+    """The initial parameters every implementation of ``case`` starts from."""
+    dtype = dtype or case.dtype
+    return init_params(case.layers, dtype, seed) if case.net is None else init_conv_params(case.net, dtype, seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,20 +257,24 @@ def _as_xy(data, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def resolve_impls(impls=None) -> list[type[Impl]]:
-    """Implementation classes from names (or classes); None: every registered implementation."""
+def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
+    """Implementation classes of ``kind`` ("dense" or "conv") from names (or classes); None: every registered
+    implementation of that kind.  A name or class of another kind is left out; an unknown name is an error."""
+    registry = REGISTRIES[kind]
     if impls is None:
-        return list(IMPLS.values())
+        return list(registry.values())
     if isinstance(impls, str):
         impls = [s.strip() for s in impls.split(",") if s.strip()]
     out = []
     for item in impls:
         if isinstance(item, type) and issubclass(item, Impl):
-            out.append(item)
-        elif item in IMPLS:
-            out.append(IMPLS[item])
-        else:
-            raise ValueError(f"unknown implementation {item!r}; known: {', '.join(IMPLS)}")
+            if getattr(item, "kind", "dense") == kind:
+                out.append(item)
+        elif item in registry:
+            out.append(registry[item])
+        elif not any(item in r for r in REGISTRIES.values()):
+            known = dict.fromkeys(n for r in REGISTRIES.values() for n in r)
+            raise ValueError(f"unknown implementation {item!r}; known: {', '.join(known)}")
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise ValueError(f"implementation names must be unique, got {names}")
@@ -239,10 +303,10 @@ def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = 
     first implementation (in the given order) whose worst array exceeds the tolerance.
     """
     order = np.random.default_rng(12345).permutation(len(X))[: batches * case.batch_size].astype(np.int64)
-    ref = NumpyBatched()
+    ref = NumpyBatched() if case.net is None else NumpyIm2col()
     p64 = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
     ref.setup(
-        case.layers,
+        case.spec,
         case.cost,
         "float64",
         p64,
@@ -255,7 +319,7 @@ def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = 
     ref.epoch(order)
     ref_params = ref.params()
     tol = TOLERANCE[case.dtype]
-    report = {"reference": f"{REFERENCE} (float64)", "batches": batches, "tolerance": tol, "errors": {}}
+    report = {"reference": f"{ref.name} (float64)", "batches": batches, "tolerance": tol, "errors": {}}
     for impl in impls:
         impl.set_params(params)
         impl.epoch(order)
@@ -263,7 +327,7 @@ def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = 
         worst = max(errs, key=errs.get)
         report["errors"][impl.name] = {"max_rel": errs[worst], "worst": worst}
         if not errs[worst] <= tol:
-            raise CrossCheckError(impl.name, worst, errs[worst], tol, case.name)
+            raise CrossCheckError(impl.name, worst, errs[worst], tol, case.name, ref.name)
         impl.set_params(params)
     return report
 
@@ -277,10 +341,8 @@ def compile_probe(backend: str, case: Case, threads: int = 1, timeout: float = 6
         str(Path(__file__).with_name("probe.py")),
         "--backend",
         backend,
-        "--layers",
-        ",".join(map(str, case.layers)),
-        "--cost",
-        case.cost,
+        *(["--layers", ",".join(map(str, case.layers)), "--cost", case.cost] if case.net is None
+          else ["--net", json.dumps(case.net.to_dict())]),
         "--dtype",
         case.dtype,
         "--batch-size",
@@ -372,8 +434,9 @@ def run_case(
     # writeable copies in the case dtype (loaders may give read-only arrays; kernels may dispatch on that)
     Xc = np.array(X[:n], dtype=case.dtype, order="C")
     Yc = np.array(Y[:n], dtype=case.dtype, order="C")
-    params = init_params(case.layers, case.dtype, seed=0)
+    params = case_params(case, seed=0)
     n_batches = n // case.batch_size
+    impl_classes = [c for c in impl_classes if getattr(c, "kind", "dense") == case.kind]
     repeats = int(repeats or case.repeats)
     result = {
         "case": case.to_dict(),
@@ -381,7 +444,8 @@ def run_case(
         "n_batches": n_batches,
         "samples_per_epoch": n_batches * case.batch_size,
         "dropped_per_epoch": n - n_batches * case.batch_size,
-        "flops_per_epoch": epoch_flops(case.layers, n_batches * case.batch_size),
+        "flops_per_epoch": case_flops(case, n_batches * case.batch_size),
+        "s_per_50k_factor": FULL_EPOCH / (n_batches * case.batch_size),
         "repeats": repeats,
         "threads": threads,
         "impls": {},
@@ -393,7 +457,7 @@ def run_case(
         if ok:
             impl = cls()
             try:
-                impl.setup(case.layers, case.cost, case.dtype, params, Xc, Yc, case.batch_size, case.eta, case.lmbda)
+                impl.setup(case.spec, case.cost, case.dtype, params, Xc, Yc, case.batch_size, case.eta, case.lmbda)
             except ImplUnavailable as exc:
                 ok, why = False, str(exc)
             else:
@@ -423,7 +487,7 @@ def run_case(
             backend = getattr(impl, "backend", None)
             if backend is None or impl.baseline:
                 continue
-            key = (backend, case.layers, case.cost, case.dtype)
+            key = (backend, case.layers, case.cost, case.dtype, case.net)
             if key not in probes:
                 log(f"{case.name}: cold compile / warm load probe for symbp backend {backend}")
                 probes[key] = compile_probe(backend, case, threads)
@@ -458,19 +522,31 @@ def run_case(
                 result["impls"][impl.name]["memory"] = _memory_probe(impl, order)
         if bound:
             log(f"{case.name}: BLAS bound (the epoch's matrix products alone)")
-            result["products_bound"] = products_bound(case.layers, case.batch_size, case.dtype, n_batches, repeats)
+            if case.net is None:
+                result["products_bound"] = products_bound(case.layers, case.batch_size, case.dtype, n_batches, repeats)
+            else:
+                result["products_bound"] = conv_gemm_bound(case.net, case.batch_size, case.dtype, n_batches, repeats)
 
     peak_gflops = (peak or {}).get(case.dtype, {}).get("gflops")
+    if case.net is not None:
+        result["flops_per_sample"] = conv_flops(case.net)
     if "products_bound" in result:
         pb = result["products_bound"]
         pb["gflops"] = result["flops_per_epoch"] / pb["median_s"] / 1e9
         pb["peak_fraction"] = pb["gflops"] / peak_gflops if peak_gflops else None
+        pb["s_per_50k"] = pb["median_s"] * result["s_per_50k_factor"]
+        if "conv_calls" in pb:  # symbp's conv helpers (im2col/col2im + gemm + bias) and the fc products
+            cc = pb["conv_calls"]
+            cc["gflops"] = result["flops_per_epoch"] / cc["median_s"] / 1e9
+            cc["peak_fraction"] = cc["gflops"] / peak_gflops if peak_gflops else None
+            cc["s_per_50k"] = cc["median_s"] * result["s_per_50k_factor"]
     for name, ts in times.items():
         med = float(np.median(ts))
         gflops = result["flops_per_epoch"] / med / 1e9
         result["impls"][name].update(
             times=ts,
             median_s=med,
+            s_per_50k=med * result["s_per_50k_factor"],
             min_s=min(ts),
             max_s=max(ts),
             gflops=gflops,
@@ -509,13 +585,15 @@ def run_suite(
     peak_size=None,
     suites_file=None,
     write=True,
+    samples=None,
 ) -> dict:
     """Run a suite and write its reports.  Returns the results dict (the content of ``results.json``).
 
     ``suite_name_or_cases``: a suite name from ``symbp/bench/suites.py`` (None: "quick" when ``quick`` else
     "full"), a ``Suite``, or a list of ``Case``.  ``data``: ``(X, labels)`` or ``(X, one-hot Y)`` to use
     instead of MNIST (then ``data_dir`` is ignored).  ``impls``: names/classes or a comma-separated string
-    (None: all registered; the unavailable ones are reported as such).  ``repeats`` overrides every case's.
+    (None: all registered; the unavailable ones are reported as such; each case runs those of its kind,
+    dense or conv).  ``repeats`` and ``samples`` override every case's.
     ``quick``: a 1000x1000 matmul peak and no cold-compile probes unless ``cold=True``.  ``threads``:
     BLAS/numba/torch threads.
 
@@ -527,14 +605,20 @@ def run_suite(
     whose check fails.
     """
     suite = _resolve_suite(suite_name_or_cases, suites_file, quick)
+    if samples is not None:  # time fewer (or more) samples per epoch than the cases say
+        suite = dataclasses.replace(suite, cases=tuple(dataclasses.replace(c, samples=int(samples))
+                                                       for c in suite.cases))
     quick = bool(quick or suite.quick)
     cold = (not quick) if cold is None else bool(cold)
     if int(threads) < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     threads = int(threads)
-    impl_classes = resolve_impls(impls)
-    if REFERENCE not in [c.name for c in impl_classes]:
-        impl_classes.insert(0, IMPLS[REFERENCE])  # ratios and the check need it; it is cheap
+    impl_classes = []
+    for kind in dict.fromkeys(c.kind for c in suite.cases):
+        of_kind = resolve_impls(impls, kind)
+        if REFERENCES[kind] not in [c.name for c in of_kind]:
+            of_kind.insert(0, REGISTRIES[kind][REFERENCES[kind]])  # ratios and the check need it; it is cheap
+        impl_classes += of_kind
     log = _Log(progress)
     n_out = {c.layers[-1] for c in suite.cases}
     n_in = {c.layers[0] for c in suite.cases}
@@ -562,7 +646,7 @@ def run_suite(
             "cold_compile": cold,
             "memory": memory,
             "repeats_override": repeats,
-            "impls": [c.name for c in impl_classes],
+            "impls": list(dict.fromkeys(c.name for c in impl_classes)),
             "check_batches": CHECK_BATCHES,
             "tolerance": TOLERANCE,
         },
@@ -573,8 +657,9 @@ def run_suite(
     probes: dict = {}
     for case in suite.cases:
         log(
-            f"[bold]case {case.name}[/bold]: layers {list(case.layers)}, mini-batch {case.batch_size}, "
-            f"{case.dtype}, {case.cost}"
+            f"[bold]case {case.name}[/bold]: "
+            + (f"layers {list(case.layers)}" if case.net is None else f"net {case.net.name}: {case.net.describe()}")
+            + f", mini-batch {case.batch_size}, {case.dtype}, {case.cost}"
         )
         results["cases"].append(
             run_case(
@@ -626,11 +711,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--list", action="store_true", help="list suites and implementations, then exit")
     g = p.add_argument_group("custom case (instead of a suite)")
     g.add_argument("--layers", help="e.g. 784,30,10 (sigmoid in every layer)")
+    g.add_argument("--net", help=f"a conv net instead of --layers: {', '.join(NETS)}")
     g.add_argument("--batch-size", type=int, default=10)
     g.add_argument("--dtype", default="float64", choices=DTYPES)
-    g.add_argument("--cost", default="quadratic", choices=COSTS)
-    g.add_argument("--samples", type=int, help="training samples per epoch (default: all 50,000)")
-    g.add_argument("--eta", type=float, default=3.0)
+    g.add_argument("--cost", choices=COSTS, help="dense nets: quadratic (default) or cross-entropy")
+    g.add_argument("--samples", type=int, help="training samples per epoch (default: all 50,000; with a suite: "
+                   "overrides its cases', and conv tables give seconds per 50k scaled)")
+    g.add_argument("--eta", type=float, help="default: 3.0 for dense nets, 0.1 for conv nets")
     g.add_argument("--lmbda", type=float, default=0.0)
     return p
 
@@ -640,26 +727,33 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.list:
         for name, s in load_suites(args.suites_file).items():
             print(f"suite {name}: {len(s.cases)} cases. {s.description}")
-        for name, cls in IMPLS.items():
-            ok, why = cls.available()
-            print(f"impl {name}: {'available' if ok else 'unavailable: ' + why}")
+        for kind, registry in REGISTRIES.items():
+            for name, cls in registry.items():
+                ok, why = cls.available()
+                tag = "" if kind == "dense" else f" ({kind} nets)"
+                print(f"impl {name}{tag}: {'available' if ok else 'unavailable: ' + why}")
         return 0
-    if args.layers:
-        layers = tuple(int(s) for s in args.layers.split(","))
-        name = f"{'-'.join(map(str, layers))}-m{args.batch_size}-{args.dtype}-{args.cost}"
-        spec = [
-            Case(
-                name,
-                layers,
-                args.batch_size,
-                args.dtype,
-                args.cost,
-                args.samples,
-                args.eta,
-                args.lmbda,
-                args.repeats or 5,
-            )
-        ]
+    if args.layers or args.net:
+        if args.layers and args.net:
+            print("error: give --layers or --net, not both", file=sys.stderr)
+            return 2
+        try:
+            if args.layers:
+                layers = tuple(int(s) for s in args.layers.split(","))
+                cost = args.cost or "quadratic"
+                name = f"{'-'.join(map(str, layers))}-m{args.batch_size}-{args.dtype}-{cost}"
+                case = Case(name, layers, args.batch_size, args.dtype, cost, args.samples, args.eta, args.lmbda,
+                            args.repeats or 5)
+            else:
+                if args.cost:
+                    raise ValueError(f"conv nets end in softmax: their cost is {CONV_COST}, not {args.cost}")
+                name = f"{args.net}-m{args.batch_size}-{args.dtype}"
+                case = Case(name, batch_size=args.batch_size, dtype=args.dtype, samples=args.samples, eta=args.eta,
+                            lmbda=args.lmbda, repeats=args.repeats or 5, net=args.net)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        spec = [case]
     else:
         spec = args.suite
     try:
@@ -674,6 +768,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             cold=args.cold,
             memory=not args.no_memory,
             suites_file=args.suites_file,
+            samples=None if (args.layers or args.net) else args.samples,
         )
     except CrossCheckError as exc:
         print(f"error: cross-check failed: {exc}", file=sys.stderr)

@@ -252,12 +252,14 @@ class TorchEager(Impl):
         return True, ""
 
     def set_threads(self, threads):
-        self._torch.set_num_threads(int(threads))
+        self._threads = int(threads)
+        self._torch.set_num_threads(self._threads)
 
     def _setup(self, params, X, Y):
         import torch
 
         self._torch = torch
+        self._threads = torch.get_num_threads()
         self._tdtype = {"float64": torch.float64, "float32": torch.float32}[self.dtype.name]
         self.X = torch.tensor(np.asarray(X, dtype=self.dtype))  # a copy: the input may be read-only
         self.Y = torch.tensor(np.asarray(Y, dtype=self.dtype))
@@ -273,6 +275,9 @@ class TorchEager(Impl):
         return [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
 
     def epoch(self, order):
+        from symbp.bench.conv import _keep_torch_threads
+
+        _keep_torch_threads(self)
         torch, F = self._torch, self._torch.nn.functional
         m, eta, L = self.m, self.eta, len(self.Ws)
         decay = 1 - eta * self.lmbda / self.n

@@ -16,6 +16,16 @@ import math
 from pathlib import Path
 
 PER_SAMPLE, BATCHED = "numpy-per-sample", "numpy-batched"
+IM2COL, TORCH = "numpy-im2col", "torch-eager"
+#: the speed-up columns of a case's table, by kind of case: (baseline, header)
+RATIO_COLUMNS = {
+    "dense": ((BATCHED, "× numpy-batched"), (PER_SAMPLE, "× per-sample")),
+    "conv": ((TORCH, "× torch-eager"), (IM2COL, "× numpy-im2col")),
+}
+
+
+def _kind(case: dict) -> str:
+    return "dense" if case["case"].get("net") is None else "conv"
 
 
 def _ok(case: dict) -> dict:
@@ -24,6 +34,14 @@ def _ok(case: dict) -> dict:
 
 def _case_title(case: dict) -> str:
     c = case["case"]
+    if c.get("net") is not None:
+        scaled = "" if case["samples_per_epoch"] == 50_000 else " (s per 50k = median × %.4g)" % case.get(
+            "s_per_50k_factor", 50_000 / case["samples_per_epoch"])
+        return (
+            f"{c['name']}: {c['net']['name']} = {c['net']['description']}, mini-batch {c['batch_size']}, "
+            f"{c['dtype']}, {case['samples_per_epoch']:,} images/epoch{scaled}, "
+            f"{case['flops_per_epoch'] / 1e9:.4g} GFLOP/epoch"
+        )
     return (
         f"{c['name']}: layers {c['layers']}, mini-batch {c['batch_size']}, {c['dtype']}, {c['cost']}, "
         f"{case['samples_per_epoch']:,} samples/epoch, {case['flops_per_epoch'] / 1e9:.4g} GFLOP/epoch"
@@ -38,21 +56,24 @@ def _mib(x):
     return "–" if x is None else f"{x / 2**20:.1f}"
 
 
-def _row(name: str, v: dict) -> list[str]:
-    """One implementation's cells, shared by the terminal table and Markdown."""
+def _row(name: str, v: dict, kind: str = "dense") -> list[str]:
+    """One implementation's cells, shared by the terminal table and Markdown (conv cases: s per 50k after
+    max)."""
+    n = len(HEADERS) + (kind == "conv")
     if v["status"] != "ok":
-        return [name, "unavailable"] + [""] * 10
+        return [name, "unavailable"] + [""] * (n - 2)
     mem = v.get("memory") or {}
     ratios = v.get("ratios", {})
+    scaled = [_f(v.get("s_per_50k"), ".4g")] if kind == "conv" else []
     return [
         name,
         _f(v["median_s"], ".4f"),
         _f(v["min_s"], ".4f"),
         _f(v["max_s"], ".4f"),
+        *scaled,
         _f(v["gflops"], ".2f"),
         _f(None if v.get("peak_fraction") is None else 100 * v["peak_fraction"], ".1f"),
-        _f(ratios.get(BATCHED), ".2f"),
-        _f(ratios.get(PER_SAMPLE), ".2f"),
+        *(_f(ratios.get(b), ".2f") for b, _ in RATIO_COLUMNS[kind]),
         _f(v.get("compile_s"), ".3f") if v.get("load_s") is None else _f(v["load_s"], ".3f") + " (cached)",
         _f(v.get("cold_compile_s"), ".3f") + " / " + _f(v.get("warm_load_s"), ".3f"),
         _mib(mem.get("rss_peak_growth_bytes")),
@@ -76,6 +97,16 @@ HEADERS = [
 ]
 
 
+def headers(kind: str = "dense") -> list[str]:
+    """Markdown column headers of a case's table."""
+    if kind == "dense":
+        return list(HEADERS)
+    h = [c for c in HEADERS if not c.startswith("×")]
+    h[4:4] = ["s per 50k images"]
+    h[7:7] = [t for _, t in RATIO_COLUMNS[kind]]
+    return h
+
+
 TERMINAL_HEADERS = [
     "impl",
     "median s",
@@ -89,10 +120,21 @@ TERMINAL_HEADERS = [
 ]
 
 
-def _terminal_row(name: str, v: dict) -> list[str]:
-    c = _row(name, v)
+def terminal_headers(kind: str = "dense") -> list[str]:
+    if kind == "dense":
+        return list(TERMINAL_HEADERS)
+    h = list(TERMINAL_HEADERS)
+    h[3:3] = ["s/50k"]
+    h[6:8] = [t.replace("numpy-", "") for _, t in RATIO_COLUMNS[kind]]
+    return h
+
+
+def _terminal_row(name: str, v: dict, kind: str = "dense") -> list[str]:
+    c = _row(name, v, kind)
     if v["status"] != "ok":
-        return c[:2] + [""] * (len(TERMINAL_HEADERS) - 2)
+        return c[:2] + [""] * (len(terminal_headers(kind)) - 2)
+    if kind == "conv":
+        return [*c[:2], f"{c[2]}–{c[3]}", *c[4:9], f"{c[9]}; {c[10]}", f"{c[11]}; {c[12]}"]
     return [*c[:2], f"{c[2]}–{c[3]}", *c[4:8], f"{c[8]}; {c[9]}", f"{c[10]}; {c[11]}"]
 
 
@@ -106,11 +148,12 @@ def print_table(results: dict, console=None) -> None:
         if not console.is_terminal:
             console.width = max(console.width, 150)
     for case in results["cases"]:
+        kind = _kind(case)
         table = Table(title=_case_title(case), title_justify="left")
-        for i, h in enumerate(TERMINAL_HEADERS):
+        for i, h in enumerate(terminal_headers(kind)):
             table.add_column(h, justify="left" if i == 0 else "right")
         for name, v in case["impls"].items():
-            table.add_row(*_terminal_row(name, v))
+            table.add_row(*_terminal_row(name, v, kind))
         console.print(table)
         for line in _unavailable_notes(case):
             console.print(line, highlight=False)
@@ -123,9 +166,22 @@ def print_table(results: dict, console=None) -> None:
     )
 
 
+def _pct(x) -> str:
+    return "" if x is None else f" = {100 * x:.1f}% of peak"
+
+
 def _bound_note(case: dict) -> str:
     pb = case["products_bound"]
-    frac = "" if pb.get("peak_fraction") is None else f" = {100 * pb['peak_fraction']:.1f}% of peak"
+    frac = _pct(pb.get("peak_fraction"))
+    if _kind(case) == "conv":
+        cc = pb["conv_calls"]
+        scale = case.get("s_per_50k_factor", 1.0)
+        return (f"GEMM bound: the epoch's gemm calls alone (per sample and conv layer W·col, Wᵀ·δ except the first "
+                f"layer, δ·colᵀ; the fc products per mini-batch; same shapes, same entry points, nothing else) take "
+                f"{pb['median_s']:.4g} s/epoch ({pb['median_s'] * scale:.4g} s per 50k), {pb['gflops']:.1f} GFLOP/s"
+                f"{frac}. With symbp's conv helpers instead (im2col, bias, col2im added): {cc['median_s']:.4g} "
+                f"s/epoch ({cc['median_s'] * scale:.4g} s per 50k), {cc['gflops']:.1f} GFLOP/s"
+                f"{_pct(cc.get('peak_fraction'))}.")
     return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "
             f"nothing else) take {pb['median_s']:.4g} s/epoch, {pb['gflops']:.1f} GFLOP/s{frac}: no epoch "
             "built on this BLAS can do better.")
@@ -188,6 +244,15 @@ def write_markdown(results: dict, path) -> Path:
         "Python's allocators (NumPy buffers included).",
         "",
     ]
+    if any(_kind(c) == "conv" for c in results["cases"]):
+        lines += [
+            "Conv cases: FLOPs are 2 per multiply-add of the products — per conv layer forward (W·patches), "
+            "∂C/∂W and the input's δ (not for the first layer), each F·C·kh·kw·Ho·Wo multiply-adds per image; fc "
+            "layers likewise — pooling, activations, biases, softmax and im2col/col2im not counted. % peak is "
+            "of the float32 (or float64) matmul peak above, measured with NumPy's BLAS; s per 50k images scales "
+            "the median to MNIST's 50,000 training images when fewer were timed.",
+            "",
+        ]
     for case in results["cases"]:
         cc = case["cross_check"]
         lines += [
@@ -197,11 +262,11 @@ def write_markdown(results: dict, path) -> Path:
             f"tolerance {cc['tolerance']:g}, worst relative errors: "
             + ", ".join(f"{k} {e['max_rel']:.2g} ({e['worst']})" for k, e in cc["errors"].items()),
             "",
-            "| " + " | ".join(HEADERS) + " |",
-            "|" + "---|" + "---:|" * (len(HEADERS) - 1),
+            "| " + " | ".join(headers(_kind(case))) + " |",
+            "|" + "---|" + "---:|" * (len(headers(_kind(case))) - 1),
         ]
         for name, v in case["impls"].items():
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _row(name, v)) + " |")
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _row(name, v, _kind(case))) + " |")
         notes = _unavailable_notes(case)
         if case.get("products_bound"):
             notes.append("- " + _bound_note(case))

@@ -6,6 +6,12 @@ Takes: nothing.  Gives: ``SUITES``, a dict of name -> ``symbp.bench.Suite``:
   cross-entropy), the same net at mini-batch 100, a wider [784,100,10] and a deep [784,100,100,100,10] at
   mini-batch 10; all on MNIST's 50,000 training samples.  eta is the book's (3.0 quadratic, 0.5
   cross-entropy), lmbda 0.
+- ``conv-quick``: the chapter-6 net ``dbl_conv`` (two conv-pool layers, sigmoid, softmax) at mini-batch 10 and
+  100 on a few hundred images, one repeat: proves the conv cases run end to end (CI); not for speed.
+- ``conv``: ``dbl_conv`` at mini-batch 10 and 100, float32, on MNIST's 50,000 training images (η 0.1, the
+  book's), 3 repeats; ``conv-basic`` adds ``basic_conv`` (one conv-pool layer) at both mini-batch sizes.
+  ``--samples N`` (with ``--suite``, via ``samples=`` in the cases here) times fewer images and reports
+  seconds per 50k scaled.
 """
 
 from symbp.bench import Case, Suite
@@ -30,5 +36,33 @@ SUITES = {
             Case("deep-m10-f64", (784, 100, 100, 100, 10), batch_size=10),
         ),
         description="Nielsen's networks on MNIST (50,000 samples): mini-batch, width, depth, dtype and cost.",
+    ),
+    "conv-quick": Suite(
+        "conv-quick",
+        (
+            Case("dbl_conv-quick-m10", net="dbl_conv", batch_size=10, dtype="float32", samples=200, repeats=1),
+            Case("dbl_conv-quick-m100", net="dbl_conv", batch_size=100, dtype="float32", samples=300, repeats=1),
+        ),
+        description="dbl_conv on 200/300 images, 1 repeat, mini-batch 10 and 100: proves the conv cases run.",
+        quick=True,
+    ),
+    "conv": Suite(
+        "conv",
+        (
+            Case("dbl_conv-m10-f32", net="dbl_conv", batch_size=10, dtype="float32", repeats=3),
+            Case("dbl_conv-m100-f32", net="dbl_conv", batch_size=100, dtype="float32", repeats=3),
+        ),
+        description="Chapter 6's dbl_conv (conv 20x5x5, pool 2, conv 40x5x5, pool 2, fc 100, softmax 10; sigmoid) "
+        "on MNIST, float32, mini-batch 10 and 100.",
+    ),
+    "conv-basic": Suite(
+        "conv-basic",
+        (
+            Case("dbl_conv-m10-f32", net="dbl_conv", batch_size=10, dtype="float32", repeats=3),
+            Case("dbl_conv-m100-f32", net="dbl_conv", batch_size=100, dtype="float32", repeats=3),
+            Case("basic_conv-m10-f32", net="basic_conv", batch_size=10, dtype="float32", repeats=3),
+            Case("basic_conv-m100-f32", net="basic_conv", batch_size=100, dtype="float32", repeats=3),
+        ),
+        description="Chapter 6's dbl_conv and basic_conv on MNIST, float32, mini-batch 10 and 100.",
     ),
 }

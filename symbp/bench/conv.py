@@ -1,0 +1,650 @@
+"""Convolutional nets (Nielsen's chapter 6) in the benchmark harness: net specs, exact FLOP counts, and the
+implementations of one SGD epoch of them.
+
+Takes: a ``ConvNet`` (an input shape (C, H, W), then ``("conv", maps, kh, kw)``, ``("pool", ph, pw)``,
+``("fc", n)`` layers and a final ``("softmax", k)``; one elementwise activation, sigmoid or ReLU, in every conv
+and hidden fc layer; the cost is the log-likelihood of the softmax output), initial parameters ``[(W, b), ...]``
+in PyTorch's layout (conv W (maps, C, kh, kw), fc W (n_out, n_in)), the training set as flat rows (``X`` (n,
+C·H·W) in (channel, row, column) order, one-hot ``Y`` (n, k)), mini-batch size m, η, λ.  Gives: ``NETS`` (the
+book's ``basic_conv`` and ``dbl_conv``), ``conv_flops`` (exact per-sample multiply-add counts), and the
+implementations registered in ``CONV_IMPLS``, all behind ``symbp.bench.impls.Impl``'s interface:
+
+- ``numpy-im2col``: written here from the math, independently of symbp's code: the whole mini-batch at once,
+  images kept as (rows, height, width, channels); a conv layer's patches are one ``sliding_window_view`` copy
+  (im2col) of shape (m·Ho·Wo, C·kh·kw), the forward pass one matmul with W as (maps, C·kh·kw), ∂C/∂W
+  another, the input's δ a third followed by col2im (kh·kw shifted adds); max-pooling by ``argmax`` over each
+  window (the first maximum in row-major order on ties, as symbp and PyTorch).  In float64 it is the
+  cross-check reference for conv cases.
+- ``torch-eager``: ``nn.Conv2d``/``F.max_pool2d``/``nn.Linear``, ``F.cross_entropy`` (mean over the
+  mini-batch) and ``torch.optim.SGD`` (lr = η; weight decay λ/n on the weights only), one step per
+  mini-batch, ``torch.set_num_threads(threads)``.
+- ``torch-compile``: the same module and step with the loss (forward and, through AOTAutograd, backward)
+  compiled by ``torch.compile``; first tried in a fresh process with a time limit (``COMPILE_TIMEOUT``), and
+  reported unavailable with the reason when it fails or takes too long.
+- ``symbp-numba-epoch`` / ``symbp-numpy``: symbp's compiled model (``sb.Network([sb.Input(...),
+  sb.Conv2D(...), sb.MaxPool(...), ...], cost=sb.log_likelihood).compile(...)``) and ``model.run_epoch``.
+
+The update per mini-batch: W ← (1 − ηλ/n)·W − (η/m)·Σ_x ∂C_x/∂W, b ← b − (η/m)·Σ_x ∂C_x/∂b, δ at the output
+= softmax(z) − y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, _jsonable
+
+COST = "log-likelihood"
+ACTIVATIONS = ("sigmoid", "relu")
+#: seconds the fresh-process torch.compile trial may take before torch-compile is reported unavailable
+COMPILE_TIMEOUT = float(os.environ.get("SYMBP_BENCH_COMPILE_TIMEOUT", "420"))
+
+
+# -------------------------------------------------------------------------------------------- net specs
+@dataclasses.dataclass(frozen=True)
+class ConvNet:
+    """A chapter-6 net: ``input`` (C, H, W) and ``layers``, each ``("conv", maps, kh, kw)``, ``("pool", ph,
+    pw)``, ``("fc", n)``, ending with ``("softmax", k)``; ``activation`` in every conv and hidden fc layer."""
+
+    name: str
+    input: tuple[int, int, int]
+    layers: tuple[tuple, ...]
+    activation: str = "sigmoid"
+
+    def __post_init__(self):
+        object.__setattr__(self, "input", tuple(int(v) for v in self.input))
+        object.__setattr__(self, "layers", tuple((str(l[0]), *(int(v) for v in l[1:])) for l in self.layers))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"net {self.name!r}: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if len(self.input) != 3 or min(self.input) < 1:
+            raise ValueError(f"net {self.name!r}: input must be (C, H, W), got {self.input}")
+        if not self.layers or self.layers[-1][0] != "softmax":
+            raise ValueError(f"net {self.name!r}: the last layer must be ('softmax', k)")
+        self.shapes()  # validates
+
+    def shapes(self) -> list[tuple[tuple, tuple]]:
+        """(input shape, output shape) of every layer; image shapes are (C, H, W), flat ones (n,)."""
+        shape: tuple = self.input
+        out = []
+        arity = {"conv": 3, "pool": 2, "fc": 1, "softmax": 1}
+        for k, layer in enumerate(self.layers):
+            kind, args = layer[0], layer[1:]
+            if kind not in arity or len(args) != arity[kind] or min(args) < 1:
+                raise ValueError(f"net {self.name!r}: bad layer {layer!r}")
+            if kind == "softmax" and k != len(self.layers) - 1:
+                raise ValueError(f"net {self.name!r}: softmax must be the last layer")
+            if kind in ("conv", "pool"):
+                if len(shape) != 3:
+                    raise ValueError(f"net {self.name!r}: {kind} layer {k + 1} after a flat layer")
+                c, h, w = shape
+                if kind == "conv":
+                    f, kh, kw = args
+                    if kh > h or kw > w:
+                        raise ValueError(f"net {self.name!r}: {kh}x{kw} kernel larger than its {h}x{w} input")
+                    new = (f, h - kh + 1, w - kw + 1)
+                else:
+                    ph, pw = args
+                    if h // ph < 1 or w // pw < 1:
+                        raise ValueError(f"net {self.name!r}: a {ph}x{pw} pool leaves nothing of {h}x{w}")
+                    new = (c, h // ph, w // pw)
+            else:
+                new = (args[0],)
+            out.append((shape, new))
+            shape = new
+        return out
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Flat activation sizes, input first (as symbp's ``model.sizes``)."""
+        return (math.prod(self.input), *(math.prod(o) for _, o in self.shapes()))
+
+    @property
+    def n_in(self) -> int:
+        return math.prod(self.input)
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1][1]
+
+    def param_shapes(self) -> list[tuple[tuple, tuple]]:
+        """(W shape, b shape) of every layer with parameters, in order (PyTorch's layout)."""
+        out = []
+        for layer, (i, o) in zip(self.layers, self.shapes(), strict=True):
+            if layer[0] == "conv":
+                out.append(((layer[1], i[0], layer[2], layer[3]), (layer[1],)))
+            elif layer[0] in ("fc", "softmax"):
+                out.append(((o[0], math.prod(i)), (o[0],)))
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        for layer in self.layers:
+            kind, args = layer[0], layer[1:]
+            parts.append({"conv": "conv{}x{}x{}", "pool": "pool{}x{}", "fc": "fc{}", "softmax": "softmax{}"}[kind]
+                         .format(*args))
+        return f"{'x'.join(map(str, self.input))} → " + ", ".join(parts) + f" ({self.activation})"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "input": list(self.input), "layers": [list(l) for l in self.layers],
+                "activation": self.activation, "description": self.describe(), "sizes": list(self.sizes)}
+
+
+NETS: dict[str, ConvNet] = {
+    "basic_conv": ConvNet("basic_conv", (1, 28, 28), (("conv", 20, 5, 5), ("pool", 2, 2), ("fc", 100),
+                                                      ("softmax", 10))),
+    "dbl_conv": ConvNet("dbl_conv", (1, 28, 28), (("conv", 20, 5, 5), ("pool", 2, 2), ("conv", 40, 5, 5),
+                                                  ("pool", 2, 2), ("fc", 100), ("softmax", 10))),
+    "dbl_conv_relu": ConvNet("dbl_conv_relu", (1, 28, 28), (("conv", 20, 5, 5), ("pool", 2, 2), ("conv", 40, 5, 5),
+                                                            ("pool", 2, 2), ("fc", 100), ("softmax", 10)), "relu"),
+}
+
+
+def as_net(net) -> ConvNet:
+    if isinstance(net, ConvNet):
+        return net
+    if isinstance(net, str) and net in NETS:
+        return NETS[net]
+    raise ValueError(f"unknown conv net {net!r}; known: {', '.join(NETS)} (or pass a ConvNet)")
+
+
+def conv_flops(net: ConvNet) -> dict:
+    """Exact FLOPs per sample of one SGD step, 2 per multiply-add of the products (the dense harness's rule).
+
+    Per conv layer with F maps over C channels, a kh×kw kernel and an Ho×Wo output, MACs = F·C·kh·kw·Ho·Wo:
+    forward (z = W·patches) 2·MACs, ∂C/∂W (δ·patchesᵀ) 2·MACs, the input's δ (the full convolution of δ with
+    the flipped kernel, Wᵀ·δ then col2im) 2·MACs except for the net's first layer, which needs none.  Per fc
+    layer 2·n_in·n_out each for forward, ∂C/∂W and (not for the first layer) the input's δ.  Not counted:
+    biases, activations, pooling (one comparison per input element forward, one scatter back), softmax, the
+    scaling of the update (folded into the ∂C/∂W product) and im2col/col2im's copies and adds.
+    Returns {"forward", "weights", "inputs", "total", "per_layer": [...]}.
+    """
+    fw = wg = ig = 0
+    per_layer = []
+    for k, (layer, (i, o)) in enumerate(zip(net.layers, net.shapes(), strict=True)):
+        if layer[0] == "conv":
+            macs = layer[1] * i[0] * layer[2] * layer[3] * o[1] * o[2]
+        elif layer[0] in ("fc", "softmax"):
+            macs = math.prod(i) * o[0]
+        else:
+            continue
+        f, w, g = 2 * macs, 2 * macs, (2 * macs if k > 0 else 0)
+        fw, wg, ig = fw + f, wg + w, ig + g
+        per_layer.append({"layer": k + 1, "kind": layer[0], "macs": macs, "forward": f, "weights": w, "inputs": g})
+    return {"forward": fw, "weights": wg, "inputs": ig, "total": fw + wg + ig, "per_layer": per_layer}
+
+
+def conv_epoch_flops(net, n_samples: int) -> int:
+    """Exact product FLOPs of one epoch over ``n_samples`` samples (see ``conv_flops``)."""
+    return int(n_samples) * conv_flops(as_net(net))["total"]
+
+
+def init_conv_params(net, dtype="float64", seed=0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """W ~ N(0, 1/fan_in) (fan_in = C·kh·kw or n_in), b ~ N(0, 1), cast to ``dtype``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for wshape, bshape in as_net(net).param_shapes():
+        fan_in = math.prod(wshape[1:])
+        W = rng.standard_normal(wshape) / np.sqrt(fan_in)
+        out.append((W.astype(dtype), rng.standard_normal(bshape).astype(dtype)))
+    return out
+
+
+def _check_conv_params(net: ConvNet, params) -> None:
+    shapes = net.param_shapes()
+    if len(params) != len(shapes):
+        raise ValueError(f"{len(shapes)} (W, b) pairs expected for net {net.name!r}, got {len(params)}")
+    for l, ((W, b), (ws, bs)) in enumerate(zip(params, shapes, strict=True), start=1):
+        if np.shape(W) != ws or np.shape(b) != bs:
+            raise ValueError(f"pair {l}: W must be {ws} and b {bs}, got {np.shape(W)} and {np.shape(b)}")
+
+
+class ConvImpl(Impl):
+    """An ``Impl`` of a conv net: ``setup(net, cost, ...)`` takes a ``ConvNet`` (or its name) where dense
+    implementations take layer sizes; the cost must be ``"log-likelihood"``."""
+
+    kind: ClassVar[str] = "conv"
+
+    def setup(self, net, cost, dtype, params, X, Y, batch_size, eta, lmbda=0.0) -> None:
+        net = as_net(net)
+        if cost != COST:
+            raise ValueError(f"conv nets end in softmax: cost must be {COST!r}, got {cost!r}")
+        if np.dtype(dtype).name not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        _check_conv_params(net, params)
+        if X.ndim != 2 or X.shape[1] != net.n_in or Y.shape != (X.shape[0], net.n_out):
+            raise ValueError(f"X {X.shape} / Y {Y.shape} do not fit net {net.name!r} (flat rows of {net.n_in})")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.net, self.layers, self.cost, self.dtype = net, list(net.sizes), cost, np.dtype(dtype)
+        self.m, self.eta, self.lmbda, self.n = int(batch_size), float(eta), float(lmbda), int(X.shape[0])
+        t0 = time.perf_counter()
+        self._setup(params, X, Y)
+        self.setup_seconds = time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------ NumPy from the math
+def _act(name, z):
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    return np.maximum(z, 0)
+
+
+def _act_prime_from_a(name, a):
+    if name == "sigmoid":
+        return a * (1 - a)
+    return (a > 0).astype(a.dtype)
+
+
+class NumpyIm2col(ConvImpl):
+    """The mini-batch as one array (rows, height, width, channels); im2col by ``sliding_window_view``, the
+    three products of each conv layer as matmuls; the cross-check reference of conv cases (in float64)."""
+
+    name = "numpy-im2col"
+
+    def _setup(self, params, X, Y):
+        C, H, W = self.net.input
+        # images as (n, H, W, C): the patches of a window then sit together in memory for the matmul
+        self.X = np.ascontiguousarray(np.asarray(X, dtype=self.dtype).reshape(-1, C, H, W).transpose(0, 2, 3, 1))
+        self.Y = np.asarray(Y, dtype=self.dtype)
+        self.set_params(params)
+
+    def set_params(self, params):
+        self.Ws = [np.array(W, dtype=self.dtype) for W, _ in params]
+        self.bs = [np.array(b, dtype=self.dtype) for _, b in params]
+
+    def params(self):
+        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
+
+    def epoch(self, order):
+        m = self.m
+        with np.errstate(over="ignore"):
+            for k in range(len(order) // m):
+                idx = order[k * m : (k + 1) * m]
+                self.update(self.X[idx], self.Y[idx])
+
+    def update(self, Xb, Yb):
+        """One SGD step on the mini-batch: Xb (m, H, W, C), Yb one-hot (m, k)."""
+        act = self.net.activation
+        m = Xb.shape[0]
+        a = Xb
+        tape = []  # per layer: what the backward pass needs
+        p = 0  # parameter index
+        for layer in self.net.layers:
+            kind = layer[0]
+            if kind == "conv":
+                W, b = self.Ws[p], self.bs[p]
+                F, C, kh, kw = W.shape
+                _, H, Wd, _ = a.shape
+                Ho, Wo = H - kh + 1, Wd - kw + 1
+                # (m, Ho, Wo, C, kh, kw) -> rows of patches in W's (c, p, q) order: a copy (im2col)
+                cols = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(1, 2)).reshape(m * Ho * Wo, -1)
+                z = cols @ W.reshape(F, -1).T
+                z += b
+                out = _act(act, z).reshape(m, Ho, Wo, F)
+                tape.append(("conv", p, cols, a.shape, out))
+                a, p = out, p + 1
+            elif kind == "pool":
+                ph, pw = layer[1], layer[2]
+                _, H, Wd, C = a.shape
+                Hp, Wp = H // ph, Wd // pw
+                win = a[:, : Hp * ph, : Wp * pw].reshape(m, Hp, ph, Wp, pw, C).transpose(0, 1, 3, 5, 2, 4)
+                win = win.reshape(m, Hp, Wp, C, ph * pw)
+                arg = win.argmax(axis=-1)  # the first maximum in row-major window order
+                out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+                tape.append(("pool", (ph, pw), arg, a.shape))
+                a = out
+            else:
+                if a.ndim == 4:  # flatten as torch.flatten: (channel, row, column)
+                    tape.append(("flatten", a.shape))
+                    a = a.transpose(0, 3, 1, 2).reshape(m, -1)
+                W, b = self.Ws[p], self.bs[p]
+                z = a @ W.T
+                z += b
+                if kind == "softmax":
+                    z -= z.max(axis=1, keepdims=True)
+                    e = np.exp(z)
+                    out = e / e.sum(axis=1, keepdims=True)
+                else:
+                    out = _act(act, z)
+                tape.append((kind, p, a, out))
+                a, p = out, p + 1
+
+        grads = [None] * len(self.Ws)
+        delta = a - Yb  # ∂C/∂z of the softmax layer (log-likelihood); elsewhere ∂C/∂(the entry's output)
+        for k in range(len(tape) - 1, -1, -1):
+            entry = tape[k]
+            kind = entry[0]
+            below = any(e[0] in ("conv", "fc", "softmax") for e in tape[:k])  # else no input δ is needed
+            if kind == "flatten":
+                _, H, Wd, C = entry[1]
+                delta = delta.reshape(-1, C, H, Wd).transpose(0, 2, 3, 1)
+            elif kind == "pool":
+                _, (ph, pw), arg, in_shape = entry
+                mm, H, Wd, C = in_shape
+                Hp, Wp = H // ph, Wd // pw
+                g = np.zeros((mm, Hp, Wp, C, ph * pw), dtype=delta.dtype)
+                np.put_along_axis(g, arg[..., None], delta[..., None], axis=-1)
+                g = g.reshape(mm, Hp, Wp, C, ph, pw).transpose(0, 1, 4, 2, 5, 3).reshape(mm, Hp * ph, Wp * pw, C)
+                if (Hp * ph, Wp * pw) != (H, Wd):  # cropped rows and columns get no gradient
+                    full = np.zeros(in_shape, dtype=delta.dtype)
+                    full[:, : Hp * ph, : Wp * pw] = g
+                    g = full
+                delta = g
+            elif kind in ("fc", "softmax"):
+                _, p, a_in, out = entry
+                if kind == "fc":
+                    delta = delta * _act_prime_from_a(act, out)
+                grads[p] = (delta.T @ a_in, delta.sum(axis=0))
+                delta = delta @ self.Ws[p] if below else None
+            else:  # conv
+                _, p, cols, in_shape, out = entry
+                W = self.Ws[p]
+                F, C, kh, kw = W.shape
+                d2 = (delta * _act_prime_from_a(act, out)).reshape(-1, F)
+                grads[p] = ((d2.T @ cols).reshape(W.shape), d2.sum(axis=0))
+                if below:  # the input's δ: Wᵀ·δ per output position, then col2im (the full convolution)
+                    mm, H, Wd, _ = in_shape
+                    Ho, Wo = H - kh + 1, Wd - kw + 1
+                    dcols = (d2 @ W.reshape(F, -1)).reshape(mm, Ho, Wo, C, kh, kw)
+                    g = np.zeros(in_shape, dtype=delta.dtype)
+                    for pp in range(kh):
+                        for qq in range(kw):
+                            g[:, pp : pp + Ho, qq : qq + Wo, :] += dcols[:, :, :, :, pp, qq]
+                    delta = g
+                else:
+                    delta = None
+        step = self.eta / len(Xb)
+        decay = 1 - self.eta * self.lmbda / self.n
+        for W, b, (gW, gb) in zip(self.Ws, self.bs, grads, strict=True):
+            if decay != 1:
+                W *= decay
+            W -= step * gW
+            b -= step * gb
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch
+def _torch_available():
+    try:
+        import torch  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install raising something else
+        return False, f"import torch failed: {exc}"
+    return True, ""
+
+
+def _torch_module(net: ConvNet, torch):
+    nn, F = torch.nn, torch.nn.functional
+    act = torch.sigmoid if net.activation == "sigmoid" else torch.relu
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+            mods = []
+            for layer, (i, o) in zip(net.layers, net.shapes(), strict=True):
+                if layer[0] == "conv":
+                    mods.append(nn.Conv2d(i[0], layer[1], (layer[2], layer[3])))
+                    self.ops.append(("conv", len(mods) - 1))
+                elif layer[0] == "pool":
+                    self.ops.append(("pool", (layer[1], layer[2])))
+                else:
+                    if len(i) == 3:
+                        self.ops.append(("flatten", None))
+                    mods.append(nn.Linear(math.prod(i), o[0]))
+                    self.ops.append((layer[0], len(mods) - 1))
+            self.mods = nn.ModuleList(mods)
+
+        def forward(self, x):
+            for kind, arg in self.ops:
+                if kind == "pool":
+                    x = F.max_pool2d(x, arg)
+                elif kind == "flatten":
+                    x = torch.flatten(x, 1)
+                elif kind == "softmax":
+                    x = self.mods[arg](x)  # logits: the loss applies log-softmax
+                else:
+                    x = act(self.mods[arg](x))
+            return x
+
+    return Net()
+
+
+class TorchConvEager(ConvImpl):
+    """PyTorch eager on the CPU: ``nn.Conv2d``/``F.max_pool2d``/``nn.Linear``, autograd, ``optim.SGD``."""
+
+    name = "torch-eager"
+    compiled: ClassVar[bool] = False
+
+    @classmethod
+    def available(cls):
+        return _torch_available()
+
+    def set_threads(self, threads):
+        self._threads = int(threads)
+        self._torch.set_num_threads(self._threads)
+
+    def _setup(self, params, X, Y):
+        import torch
+
+        self._torch = torch
+        self._threads = 1
+        torch.set_num_threads(1)  # the harness sets its thread count again before timing
+        self._tdtype = {"float64": torch.float64, "float32": torch.float32}[self.dtype.name]
+        C, H, W = self.net.input
+        self.X = torch.tensor(np.asarray(X, dtype=self.dtype).reshape(-1, C, H, W))  # a copy
+        self.labels = torch.as_tensor(np.asarray(Y).argmax(axis=1).astype(np.int64))
+        self.model = _torch_module(self.net, torch).to(self._tdtype)
+        self.set_params(params)
+        weights = [m.weight for m in self.model.mods]
+        biases = [m.bias for m in self.model.mods]
+        self.opt = torch.optim.SGD([{"params": weights, "weight_decay": self.lmbda / self.n},
+                                    {"params": biases, "weight_decay": 0.0}], lr=self.eta)
+        self.loss = self._loss_fn()
+        self.info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "mkldnn": bool(torch.backends.mkldnn.is_available())}
+        if self.compiled:
+            self._compile()
+
+    def _loss_fn(self):
+        F, model = self._torch.nn.functional, self.model
+
+        def loss(xb, yb):
+            return F.cross_entropy(model(xb), yb)  # mean over the mini-batch: lr = η is the book's η/m step
+
+        return loss
+
+    def set_params(self, params):
+        with self._torch.no_grad():
+            for mod, (W, b) in zip(self.model.mods, params, strict=True):
+                mod.weight.copy_(self._torch.as_tensor(np.asarray(W, dtype=self.dtype)))
+                mod.bias.copy_(self._torch.as_tensor(np.asarray(b, dtype=self.dtype)))
+
+    def params(self):
+        return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in self.model.mods]
+
+    def epoch(self, order):
+        _keep_torch_threads(self)
+        m, opt, loss = self.m, self.opt, self.loss
+        order_t = self._torch.as_tensor(np.asarray(order, dtype=np.int64))
+        for k in range(len(order) // m):
+            idx = order_t[k * m : (k + 1) * m]
+            opt.zero_grad(set_to_none=True)
+            loss(self.X[idx], self.labels[idx]).backward()
+            opt.step()
+
+
+def _keep_torch_threads(impl) -> None:
+    """Put torch back at its thread count if something changed OpenMP's under it: numba's OpenMP threading
+    layer, started after torch (``numba.set_num_threads``), resets the shared libgomp to every core, and
+    measured here torch then ran 70x slower next to busy cores.  One call per epoch; the count is recorded."""
+    torch = impl._torch
+    if torch.get_num_threads() != impl._threads:
+        impl.info["threads_reset"] = impl.info.get("threads_reset", 0) + 1
+        torch.set_num_threads(impl._threads)
+    impl.info["threads"] = torch.get_num_threads()
+
+
+class TorchConvCompile(TorchConvEager):
+    """The same as ``torch-eager`` with the loss compiled by ``torch.compile`` (default inductor backend)."""
+
+    name = "torch-compile"
+    compiled = True
+
+    def _compile(self):
+        torch = self._torch
+        trial = _compile_trial(self.net, self.dtype.name, self.m, COMPILE_TIMEOUT)
+        self.info["compile_trial"] = trial
+        self.loss = torch.compile(self._loss_fn(), fullgraph=True, dynamic=False)
+        xb, yb = self.X[: self.m], self.labels[: self.m]
+        state = [p.detach().clone() for p in self.model.parameters()]
+        t0 = time.perf_counter()
+        try:
+            self.loss(xb, yb).backward()  # compiles forward and backward (a warm inductor cache after the trial)
+        except Exception as exc:
+            raise ImplUnavailable(f"torch.compile failed here: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        self.compile_seconds = time.perf_counter() - t0
+        self.opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for p, s in zip(self.model.parameters(), state, strict=True):
+                p.copy_(s)
+
+
+def _compile_trial(net: ConvNet, dtype: str, m: int, timeout: float) -> dict:
+    """Compile and run two steps of the net in a fresh process with a time limit; raise ``ImplUnavailable``
+    with the reason if it fails or does not finish in ``timeout`` seconds."""
+    code = ("import json, sys; from symbp.bench.conv import _compile_trial_main; "
+            "print(json.dumps(_compile_trial_main(json.loads(sys.argv[1]))))")
+    arg = json.dumps({"net": net.to_dict(), "dtype": dtype, "m": m})
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=timeout,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ImplUnavailable(f"torch.compile did not finish compiling a training step in {timeout:.0f} s "
+                              "(fresh-process trial; skipped)") from exc
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ImplUnavailable("torch.compile failed here (fresh-process trial): " + " | ".join(tail)[-500:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_wall_s"] = wall
+    return out
+
+
+def _compile_trial_main(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    n = spec["net"]
+    net = ConvNet(n["name"], tuple(n["input"]), tuple(tuple(l) for l in n["layers"]), n["activation"])
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[spec["dtype"]]
+    model = _torch_module(net, torch).to(tdtype)
+    F = torch.nn.functional
+    loss = torch.compile(lambda xb, yb: F.cross_entropy(model(xb), yb), fullgraph=True, dynamic=False)
+    xb = torch.rand((spec["m"], *net.input), dtype=tdtype)
+    yb = torch.randint(0, net.n_out, (spec["m"],))
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        loss(xb, yb).backward()
+        times.append(time.perf_counter() - t0)
+    return {"first_step_s": times[0], "second_step_s": times[1]}
+
+
+# -------------------------------------------------------------------------------------------- symbp
+def symbp_layers(net: ConvNet, sb):
+    act = {"sigmoid": sb.sigmoid, "relu": sb.relu}[net.activation]
+    layers = [sb.Input(net.input)]
+    for layer in net.layers:
+        kind, args = layer[0], layer[1:]
+        if kind == "conv":
+            layers.append(sb.Conv2D(args[0], (args[1], args[2]), act))
+        elif kind == "pool":
+            layers.append(sb.MaxPool((args[0], args[1])))
+        elif kind == "fc":
+            layers.append(sb.Dense(args[0], act))
+        else:
+            layers.append(sb.Dense(args[0], sb.softmax))
+    return layers
+
+
+class _SymbpConv(ConvImpl):
+    """symbp's compiled conv model, ``model.run_epoch`` over the whole epoch (one kernel call)."""
+
+    baseline = False
+    backend: ClassVar[str] = "numba"
+
+    @classmethod
+    def available(cls):
+        try:
+            import symbp as sb
+        except Exception as exc:
+            return False, f"import symbp failed: {exc}"
+        names = ("Network", "Input", "Conv2D", "MaxPool", "Dense", "log_likelihood")
+        missing = [n for n in names if not hasattr(sb, n)]
+        return (False, f"symbp has no {', '.join(missing)} yet") if missing else (True, "")
+
+    def set_threads(self, threads):
+        if self.backend == "numba":
+            import numba
+
+            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+
+    def _setup(self, params, X, Y):
+        import symbp as sb
+
+        net = sb.Network(symbp_layers(self.net, sb), cost=sb.log_likelihood)
+        t0 = time.perf_counter()
+        try:
+            self.model = net.compile(backend=self.backend, dtype=self.dtype.name, seed=0)
+        except (ImportError, NotImplementedError) as exc:
+            raise ImplUnavailable(f"symbp's compile(backend={self.backend!r}) of {self.net.name}: {exc}") from exc
+        elapsed = time.perf_counter() - t0
+        self.X = np.ascontiguousarray(X, dtype=self.dtype)
+        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        self.set_params(params)
+        cache = getattr(self.model, "cache_info", None)
+        self.info = {"backend": self.backend, "cache_info": _jsonable(cache) if cache is not None else None}
+        if cache is not None and cache.get("hit"):
+            self.load_seconds = elapsed
+        else:
+            self.compile_seconds = elapsed
+
+    def set_params(self, params):
+        self.model.set_params([(np.array(W, dtype=self.dtype), np.array(b, dtype=self.dtype)) for W, b in params])
+
+    def params(self):
+        return [(np.array(W), np.array(b)) for W, b in self.model.params]
+
+    def epoch(self, order):
+        self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n)
+
+
+class SymbpConvNumba(_SymbpConv):
+    """symbp, numba backend: the whole epoch in one kernel call (im2col + BLAS gemm per sample)."""
+
+    name = "symbp-numba-epoch"
+
+
+class SymbpConvNumpy(_SymbpConv):
+    """symbp, NumPy backend, ``run_epoch`` over the whole epoch."""
+
+    name = "symbp-numpy"
+    backend = "numpy"
+
+
+CONV_IMPLS: dict[str, type[Impl]] = {
+    cls.name: cls for cls in (NumpyIm2col, TorchConvEager, TorchConvCompile, SymbpConvNumba, SymbpConvNumpy)
+}
+CONV_REFERENCE = NumpyIm2col.name
