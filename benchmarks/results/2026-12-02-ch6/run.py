@@ -1,0 +1,54 @@
+"""Chapter 6 reproductions (book protocol: mini-batch 10, float32, test accuracy at the epoch of best validation
+accuracy).  Usage: python run.py NAME EPOCHS [DATA_DIR]; writes NAME.json and NAME.log beside this file."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import symbp as sb
+
+NETS = {
+    "shallow": (lambda: [sb.Input(784), sb.Dense(100, sb.sigmoid), sb.Dense(10, sb.softmax)], 0.1, 0.0),
+    "basic_conv": (lambda: [sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.sigmoid), sb.MaxPool((2, 2)),
+                            sb.Dense(100, sb.sigmoid), sb.Dense(10, sb.softmax)], 0.1, 0.0),
+    "dbl_conv": (lambda: [sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.sigmoid), sb.MaxPool((2, 2)),
+                          sb.Conv2D(40, (5, 5), sb.sigmoid), sb.MaxPool((2, 2)),
+                          sb.Dense(100, sb.sigmoid), sb.Dense(10, sb.softmax)], 0.1, 0.0),
+    # the book's λ = 0.1 is network3's (0.5·λ·Σw²/num_training_batches): symbp's λ = 0.1 × mini-batch size 10
+    "dbl_conv_relu": (lambda: [sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                               sb.Conv2D(40, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                               sb.Dense(100, sb.relu), sb.Dense(10, sb.softmax)], 0.03, 1.0),
+}
+
+name, epochs = sys.argv[1], int(sys.argv[2])
+data_dir = sys.argv[3] if len(sys.argv) > 3 else None
+layers, eta, lmbda = NETS[name]
+out = Path(__file__).with_name(name)
+data = sb.data.load_mnist(data_dir=data_dir, dtype="float32")
+net = sb.Network(layers(), cost=sb.log_likelihood)
+t0 = time.perf_counter()
+model = net.compile(dtype="float32", seed=0)
+compile_s = time.perf_counter() - t0
+tests = []
+log = open(f"{out}.log", "w")
+
+
+def report(epoch, hist):
+    tests.append(model.evaluate(data.test))
+    line = (f"epoch {epoch}: validation {hist.evaluation_accuracy[-1]:.2%}, test {tests[-1]:.2%}, "
+            f"{hist.epoch_seconds[-1]:.1f} s")
+    print(line, file=log, flush=True)
+
+
+hist = model.fit(data.train, epochs=epochs, batch_size=10, eta=eta, lmbda=lmbda, evaluation_data=data.validation,
+                 seed=0, progress=False, callback=report)
+best = int(np.argmax(hist.evaluation_accuracy))
+result = {"net": name, "network": repr(net), "epochs": epochs, "eta": eta, "lmbda": lmbda, "batch_size": 10,
+          "dtype": "float32", "seed": 0, "compile_s": compile_s, "best_epoch": best + 1,
+          "best_validation": hist.evaluation_accuracy[best], "test_at_best_validation": tests[best],
+          "validation": hist.evaluation_accuracy, "test": tests, "epoch_seconds": hist.epoch_seconds}
+Path(f"{out}.json").write_text(json.dumps(result, indent=1))
+print(f"{name}: test {tests[best]:.2%} at epoch {best + 1} (best validation {hist.evaluation_accuracy[best]:.2%}); "
+      f"{np.median(hist.epoch_seconds):.1f} s/epoch", file=log, flush=True)
