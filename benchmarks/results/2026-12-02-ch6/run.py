@@ -32,7 +32,7 @@ t0 = time.perf_counter()
 model = net.compile(dtype="float32", seed=0)
 compile_s = time.perf_counter() - t0
 tests = []
-log = open(f"{out}.log", "w")
+log = open(f"{out}.log", "w")  # noqa: SIM115 - written by the callback during fit
 
 
 def report(epoch, hist):
