@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, _jsonable
+from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, _Symbp
 
 COST = "log-likelihood"
 ACTIVATIONS = ("sigmoid", "relu")
@@ -579,56 +579,14 @@ def symbp_layers(net: ConvNet, sb):
     return layers
 
 
-class _SymbpConv(ConvImpl):
-    """symbp's compiled conv model, ``model.run_epoch`` over the whole epoch (one kernel call)."""
+class _SymbpConv(_Symbp, ConvImpl):
+    """symbp's compiled conv model, ``model.run_epoch`` over the whole epoch (one kernel call); everything but
+    the network is the dense adapter's (``impls._Symbp``)."""
 
-    baseline = False
-    backend: ClassVar[str] = "numba"
+    requires: ClassVar[tuple[str, ...]] = ("Network", "Input", "Conv2D", "MaxPool", "Dense", "log_likelihood")
 
-    @classmethod
-    def available(cls):
-        try:
-            import symbp as sb
-        except Exception as exc:
-            return False, f"import symbp failed: {exc}"
-        names = ("Network", "Input", "Conv2D", "MaxPool", "Dense", "log_likelihood")
-        missing = [n for n in names if not hasattr(sb, n)]
-        return (False, f"symbp has no {', '.join(missing)} yet") if missing else (True, "")
-
-    def set_threads(self, threads):
-        if self.backend == "numba":
-            import numba
-
-            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-
-    def _setup(self, params, X, Y):
-        import symbp as sb
-
-        net = sb.Network(symbp_layers(self.net, sb), cost=sb.log_likelihood)
-        t0 = time.perf_counter()
-        try:
-            self.model = net.compile(backend=self.backend, dtype=self.dtype.name, seed=0)
-        except (ImportError, NotImplementedError) as exc:
-            raise ImplUnavailable(f"symbp's compile(backend={self.backend!r}) of {self.net.name}: {exc}") from exc
-        elapsed = time.perf_counter() - t0
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        self.set_params(params)
-        cache = getattr(self.model, "cache_info", None)
-        self.info = {"backend": self.backend, "cache_info": _jsonable(cache) if cache is not None else None}
-        if cache is not None and cache.get("hit"):
-            self.load_seconds = elapsed
-        else:
-            self.compile_seconds = elapsed
-
-    def set_params(self, params):
-        self.model.set_params([(np.array(W, dtype=self.dtype), np.array(b, dtype=self.dtype)) for W, b in params])
-
-    def params(self):
-        return [(np.array(W), np.array(b)) for W, b in self.model.params]
-
-    def epoch(self, order):
-        self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n)
+    def _network(self, sb):
+        return sb.Network(symbp_layers(self.net, sb), cost=sb.log_likelihood)
 
 
 class SymbpConvNumba(_SymbpConv):

@@ -410,13 +410,16 @@ class _Symbp(Impl):
     baseline = False
     backend: ClassVar[str] = "numba"
 
+    #: the symbp names the adapter needs
+    requires: ClassVar[tuple[str, ...]] = ("Network", "sigmoid", "quadratic", "cross_entropy")
+
     @classmethod
     def available(cls):
         try:
             import symbp as sb
         except Exception as exc:
             return False, f"import symbp failed: {exc}"
-        missing = [n for n in ("Network", "sigmoid", "quadratic", "cross_entropy") if not hasattr(sb, n)]
+        missing = [n for n in cls.requires if not hasattr(sb, n)]
         if missing:
             return False, f"symbp has no {', '.join(missing)} yet"
         return True, ""
@@ -427,11 +430,14 @@ class _Symbp(Impl):
 
             numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
 
+    def _network(self, sb):
+        cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[self.cost]
+        return sb.Network(self.layers, activation=sb.sigmoid, cost=cost)
+
     def _setup(self, params, X, Y):
         import symbp as sb
 
-        cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[self.cost]
-        net = sb.Network(self.layers, activation=sb.sigmoid, cost=cost)
+        net = self._network(sb)
         t0 = time.perf_counter()
         try:
             self.model = net.compile(backend=self.backend, dtype=self.dtype.name, seed=0)
