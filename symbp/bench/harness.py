@@ -12,8 +12,10 @@ Per case, in this order:
    (dtype-rounded) inputs.  Per parameter array the error is ``||got - ref|| / ||ref||``; the worst must be <=
    1e-10 (float64) or 1e-4 (float32), else ``CrossCheckError`` names the implementation and the array, and
    nothing is timed.
-2. Cold compile / warm load (symbp backends, optional): ``symbp.bench.probe`` in a fresh process with an empty
-   ``SYMBP_CACHE_DIR``, then again in a second fresh process on that now-filled cache.
+2. Cold compile / warm load (optional): for symbp's backends ``symbp.bench.probe`` in a fresh process with an
+   empty ``SYMBP_CACHE_DIR``, then again in a second fresh process on that now-filled cache; likewise JAX's first
+   jitted SGD step and PyTensor's numba-mode function (``symbp.bench.peer_probe``, ``peer_probe``), in the same
+   run, so that the figures compare.
 3. Steady state: one warm-up epoch each, then ``repeats`` epochs interleaved round-robin across
    implementations (each round starts one implementation later, all use the same fresh permutation);
    median/min/max seconds per epoch, GFLOP/s from exact matmul FLOP counts (``epoch_flops``), fraction of the
@@ -60,6 +62,7 @@ from symbp.bench.conv import COST as CONV_COST
 from symbp.bench.impls import (
     COSTS,
     DTYPES,
+    EXTRA_IMPLS,
     IMPLS,
     REFERENCE,
     Impl,
@@ -72,6 +75,8 @@ CHECK_BATCHES = 3
 FULL_EPOCH = 50_000  # MNIST's training set: ``s_per_50k`` scales a shorter epoch to it
 #: implementation registries and cross-check references per kind of case
 REGISTRIES: dict[str, dict[str, type[Impl]]] = {"dense": IMPLS, "conv": CONV_IMPLS}
+#: implementations run only when named, per kind
+EXTRAS: dict[str, dict[str, type[Impl]]] = {"dense": EXTRA_IMPLS, "conv": {}}
 REFERENCES = {"dense": REFERENCE, "conv": CONV_REFERENCE}
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 SUITES_FILE = Path(__file__).resolve().with_name("suites.py")  # inside the package: installs carry it
@@ -263,6 +268,7 @@ def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
     registry = REGISTRIES[kind]
     if impls is None:
         return list(registry.values())
+    registry = {**registry, **EXTRAS[kind]}
     if isinstance(impls, str):
         impls = [s.strip() for s in impls.split(",") if s.strip()]
     out = []
@@ -272,8 +278,8 @@ def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
                 out.append(item)
         elif item in registry:
             out.append(registry[item])
-        elif not any(item in r for r in REGISTRIES.values()):
-            known = dict.fromkeys(n for r in REGISTRIES.values() for n in r)
+        elif not any(item in r for r in (*REGISTRIES.values(), *EXTRAS.values())):
+            known = dict.fromkeys(n for r in (*REGISTRIES.values(), *EXTRAS.values()) for n in r)
             raise ValueError(f"unknown implementation {item!r}; known: {', '.join(known)}")
     names = [c.name for c in out]
     if len(set(names)) != len(names):
@@ -375,6 +381,69 @@ def compile_probe(backend: str, case: Case, threads: int = 1, timeout: float = 6
         "warm": runs[1],
         "cold_seconds": runs[0]["seconds"],
         "warm_seconds": runs[1]["seconds"],
+    }
+
+
+def peer_probe(lib: str, case: Case, threads: int = 1, timeout: float = 900, *, mode: str = "NUMBA",
+               scan: bool = True) -> dict:
+    """Cold compile, then warm load, of a peer's SGD step for the dense ``case``: each in a fresh process
+    (``symbp/bench/peer_probe.py``) on one temporary cache folder, empty for the first.
+
+    ``lib``: "jax" (``jax.jit`` of one mini-batch step and its first call; the warm run uses JAX's persistent
+    compilation cache, which the cold run fills: JAX's own default is no persistent cache) or "pytensor"
+    (``pytensor.function`` in ``mode``, the epoch as one scan when ``scan``, and its first call on one mini-batch;
+    ``base_compiledir`` and numba's cache in the folder).  Seconds as ``compile_probe``: compile + first call -
+    a steady call, import apart.  Raises RuntimeError with the child's stderr when a probe fails.
+    """
+    if case.net is not None:
+        raise ValueError("peer probes are for dense cases")
+    args = [
+        sys.executable,
+        str(Path(__file__).with_name("peer_probe.py")),
+        "--lib",
+        lib,
+        "--layers",
+        ",".join(map(str, case.layers)),
+        "--cost",
+        case.cost,
+        "--dtype",
+        case.dtype,
+        "--batch-size",
+        str(case.batch_size),
+        "--mode",
+        mode,
+        *(["--scan"] if scan else []),
+    ]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix=f"symbp-bench-{lib}-cache-") as cache:
+        if lib == "jax":
+            args += ["--jax-cache", str(Path(cache) / "jax")]
+        flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f and "compiledir" not in f]
+        env = dict(
+            os.environ,
+            PYTENSOR_FLAGS=",".join([*flags, f"base_compiledir={Path(cache) / 'pytensor'}"]),
+            NUMBA_CACHE_DIR=str(Path(cache) / "numba"),
+            OPENBLAS_NUM_THREADS=str(threads),
+            OMP_NUM_THREADS=str(threads),
+            NUMBA_NUM_THREADS=str(threads),
+        )
+        for label in ("cold", "warm"):
+            t0 = time.perf_counter()
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"{lib} compile probe ({mode if lib == 'pytensor' else ''}, {label}) failed:\n"
+                                   f"{proc.stderr[-3000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["seconds"] = r["compile_s"] + r["first_call_s"] - r["second_call_s"]
+            r["process_wall_s"] = wall
+            runs.append(r)
+    return {
+        "cold": runs[0],
+        "warm": runs[1],
+        "cold_seconds": runs[0]["seconds"],
+        "warm_seconds": runs[1]["seconds"],
+        "what": runs[0]["what"],
     }
 
 
@@ -484,13 +553,16 @@ def run_case(
     if cold:
         probes = {} if probes is None else probes
         for impl in impls:
-            backend = getattr(impl, "backend", None)
-            if backend is None or impl.baseline:
+            key = type(impl).probe_key(case)
+            if key is None:
                 continue
-            key = (backend, case.layers, case.cost, case.dtype, case.net)
             if key not in probes:
-                log(f"{case.name}: cold compile / warm load probe for symbp backend {backend}")
-                probes[key] = compile_probe(backend, case, threads)
+                log(f"{case.name}: cold compile / warm load probe for {impl.name} (fresh processes)")
+                try:
+                    probes[key] = type(impl).cold_probe(case, threads)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                    probes[key] = {"error": str(exc)[-1000:], "cold_seconds": None, "warm_seconds": None}
+                    log(f"[yellow]{case.name}: the cold probe for {impl.name} failed: {str(exc)[-300:]}")
             result["impls"][impl.name].update(
                 cold_compile_s=probes[key]["cold_seconds"],
                 warm_load_s=probes[key]["warm_seconds"],
@@ -697,14 +769,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--quick", action="store_true", help="the quick suite; small peak matmul; no cold-compile probes")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
     p.add_argument("--data-dir", help="folder holding mnist/ (default: $SYMBP_DATA_DIR or symbp's default)")
-    p.add_argument("--impl", help=f"comma-separated implementations (default: all): {', '.join(IMPLS)}")
+    p.add_argument("--impl", help=f"comma-separated implementations (default: all): {', '.join(IMPLS)}; "
+                   f"only when named: {', '.join(EXTRA_IMPLS)}")
     p.add_argument("--repeats", type=int, help="timed epochs per implementation (overrides the suite)")
     p.add_argument("--threads", type=int, default=1, help="BLAS/numba/torch threads (default: 1)")
     p.add_argument(
         "--cold",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="measure symbp cold compile / warm load in fresh processes (default: on unless --quick)",
+        help="measure cold compile / warm load of symbp, JAX and PyTensor in fresh processes (default: on unless "
+        "--quick)",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the memory probe epochs")
     p.add_argument("--suites-file", help="a suites.py defining SUITES (default: symbp/bench/suites.py)")
@@ -727,11 +801,12 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.list:
         for name, s in load_suites(args.suites_file).items():
             print(f"suite {name}: {len(s.cases)} cases. {s.description}")
-        for kind, registry in REGISTRIES.items():
-            for name, cls in registry.items():
-                ok, why = cls.available()
-                tag = "" if kind == "dense" else f" ({kind} nets)"
-                print(f"impl {name}{tag}: {'available' if ok else 'unavailable: ' + why}")
+        for extra, registries in ((False, REGISTRIES), (True, EXTRAS)):
+            for kind, registry in registries.items():
+                for name, cls in registry.items():
+                    ok, why = cls.available()
+                    tag = ("" if kind == "dense" else f" ({kind} nets)") + (" (only when named)" if extra else "")
+                    print(f"impl {name}{tag}: {'available' if ok else 'unavailable: ' + why}")
         return 0
     if args.layers or args.net:
         if args.layers and args.net:

@@ -15,8 +15,15 @@ and delta^L = a - y for cross-entropy.
 
 Baselines are written here from the math, independently of symbp's compiler: ``numpy-per-sample`` (the book's
 network2 algorithm, column vectors), ``numpy-batched`` (the whole mini-batch as one matrix; the reference),
-``torch-eager`` (autograd) and ``jax-scan`` (the whole epoch in one jitted ``lax.scan``) when those libraries
-import. ``symbp-*`` adapt symbp's compiled model (``Network(...).compile(...)``, ``model.run_epoch``).
+``torch-eager`` (autograd), ``torch-compile`` (the same loss compiled by ``torch.compile``), ``jax-scan`` (the
+whole epoch in one jitted ``lax.scan``), ``pytensor-numba`` (PyTensor's default mode, the epoch as one
+``pytensor.scan``) and ``pytensor-c`` (its C mode, one compiled call per mini-batch) when those libraries
+import; the JAX and PyTensor graphs live in ``symbp.bench.peer_graphs``.  ``EXTRA_IMPLS`` holds variants run only
+when named (``pytensor-numba-per-batch``, ``pytensor-c-scan``).  ``symbp-*`` adapt symbp's compiled model
+(``Network(...).compile(...)``, ``model.run_epoch``).
+
+Cold compiles: an implementation whose ``probe_key(case)`` is not None has a ``cold_probe(case, threads)``
+(fresh processes: symbp's ``compile_probe``, JAX's and PyTensor's ``harness.peer_probe``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,18 @@ class Impl:
         """Apply a thread count to the library's own pool (the harness limits BLAS via threadpoolctl)."""
 
     def _setup(self, params, X, Y) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def probe_key(cls, case) -> tuple | None:
+        """What the cold-compile probe of ``case`` compiles (implementations sharing a key share one probe);
+        None (the default): no probe."""
+        return None
+
+    @classmethod
+    def cold_probe(cls, case, threads: int = 1) -> dict:
+        """Cold compile, then warm load, in fresh processes: a dict with ``cold_seconds`` and ``warm_seconds``
+        (None where there is no warm cache), ``cold``/``warm`` (each probe's own figures) and ``what``."""
         raise NotImplementedError
 
     def set_params(self, params) -> None:
@@ -242,6 +261,7 @@ class TorchEager(Impl):
     """PyTorch eager mode on the CPU, gradients by autograd, SGD updates under ``torch.no_grad()``."""
 
     name = "torch-eager"
+    compiled: ClassVar[bool] = False
 
     @classmethod
     def available(cls):
@@ -265,6 +285,9 @@ class TorchEager(Impl):
         self.Y = torch.tensor(np.asarray(Y, dtype=self.dtype))
         self.set_params(params)
         self.info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+        self.loss = torch_dense_loss(torch, self.cost)
+        if self.compiled:
+            self._compile()
 
     def set_params(self, params):
         t = self._torch
@@ -278,22 +301,13 @@ class TorchEager(Impl):
         from symbp.bench.conv import _keep_torch_threads
 
         _keep_torch_threads(self)
-        torch, F = self._torch, self._torch.nn.functional
-        m, eta, L = self.m, self.eta, len(self.Ws)
+        torch, loss = self._torch, self.loss
+        m, eta = self.m, self.eta
         decay = 1 - eta * self.lmbda / self.n
         order_t = torch.as_tensor(np.asarray(order, dtype=np.int64))
         for k in range(len(order) // m):
             idx = order_t[k * m : (k + 1) * m]
-            xb, yb = self.X[idx], self.Y[idx]
-            a = xb
-            for l in range(L):
-                z = a @ self.Ws[l].T + self.bs[l]
-                a = torch.sigmoid(z) if l < L - 1 or self.cost == "quadratic" else None
-            if self.cost == "quadratic":
-                loss = 0.5 * ((a - yb) ** 2).sum()
-            else:  # from the logits: the gradient at z is exactly sigmoid(z) - y
-                loss = F.binary_cross_entropy_with_logits(z, yb, reduction="sum")
-            loss.backward()
+            loss(self.Ws, self.bs, self.X[idx], self.Y[idx]).backward()
             with torch.no_grad():
                 for W, b in zip(self.Ws, self.bs, strict=True):
                     if decay != 1:
@@ -302,6 +316,113 @@ class TorchEager(Impl):
                     b.sub_(b.grad, alpha=eta / len(idx))
                     W.grad = None
                     b.grad = None
+
+
+def torch_dense_loss(torch, cost):
+    """``loss(Ws, bs, xb, yb)``: the mini-batch's summed cost of the dense sigmoid net (a tensor scalar)."""
+    F = torch.nn.functional
+
+    def loss(Ws, bs, xb, yb):
+        a, L = xb, len(Ws)
+        for l in range(L):
+            z = a @ Ws[l].T + bs[l]
+            a = torch.sigmoid(z) if l < L - 1 or cost == "quadratic" else None
+        if cost == "quadratic":
+            return 0.5 * ((a - yb) ** 2).sum()
+        # from the logits: the gradient at z is exactly sigmoid(z) - y
+        return F.binary_cross_entropy_with_logits(z, yb, reduction="sum")
+
+    return loss
+
+
+class TorchCompile(TorchEager):
+    """``torch-eager`` with the loss (forward and, through AOTAutograd, backward) compiled by ``torch.compile``
+    (inductor, ``fullgraph=True, dynamic=False``); the SGD updates stay eager under ``no_grad`` as there.
+
+    As for the conv nets (``symbp.bench.conv.TorchConvCompile``), a fresh process first compiles and runs two
+    steps with a time limit (``conv.COMPILE_TIMEOUT``); a failure or a timeout makes it unavailable with the
+    reason.  ``compile_seconds``: the first compiled step in this process (on the inductor cache the trial
+    filled).
+    """
+
+    name = "torch-compile"
+    compiled = True
+
+    def set_threads(self, threads):
+        super().set_threads(threads)
+        if self._threads != self._compiled_threads:  # inductor's C++ kernels are generated for a thread count
+            self._compile_loss()
+
+    def _compile(self):
+        from symbp.bench.conv import COMPILE_TIMEOUT
+
+        self.info["compile_trial"] = _dense_compile_trial(self.layers, self.cost, self.dtype.name, self.m,
+                                                          COMPILE_TIMEOUT)
+        self._threads = 1
+        self._torch.set_num_threads(1)  # as the trial; the harness's count, if another, recompiles (set_threads)
+        self._compile_loss()
+
+    def _compile_loss(self):
+        torch = self._torch
+        self._compiled_threads = torch.get_num_threads()
+        self.loss = torch.compile(torch_dense_loss(torch, self.cost), fullgraph=True, dynamic=False)
+        t0 = time.perf_counter()
+        try:
+            self.loss(self.Ws, self.bs, self.X[: self.m], self.Y[: self.m]).backward()
+        except Exception as exc:
+            raise ImplUnavailable(f"torch.compile failed here: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        self.compile_seconds = time.perf_counter() - t0
+        for p in (*self.Ws, *self.bs):
+            p.grad = None
+
+
+def _dense_compile_trial(layers, cost, dtype, m, timeout) -> dict:
+    """Compile and run two steps of the dense net's compiled loss in a fresh process with a time limit; raise
+    ``ImplUnavailable`` with the reason if that fails or takes more than ``timeout`` seconds."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import json, sys; from symbp.bench.impls import _dense_compile_trial_main; "
+            "print(json.dumps(_dense_compile_trial_main(json.loads(sys.argv[1]))))")
+    arg = json.dumps({"layers": list(layers), "cost": cost, "dtype": dtype, "m": m})
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=timeout,
+                              env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ImplUnavailable(f"torch.compile did not finish compiling a training step in {timeout:.0f} s "
+                              "(fresh-process trial; skipped)") from exc
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ImplUnavailable("torch.compile failed here (fresh-process trial): " + " | ".join(tail)[-500:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_wall_s"] = wall
+    return out
+
+
+def _dense_compile_trial_main(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[spec["dtype"]]
+    layers, m = spec["layers"], spec["m"]
+    Ws = [(torch.randn(o, i, dtype=tdtype) / i**0.5).requires_grad_() for i, o in zip(layers[:-1], layers[1:])]
+    bs = [torch.randn(o, dtype=tdtype).requires_grad_() for o in layers[1:]]
+    loss = torch.compile(torch_dense_loss(torch, spec["cost"]), fullgraph=True, dynamic=False)
+    xb = torch.rand((m, layers[0]), dtype=tdtype)
+    yb = torch.nn.functional.one_hot(torch.randint(0, layers[-1], (m,)), layers[-1]).to(tdtype)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        loss(Ws, bs, xb, yb).backward()
+        times.append(time.perf_counter() - t0)
+    return {"first_step_s": times[0], "second_step_s": times[1]}
 
 
 class JaxScan(Impl):
@@ -343,34 +464,19 @@ class JaxScan(Impl):
         }
 
     def _make_epoch(self):
-        jax, jnp = self._jax, self._jnp
-        m, eta, cost = self.m, self.eta, self.cost
-        decay = 1 - eta * self.lmbda / self.n
+        from symbp.bench.peer_graphs import jax_epoch
 
-        def loss(params, xb, yb):
-            a = xb
-            for W, b in params:
-                z = a @ W.T + b
-                a = jax.nn.sigmoid(z)
-            if cost == "quadratic":
-                return 0.5 * jnp.sum((a - yb) ** 2)
-            # cross-entropy of sigmoid(z) written stably from the logits; d/dz = sigmoid(z) - y
-            return jnp.sum(yb * jax.nn.softplus(-z) + (1 - yb) * jax.nn.softplus(z))
+        return jax_epoch(self._jax, self._jnp, self.cost, self.m, self.eta, 1 - self.eta * self.lmbda / self.n)
 
-        grad = jax.grad(loss)
+    @classmethod
+    def probe_key(cls, case):
+        return ("jax", case.layers, case.cost, case.dtype, case.batch_size)
 
-        def epoch(params, X, Y, order):
-            def step(params, idx):
-                g = grad(params, X[idx], Y[idx])
-                return [
-                    (decay * W - (eta / m) * gW, b - (eta / m) * gb) for (W, b), (gW, gb) in zip(params, g, strict=True)
-                ], None
+    @classmethod
+    def cold_probe(cls, case, threads=1):
+        from symbp.bench.harness import peer_probe
 
-            nb = order.shape[0] // m
-            params, _ = jax.lax.scan(step, params, order[: nb * m].reshape(nb, m))
-            return params
-
-        return epoch
+        return peer_probe("jax", case, threads)
 
     def _compiled_for(self, length):
         """The epoch function compiled ahead of time for an order of ``length`` (a multiple of m)."""
@@ -396,6 +502,155 @@ class JaxScan(Impl):
         fn = self._compiled_for(length)
         self._params = fn(self._params, self.X, self.Y, self._jnp.asarray(order[:length]))
         self._jax.block_until_ready(self._params)
+
+
+# ----------------------------------------------------------------------------------------------- PyTensor
+class _Pytensor(Impl):
+    """PyTensor (Theano's successor): the net as a ``pytensor.tensor`` graph, ``pytensor.grad``, shared variables
+    for X, Y, W and b, the SGD step as ``updates``, compiled by ``pytensor.function`` in ``mode``
+    (``symbp.bench.peer_graphs.pytensor_sgd``).  ``scan``: the whole epoch is one compiled ``pytensor.scan``
+    over the mini-batches (the permutation is the input); else one compiled call per mini-batch, as the book's
+    network3.py does.
+
+    ``compile_seconds``: ``pytensor.function`` plus its first call on one mini-batch (the numba backend compiles
+    then), on whatever PyTensor's compile cache (``config.base_compiledir``) holds; fresh-process cold and warm
+    figures come from ``symbp.bench.peer_probe``.  Threads: products go to the OpenBLAS SciPy ships (numba's
+    ``np.dot`` in NUMBA mode, ``?gemm_`` in C mode; see ``peer_graphs.scipy_openblas_ldflags``), which the
+    harness's threadpoolctl limit covers; PyTensor's OpenMP is off (its default).
+    """
+
+    mode: ClassVar[str] = "NUMBA"
+    scan: ClassVar[bool] = True
+
+    @classmethod
+    def available(cls):
+        try:
+            import pytensor
+        except Exception as exc:
+            return False, f"import pytensor failed: {exc}"
+        if cls.mode in ("CVM", "C") and not pytensor.config.cxx:
+            return False, "PyTensor found no C++ compiler (config.cxx is empty): its C mode cannot run here"
+        if cls.mode == "NUMBA":
+            try:
+                import numba  # noqa: F401
+            except Exception as exc:
+                return False, f"PyTensor's numba mode needs numba: {exc}"
+        return True, ""
+
+    def _setup(self, params, X, Y):
+        import pytensor
+
+        from symbp.bench.peer_graphs import pytensor_sgd
+
+        self._pytensor = pytensor
+        self.info = {
+            "pytensor": pytensor.__version__,
+            "mode": self.mode,
+            "default_mode": str(pytensor.config.mode),
+            "variant": "scan: the whole epoch in one call" if self.scan else "one call per mini-batch",
+            "openmp": bool(pytensor.config.openmp),
+            "numba_fastmath": bool(getattr(pytensor.config, "numba__fastmath", False)),
+        }
+        if self.mode in ("CVM", "C"):
+            self.info["blas"] = configure_pytensor_blas(pytensor)
+        t0 = time.perf_counter()
+        try:
+            self._fn, self._shared = pytensor_sgd(
+                pytensor, params, X, Y, cost=self.cost, dtype=self.dtype, m=self.m, eta=self.eta,
+                lmbda=self.lmbda, n=self.n, mode=self.mode, scan=self.scan,
+            )
+            self._fn(np.arange(self.m, dtype=np.int64))  # the numba backend compiles on the first call
+        except Exception as exc:  # NotImplementedError (an Op without code for the mode), a failed C compile, ...
+            raise ImplUnavailable(f"PyTensor mode {self.mode} could not compile the SGD graph here: "
+                                  f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        self.compile_seconds = time.perf_counter() - t0
+        self.set_params(params)
+        self.info["linker"] = type(self._fn.compiled.maker.linker).__name__
+
+    def set_params(self, params):
+        for sW, sb, (W, b) in zip(self._shared["W"], self._shared["b"], params, strict=True):
+            sW.set_value(np.array(W, dtype=self.dtype), borrow=True)
+            sb.set_value(np.array(b, dtype=self.dtype), borrow=True)
+
+    def params(self):
+        return [(W.get_value(), b.get_value()) for W, b in zip(self._shared["W"], self._shared["b"], strict=True)]
+
+    def epoch(self, order):
+        self._fn(order)
+
+
+def configure_pytensor_blas(pytensor) -> dict:
+    """Give PyTensor's C backend a BLAS: its own detection or the user's ``blas__ldflags`` when they find one, else
+    SciPy's bundled OpenBLAS (``peer_graphs.scipy_openblas_ldflags``).  Returns what was used, for the record."""
+    import logging
+    import warnings
+
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS: the C modules link to the already-loaded copy)
+
+    from symbp.bench.peer_graphs import scipy_openblas_ldflags
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not link to a BLAS installation": handled below
+        flags = pytensor.config.blas__ldflags
+    if flags and "scipy_dgemm_" not in flags:
+        return {"source": "PyTensor's blas__ldflags (its detection or the user's)", "ldflags": flags}
+    alt = flags or scipy_openblas_ldflags()
+    if not alt:
+        return {"source": "none: PyTensor's C mode runs the products through NumPy from Python", "ldflags": ""}
+    pytensor.config.blas__ldflags = alt
+    # ":libscipy_openblas-….so" is not a -l name PyTensor's library-folder check recognises; it links fine
+    logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
+    return {"source": "SciPy's bundled OpenBLAS (symbols renamed by -D macros; set by the harness)",
+            "ldflags": alt.split(" -D")[0] + " -D<name>_=scipy_<name>_ ..."}
+
+
+class PytensorNumba(_Pytensor):
+    """PyTensor in its default mode, NUMBA (the linker ``"auto"`` picks numba in PyTensor 3), the whole epoch as
+    one ``pytensor.scan`` call.  Measured on the ch.1 net at mini-batch 10 (2 cores, busy machine): scan
+    0.23 s/epoch, one call per mini-batch 0.25 s (``pytensor-numba-per-batch``)."""
+
+    name = "pytensor-numba"
+    mode = "NUMBA"
+    scan = True
+
+    @classmethod
+    def probe_key(cls, case):
+        return ("pytensor", cls.mode, cls.scan, case.layers, case.cost, case.dtype, case.batch_size)
+
+    @classmethod
+    def cold_probe(cls, case, threads=1):
+        from symbp.bench.harness import peer_probe
+
+        return peer_probe("pytensor", case, threads, mode=cls.mode, scan=cls.scan)
+
+
+class PytensorC(_Pytensor):
+    """PyTensor's C mode (``mode="CVM"``: C thunks run by the C virtual machine; ``"C"`` alone raises
+    NotImplementedError for this graph in PyTensor 3.0), one call per mini-batch.  Measured on the ch.1 net at
+    mini-batch 10 (2 cores, busy machine): 0.16 s/epoch, the epoch as one scan 0.19 s (``pytensor-c-scan``);
+    without a BLAS (what a pip install finds here) 0.95 s."""
+
+    name = "pytensor-c"
+    mode = "CVM"
+    scan = False
+
+
+class PytensorNumbaPerBatch(PytensorNumba):
+    """``pytensor-numba`` with one compiled call per mini-batch (not run by default: the scan is faster)."""
+
+    name = "pytensor-numba-per-batch"
+    scan = False
+
+    @classmethod
+    def probe_key(cls, case):
+        return None
+
+
+class PytensorCScan(PytensorC):
+    """``pytensor-c`` with the whole epoch as one ``pytensor.scan`` (not run by default: it is slower)."""
+
+    name = "pytensor-c-scan"
+    scan = True
 
 
 # -------------------------------------------------------------------------------------- symbp adapters
@@ -429,6 +684,17 @@ class _Symbp(Impl):
             import numba
 
             numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+
+    @classmethod
+    def probe_key(cls, case):
+        return ("symbp", cls.backend, case.layers, case.cost, case.dtype, case.net)
+
+    @classmethod
+    def cold_probe(cls, case, threads=1):
+        from symbp.bench.harness import compile_probe
+
+        probe = compile_probe(cls.backend, case, threads)
+        return {**probe, "what": f"symbp {cls.backend}: import symbp (apart), net.compile(), first run_epoch call"}
 
     def _network(self, sb):
         cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[self.cost]
@@ -508,10 +774,15 @@ IMPLS: dict[str, type[Impl]] = {
         NumpyPerSample,
         NumpyBatched,
         TorchEager,
+        TorchCompile,
         JaxScan,
+        PytensorNumba,
+        PytensorC,
         SymbpNumbaEpoch,
         SymbpNumbaPerBatch,
         SymbpNumpy,
     )
 }
 REFERENCE = NumpyBatched.name
+#: variants run only when named (``--impl NAME``): measured slower than the registered variant of the same library
+EXTRA_IMPLS: dict[str, type[Impl]] = {cls.name: cls for cls in (PytensorNumbaPerBatch, PytensorCScan)}

@@ -33,6 +33,7 @@ LIBRARIES = (
     "torch",
     "jax",
     "jaxlib",
+    "pytensor",
 )
 
 

@@ -2,9 +2,10 @@
 
 Takes: the results dict of ``symbp.bench.harness.run_suite`` (and an output folder).  Gives: ``print_table``
 (rich), ``write_json`` (everything, raw repeat times and environment included), ``write_markdown`` (a table
-per case), ``write_plots`` (matplotlib, Agg: seconds per epoch per implementation per case, bars on a log
-scale; and scaling with hidden size and with mini-batch size when the suite has cases differing only in
-those), ``write_all`` (all of them).
+per case, then the cold-compile probes of symbp, JAX and PyTensor side by side: ``probe_rows``),
+``write_plots`` (matplotlib, Agg: seconds per epoch per implementation per case, bars on a log scale; and
+scaling with hidden size and with mini-batch size when the suite has cases differing only in those),
+``write_all`` (all of them).
 
 Ratios are speed-ups: ``median(baseline) / median(impl)``, so 2.0 means twice as fast as that baseline.
 """
@@ -159,6 +160,15 @@ def print_table(results: dict, console=None) -> None:
             console.print(line, highlight=False)
         if case.get("products_bound"):
             console.print(_bound_note(case), highlight=False)
+    rows = probe_rows(results)
+    if rows:
+        table = Table(title="cold compile / warm-cache load, fresh processes (compile + first call - a steady call)",
+                      title_justify="left")
+        for i, h in enumerate(PROBE_HEADERS):
+            table.add_column(h, justify="left" if i < 3 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     peak = results["peak"]["at_threads"]
     console.print(
         f"matmul peak (BLAS threads {results['peak']['threads']}): "
@@ -185,6 +195,40 @@ def _bound_note(case: dict) -> str:
     return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "
             f"nothing else) take {pb['median_s']:.4g} s/epoch, {pb['gflops']:.1f} GFLOP/s{frac}: no epoch "
             "built on this BLAS can do better.")
+
+
+PROBE_HEADERS = ["case", "impl", "what is compiled", "import s", "cold s", "warm s", "cold × JAX", "warm × JAX"]
+
+
+def probe_rows(results: dict) -> list[list[str]]:
+    """One row per cold-compile probe (fresh processes; implementations sharing a probe share a row): the case,
+    the implementations, what the probe compiles, the library's import, cold and warm-cache seconds (compile +
+    first call - a steady call), and both as multiples of JAX's cold first jitted step in the same case."""
+    rows = []
+    for case in results["cases"]:
+        groups: dict = {}
+        for name, v in case["impls"].items():
+            pr = v.get("compile_probe")
+            if pr is not None:
+                groups.setdefault(id(pr), (pr, []))[1].append(name)
+        if not groups:
+            continue
+        jax = next((pr for pr, names in groups.values() if any(n.startswith("jax") for n in names)), None)
+        jax_cold = (jax or {}).get("cold_seconds")
+        for pr, names in groups.values():
+            cold, warm = pr.get("cold_seconds"), pr.get("warm_seconds")
+            what = pr.get("what") or ("probe failed: " + pr.get("error", "")[-120:] if "error" in pr else "")
+            rows.append([
+                case["case"]["name"],
+                ", ".join(names),
+                what,
+                _f((pr.get("cold") or {}).get("import_s"), ".2f"),
+                _f(cold, ".2f"),
+                _f(warm, ".2f"),
+                _f(cold / jax_cold if cold and jax_cold else None, ".1f"),
+                _f(warm / jax_cold if warm and jax_cold else None, ".1f"),
+            ])
+    return rows
 
 
 def _unavailable_notes(case: dict) -> list[str]:
@@ -271,6 +315,23 @@ def write_markdown(results: dict, path) -> Path:
         if case.get("products_bound"):
             notes.append("- " + _bound_note(case))
         lines += ["", *notes, ""] if notes else [""]
+    rows = probe_rows(results)
+    if rows:
+        lines += [
+            "## Cold compile and warm-cache load (fresh processes, same run)",
+            "",
+            "Each probe is a fresh Python process on an empty cache folder (cold), then a second one on the folder "
+            "the first filled (warm): symbp's `compile()` and first `run_epoch` call (SYMBP_CACHE_DIR and numba's "
+            "cache), JAX's `jax.jit` of one SGD step and its first call (the warm run on JAX's persistent "
+            "compilation cache, which is opt-in in JAX), PyTensor's `pytensor.function` and its first call "
+            "(base_compiledir and numba's cache). Seconds: compile + first call - a steady call; the library's "
+            "import is timed apart (first run's import shown).",
+            "",
+            "| " + " | ".join(PROBE_HEADERS) + " |",
+            "|---|---|---|" + "---:|" * (len(PROBE_HEADERS) - 3),
+            *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows),
+            "",
+        ]
     path = Path(path)
     path.write_text("\n".join(lines))
     return path
