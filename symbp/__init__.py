@@ -13,7 +13,8 @@ from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
 from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
 from symbp.network import Network
 from symbp.parsing import parse
-from symbp.symbols import a, y, z
+from symbp.regularizers import L1, L2, Regularizer
+from symbp.symbols import a, w, y, z
 
 
 def load(path):
@@ -31,8 +32,11 @@ __all__ = [
     "Dense",
     "Dropout",
     "Input",
+    "L1",
+    "L2",
     "MaxPool",
     "Network",
+    "Regularizer",
     "a",
     "cross_entropy",
     "data",
@@ -46,6 +50,7 @@ __all__ = [
     "softmax",
     "softplus",
     "tanh",
+    "w",
     "y",
     "z",
 ]

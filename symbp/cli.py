@@ -45,6 +45,12 @@ examples:
   symbp train --layers 784,100,10 --cost cross-entropy --lmbda 5 --eta 0.1 --epochs 60 --eval validation
   symbp train --activation "z/(1+abs(z))" --output-activation sigmoid --epochs 5 --plot curves.png
 
+chapter 3's techniques and chapter 5's diagnostics:
+  symbp train --layers 784,100,10 --cost cross-entropy --eta 0.5 --l1 5 --eval validation   # L1
+  symbp train --regularizer "abs(w)/2 + w^2/4" --momentum 0.9 --eta 0.1                     # elastic + momentum
+  symbp train --cost cross-entropy --eta 0.5 --schedule halve --patience 10 --epochs 200 --eval validation
+  symbp train --layers 784,30,30,30,10 --cost cross-entropy --eta 0.1 --diagnostics --plot ch5.png
+
 the book's chapter-6 nets (network3.py; the names are its conv.py's), mini-batch 10 as in the book:
   c6="--cost log-likelihood --dtype float32"; two="conv20x5x5,pool2,conv40x5x5,pool2"
   symbp train $c6 --epochs 60 --eta 0.1 --layers fc100,softmax10                           # shallow
@@ -105,6 +111,13 @@ def _number(text: str, positive: bool) -> float:
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
+
+
+def _momentum_number(text: str) -> float:
+    v = _number(text, positive=False)
+    if not v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), like 0.9, got {text!r}")
+    return v
 
 
 def _positive_number(text: str) -> float:
@@ -171,6 +184,12 @@ def _option(option: str, parse, text: str):
         raise ValueError(f"argument {option}: {exc}") from exc
 
 
+def _regularizer_arg(text: str):
+    from symbp.regularizers import Regularizer
+
+    return Regularizer.parse("custom", text)
+
+
 def build_network(args, check_input: bool = True):
     """The network of ``--layers``, ``--activation``, ``--output-activation`` and ``--cost`` (expressions are
     read by the whitelist parser; an error names the option).  The input is implied by the dataset (MNIST's
@@ -224,6 +243,23 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("--lmbda-network3", type=_non_negative_number, default=None, metavar="LMBDA",
                      help="L2 regularisation given as the book's network3 (chapter 6) λ, which adds "
                           "0.5·λ·Σw²/num_training_batches: the same as --lmbda LMBDA × --batch-size")
+    reg.add_argument("--l1", type=_non_negative_number, default=None, metavar="LMBDA",
+                     help="L1 regularisation (chapter 3): the cost gets λ/n·Σ|w|, the update w → w − (ηλ/n)·sgn(w) "
+                          "− η·∂C₀/∂w")
+    reg.add_argument("--regularizer", default=None, metavar="EXPR",
+                     help="a penalty R(w) of your own, in the weight w (e.g. \"abs(w)/2 + w^2/4\"): the cost gets "
+                          "1/n·Σ R(w) over the weights; sympy derives R′ for the generated update")
+    o.add_argument("--momentum", type=_momentum_number, default=0.0, metavar="MU",
+                   help="momentum SGD (chapter 3, eqs. 107-108): v → μv − η∇C, w → w + v; 0 is plain SGD "
+                        "(default: 0)")
+    o.add_argument("--schedule", choices=["halve"], default=None,
+                   help="learning-rate schedule: halve η after --patience epochs without a better evaluation "
+                        "accuracy; stop when η would reach η/128 (the book's chapter 3)")
+    o.add_argument("--patience", type=_positive_int, default=10, metavar="N",
+                   help="epochs without improvement before --schedule halve halves η (default: 10)")
+    o.add_argument("--diagnostics", action="store_true",
+                   help="record chapter 5's diagnostics per epoch (speed of learning ‖∂C/∂bˡ‖, ‖∂C/∂wˡ‖, saturated "
+                        "units, weight statistics) on 1,000 training images; with --plot, also plot them")
     o.add_argument("--init", choices=["default", "large"], default="default",
                    help="weights N(0, 1/n_in) (default) or the book's chapter-1 N(0, 1) (large)")
     o.add_argument("--seed", type=_non_negative_int, default=0,
@@ -429,6 +465,13 @@ def check_train_args(args):
                          f"got {args.batch_size}")
     if args.lmbda_network3 is not None:
         args.lmbda = args.lmbda_network3 * args.batch_size
+    args.regularizer_obj = None
+    if args.l1 is not None:
+        from symbp.regularizers import L1
+
+        args.regularizer_obj = L1(args.l1)
+    elif args.regularizer is not None:
+        args.regularizer_obj = _option("--regularizer", _regularizer_arg, args.regularizer)
     net = build_network(args)
     out = net.layers[-1]
     if getattr(out, "n", N_CLASSES) < N_CLASSES:
@@ -460,6 +503,7 @@ def cmd_train(args) -> int:
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = net.compile(backend=args.backend, dtype=args.dtype, seed=args.seed, init=args.init)
+    model.prepare(model.update_kernel(args.regularizer_obj, args.momentum), "forward", "cost")  # what fit uses
     compile_s = time.perf_counter() - t0
     say(f"{net!r}: {X.shape[0]} training samples"
         + (f" ({n_images} images and their 4 one-pixel shifts)" if args.expand else "")
@@ -477,9 +521,14 @@ def cmd_train(args) -> int:
         say(line)
 
     progress = False if (args.no_progress or not args.quiet) else None
+    if args.regularizer_obj is not None or args.momentum or args.schedule:
+        say("update: " + "; ".join(net.equations(args.regularizer_obj, args.momentum).update_rule())
+            + (f"; schedule: halve η after {args.patience} epochs without improvement" if args.schedule else ""))
     hist = model.fit((X, labels), epochs=args.epochs, batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
                      evaluation_data=evaluation, monitor_training=args.monitor_training,
-                     early_stopping=args.early_stop, seed=args.seed, progress=progress, callback=report)
+                     early_stopping=args.early_stop, seed=args.seed, progress=progress, callback=report,
+                     regularizer=args.regularizer_obj, momentum=args.momentum, schedule=args.schedule,
+                     patience=args.patience, diagnostics=args.diagnostics)
     train_s = sum(hist.epoch_seconds)
     if hist.evaluation_accuracy:
         best = max(hist.evaluation_accuracy)
@@ -493,14 +542,25 @@ def cmd_train(args) -> int:
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --save: cannot save the model: {exc}") from exc
         print(f"saved model to {jpath} and {npath}")
+    if hist.diagnostics:
+        last = hist.diagnostics[-1]
+        speeds = ", ".join("-" if v is None else f"{v:.3g}" for v in last["speed"])
+        cost = sum(hist.diagnostics_seconds) / max(train_s, 1e-12)
+        print(f"speed of learning ‖∂C/∂bˡ‖ per layer after epoch {last['epoch']}: {speeds} "
+              f"(diagnostics took {cost:.1%} of the training time)")
     if plot:
         from symbp.train.plot import plot_history
 
         try:
-            written = plot_history(hist, plot, title=repr(net))
+            written = [plot_history(hist, plot, title=repr(net))]
+            if hist.diagnostics:
+                from symbp.train.diagnostics import plot_diagnostics, plot_weight_tiles
+
+                written.append(plot_diagnostics(hist, plot.with_name(f"{plot.stem}-diagnostics{plot.suffix}")))
+                written.append(plot_weight_tiles(model, plot.with_name(f"{plot.stem}-weights{plot.suffix}")))
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --plot: cannot write the curves: {exc}") from exc
-        print(f"wrote {written}")
+        print("wrote " + ", ".join(map(str, written)))
     return 0
 
 

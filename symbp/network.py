@@ -111,14 +111,38 @@ class Network:
         return [layer.activation for layer in self.layers[1:] if layer.activation is not None]
 
     @cached_property
+    def untrainable(self) -> str | None:
+        """Why gradient descent cannot train this network, or None when it can: an activation whose σ′ is zero
+        almost everywhere (a step, ``Heaviside(z)``: the perceptron of the book's chapter 1), so that no small
+        change of a weight changes the cost.  Such a network still runs ``feedforward`` and ``cost``."""
+        import sympy as sp
+
+        from symbp.symbols import z
+
+        for l, layer in enumerate(self.layers[1:], start=1):
+            act = layer.activation
+            if act is None:
+                continue
+            d = sp.diff(act.expr, z)
+            if d.has(sp.DiracDelta) and d.replace(sp.DiracDelta, lambda *args: sp.S.Zero).equals(0) is not False:
+                return (f"layer {l} ({act.name}) has σ′(z) = {d}, zero wherever it is defined (a step), so gradient "
+                        "descent cannot learn: no small change of a weight or bias changes the output or the cost. "
+                        "This is why the book (chapter 1) moves from perceptrons to sigmoid neurons: use a smooth "
+                        "activation such as sb.sigmoid to train (feedforward and cost still work)")
+        return None
+
+    @cached_property
     def _equations(self):
         from symbp.derive.equations import derive
 
         return derive(self)
 
-    def equations(self):
-        """BP1–BP4 derived for this network (see ``symbp.derive.equations.Equations``)."""
-        return self._equations
+    def equations(self, regularizer=None, momentum: float = 0.0):
+        """BP1–BP4 derived for this network (see ``symbp.derive.equations.Equations``), with the SGD update rule
+        of ``fit(regularizer=..., momentum=...)`` (default: L2 by ``lmbda``, no momentum)."""
+        if regularizer is None and not momentum:
+            return self._equations
+        return self._equations.with_update(regularizer, momentum)
 
     def compile(self, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default"):
         """Generate, compile and load the kernels; return a ``Model`` with initialised parameters."""

@@ -1,8 +1,8 @@
 """The canonical sympy symbols of symbp.
 
-Takes: nothing.  Gives: real sympy symbols ``z`` (weighted input), ``a`` (activation), ``y`` (target) and
-``canonical``.  The whitelist parser is ``symbp.parsing`` (which imports this module, not the other way round);
-``symbols.parse`` is kept as a name for it.
+Takes: nothing.  Gives: real sympy symbols ``z`` (weighted input), ``a`` (activation), ``y`` (target),
+``w`` (a weight, in regularisers) and ``canonical``.  The whitelist parser is ``symbp.parsing`` (which
+imports this module, not the other way round); ``symbols.parse`` is kept as a name for it.
 
 Expressions written by users with plain ``sympy.Symbol("z")`` are accepted everywhere: ``canonical``
 matches symbols by name and swaps in the real ones, so ``Abs``/``Max`` differentiate usefully.
@@ -15,12 +15,14 @@ import sympy as sp
 z = sp.Symbol("z", real=True)
 a = sp.Symbol("a", real=True)
 y = sp.Symbol("y", real=True)
+#: a weight, the variable of a regulariser's penalty R(w) (``symbp.regularizers``)
+w = sp.Symbol("w", real=True)
 
-SYMBOLS = {"z": z, "a": a, "y": y}
+SYMBOLS = {"z": z, "a": a, "y": y, "w": w}
 
 
 def canonical(expr: sp.Expr) -> sp.Expr:
-    """Replace any symbol named ``z``, ``a`` or ``y`` (whatever its assumptions) by the canonical real one."""
+    """Replace any symbol named ``z``, ``a``, ``y`` or ``w`` (whatever its assumptions) by the canonical real one."""
     expr = sp.sympify(expr) if not isinstance(expr, sp.Basic) else expr
     swap = {s: SYMBOLS[s.name] for s in expr.free_symbols if s.name in SYMBOLS and s != SYMBOLS[s.name]}
     return expr.xreplace(swap) if swap else expr

@@ -11,10 +11,11 @@ missing or different, because numba keys its own cache on the file's modificatio
 half-written entry (source that does not match, numba index or data files that fail to load) is removed
 and rebuilt once.  Two processes compiling the same kernel at once both succeed: each write is atomic.
 
-The declaration index (``kernels/index/<declaration key>.json``) lets a warm process skip derivation: a
-record names the content key of a module and holds the kernels' sources for display.  A record is used only
-after verification: the module file it points to must exist and hash to that key, and every recorded source
-must be part of that module; anything else is ignored and rewritten.  So an edited index can point a process
+Each kernel is a module of its own, compiled by numba when a model first calls it (``Kernels``).  The
+declaration index (``kernels/index/<declaration key>.json``) lets a warm process skip derivation: a record
+names, per kernel, the content key of its module and holds its source for display.  A record is used only
+after verification: each module file it points to must exist and hash to its key, and each recorded source
+must be part of its module; anything else is ignored and rewritten.  So an edited index can point a process
 only at a module this code generator wrote and hashed, never inject source of its own.
 
 Cache I/O errors are reported as what they are (``KernelCacheError``, an ``OSError`` naming the folder and
@@ -179,32 +180,61 @@ def _module_path(key: str) -> Path:
 def lookup_declaration(key: str) -> dict | None:
     """The kernels recorded for a declaration key, verified, or None (missing, damaged or not matching).
 
-    Returns ``{"module": source, "sources": {name: source}, "module_key": key}``; the module source is read
-    from the content-addressed module file and must hash to the key the record names.
+    Returns ``{"modules": {kernel: module source}, "sources": {kernel: source}, "module_keys": {kernel: key}}``;
+    each kernel's module source is read from its content-addressed module file, which must hash to the key the
+    record names and contain the recorded kernel source.
     """
     try:
         doc = json.loads(_index_path(key).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not (isinstance(doc, dict) and isinstance(doc.get("module_key"), str) and isinstance(doc.get("sources"), dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in doc["sources"].items())):
+    if not (isinstance(doc, dict) and isinstance(doc.get("module_keys"), dict) and isinstance(doc.get("sources"), dict)
+            and doc["sources"].keys() == doc["module_keys"].keys()
+            and all(isinstance(k, str) and isinstance(v, str) for d in (doc["sources"], doc["module_keys"])
+                    for k, v in d.items())):
         return None
-    mkey = doc["module_key"]
-    if not (len(mkey) == 24 and all(c in "0123456789abcdef" for c in mkey)):
-        return None
+    modules = {}
+    for name, mkey in doc["module_keys"].items():
+        if not (len(mkey) == 24 and all(c in "0123456789abcdef" for c in mkey)):
+            return None
+        try:
+            module = _module_path(mkey).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if cache_key(module) != mkey or doc["sources"][name] not in module:
+            return None
+        modules[name] = module
+    return {"modules": modules, "sources": doc["sources"], "module_keys": doc["module_keys"]}
+
+
+def write_module(source: str) -> bool:
+    """Write a module's source to its content-addressed file if missing or different; True when it replaced a
+    damaged entry (whose numba cache files are dropped with it)."""
+    path = _module_path(cache_key(source))
     try:
-        module = _module_path(mkey).read_text(encoding="utf-8")
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
     except (OSError, UnicodeDecodeError):
-        return None
-    if cache_key(module) != mkey or not all(src in module for src in doc["sources"].values()):
-        return None
-    return {"module": module, "sources": doc["sources"], "module_key": mkey}
+        current = None
+    if current != source:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        damaged = current is not None or path.exists() or (path.parent / "__pycache__").exists()
+        shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
+        _write_atomic(path, source)
+        return damaged
+    return False
 
 
-def record_declaration(key: str, module_source: str, sources: dict[str, str]) -> None:
-    """Point the declaration ``key`` at the (already written) content-addressed module of ``module_source``."""
-    doc = {"module_key": cache_key(module_source), "sources": sources}
+def record_declaration(key: str, modules: dict[str, str], sources: dict[str, str]) -> None:
+    """Point the declaration ``key`` at the content-addressed modules of its kernels (written here if missing).
+    Kernels are added as they are generated (a model's update-rule variants come later): the record is merged
+    with what is there; a lost race between two processes only costs a later process the fast path."""
     try:
+        for src in modules.values():
+            write_module(src)
+        keys = {name: cache_key(src) for name, src in modules.items()}
+        known = lookup_declaration(key) or {"module_keys": {}, "sources": {}}
+        doc = {"module_keys": {**known["module_keys"], **keys}, "sources": {**known["sources"], **sources}}
         _write_atomic(_index_path(key), json.dumps(doc))
     except OSError:  # a read-only index only costs the fast path
         pass

@@ -33,6 +33,7 @@ from symbp.compile.program import (
     RowSum,
     ScalarArg,
     ScatterMax,
+    Update,
     WindowMax,
 )
 
@@ -296,6 +297,19 @@ def _(step: ScatterMax, ind):
             f"{i3}for i in range({h // ph}):", f"{i4}for j in range({w // pw}):",
             f"{i5}at = _arg[r, c, i, j]",
             f"{i5}_dst[r, c, i * {ph} + at // {pw}, j * {pw} + at % {pw}] = _g[r, c, i, j]"]
+
+
+@numba_step.register
+def _(step: Update, ind):
+    arrays = list(dict.fromkeys([step.out, *step.reads.values()]))
+    flat = {arr: f"_{arr}_flat" for arr in arrays}
+    lines = [_comment(ind, step.eq)]
+    lines += [f"{ind}{flat[arr]} = {arr}.reshape({arr}.size)" for arr in arrays]
+    names = {sym: f"{flat[arr]}[k]" for sym, arr in step.reads.items()}
+    names.update(step.scalars)
+    lines.append(f"{ind}for k in range({step.out}.size):")
+    lines.append(f"{ind}{_IND}{flat[step.out]}[k] = {scalar_code(step.expr, names)}")
+    return lines
 
 
 @numba_step.register
@@ -665,6 +679,13 @@ def _(step: ScatterMax, ind):
             f"{ind}_dst[...] = 0.0",
             f"{ind}_dst[:, :, :{ho * ph}, :{wo * pw}] = _win.reshape(({step.rows}, {c}, {ho}, {wo}, {ph}, {pw}))"
             f".transpose(0, 1, 2, 4, 3, 5).reshape(({step.rows}, {c}, {ho * ph}, {wo * pw}))"]
+
+
+@numpy_step.register
+def _(step: Update, ind):
+    names = dict(step.reads)
+    names.update(step.scalars)
+    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {array_code(step.expr, names)}"]
 
 
 @numpy_step.register

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbp.compile.layers import LowerContext, lowering
+from symbp.compile.layers import LowerContext, UpdateRule, lowering
 from symbp.compile.printer import stabilise
 from symbp.compile.program import (
     ArrayArg,
@@ -119,8 +119,9 @@ class _Lowerer:
                        doc="gradients of the mean cost over the rows of X (dropout off)",
                        row_vars={"m": "X.shape[0]"})
 
-    def sgd_epoch(self) -> Program:
-        ctx = LowerContext(self.eqs, "x", "m", masks=True, grads=True, update=True)
+    def sgd_epoch(self, rule: UpdateRule | None = None, name: str = "sgd_epoch") -> Program:
+        rule = rule or UpdateRule()
+        ctx = LowerContext(self.eqs, "x", "m", masks=True, grads=True, update=True, rule=rule)
         ctx.buffer("x", "m", self.net.sizes[0])
         ctx.buffer("yb", "m", self.out.n_out)
         for eq in self.eqs.layers:
@@ -131,11 +132,20 @@ class _Lowerer:
         args = [ArrayArg("X", 2, readonly=True), ArrayArg("Y", 2, readonly=True),
                 ArrayArg("order", 1, "int64", readonly=True), ScalarArg("m", "int"), ScalarArg("eta", "float"),
                 ScalarArg("decay", "float"), ScalarArg("seed", "int"), ScalarArg("epoch", "int"),
-                *_param_args(self.eqs)]
-        return Program("sgd_epoch", args, ctx.buffers, [Loop(body, eq="for every mini-batch: start = k·m")],
+                *([ScalarArg("pen", "float")] if not rule.plain else []),
+                *([ScalarArg("mu", "float")] if rule.momentum else []),
+                *_param_args(self.eqs), *(_param_args(self.eqs, "v") if rule.momentum else [])]
+        if rule.plain:
+            how = "decay = 1 − ηλ/n (L2 weight decay)"
+        else:
+            penalty = "w (L2)" if rule.penalty is None else str(rule.penalty)
+            how = f"pen = ηλ/n times the regulariser's R′(w) = {penalty}"
+            if rule.momentum:
+                how += ", mu = μ and the velocities v (book eqs. 107–108: v ← μv − η∇C, w ← w + v)"
+        return Program(name, args, ctx.buffers, [Loop(body, eq="for every mini-batch: start = k·m")],
                        returns="bad",
                        doc="one epoch of mini-batch SGD in place: order gives the sample order, m the mini-batch "
-                           "size, decay = 1 − ηλ/n (L2 weight decay), (seed, epoch) the dropout masks; a final "
+                           f"size, {how}, (seed, epoch) the dropout masks; a final "
                            "partial batch is skipped. Returns True, before updating, at the first mini-batch "
                            "holding a NaN or inf in X or Y",
                        row_vars={})
@@ -145,10 +155,18 @@ def _block(label: str, steps: list) -> list:
     return [Block(label, steps)] if steps else []
 
 
-def lower(network) -> dict[str, Program]:
-    """The four programs of a network."""
+def lower_update(network, rule: UpdateRule, name: str) -> Program:
+    """The whole-epoch kernel of ``network`` with another update rule (a regulariser's R′, momentum)."""
+    return _Lowerer(network).sgd_epoch(rule, name)
+
+
+def lower(network, training: bool = True) -> dict[str, Program]:
+    """The four programs of a network (``forward`` and ``cost`` only, without ``training``)."""
     lw = _Lowerer(network)
-    return {"forward": lw.forward(), "cost": lw.cost(), "backward": lw.backward(), "sgd_epoch": lw.sgd_epoch()}
+    programs = {"forward": lw.forward(), "cost": lw.cost()}
+    if training:
+        programs.update(backward=lw.backward(), sgd_epoch=lw.sgd_epoch())
+    return programs
 
 
 __all__ = ["Buffer", "lower", "param_names"]

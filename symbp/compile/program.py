@@ -17,6 +17,8 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
 - ``ConvGemm`` such a sum (a convolution's valid correlation) done as im2col + gemm,
 - ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
+- ``Update``  out[k] ← expr for every element k of same-shaped arrays of any rank (the update rules of
+              regularisers and momentum: w ← w − (ηλ/n)·R′(w), v ← μ·v − ..., w ← w + v),
 - ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
 - ``Loop``    steps repeated for every mini-batch of an epoch,
 - ``Block``   the steps of one layer's forward or backward stage, as a unit (see the numba backend).
@@ -240,6 +242,19 @@ class ScatterMax:
 
 
 @dataclass
+class Update:
+    """``out[k] ← expr`` for every element k of ``out`` (flat index: any rank); ``reads`` maps the symbols of
+    ``expr`` to arrays of the same shape read at k (``out`` itself among them for in-place rules), ``scalars``
+    the symbols that are scalar arguments of the kernel (η·λ/n, μ) to their names."""
+
+    out: str
+    reads: dict[sp.Symbol, str]
+    expr: sp.Expr
+    scalars: dict[sp.Symbol, str] = field(default_factory=dict)
+    eq: str = ""
+
+
+@dataclass
 class Loop:
     body: list
     eq: str = ""
@@ -392,6 +407,13 @@ def _(step: WindowMax, ind):
 @describe_step.register
 def _(step: ScatterMax, ind):
     return [f"{ind}{step.dst} = scatter_max[r<{step.rows}] {step.g} at {step.argmax} {step.shape} by {step.window}"]
+
+
+@describe_step.register
+def _(step: Update, ind):
+    names = {s: sp.Symbol(f"{arr}[k]") for s, arr in step.reads.items()}
+    names.update({s: sp.Symbol(n) for s, n in step.scalars.items()})
+    return [f"{ind}{step.out}[k] = update[k<{step.out}.size] {step.expr.xreplace(names)}"]
 
 
 @describe_step.register

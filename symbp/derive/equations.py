@@ -30,10 +30,38 @@ class Equations:
     ``layers`` holds one equations object per layer after the input, in order (see ``symbp.derive.layers``).
     """
 
-    def __init__(self, network, layers: list, output):
+    def __init__(self, network, layers: list, output, regularizer=None, momentum: float = 0.0):
         self.network = network
         self.layers = layers
         self._output = output
+        self.regularizer = regularizer
+        self.momentum = momentum
+
+    def with_update(self, regularizer=None, momentum: float = 0.0) -> Equations:
+        """The same equations, showing the update rule of ``fit(regularizer=..., momentum=...)``."""
+        return Equations(self.network, self.layers, self._output, regularizer, momentum)
+
+    def update_rule(self, style: str = "text") -> tuple[str, str]:
+        """(weights, biases): the SGD update rule that runs, as text or LaTeX (``style="latex"``), for this
+        regulariser (L2 with λ = ``lmbda`` when none is given) and momentum."""
+        from symbp.regularizers import L2
+
+        reg = self.regularizer or L2(0.0)
+        mom = bool(self.momentum)
+        if style == "latex":
+            wr = reg.update_latex(mom)
+            br = (r"v \to \mu v - \frac{\eta}{m}\sum_x \frac{\partial C_x}{\partial b}, \quad b \to b + v" if mom
+                  else r"b \to b - \frac{\eta}{m}\sum_x \frac{\partial C_x}{\partial b}")
+            return wr, br
+        br = "v → μ·v − (η/m)·Σₓ ∂Cₓ/∂b,  b → b + v" if mom else "b → b − (η/m)·Σₓ ∂Cₓ/∂b"
+        return reg.update_text(mom), br
+
+    def _update_note(self) -> str:
+        reg = self.regularizer
+        what = (f"{reg.name} penalty (λ/n)·Σ R(w), R(w) = {text(reg.expr)}, λ = {reg.strength:g}; R′ derived by sympy"
+                if reg is not None else "L2 penalty λ/2n·Σw² with λ = fit's lmbda (network2's), R′(w) = w")
+        mom = f"; momentum μ = {self.momentum:g} (book eqs. 107–108)" if self.momentum else ""
+        return f"{what}{mom}; m the mini-batch size, n the training-set size, sums over the mini-batch"
 
     @property
     def output_error(self) -> sp.Expr:
@@ -90,6 +118,8 @@ class Equations:
         with_params = [layer for layer in reversed(self.layers) if layer.has_params]
         lines.append("BP3  biases          " + "      ".join(layer.bp3 for layer in with_params))
         lines.append("BP4  weights         " + "      ".join(layer.bp4 for layer in with_params))
+        wr, br = self.update_rule()
+        lines += ["", f"Update    {wr};   {br}", f"          ({self._update_note()})"]
         lines += ["", "Simplifications"]
         lines += [f"  • {note}" for note in self.notes] or ["  • none"]
         return "\n".join(lines)
@@ -110,6 +140,8 @@ class Equations:
                 continue
             rows.append(r"\text{BP3, BP4:}\quad \frac{\partial C}{\partial b^{%d}_j} &= \delta^{%d}_j, \quad "
                         r"\frac{\partial C}{\partial w^{%d}_{jk}} = a^{%d}_k \delta^{%d}_j" % (l, l, l, p, l))
+        wr, br = self.update_rule("latex")
+        rows.append(r"\text{SGD:}\quad " + wr.replace(r" \to ", r" &\to ", 1) + r", \quad " + br)
         cost = self.network.cost
         head = (r"C &= \sum_j %s, \quad \frac{\partial C}{\partial a_j} = %s"
                 % (sp.latex(cost.expr), sp.latex(self.cost_gradient)))
@@ -143,6 +175,9 @@ class Equations:
                 continue
             lines.append(f"| BP3 | {l} | $\\partial C/\\partial b^{{{l}}}_j = \\delta^{{{l}}}_j$ |")
             lines.append(f"| BP4 | {l} | $\\partial C/\\partial w^{{{l}}}_{{jk}} = a^{{{p}}}_k \\delta^{{{l}}}_j$ |")
+        wr, br = self.update_rule("latex")
+        lines.append(f"| update | all | ${wr}$, ${br}$ |")
+        lines += ["", f"Update rule: {self._update_note()}."]
         lines += ["", "Simplifications:", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -29,6 +29,7 @@ import contextvars
 import ctypes
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -213,6 +214,19 @@ def _restore(state: tuple) -> None:
         mpmath.mp.prec = state[-1]
 
 
+def _quiet_unraisable(previous):
+    """An ``sys.unraisablehook`` that drops an ``_Interrupt`` landing where Python cannot raise it (a finalizer or
+    weakref callback run inside the guarded block: it is lost, and the timer's next injection, ``_REPEAT``
+    seconds later, stops the block instead) and passes everything else on."""
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, _Interrupt) or unraisable.exc_type is _Interrupt:
+            return
+        previous(unraisable)
+
+    return hook
+
+
 def _run_guarded(frame: _Frame, body):
     """Run ``body()`` under ``frame``'s deadline.  Gives (finished, value); never lets an interrupt out of
     the block, and leaves none pending after it (see the module docstring).  When it was interrupted, sympy's
@@ -227,6 +241,8 @@ def _run_guarded(frame: _Frame, body):
         _thread.start_new_thread(_timer, (tid, frame.deadline, state, wake))
     except RuntimeError:  # no thread to be had (resource limits, interpreter shutdown): checkpoints only
         pass
+    previous_hook = sys.unraisablehook
+    quiet = sys.unraisablehook = _quiet_unraisable(previous_hook)
     try:
         try:
             state[0] = _ARMED
@@ -244,6 +260,8 @@ def _run_guarded(frame: _Frame, body):
                 break
             except _Interrupt:  # the one injection already under way when we disarmed: now consumed
                 continue
+        if sys.unraisablehook is quiet:  # (another thread's guard may have wrapped it since: then leave it)
+            sys.unraisablehook = previous_hook
     if not finished:
         _restore(saved)
     return finished, value

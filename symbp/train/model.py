@@ -14,12 +14,14 @@ NaN/inf (all ``ValueError`` saying what was expected).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy as sp
 
 from symbp.compile.backends import BACKENDS
 from symbp.compile.cache import declaration_key
@@ -74,6 +76,12 @@ class History:
     evaluation_cost: list[float] = field(default_factory=list)
     evaluation_accuracy: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    #: the learning rate of every epoch (constant unless a schedule changes it)
+    eta: list[float] = field(default_factory=list)
+    #: with ``fit(diagnostics=True)``: chapter 5's per-layer figures before training (epoch 0) and after every
+    #: epoch (see ``symbp.train.diagnostics``), and the seconds each record took
+    diagnostics: list[dict] = field(default_factory=list)
+    diagnostics_seconds: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
 
@@ -110,6 +118,8 @@ class Model:
                 pass
         if self.kernels is None:
             self.kernels = build(network, self.programs, dtype, key)
+        # The kernels are generated now (so a declaration the code generator cannot handle fails here) and
+        # compiled by numba when first called: ``prepare`` compiles them at once.
         self.compile_seconds = time.perf_counter() - t0
         self.sizes = network.sizes
         self._rng = np.random.default_rng(seed)
@@ -118,10 +128,48 @@ class Model:
 
     @property
     def programs(self):
-        """The kernel programs (IR) lowered from ``network.equations()``; ``print(model.programs["sgd_epoch"])``."""
+        """The kernel programs (IR) lowered from ``network.equations()``; ``print(model.programs["sgd_epoch"])``.
+        A network that cannot be trained (see ``Network.untrainable``) has only ``forward`` and ``cost``."""
         if self._programs is None:
-            self._programs = lower(self.network)
+            self._programs = lower(self.network, training=self.network.untrainable is None)
         return self._programs
+
+    def prepare(self, *names: str) -> dict:
+        """Compile the kernels ``names`` now (default: every kernel generated so far) instead of when first
+        used; returns ``cache_info``."""
+        for name in names or list(self.kernels.sources):
+            if name not in self.kernels.sources:
+                raise ValueError(f"no kernel {name!r}; kernels: {', '.join(self.kernels.sources)}")
+            self.kernels[name]
+        return self.cache_info
+
+    def update_kernel(self, regularizer=None, momentum: float = 0.0) -> str:
+        """The name of the whole-epoch kernel for an update rule (``fit``'s ``regularizer`` and ``momentum``),
+        generated (not compiled) on first use: the plain ``sgd_epoch`` for L2 (or none) without momentum, else
+        a variant named after its rule.  ``model.prepare(model.update_kernel(...))`` compiles it."""
+        momentum = bool(momentum)
+        penalty = None if regularizer is None or regularizer.is_l2 else regularizer.derivative
+        if penalty is None and not momentum:
+            return "sgd_epoch"
+        name = "sgd_epoch"
+        if penalty is not None:
+            digest = hashlib.sha256(sp.srepr(penalty).encode()).hexdigest()[:8]
+            name += f"_{regularizer.name.replace('-', '_')}_{digest}"
+        name += "_momentum" if momentum else ""
+        if name not in self.kernels.sources:
+            if self.network.untrainable is not None:
+                raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
+            from symbp.compile.layers import UpdateRule
+            from symbp.compile.lower import lower_update
+
+            self.kernels.add(name, lower_update(self.network, UpdateRule(penalty, momentum), name))
+        return name
+
+    def _kernel(self, name: str):
+        """The compiled kernel ``name``; a clear error for training kernels of a network that cannot learn."""
+        if name not in self.kernels.sources and self.network.untrainable is not None:
+            raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
+        return self.kernels[name]
 
     def program(self, name: str):
         """One kernel program (``forward``, ``cost``, ``backward``, ``sgd_epoch``), printable like a jaxpr."""
@@ -139,6 +187,32 @@ class Model:
         rng = self._rng if seed is None else np.random.default_rng(seed)
         self._params = [tuple(aligned_copy(spec.init(rng, init, spec.shape).astype(self.dtype)) for spec in specs)
                         for _, specs in self._specs]
+        self._velocities = None
+
+    @property
+    def velocities(self) -> list[tuple[np.ndarray, ...]] | None:
+        """Copies of the momentum velocities [(vW1, vb1), ...] (shaped as ``params``), or None before any
+        training with momentum.  They carry over from one ``fit``/``run_epoch`` call to the next (and are saved
+        with the model); new parameters (``set_params``, ``init_params``) start them again from zero."""
+        return None if self._velocities is None else [tuple(v.copy() for v in pair) for pair in self._velocities]
+
+    def set_velocities(self, velocities) -> None:
+        """Set the momentum velocities (shaped as ``params``; None: none, as before training)."""
+        if velocities is None:
+            self._velocities = None
+            return
+        saved, vel = self._params, None
+        try:
+            self.set_params(velocities)  # the same checks, naming the arrays
+            vel = self._params
+        finally:
+            self._params = saved
+        self._velocities = vel
+
+    def _velocity_arrays(self) -> list[np.ndarray]:
+        if self._velocities is None:
+            self._velocities = [tuple(aligned_copy(np.zeros_like(p)) for p in pair) for pair in self._params]
+        return [v for pair in self._velocities for v in pair]
 
     @property
     def params(self) -> list[tuple[np.ndarray, ...]]:
@@ -178,6 +252,7 @@ class Model:
                 checked.append(aligned_copy(arr))
             new.append(tuple(checked))
         self._params = new
+        self._velocities = None
 
     def _param_layers(self) -> list[int]:
         return [l for l, _ in self._specs]
@@ -205,7 +280,7 @@ class Model:
         X = self._X(X)
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         if X.shape[0]:
-            self.kernels.functions["forward"](X, *self._flat(), out)
+            self._kernel("forward")(X, *self._flat(), out)
             if not np.isfinite(out).all():
                 raise self._nonfinite("feedforward", X, out)
         return out
@@ -216,7 +291,7 @@ class Model:
         Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("cost of an empty set of rows is undefined")
-        total = float(self.kernels.functions["cost"](X, Y, *self._flat()))
+        total = float(self._kernel("cost")(X, Y, *self._flat()))
         if not math.isfinite(total):
             raise self._nonfinite("cost", X)
         return total / X.shape[0]
@@ -228,7 +303,7 @@ class Model:
         if X.shape[0] == 0:
             raise ValueError("gradients of an empty set of rows are undefined")
         grads = [tuple(np.empty_like(p) for p in pair) for pair in self._params]
-        self.kernels.functions["backward"](X, Y, *self._flat(), *[g for pair in grads for g in pair])
+        self._kernel("backward")(X, Y, *self._flat(), *[g for pair in grads for g in pair])
         for (l, specs), pair in zip(self._specs, grads):
             for spec, arr in zip(specs, pair):
                 if not np.isfinite(arr).all():
@@ -258,14 +333,18 @@ class Model:
                                   "such as log(a) at a = 0, or a derivative that overflows)")
 
     def run_epoch(self, X, Y, order, batch_size: int, eta: float, lmbda: float = 0.0, n: int | None = None,
-                  seed: int = 0, epoch: int = 0, _checked: bool = False) -> None:
+                  seed: int = 0, epoch: int = 0, regularizer=None, momentum: float = 0.0,
+                  _checked: bool = False) -> None:
         """One call of the whole-epoch kernel: SGD over the mini-batches order[k·m:(k+1)·m], in place.
 
         ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.  ``seed`` and
         ``epoch`` (non-negative integers) key the dropout masks: the mask of sample r in layer l is a hash of
-        (seed, epoch, l, r, unit), whatever the order.
+        (seed, epoch, l, r, unit), whatever the order.  ``regularizer`` (an ``sb.Regularizer``, instead of
+        ``lmbda``) and ``momentum`` μ choose the update rule (see ``fit``).
         """
         if not _checked:
+            regularizer, lmbda = _regularizer(regularizer, lmbda)
+            momentum = _momentum(momentum)
             X = self._flat_images(X)
             order = np.asarray(order)
             if order.dtype.kind not in "iu":
@@ -288,14 +367,24 @@ class Model:
                 if isinstance(v, bool) or int(v) != v or not 0 <= v < 2**63:
                     raise ValueError(f"{name} must be an integer in 0..2**63-1, got {v!r}")
         n = len(order) if n is None else n
-        decay = 1.0 - eta * lmbda / n if n else 1.0
+        strength = regularizer.strength if regularizer is not None else lmbda
+        decay = 1.0 - eta * strength / n if n else 1.0
+        name = self.update_kernel(regularizer, momentum)
+        kernel = self._kernel(name)
         flat = self._flat()
+        if momentum > 0:
+            extra = [float(eta * strength / n if n else 0.0), float(momentum)]
+            state = flat + self._velocity_arrays()
+        else:  # plain SGD: exactly the kernel without momentum; velocities (if any) start again from zero
+            extra = [] if name == "sgd_epoch" else [float(eta * strength / n if n else 0.0)]
+            state = flat
+            self._velocities = None
         # The kernel stops before a mini-batch with NaN/inf touches the parameters; earlier mini-batches of a
         # longer call are undone from this copy (cheap next to an epoch; per-mini-batch calls need none).
-        saved = [p.copy() for p in flat] if len(order) > batch_size else None
-        if self.kernels.functions["sgd_epoch"](X, Y, order, int(batch_size), float(eta), float(decay), int(seed),
-                                               int(epoch), *flat):
-            for p, s in zip(flat, saved or ()):
+        saved = [p.copy() for p in state] if len(order) > batch_size else None
+        if kernel(X, Y, order, int(batch_size), float(eta), float(decay), int(seed), int(epoch), *extra, *flat,
+                  *state[len(flat):]):
+            for p, s in zip(state, saved or ()):
                 p[...] = s
             for name, arr in (("X", X), ("Y", Y)):
                 bad = ~np.isfinite(arr[order]).all(axis=1)
@@ -326,14 +415,26 @@ class Model:
     def fit(self, training_data, epochs: int = 30, batch_size: int = 10, eta: float = 3.0, lmbda: float = 0.0,
             evaluation_data=None, monitor_training: bool = False, monitor_evaluation: bool = True,
             early_stopping: int | None = None, seed=None, progress: bool | None = None,
-            callback=None) -> History:
+            callback=None, regularizer=None, momentum: float = 0.0, schedule: str | None = None,
+            patience: int = 10, diagnostics: bool = False) -> History:
         """Nielsen's mini-batch SGD, one whole-epoch kernel call per epoch (no Python per mini-batch).
 
-        Shuffles every epoch (seeded by ``seed``, else by the model's generator), L2 weight decay with λ,
-        continues from the current parameters.  Monitors evaluation accuracy and cost (and, if asked,
-        training accuracy and cost) per epoch.  ``early_stopping=N`` stops after N epochs without a better
-        evaluation accuracy (training cost if no evaluation data) and restores the best parameters.
+        Shuffles every epoch (seeded by ``seed``, else by the model's generator), continues from the current
+        parameters.  Regularisation: ``lmbda`` λ is L2 as the book's network2 (λ/2n·Σw²); ``regularizer`` any
+        ``sb.Regularizer`` instead (``sb.L1(λ)``, ``sb.L2(λ)``, a penalty of your own: its derivative, from
+        sympy, is generated into the epoch kernel).  ``momentum`` μ: the book's momentum SGD (eqs. 107–108),
+        velocities kept across calls; 0 is exactly plain SGD.  ``schedule="halve"``: halve η after
+        ``patience`` epochs without a better evaluation accuracy, stop when η would reach η₀/128 (the history
+        records η per epoch).  ``diagnostics=True`` records chapter 5's per-layer speed of learning,
+        saturation and weight statistics per epoch (``History.diagnostics``) on a fixed sample of 1,000 rows.
+
+        Monitors what it is asked for: evaluation accuracy and cost when ``evaluation_data`` is given
+        (``monitor_evaluation``), training accuracy and cost with ``monitor_training`` (or when early stopping
+        or a schedule needs a score and there is no evaluation data).  ``early_stopping=N`` stops after N epochs
+        without a better score and restores the best parameters.
         """
+        if self.network.untrainable is not None:
+            raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
         X, Y = self._data(training_data, "training_data")
         n = X.shape[0]
         if n == 0:
@@ -345,42 +446,68 @@ class Model:
         for name, v in (("eta", eta), ("lmbda", lmbda)):
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        regularizer, lmbda = _regularizer(regularizer, lmbda)
+        momentum = _momentum(momentum)
         if early_stopping is not None and (int(early_stopping) != early_stopping or early_stopping < 1):
             raise ValueError(f"early_stopping must be a positive integer, got {early_stopping!r}")
+        from symbp.train.schedule import make_schedule
+
+        sched = make_schedule(schedule, float(eta), patience)
         ev = self._data(evaluation_data, "evaluation_data") if evaluation_data is not None else None
+        watch_eval = ev is not None and monitor_evaluation
+        watch_train = monitor_training or (not watch_eval and (early_stopping is not None or sched is not None))
+        recorder = None
+        if diagnostics:
+            from symbp.train.diagnostics import make_recorder
+
+            recorder = make_recorder(self, (X, Y), sample=1000, seed=0)  # a fixed sample: comparable epochs
+        # compiled before the first epoch (not inside its time): the update kernel and what monitoring uses
+        self.prepare(self.update_kernel(regularizer, momentum), *(("forward", "cost") if watch_eval or watch_train
+                                                                  else ()))
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         mask_seed = _mask_seed(seed, self._rng) if any(layer.trains for layer in self.network.layers) else 0
         hist = History()
         best_score, best_params, since_best = -math.inf, None, 0
         bar = _progress(progress, epochs)
+        eta_now = float(eta)
+        if recorder is not None:  # the state before training (epoch 0), as the book's plots start
+            t1 = time.perf_counter()
+            hist.diagnostics.append(recorder.record(0))
+            hist.diagnostics_seconds.append(time.perf_counter() - t1)
         try:
             for epoch in range(int(epochs)):
                 order = rng.permutation(n).astype(np.int64)
                 before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
                 t0 = time.perf_counter()
-                self.run_epoch(X, Y, order, int(batch_size), float(eta), float(lmbda), n, seed=mask_seed,
-                               epoch=epoch, _checked=True)
+                self.run_epoch(X, Y, order, int(batch_size), eta_now, float(lmbda), n, seed=mask_seed,
+                               epoch=epoch, regularizer=regularizer, momentum=momentum, _checked=True)
                 hist.epoch_seconds.append(time.perf_counter() - t0)
                 hist.epochs.append(epoch + 1)
+                hist.eta.append(eta_now)
                 bad = self._first_nonfinite_param()
                 if bad is not None:
                     for p, b in zip(self._flat(), before):
                         p[...] = b
                     raise FloatingPointError(
                         f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters were restored "
-                        f"to those before that epoch (try a smaller eta than {eta:g})")
-                if ev is not None and monitor_evaluation:
+                        f"to those before that epoch (try a smaller eta than {eta_now:g})")
+                if watch_eval:
                     hist.evaluation_accuracy.append(self._accuracy(*ev))
-                    hist.evaluation_cost.append(self.cost(*ev) + self._l2(lmbda, ev[0].shape[0]))
-                if monitor_training or ev is None:
-                    hist.training_cost.append(self.cost(X, Y) + self._l2(lmbda, n))
+                    hist.evaluation_cost.append(self.cost(*ev) + self._penalty(regularizer, lmbda, ev[0].shape[0]))
+                if watch_train:
+                    hist.training_cost.append(self.cost(X, Y) + self._penalty(regularizer, lmbda, n))
                     hist.training_accuracy.append(self._accuracy(X, Y))
-                score = hist.evaluation_accuracy[-1] if hist.evaluation_accuracy else -hist.training_cost[-1]
-                if score > best_score:
+                if recorder is not None:
+                    t1 = time.perf_counter()
+                    hist.diagnostics.append(recorder.record(epoch + 1))
+                    hist.diagnostics_seconds.append(time.perf_counter() - t1)
+                score = (hist.evaluation_accuracy[-1] if watch_eval else
+                         -hist.training_cost[-1] if watch_train else None)
+                if score is not None and score > best_score:
                     best_score, since_best, hist.best_epoch = score, 0, epoch + 1
                     if early_stopping:
                         best_params = self.params
-                else:
+                elif score is not None:
                     since_best += 1
                 if bar is not None:
                     bar.update(epoch + 1, hist)
@@ -389,13 +516,26 @@ class Model:
                 if early_stopping and since_best >= early_stopping:
                     hist.stopped_early = True
                     break
+                if sched is not None:
+                    eta_now, stop = sched.step(score)
+                    if stop:
+                        hist.stopped_early = True
+                        break
         finally:
             if bar is not None:
                 bar.close()
         if early_stopping and best_params is not None:
             self._params = [tuple(aligned_copy(p) for p in pair) for pair in best_params]
+            self._velocities = None
         _warn_if_chance(hist, self.sizes[-1], eta)
         return hist
+
+    def learning_speed(self, X, Y) -> list[float]:
+        """The book's "speed of learning" (chapter 5): ‖∂C/∂bˡ‖ for every layer with parameters, for the mean
+        cost over the rows of X."""
+        from symbp.train.diagnostics import learning_speed
+
+        return learning_speed(self, X, Y)
 
     def _first_nonfinite_param(self) -> str | None:
         for (l, specs), pair in zip(self._specs, self._params):
@@ -404,7 +544,10 @@ class Model:
                     return f"{spec.name}{l} (layer {l})"
         return None
 
-    def _l2(self, lmbda: float, n: int) -> float:
+    def _penalty(self, regularizer, lmbda: float, n: int) -> float:
+        """The regularisation term of the cost: (λ/n)·Σ R(w) over the weights (L2: λ/2n·Σw²)."""
+        if regularizer is not None:
+            return regularizer.penalty([pair[0] for pair in self._params], n)
         if not lmbda:
             return 0.0
         return 0.5 * lmbda / n * sum(float(np.sum(pair[0].astype(np.float64) ** 2)) for pair in self._params)
@@ -420,7 +563,10 @@ class Model:
 
     @property
     def cache_info(self) -> dict:
-        return dict(self.kernels.cache_info)
+        """Where the kernels compiled so far came from: ``hit`` (all from the kernel cache; None before any
+        kernel was compiled), ``rebuilt``, ``in_process``, ``key`` and per kernel (``kernels``) its cache
+        record and compile seconds."""
+        return self.kernels.summary()
 
     def save(self, path) -> None:
         """Write the network as JSON and the parameters as .npz (see ``symbp.train.serialize``)."""
@@ -430,6 +576,29 @@ class Model:
 
     def __repr__(self):
         return f"<Model {self.network!r} backend={self.backend} dtype={self.dtype.name}>"
+
+
+def _regularizer(regularizer, lmbda):
+    """(regularizer or None, lmbda) checked: an ``sb.Regularizer`` replaces ``lmbda`` (L2), not both."""
+    from symbp.regularizers import Regularizer
+
+    if not isinstance(lmbda, (int, float)) or isinstance(lmbda, bool) or not math.isfinite(lmbda) or lmbda < 0:
+        raise ValueError(f"lmbda must be a finite non-negative number, got {lmbda!r}")
+    if regularizer is None:
+        return None, float(lmbda)
+    if not isinstance(regularizer, Regularizer):
+        raise ValueError(f"regularizer must be an sb.Regularizer (sb.L1(λ), sb.L2(λ), sb.Regularizer(name, expr, "
+                         f"λ)), got {regularizer!r}")
+    if lmbda:
+        raise ValueError(f"give either lmbda= (L2) or regularizer=, not both (got lmbda={lmbda!r} and "
+                         f"{regularizer!r}); sb.L2(λ) is the same as lmbda=λ")
+    return regularizer, 0.0
+
+
+def _momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be a number in [0, 1) (the book's μ, e.g. 0.9), got {momentum!r}")
+    return float(momentum)
 
 
 def _mask_seed(seed, rng) -> int:

@@ -284,6 +284,7 @@ class _Manifest:
     backend: str
     sha256: str
     arrays: dict[str, tuple[int, ...]]  # name → declared shape, in layer order
+    velocities: bool = False  # the momentum velocities vW1, vb1, ... follow the parameters
 
     @property
     def data_bytes(self) -> int:
@@ -338,7 +339,10 @@ def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
     for l, layer in enumerate((layer for layer in layers if layer.params), start=1):
         for name, shape in layer.params:  # numbered by parameterised layer, as ``model.params``: W1, b1, W2, …
             arrays[f"{name}{l}"] = shape
-    return _Manifest(tuple(layers), cost, np.dtype(dtype), backend, sha, arrays)
+    velocities = _field(doc, "velocities", bool, jpath, "the model", default=False)
+    if velocities:  # momentum SGD's state, shaped as the parameters: vW1, vb1, …
+        arrays.update({f"v{name}": shape for name, shape in list(arrays.items())})
+    return _Manifest(tuple(layers), cost, np.dtype(dtype), backend, sha, arrays, velocities)
 
 
 # -- the parameter file ------------------------------------------------------------------------------
@@ -515,13 +519,17 @@ def load(path, backend: str | None = None):
         model = net.compile(backend=backend or m.backend, dtype=m.dtype.name)
     except ValueError as exc:
         raise ValueError(f"{jpath}: cannot compile the model: {exc}") from None
-    names = list(m.arrays)
-    pairs = []
+    names = [name for name in m.arrays if not (m.velocities and name.startswith("v"))]
+    pairs, vpairs = [], []
     for layer in m.layers:
         if layer.params:
-            pairs.append(tuple(arrays[names.pop(0)] for _ in layer.params))
+            group = [names.pop(0) for _ in layer.params]
+            pairs.append(tuple(arrays[name] for name in group))
+            vpairs.append(tuple(arrays[f"v{name}"] for name in group) if m.velocities else ())
     try:
         model.set_params(pairs)
+        if m.velocities:
+            model.set_velocities(vpairs)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
     return model
@@ -634,11 +642,14 @@ def save(model, path) -> tuple[Path, Path]:
     """Write ``path.json`` and ``path.npz``; returns both paths.  A reader sees the old model or this one."""
     jpath, npath = _paths(path)
     arrays = {}
+    velocities = getattr(model, "velocities", None)
     for l, (W, b) in enumerate(model.params, start=1):
         for name, arr in ((f"W{l}", W), (f"b{l}", b)):
             if not np.isfinite(arr).all():
                 raise ValueError(f"cannot save the model to {jpath}: {name} contains NaN or inf")
             arrays[name] = arr
+    for l, pair in enumerate(velocities or (), start=1):  # momentum SGD's state: training goes on where it was
+        arrays.update({f"vW{l}": pair[0], f"vb{l}": pair[1]})
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     blob = buf.getvalue()
@@ -652,6 +663,8 @@ def save(model, path) -> tuple[Path, Path]:
         "backend": model.backend,
         "params": {"file": npath.name, "sha256": hashlib.sha256(blob).hexdigest()},
     }
+    if velocities is not None:
+        doc["velocities"] = True
     text = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
     pending, folder = _pending(npath), jpath.parent
     with _SAVE_LOCK:

@@ -357,7 +357,7 @@ def test_symbp_adapters_agree_with_the_reference(name, case):
     assert (impl.compile_seconds is None) != (impl.load_seconds is None)  # one of them, by cache hit
     if impl.backend == "numba":
         cache = impl.info["cache_info"]
-        assert cache is not None and "hit" in cache and "path" in cache
+        assert cache is not None and cache["hit"] in (True, False) and "path" in cache["kernels"]["sgd_epoch"]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import symbp as sb
-from symbp.compile.backends import numba_module_source
+from symbp.compile.backends import Kernels, numba_module_source
 from symbp.compile.cache import KernelCacheError, cache_key, declaration_key, lookup_declaration
 from symbp.compile.lower import lower
 
@@ -38,23 +38,27 @@ def _record(tmp_path, monkeypatch, n=5):
 
 def test_record_holds_no_source_to_run_only_a_verified_pointer(tmp_path, monkeypatch):
     key, path, doc = _record(tmp_path, monkeypatch)
-    assert "module" not in doc and len(doc["module_key"]) == 24
+    assert "module" not in doc and "modules" not in doc
+    assert sorted(doc["module_keys"]) == ["backward", "cost", "forward", "sgd_epoch"]
+    assert all(len(k) == 24 for k in doc["module_keys"].values())
     rec = lookup_declaration(key)
-    assert rec is not None and cache_key(rec["module"]) == doc["module_key"]
+    assert rec is not None
+    assert all(cache_key(rec["modules"][n]) == k for n, k in doc["module_keys"].items())
 
 
 @pytest.mark.parametrize("edit", ["module-field", "pointer-elsewhere", "bad-pointer", "foreign-source",
                                   "edited-module"])
 def test_edited_records_are_ignored_and_rewritten(tmp_path, monkeypatch, edit):
     key, path, doc = _record(tmp_path, monkeypatch)
-    module = tmp_path / "kernels" / doc["module_key"] / f"symbp_{doc['module_key']}.py"
+    mkey = doc["module_keys"]["forward"]
+    module = tmp_path / "kernels" / mkey / f"symbp_{mkey}.py"
     if edit == "module-field":  # the old format's executable field
         doc["module"] = 'open("pwned.txt", "w").write("pwned")'
-        doc["module_key"] = "0" * 24
+        doc["module_keys"]["forward"] = "0" * 24
     elif edit == "pointer-elsewhere":
-        doc["module_key"] = "f" * 24
+        doc["module_keys"]["forward"] = "f" * 24
     elif edit == "bad-pointer":
-        doc["module_key"] = "../../../etc/passwd"
+        doc["module_keys"]["forward"] = "../../../etc/passwd"
     elif edit == "foreign-source":
         doc["sources"]["forward"] = "def forward():\n    import os\n"
     else:
@@ -63,6 +67,7 @@ def test_edited_records_are_ignored_and_rewritten(tmp_path, monkeypatch, edit):
     assert lookup_declaration(key) is None
     monkeypatch.chdir(tmp_path)
     model = _net().compile(seed=0)
+    model.prepare()
     assert "def sgd_epoch" in model.source("sgd_epoch") and "pwned" not in model.source()
     assert not (tmp_path / "pwned.txt").exists()
     assert lookup_declaration(key) is not None  # rewritten, pointing at the regenerated module
@@ -84,15 +89,15 @@ def test_unwritable_cache_on_a_miss_is_reported_as_such(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)  # root ignores file modes: refuse the write itself
     with pytest.raises(KernelCacheError, match="cannot be used.*Permission denied.*SYMBP_CACHE_DIR") as err:
-        _net(8).compile(seed=0)
+        _net(8).compile(seed=0).feedforward(np.ones((1, 3)))  # compiled when first used
     assert "numba could not compile" not in str(err.value)
 
 
 def test_stray_file_where_the_key_folder_should_be_is_repaired(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     net = _net(9)
-    _, source = numba_module_source(net, lower(net), "float64")
-    folder = tmp_path / "kernels" / cache_key(source)
+    kernels = Kernels("numba", net, "float64", numba_module_source(net, lower(net), "float64")[0])  # writes nothing
+    folder = tmp_path / "kernels" / cache_key(kernels._module("forward"))
     folder.parent.mkdir(parents=True)
     folder.write_text("a file where the entry's folder belongs")
     model = net.compile(seed=0)
@@ -105,7 +110,7 @@ import symbp as sb
 net = sb.Network([3, 11, 2], activation=sb.softplus, cost=sb.cross_entropy)
 net.equations()
 print("compiling", flush=True)
-net.compile(seed=0)
+net.compile(seed=0).prepare()
 print("compiled and went on", flush=True)
 """
 

@@ -664,7 +664,8 @@ def test_equations_render_the_derived_rules():
     assert any("KroneckerDelta" in note for note in eqs.notes)
     assert tex.startswith("\\begin{align*}") and tex.count("\\begin{align*}") == 1
     body = tex.split("\\end{align*}")[0]
-    assert all(row.count("&=") == 1 for row in body.split("\\\\\n")[1:]), body  # one alignment point per row
+    rows = body.split("\\\\\n")[1:]
+    assert all(row.count("&=") + row.count("&\\to") == 1 for row in rows), body  # one alignment point per row
     assert r"\frac{\partial C}{\partial w^{4}_{f',c',p',q'}}" in tex and r"{a^{3}}_{c',i + p',j + q'}" in tex
     assert r"\frac{\partial C}{\partial w^{4}_{jk}}" not in tex  # no dense BP4 for a convolution
     assert r"| forward | 1 | $z^{1}_{f,i,j} = \sum_{c,p,q}" in md

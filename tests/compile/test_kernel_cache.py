@@ -17,8 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Compile a small network with numba, print its cache_info and gradients (and how far they are from the
-#: NumPy backend's) as JSON on the last line.
+#: Compile a small network with numba, print its backward kernel's cache_info and gradients (and how far they are
+#: from the NumPy backend's) as JSON on the last line.
 SCRIPT = r"""
 import json
 import numpy as np
@@ -31,7 +31,9 @@ X, Y = rng.uniform(-1, 1, (5, 3)), rng.uniform(0, 1, (5, 2))
 g = m.gradients(X, Y)
 ref = net.compile(backend="numpy", seed=0).gradients(X, Y)
 err = max(float(np.abs(p - q).max()) for gp, rp in zip(g, ref) for p, q in zip(gp, rp))
-print(json.dumps({"info": m.cache_info, "grad_err": err, "cost": m.cost(X, Y),
+info = m.cache_info  # the backward kernel's own record, and whether every kernel used was a hit
+print(json.dumps({"info": {**info["kernels"]["backward"], "hit": info["hit"]}, "all": info, "grad_err": err,
+                  "cost": m.cost(X, Y),
                   "grads": [[p.tolist() for p in pair] for pair in g]}))
 """
 
@@ -135,11 +137,13 @@ def test_two_processes_compiling_at_once_both_succeed(tmp_path):
 # -------------------------------------------------------------------------------------- in-process
 def test_same_network_twice_in_one_process_reuses_the_module(symbp_cache_dir):
     first = kit.model("sig")
+    first.prepare("forward")
     again = kit.network(kit.POOL["sig"]).compile(backend="numba", seed=0)
-    info = again.cache_info
-    assert info["hit"] is True and info["in_process"] is True
+    assert again.cache_info["hit"] is None and again.cache_info["compiled"] == []  # nothing compiled until used
+    info = again.prepare("forward")
+    assert info["hit"] is True and info["in_process"] is True and info["compiled"] == ["forward"]
     assert info["key"] == first.cache_info["key"]
-    assert Path(info["path"]).is_relative_to(symbp_cache_dir)  # the session's cache, not the user's
+    assert Path(info["kernels"]["forward"]["path"]).is_relative_to(symbp_cache_dir)  # the session's cache
     assert again.kernels.functions["forward"] is first.kernels.functions["forward"]
 
 
@@ -147,3 +151,29 @@ def test_dtype_and_network_change_the_key():
     keys = {kit.model("sig").cache_info["key"], kit.model("sig", dtype="float32").cache_info["key"],
             kit.model("soft").cache_info["key"]}
     assert len(keys) == 3
+
+
+LAZY = r"""
+import json
+import numpy as np
+import symbp as sb
+
+net = sb.Network([3, 6, 2], activation=sb.sigmoid, cost=sb.quadratic)
+m = net.compile(backend="numba", seed=0)
+before = m.cache_info["compiled"]
+m.feedforward(np.ones((2, 3)))
+print(json.dumps({"before": before, "info": m.cache_info}))
+"""
+
+
+def test_a_fresh_models_feedforward_compiles_exactly_one_kernel(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", LAZY], cwd=REPO, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = result["info"]
+    assert result["before"] == [] and info["compiled"] == ["forward"] and list(info["kernels"]) == ["forward"]
+    # every kernel's module was generated and written, but numba compiled (wrote its cache for) one of them
+    modules = sorted((tmp_path / "kernels").glob("*/symbp_*.py"))
+    compiled = [m for m in modules if list(m.parent.glob("__pycache__/*.nbi"))]
+    assert len(modules) == 4 and compiled == [Path(info["kernels"]["forward"]["path"])]

@@ -184,3 +184,18 @@ def test_plots_write_png_files(tmp_path, dense_model, conv_model, data):
     odd = sb.Network([5, 3, 2], activation=sb.sigmoid, cost=sb.quadratic).compile(backend="numpy", seed=0)
     with pytest.raises(ValueError, match="square tiles"):
         dg.plot_weight_tiles(odd, tmp_path / "odd.png")
+
+
+def test_fit_with_diagnostics_records_epoch_zero_and_every_epoch(data):
+    X, Y = data
+    model = sb.Network([16, 7, 5, 3], activation=sb.sigmoid, cost=sb.cross_entropy).compile(seed=1)
+    params = []
+    hist = model.fit((X, Y), epochs=3, batch_size=10, eta=0.5, diagnostics=True, seed=0,
+                     callback=lambda epoch, h: params.append(model.params))
+    assert [r["epoch"] for r in hist.diagnostics] == [0, 1, 2, 3] and len(hist.diagnostics_seconds) == 4
+    assert model.learning_speed(X, Y) == dg.learning_speed(model, X, Y)
+    recorder = dg.make_recorder(model, (X, Y), sample=1000, seed=0)
+    for rec, p in zip(hist.diagnostics[1:], params):
+        again = recorder.compute(p)
+        np.testing.assert_allclose(rec["speed"], again["speed"], rtol=1e-12)
+        np.testing.assert_allclose(rec["w_std"], again["w_std"], rtol=1e-12)

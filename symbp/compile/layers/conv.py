@@ -141,25 +141,32 @@ class ConvLowering:
                 conditions=conds, views=views | {f"{back}_v": (back, (rows, *eq.in_shape))}, offsets=("p", "q"),
                 eq=f"∂C/∂a{l - 1}[c,y,x] = Σ_f,p,q δ{l}[f,y−p,x−q]·W{l}[f,c,p,q], "
                    + ", ".join(f"{lo} ≤ {e} ≤ {hi}" for e, lo, hi in conds) + "  (derived: full convolution)"))
-        alpha, beta_w, beta_b = ("-eta / m", "decay", "1.0") if ctx.update else ("1.0 / m", "0.0", "0.0")
-        wname, bname = (f"W{l}", f"b{l}") if ctx.update else (f"nabla_w{l}", f"nabla_b{l}")
+        if ctx.update:
+            wname, alpha, beta_w, before, after = ctx.sgd_weights(f"W{l}")
+            bname, _, beta_b, after_b = ctx.sgd_biases(f"b{l}")
+        else:
+            (wname, bname), alpha, beta_w, beta_b = (f"nabla_w{l}", f"nabla_b{l}"), "1.0 / m", "0.0", "0.0"
+            before, after, after_b = [], [], []
+        decay = {"decay": " + decay·W (SGD)", "1.0": f" + {wname} (SGD)"}.get(beta_w, "") if ctx.update else ""
         reads, term = _from_term(eq.rules["W"].term, bases, sizes)
         steps.append(Contract(
             Access(wname, ("f", "c", "p", "q")), [("f", maps), ("c", cin), ("p", kh), ("q", kw)],
             [("r", rows), ("i", ho), ("j", wo)], reads, term, alpha=alpha, beta=beta_w,
             views=views | {f"{x}_v": (x, (rows, *eq.in_shape))}, offsets=("p", "q"),
             eq=f"BP4: {wname}[f,c,p,q] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]·a{l - 1}[c,i+p,j+q]"
-               + (" + decay·W (SGD)" if ctx.update else "") + "  (derived: valid correlation)"))
+               + decay + "  (derived: valid correlation)"))
         if _is_correlation(eq):  # the same sums, as products over the patches kept by the forward pass
             gemm = {"input": (f"{d_v}", f"W{l}", f"{back}_v", f"dcol{l}"),
                     "weights": (f"{d_v}", f"cols{l}", wname, alpha, beta_w)}
             steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches")
                      if isinstance(st, Contract) else st
                      for st, role in zip(steps, [None] + (["input"] if back is not None else []) + ["weights"])]
+        steps = steps[:-1] + before + steps[-1:] + after  # the update rule's steps around the weight product
         reads, term = _from_term(eq.rules["b"].term, bases, sizes)
         steps.append(Contract(
             Access(bname, ("f",)), [("f", maps)], [("r", rows), ("i", ho), ("j", wo)], reads, term,
             alpha=alpha, beta=beta_b, views=views,
             eq=f"BP3: {bname}[f] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]"
-               + (" + b (SGD)" if ctx.update else "")))
+               + ((" + b (SGD)" if beta_b == "1.0" else f" + μ·{bname} (SGD)") if ctx.update else "")))
+        steps += after_b
         return steps

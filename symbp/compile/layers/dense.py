@@ -83,10 +83,18 @@ class DenseLowering:
             steps.append(Gemm(back, f"delta{l}", f"W{l}", False, False,
                               eq=f"{back} = delta{l} · W{l}  ((w{l})ᵀδ{l} per sample: ∂C/∂a{l - 1})"))
         if ctx.update:
-            steps.append(Gemm(f"W{l}", f"delta{l}", prev, True, False, alpha="-eta / m", beta="decay",
-                              eq=f"BP4 + SGD: W{l} ← (1 − ηλ/n)·W{l} − (η/m)·Σ δ{l}ᵀ a{l - 1}"))
-            steps.append(ColSum(f"b{l}", f"delta{l}", rows, n, alpha="-eta / m", beta="1.0",
-                                eq=f"BP3 + SGD: b{l} ← b{l} − (η/m)·Σ δ{l}"))
+            target, alpha, beta, before, after = ctx.sgd_weights(f"W{l}")
+            rule = (f"W{l} ← (1 − ηλ/n)·W{l} − (η/m)·Σ δ{l}ᵀ a{l - 1}" if ctx.rule.plain else
+                    f"{target} ← {target} − (η/m)·Σ δ{l}ᵀ a{l - 1}")
+            steps += before
+            steps.append(Gemm(target, f"delta{l}", prev, True, False, alpha=alpha, beta=beta,
+                              eq=f"BP4 + SGD: {rule}"))
+            steps += after
+            target, alpha, beta, after = ctx.sgd_biases(f"b{l}")
+            steps.append(ColSum(target, f"delta{l}", rows, n, alpha=alpha, beta=beta,
+                                eq=f"BP3 + SGD: {target} ← {'μ·' if ctx.rule.momentum else ''}{target} − "
+                                   f"(η/m)·Σ δ{l}"))
+            steps += after
         else:
             steps.append(Gemm(f"nabla_w{l}", f"delta{l}", prev, True, False, alpha="1.0 / m",
                               eq=f"BP4: nabla_w{l} = (1/m)·Σ δ{l}ᵀ a{l - 1}"))
