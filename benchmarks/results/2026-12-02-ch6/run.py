@@ -21,12 +21,20 @@ NETS = {
                                sb.Conv2D(40, (5, 5), sb.relu), sb.MaxPool((2, 2)),
                                sb.Dense(100, sb.relu), sb.Dense(10, sb.softmax)], 0.03, 1.0),
 }
+# the book's expanded-data nets train on the 250,000 images of expand_mnist (each image and its four shifts)
+NETS["expanded_data"] = NETS["dbl_conv_relu"]
+NETS["double_fc_dropout"] = (lambda: [sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                                      sb.Conv2D(40, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                                      sb.Dense(1000, sb.relu), sb.Dropout(0.5), sb.Dense(1000, sb.relu),
+                                      sb.Dropout(0.5), sb.Dense(10, sb.softmax)], 0.03, 0.0)
+EXPANDED = ("expanded_data", "double_fc_dropout")
 
 name, epochs = sys.argv[1], int(sys.argv[2])
 data_dir = sys.argv[3] if len(sys.argv) > 3 else None
 layers, eta, lmbda = NETS[name]
 out = Path(__file__).with_name(name)
 data = sb.data.load_mnist(data_dir=data_dir, dtype="float32")
+train = sb.data.expand_mnist(data.train) if name in EXPANDED else data.train
 net = sb.Network(layers(), cost=sb.log_likelihood)
 t0 = time.perf_counter()
 model = net.compile(dtype="float32", seed=0)
@@ -42,10 +50,11 @@ def report(epoch, hist):
     print(line, file=log, flush=True)
 
 
-hist = model.fit(data.train, epochs=epochs, batch_size=10, eta=eta, lmbda=lmbda, evaluation_data=data.validation,
+hist = model.fit(train, epochs=epochs, batch_size=10, eta=eta, lmbda=lmbda, evaluation_data=data.validation,
                  seed=0, progress=False, callback=report)
 best = int(np.argmax(hist.evaluation_accuracy))
-result = {"net": name, "network": repr(net), "epochs": epochs, "eta": eta, "lmbda": lmbda, "batch_size": 10,
+result = {"net": name, "network": repr(net), "training_images": len(train[1]), "epochs": epochs, "eta": eta,
+          "lmbda": lmbda, "batch_size": 10,
           "dtype": "float32", "seed": 0, "compile_s": compile_s, "best_epoch": best + 1,
           "best_validation": hist.evaluation_accuracy[best], "test_at_best_validation": tests[best],
           "validation": hist.evaluation_accuracy, "test": tests, "epoch_seconds": hist.epoch_seconds}
