@@ -1,0 +1,173 @@
+"""What people look at after a sweep: the table, the best configuration, the plots.
+
+Takes: the trials' dicts that ``sweep`` returns (or the records of ``load_results(folder)``).  Gives:
+
+- ``ranked(results)``: the trials sorted by best accuracy, best first (ties: fewer epochs to the best, then
+  grid order); trials without an accuracy last;
+- ``best_trial(results)``: the first of them, or None;
+- ``grid_names(results)``: the names the grid varied, in grid order;
+- ``rich_table(results, top=None)`` and ``markdown_table(results, top=None)``: one row per trial, sorted (the
+  varied names, seed, best accuracy and its epoch, final accuracy, wall time);
+- ``plot_sweep(results, path)``: a figure of the book's kind (chapter 3), written where ``path`` says (PNG when it
+  has no suffix; matplotlib, the ``plot`` extra): left, the best accuracy against η on a log axis, one line per λ
+  (and per value of any other name the grid varied besides η and the seed), the mean over seeds with their range
+  as error bars; right, the evaluation accuracy per epoch of the ``curves`` best trials.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+#: the fields of a trial that are not grid values
+_FIELDS = ("seed", "epochs", "best_epoch", "best_accuracy", "evaluation_accuracy", "history", "wall_seconds",
+           "compile_seconds", "model", "key", "params", "diverged", "worker", "warnings", "values", "format",
+           "version", "check", "finished")
+
+
+def _values(trial: dict) -> dict:
+    if isinstance(trial.get("values"), dict):
+        return trial["values"]
+    return {k: v for k, v in trial.items() if k not in _FIELDS}
+
+
+def grid_names(results) -> list[str]:
+    """The names whose values differ between trials (seed excluded), in the order the trials give them."""
+    names: list[str] = []
+    for trial in results:
+        for name in _values(trial):
+            if name not in names:
+                names.append(name)
+    return [n for n in names if len({repr(_values(t).get(n)) for t in results}) > 1] or names
+
+
+def ranked(results) -> list[dict]:
+    """Sorted by best accuracy (highest first); ties by the earlier best epoch, then by grid order."""
+    indexed = list(enumerate(results))
+
+    def order(item):
+        i, t = item
+        acc = t.get("best_accuracy")
+        return (acc is None, -(acc or 0.0), t.get("best_epoch") or 0, i)
+
+    return [t for _, t in sorted(indexed, key=order)]
+
+
+def best_trial(results) -> dict | None:
+    """The trial with the highest best accuracy, or None when there is none."""
+    top = ranked(results)
+    return top[0] if top and top[0].get("best_accuracy") is not None else None
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict) and "$symbp" in v and isinstance(v.get("config"), dict):  # sb.L1(5) and the like
+        config = v["config"]
+        name = config.get("name", str(v["$symbp"]).rpartition(":")[2])
+        rest = ", ".join(f"{k}={_fmt(x)}" for k, x in config.items() if k not in ("name", "expr"))
+        return f"{name}({rest})" if rest else str(name)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _rows(results, top):
+    names = grid_names(results)
+    header = [*names, "seed", "best accuracy", "best epoch", "final", "wall s"]
+    rows = []
+    for t in ranked(results)[:top]:
+        acc = t.get("evaluation_accuracy") or []
+        final = _pct(acc[-1]) if acc else "-"
+        if t.get("diverged"):
+            final += " (diverged)"
+        wall = t.get("wall_seconds")
+        rows.append([*(_fmt(_values(t).get(n)) for n in names), str(t.get("seed")), _pct(t.get("best_accuracy")),
+                     str(t.get("best_epoch") or "-"), final, "-" if wall is None else f"{wall:.1f}"])
+    return header, rows
+
+
+def rich_table(results, top: int | None = None, title: str | None = None):
+    """A ``rich.table.Table`` of the trials, best first (``top``: only that many rows)."""
+    from rich.table import Table
+
+    header, rows = _rows(results, top)
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i < len(header) - 5 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(results, top: int | None = None) -> str:
+    """The same table as Markdown."""
+    header, rows = _rows(results, top)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def describe(trial: dict) -> str:
+    """``eta=0.5, lmbda=5, seed=0``: a trial's grid values and seed."""
+    return ", ".join([*(f"{k}={_fmt(v)}" for k, v in _values(trial).items()), f"seed={trial.get('seed')}"])
+
+
+def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
+    """Draw the sweep (see the module docstring) to ``path`` and return the path written."""
+    from symbp.train.plot import plot_path
+
+    path = plot_path(path)
+    results = list(results)
+    if not results:
+        raise ValueError("no trials to plot")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("plotting a sweep needs matplotlib: pip install 'symbp[plot]'") from None
+    names = grid_names(results)
+    others = [n for n in names if n != "eta"]
+    if "lmbda" in others:
+        others.remove("lmbda")
+        others.insert(0, "lmbda")
+    lines: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
+    for t in results:
+        values = _values(t)
+        eta = values.get("eta", (t.get("params") or {}).get("eta"))
+        if eta is None or t.get("best_accuracy") is None:
+            continue
+        label = tuple((n, values.get(n)) for n in others)
+        lines[label][float(eta)].append(100 * t["best_accuracy"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    try:
+        greek = {"lmbda": "λ", "eta": "η"}
+        for label, by_eta in sorted(lines.items(), key=lambda kv: repr(kv[0])):
+            etas = sorted(by_eta)
+            means = [sum(by_eta[e]) / len(by_eta[e]) for e in etas]
+            low = [m - min(by_eta[e]) for m, e in zip(means, etas)]
+            high = [max(by_eta[e]) - m for m, e in zip(means, etas)]
+            text = ", ".join(f"{greek.get(n, n)} = {_fmt(v)}" for n, v in label) or "all trials"
+            ax1.errorbar(etas, means, yerr=[low, high] if any(low) or any(high) else None, marker="o", ms=4,
+                         capsize=3, label=text)
+        ax1.set_xscale("log")
+        ax1.set(xlabel="learning rate η (log scale)", ylabel="best accuracy (%)",
+                title="Best accuracy against η" + (" (mean over seeds, range as bars)" if any(
+                    len(v) > 1 for d in lines.values() for v in d.values()) else ""))
+        for t in [t for t in ranked(results) if t.get("evaluation_accuracy")][:curves]:
+            acc = t["evaluation_accuracy"]
+            ax2.plot(range(1, len(acc) + 1), [100 * v for v in acc], "o-", ms=3, label=describe(t))
+        ax2.set(xlabel="epoch", ylabel="evaluation accuracy (%)", title=f"The {curves} best trials")
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            if ax.lines or ax.containers:
+                ax.legend(fontsize=8)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
+    finally:
+        plt.close(fig)
+    return path
