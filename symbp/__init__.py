@@ -14,6 +14,7 @@ from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
 from symbp.network import Network
 from symbp.parsing import parse
 from symbp.regularizers import L1, L2, Regularizer
+from symbp.sweep import sweep, vote
 from symbp.symbols import a, w, y, z
 
 
@@ -49,7 +50,9 @@ __all__ = [
     "sigmoid",
     "softmax",
     "softplus",
+    "sweep",
     "tanh",
+    "vote",
     "w",
     "y",
     "z",

@@ -267,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--early-stop", type=_positive_int, default=None, metavar="N",
                    help="stop after N epochs without better evaluation accuracy; keep the best parameters")
     o.add_argument("--monitor-training", action="store_true", help="also report training cost and accuracy")
+    o.add_argument("--drop-last", action="store_true",
+                   help="skip a short last mini-batch when the training set is not a multiple of --batch-size "
+                        "(by default it is trained too, with η/its size, as the book's network.py)")
     _compile_args(o)
     d = t.add_argument_group("data and output")
     d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
@@ -275,6 +278,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
     d.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="train on the first N training samples (with --expand: the first N images, expanded)")
+    d.add_argument("--inputs", choices=["uint8", "float"], default="uint8",
+                   help="uint8: the pixels as bytes, read as pixel/255 by the kernels (8× less memory and data "
+                        "moved than float64); float: pixel/255 stored in --dtype (default: uint8)")
     d.add_argument("--expand", action="store_true",
                    help="MNIST only: train on each training image and its four one-pixel shifts, zero-filled "
                         "(50,000 images become 250,000), as the book's expand_mnist.py")
@@ -297,6 +303,10 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark symbp against NumPy, PyTorch and JAX", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
+
+    from symbp.sweep.cli import add_commands  # sweep and vote (dask.distributed is imported only by a sweep)
+
+    add_commands(sub)
     return top
 
 
@@ -330,19 +340,21 @@ def _gb(n: float) -> str:
 
 
 def _check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
-                  batch_size: int = 0) -> None:
+                  batch_size: int = 0, data_itemsize: int | None = None) -> None:
     """Refuse (``ValueError`` naming --layers) a network whose parameters and buffers cannot fit in memory.
 
     The estimate counts the parameters four times (the model's, the copy an epoch can be undone from, the
-    best epoch's for early stopping, one more while saving), the data set, the per-row activations z and a of
-    every layer for the largest set evaluated at once, and the mini-batch buffers."""
+    best epoch's for early stopping, one more while saving), the data set (its inputs ``data_itemsize`` bytes
+    each: 1 for uint8 pixels), the per-row activations z and a of every layer for the largest set evaluated at
+    once, and the mini-batch buffers."""
     itemsize = 4 if dtype == "float32" else 8
+    data_itemsize = itemsize if data_itemsize is None else data_itemsize
     params = sum(spec.size for layer, in_shape in zip(net.layers[1:], net.shapes)
                  for spec in layer.param_specs(in_shape))
     n_in, n_out = math.prod(net.shapes[0]), math.prod(net.shapes[-1])
     units = sum(math.prod(shape) for shape in net.shapes[1:])
-    need = itemsize * (4 * params + data_rows * (n_in + n_out)
-                       + eval_rows * (2 * units + n_out) + batch_size * (4 * units + n_in + n_out))
+    need = (itemsize * (4 * params + data_rows * n_out + eval_rows * (2 * units + n_out)
+                        + batch_size * (4 * units + n_in + n_out)) + data_itemsize * data_rows * n_in)
     limit = _memory_limit()
     if limit is not None and need > limit:
         what = "training" if data_rows else "compiling"
@@ -480,7 +492,7 @@ def check_train_args(args):
     rows = max(10_000, n_train if args.monitor_training else 0)
     # the loaded splits (70,000 rows), and with --expand the expanded copy of the training images
     _check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
-                  eval_rows=rows, batch_size=args.batch_size)
+                  eval_rows=rows, batch_size=args.batch_size, data_itemsize=1 if args.inputs == "uint8" else None)
     return net, save, plot
 
 
@@ -490,7 +502,8 @@ def cmd_train(args) -> int:
     net, save, plot = check_train_args(args)
     say = (lambda *a, **k: None) if args.quiet else print
     t0 = time.perf_counter()
-    splits = load_dataset(args.dataset, data_dir=args.data_dir, dtype=args.dtype)
+    splits = load_dataset(args.dataset, data_dir=args.data_dir,
+                          dtype="uint8" if args.inputs == "uint8" else args.dtype)
     X, labels = splits.train
     if args.limit is not None:
         X, labels = X[: args.limit], labels[: args.limit]
@@ -503,7 +516,8 @@ def cmd_train(args) -> int:
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = net.compile(backend=args.backend, dtype=args.dtype, seed=args.seed, init=args.init)
-    model.prepare(model.update_kernel(args.regularizer_obj, args.momentum), "forward", "cost")  # what fit uses
+    model.prepare(model.update_kernel(args.regularizer_obj, args.momentum, compact=splits.input_scale is not None),
+                  "forward", "cost")  # what fit uses
     compile_s = time.perf_counter() - t0
     say(f"{net!r}: {X.shape[0]} training samples"
         + (f" ({n_images} images and their 4 one-pixel shifts)" if args.expand else "")
@@ -528,7 +542,8 @@ def cmd_train(args) -> int:
                      evaluation_data=evaluation, monitor_training=args.monitor_training,
                      early_stopping=args.early_stop, seed=args.seed, progress=progress, callback=report,
                      regularizer=args.regularizer_obj, momentum=args.momentum, schedule=args.schedule,
-                     patience=args.patience, diagnostics=args.diagnostics)
+                     patience=args.patience, diagnostics=args.diagnostics, input_scale=splits.input_scale,
+                     drop_last=args.drop_last)
     train_s = sum(hist.epoch_seconds)
     if hist.evaluation_accuracy:
         best = max(hist.evaluation_accuracy)
@@ -608,6 +623,8 @@ def main(argv=None) -> int:
                 p.print_help()
                 return 0
             warnings.showwarning = _one_line_warning(command)
+            if command not in ("train", "show"):
+                return args.handler(args)  # the commands added by add_commands (sweep, vote)
             return {"train": cmd_train, "show": cmd_show}[command](args)
     except _ERRORS as exc:
         if isinstance(exc, BrokenPipeError):  # stdout closed early (symbp show | head): not an error of symbp

@@ -21,7 +21,7 @@ PROGRAMS = ("forward", "cost", "backward", "sgd_epoch")
 INFERENCE = ("forward", "cost")
 
 _NUMBA_IMPORTS = ("import math\n\nimport numpy as np\nfrom numba import njit\n"
-                  "from numba.types import boolean, float32, float64, int64, void\n\n"
+                  "from numba.types import boolean, float32, float64, int64, uint8, void\n\n"
                   "from symbp.compile import runtime as _rt\n"
                   "from symbp.compile.runtime import readonly as RO\n\n\n")
 _NUMPY_IMPORTS = ("import functools\nimport math\n\nimport numpy\nimport numpy as np\nimport scipy.special\n\n"

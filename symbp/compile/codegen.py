@@ -196,6 +196,9 @@ def _(step: Gather, ind):
     lines = [_comment(ind, f"{step.eq}; bad notes NaN/inf (v − v ≠ 0), at no cost while the rows are copied"),
              f"{ind}for i in range({step.rows}):", f"{i2}r = {step.order}[{step.start} + i]"]
     for src, dst in step.pairs:
+        if src in step.scale:  # integer codes: always finite; converted in float64, rounded to the buffer's type
+            lines += [f"{i2}for c in range({src}.shape[1]):", f"{i3}{dst}[i, c] = {src}[r, c] * {step.scale[src]}"]
+            continue
         lines += [f"{i2}for c in range({src}.shape[1]):", f"{i3}v = {src}[r, c]", f"{i3}{dst}[i, c] = v",
                   f"{i3}bad |= (v - v) != 0.0"]
     return lines + [f"{ind}if bad:  # stop before this mini-batch touches the parameters", f"{i2}return bad"]
@@ -499,27 +502,39 @@ def numpy_step(step, ind: str) -> list[str]:
 
 @numpy_step.register
 def _(step: Gemm, ind):
+    """In place, no more temporaries than the product itself: at mini-batch 10 each NumPy call costs about a
+    microsecond, so the count of calls is the NumPy backend's speed.  The arithmetic is BLAS's α·(A·B) + β·C."""
     a = f"{step.A}.T" if step.trans_a else step.A
     b = f"{step.B}.T" if step.trans_b else step.B
-    prod = f"({a} @ {b})"
-    if step.alpha != "1.0":
-        prod = f"({step.alpha}) * {prod}"
-    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {_plus_beta(prod, step.out, step.beta)}"]
-
-
-def _numpy_elementwise(reads, exprs, ind, targets):
-    names = {sym: _array_ref(acc) for sym, acc in reads.items()}
-    tmps, reduced = _cse(exprs)
-    lines = [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
-    lines += [f"{ind}{target}[...] = {array_code(e, names)}" for target, e in zip(targets, reduced)]
-    return lines
+    lines = [_comment(ind, step.eq)]
+    scale = [] if step.alpha == "1.0" else [f"{ind}{{}} *= ({step.alpha})"]
+    if step.beta == "0.0":
+        lines.append(f"{ind}np.matmul({a}, {b}, out={step.out})")
+        return lines + [line.format(step.out) for line in scale]
+    lines.append(f"{ind}_p = {a} @ {b}")
+    lines += [line.format("_p") for line in scale]
+    if step.beta != "1.0":  # e.g. the weight decay 1 − ηλ/n, a run-time value: skipped when it is 1
+        lines += [f"{ind}if ({step.beta}) != 1.0:", f"{ind}{_IND}{step.out} *= ({step.beta})"]
+    return lines + [f"{ind}{step.out} += _p"]
 
 
 @numpy_step.register
 def _(step: Map, ind):
-    local, reads, exprs = _inplace(step)
-    lines = [_comment(ind, step.eq)] + [f"{ind}{loc} = {step.reads[sym].buffer}.copy()" for sym, loc in local.items()]
-    lines += _numpy_elementwise(reads, exprs, ind, [w.buffer for w, _ in step.writes])
+    """Whole-array expressions make new arrays, so a map that writes a buffer it reads (z += b) needs no copy
+    of it: only a result that would be read after that buffer is written is computed first."""
+    names = {sym: _array_ref(acc) for sym, acc in step.reads.items()}
+    written = {w.buffer for w, _ in step.writes}
+    tmps, reduced = _cse([e for _, e in step.writes])
+    lines = [_comment(ind, step.eq)] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
+    rhs = []
+    for k, e in enumerate(reduced):
+        code = array_code(e, names)
+        reads_written = any(sym in step.reads and step.reads[sym].buffer in written for sym in e.free_symbols)
+        if k and reads_written:  # a buffer written by an earlier target: evaluate before any is written
+            lines.append(f"{ind}_r{k} = " + (f"np.array({code})" if e.is_Symbol else code))  # a new array
+            code = f"_r{k}"
+        rhs.append(code)
+    lines += [f"{ind}{w.buffer}[...] = {code}" for (w, _), code in zip(step.writes, rhs)]
     return lines
 
 
@@ -563,15 +578,22 @@ def _(step: RowSum, ind):
 
 @numpy_step.register
 def _(step: ColSum, ind):
-    rhs = _plus_beta(f"({step.alpha}) * {step.src}.sum(axis=0)", step.out, step.beta)
-    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {rhs}"]
+    total = f"({step.alpha}) * {step.src}.sum(axis=0)"
+    if step.beta == "1.0":  # b ← b + α·Σ (the bias update): in place
+        return [_comment(ind, step.eq), f"{ind}{step.out} += {total}"]
+    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {_plus_beta(total, step.out, step.beta)}"]
 
 
 @numpy_step.register
 def _(step: Gather, ind):
     lines = [_comment(ind, step.eq), f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
-    lines += [f"{ind}{dst}[...] = {src}[rows]" for src, dst in step.pairs]
-    lines += [f"{ind}bad |= not np.isfinite({dst}).all()" for _, dst in step.pairs]
+    for src, dst in step.pairs:
+        if src in step.scale:
+            lines.append(f"{ind}{dst}[...] = {src}[rows] * {step.scale[src]}")
+            continue
+        # a sum is one cheap pass; only a non-finite sum (NaN/inf, or an overflow) is looked at element-wise
+        lines += [f"{ind}np.take({src}, rows, axis=0, out={dst})",
+                  f"{ind}if not math.isfinite({dst}.sum()):", f"{ind}{_IND}bad |= not np.isfinite({dst}).all()"]
     return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
 
 

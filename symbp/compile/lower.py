@@ -119,19 +119,21 @@ class _Lowerer:
                        doc="gradients of the mean cost over the rows of X (dropout off)",
                        row_vars={"m": "X.shape[0]"})
 
-    def sgd_epoch(self, rule: UpdateRule | None = None, name: str = "sgd_epoch") -> Program:
+    def sgd_epoch(self, rule: UpdateRule | None = None, name: str = "sgd_epoch", compact: bool = False) -> Program:
+        """The whole-epoch kernel; ``compact``: X holds uint8 codes, turned into inputs xscale·X as gathered."""
         rule = rule or UpdateRule()
         ctx = LowerContext(self.eqs, "x", "m", masks=True, grads=True, update=True, rule=rule)
         ctx.buffer("x", "m", self.net.sizes[0])
         ctx.buffer("yb", "m", self.out.n_out)
         for eq in self.eqs.layers:
             lowering(eq).scratch(eq, ctx)
-        body = [Gather([("X", "x"), ("Y", "yb")])]
+        body = [Gather([("X", "x"), ("Y", "yb")], scale={"X": "xscale"} if compact else {})]
         body += self._forward(ctx)
         body += self._backward(ctx, "yb")
-        args = [ArrayArg("X", 2, readonly=True), ArrayArg("Y", 2, readonly=True),
+        args = [ArrayArg("X", 2, "uint8" if compact else "float", readonly=True), ArrayArg("Y", 2, readonly=True),
                 ArrayArg("order", 1, "int64", readonly=True), ScalarArg("m", "int"), ScalarArg("eta", "float"),
                 ScalarArg("decay", "float"), ScalarArg("seed", "int"), ScalarArg("epoch", "int"),
+                *([ScalarArg("xscale", "float")] if compact else []),
                 *([ScalarArg("pen", "float")] if not rule.plain else []),
                 *([ScalarArg("mu", "float")] if rule.momentum else []),
                 *_param_args(self.eqs), *(_param_args(self.eqs, "v") if rule.momentum else [])]
@@ -145,9 +147,10 @@ class _Lowerer:
         return Program(name, args, ctx.buffers, [Loop(body, eq="for every mini-batch: start = k·m")],
                        returns="bad",
                        doc="one epoch of mini-batch SGD in place: order gives the sample order, m the mini-batch "
-                           f"size, {how}, (seed, epoch) the dropout masks; a final "
-                           "partial batch is skipped. Returns True, before updating, at the first mini-batch "
-                           "holding a NaN or inf in X or Y",
+                           f"size, {how}, (seed, epoch) the dropout masks"
+                           + ("; X holds uint8 codes, the inputs are xscale·X" if compact else "")
+                           + "; a final partial batch is skipped (the caller runs it as a call of its own). "
+                           "Returns True, before updating, at the first mini-batch holding a NaN or inf in X or Y",
                        row_vars={})
 
 
@@ -155,9 +158,10 @@ def _block(label: str, steps: list) -> list:
     return [Block(label, steps)] if steps else []
 
 
-def lower_update(network, rule: UpdateRule, name: str) -> Program:
-    """The whole-epoch kernel of ``network`` with another update rule (a regulariser's R′, momentum)."""
-    return _Lowerer(network).sgd_epoch(rule, name)
+def lower_update(network, rule: UpdateRule, name: str, compact: bool = False) -> Program:
+    """The whole-epoch kernel of ``network`` with another update rule (a regulariser's R′, momentum) or for
+    uint8 inputs (``compact``)."""
+    return _Lowerer(network).sgd_epoch(rule, name, compact)
 
 
 def lower(network, training: bool = True) -> dict[str, Program]:

@@ -111,7 +111,7 @@ class ArrayPrinter(NumPyPrinter):
         super().__init__(dict(settings or {}, strict=True))
 
     def _print_sigmoid(self, e):
-        return f"_rt.np_sigmoid({self._print(e.args[0])})"
+        return f"scipy.special.expit({self._print(e.args[0])})"  # one ufunc call, both stable branches
 
     def _print_softplus(self, e):
         return f"_rt.np_softplus({self._print(e.args[0])})"

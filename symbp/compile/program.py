@@ -13,7 +13,8 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``RowSoftmax`` the normalised (softmax) activation of a row, with log-sum-exp stabilisation,
 - ``RowSum``  a per-sample sum of an expression over a layer's units (softmax's S, the cost),
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
-- ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers,
+- ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers (8-bit input codes
+              converted on the way: x = scale·X),
 - ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
 - ``ConvGemm`` such a sum (a convolution's valid correlation) done as im2col + gemm,
 - ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
@@ -160,6 +161,9 @@ class Gather:
     start: str = "start"
     rows: str = "m"
     eq: str = "mini-batch: the rows order[start:start+m] of X and Y"
+    #: sources read as integer codes: {source: the scalar argument that scales them} (x = xscale·X, in float64,
+    #: then rounded to the buffer's dtype); such sources need no NaN/inf check
+    scale: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -359,7 +363,8 @@ def _(step: ColSum, ind):
 
 @describe_step.register
 def _(step: Gather, ind):
-    pairs = ", ".join(f"{dst}[i,:] = {src}[{step.order}[{step.start}+i],:]" for src, dst in step.pairs)
+    pairs = ", ".join(f"{dst}[i,:] = " + (f"{step.scale[src]}·" if src in step.scale else "")
+                      + f"{src}[{step.order}[{step.start}+i],:]" for src, dst in step.pairs)
     return [f"{ind}gather[i<{step.rows}] {pairs}; bad = not finite"]
 
 

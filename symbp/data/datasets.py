@@ -1,9 +1,11 @@
 """Load MNIST and Fashion-MNIST as Nielsen's train / validation / test split.
 
-Takes: a dataset name, optionally a folder holding its four original ``.gz`` IDX files, a float dtype.
+Takes: a dataset name, optionally a folder holding its four original ``.gz`` IDX files, a dtype.
 Gives: ``Splits(train, validation, test)``; each is a ``Split(X, labels)`` tuple with ``X`` of shape
-``(n, 784)`` holding the pixels scaled to [0, 1] (``pixel / 255``) in the requested dtype and
-``labels`` an int64 array of shape ``(n,)``.  ``train`` is the first 50,000 images of the training
+``(n, 784)`` holding the pixels scaled to [0, 1] (``pixel / 255``) in the requested float dtype, or with
+``dtype="uint8"`` the pixels themselves (8× less memory; ``split.input_scale`` is then 1/255, the
+``input_scale`` that ``Model.fit`` and the other methods take with them), and ``labels`` an int64 array of
+shape ``(n,)``.  ``train`` is the first 50,000 images of the training
 file, ``validation`` its last 10,000, ``test`` the 10,000 images of the t10k file.
 
 The arrays are **read-only** (``arr.flags.writeable`` is False): parsed splits are kept in an
@@ -52,7 +54,9 @@ ENV_DATA_DIR = "SYMBP_DATA_DIR"
 N_TRAIN = 50_000  # Nielsen's split of the 60,000 training images: 50,000 train + 10,000 validation
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
-_DTYPES = ("float32", "float64")
+_DTYPES = ("float32", "float64", "uint8")
+#: the input scale of uint8 pixels: the inputs are pixel/255, in [0, 1]
+PIXEL_SCALE = 1 / 255
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -60,10 +64,16 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 class Split(NamedTuple):
-    """One part of a dataset: ``X`` (n, 784) floats in [0, 1] and ``labels`` (n,) int64, both read-only."""
+    """One part of a dataset: ``X`` (n, 784) floats in [0, 1] (or uint8 pixels) and ``labels`` (n,) int64, both
+    read-only."""
 
     X: np.ndarray
     labels: np.ndarray
+
+    @property
+    def input_scale(self) -> float | None:
+        """The ``input_scale`` that goes with ``X``: 1/255 for uint8 pixels, None for floats (already scaled)."""
+        return PIXEL_SCALE if self.X.dtype == np.uint8 else None
 
     def __repr__(self) -> str:
         X, y = self.X, self.labels
@@ -76,6 +86,11 @@ class Splits(NamedTuple):
     train: Split
     validation: Split
     test: Split
+
+    @property
+    def input_scale(self) -> float | None:
+        """The ``input_scale`` of every split's X (see ``Split.input_scale``)."""
+        return self.train.input_scale
 
 
 # --- finding the files ------------------------------------------------------------------------
@@ -203,8 +218,11 @@ def _read_pair(img: Path, lab: Path, count: int, dtype: np.dtype) -> tuple[np.nd
     images = read_idx(img, max_bytes=count * IMAGE_SHAPE[0] * IMAGE_SHAPE[1])
     labels = read_idx(lab, max_bytes=count)
     _check(images, labels, (img, lab), count)
-    X = np.empty((count, images[0].size), dtype=dtype)
-    np.divide(images.reshape(count, -1), dtype.type(255), out=X, dtype=dtype)
+    if dtype == np.uint8:  # the pixels themselves; the model reads them as pixel · PIXEL_SCALE
+        X = np.ascontiguousarray(images.reshape(count, -1))
+    else:
+        X = np.empty((count, images[0].size), dtype=dtype)
+        np.divide(images.reshape(count, -1), dtype.type(255), out=X, dtype=dtype)
     y = labels.astype(np.int64)
     X.flags.writeable = False
     y.flags.writeable = False
@@ -248,7 +266,8 @@ def load_dataset(
 ) -> Splits:
     """Load dataset ``name`` (``"mnist"`` or ``"fashion-mnist"``) as ``Splits(train, validation, test)``.
 
-    ``dtype`` is ``"float32"`` or ``"float64"``.  The arrays are read-only and shared between calls
+    ``dtype`` is ``"float32"``, ``"float64"`` or ``"uint8"`` (the pixels, with ``split.input_scale`` 1/255).
+    The arrays are read-only and shared between calls
     (see the module docstring).  ``mirrors``, ``progress`` and ``timeout`` are passed on to the
     download, if one is needed.  Raises ``DatasetNotFoundError`` when the files cannot be found or
     downloaded, ``ValueError`` on a bad checksum in a user folder or a malformed file.

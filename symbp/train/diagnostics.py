@@ -307,15 +307,19 @@ def sample_rows(n: int, sample: int | None = 1000, seed: int | None = 0) -> np.n
 
 
 def make_recorder(model, training_data, sample: int | None = 1000, seed: int | None = 0,
-                  threshold: float = THRESHOLD) -> Diagnostics:
+                  threshold: float = THRESHOLD, input_scale=None) -> Diagnostics:
     """A ``Diagnostics`` on a fixed sample of ``training_data`` = (X, Y) (see ``sample_rows``); X may be rows or
-    images, Y one-hot rows or labels.  The sample is copied once (1,000 rows of MNIST: 6 MB in float64)."""
+    images (uint8 codes with ``input_scale``), Y one-hot rows or labels.  The sample is copied once (1,000 rows
+    of MNIST: 6 MB in float64)."""
     try:
         X, Y = training_data
     except (TypeError, ValueError):
         raise ValueError("training_data must be an (X, Y) pair") from None
     rows = sample_rows(np.shape(X)[0], sample, seed)
-    return Diagnostics(model, np.asarray(X)[rows], np.asarray(Y)[rows], threshold)
+    X = np.asarray(X)[rows]
+    if input_scale is not None:  # the inputs themselves, as the epoch kernel computes them
+        X = model._floats(model._X(X, input_scale), input_scale)
+    return Diagnostics(model, X, np.asarray(Y)[rows], threshold)
 
 
 # ------------------------------------------------------------------------------------------------ plots

@@ -10,6 +10,11 @@ flattened in (channel, row, column) order, by every method); targets ``Y`` are (
 rows.  Inputs of another real dtype (ints, bools, the other float width) are converted to the model's dtype;
 complex, object and string arrays are refused, as are 1-d inputs, wrong widths, row-count mismatches and
 NaN/inf (all ``ValueError`` saying what was expected).
+
+Compact inputs: a ``uint8`` X with ``input_scale=s`` (every method that takes X) is read as the inputs s·X,
+computed in float64 and rounded to the model's dtype: the whole-epoch kernel converts the rows it gathers (an
+epoch moves 8× fewer bytes than float64 rows, the training set takes 8× less memory), the other methods convert
+blocks of ``CHUNK`` rows.  A uint8 X without a scale, or a scale with a float X, is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -30,10 +35,32 @@ from symbp.compile.runtime import ALIGN, aligned_copy  # noqa: F401  (re-exporte
 from symbp.layers import INIT_SCHEMES
 
 DTYPES = ("float64", "float32")
+#: rows converted at a time from uint8 codes to floats by feedforward, cost and evaluate (a few MB)
+CHUNK = 4096
 
 
-def _as_matrix(arr, name: str, cols: int, dtype, what: str, rows=None) -> np.ndarray:
+def _input_scale(scale) -> float | None:
+    """``input_scale`` checked: None, or a finite positive number."""
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"input_scale must be a finite positive number (1/255 for 8-bit pixels), got {scale!r}")
+    return float(scale)
+
+
+def _as_matrix(arr, name: str, cols: int, dtype, what: str, rows=None, scale=None) -> np.ndarray:
+    """``arr`` as a C-contiguous matrix of ``dtype`` (or, with ``scale``, of the uint8 codes it must hold)."""
     arr = np.asarray(arr)
+    if arr.dtype == np.uint8 and what == "inputs" and scale is None:
+        raise ValueError(f"{name} holds uint8 codes: give input_scale, the factor that turns them into the network's "
+                         "inputs (1/255 for 8-bit pixels: sb.data.load_mnist(dtype='uint8') hands them out with "
+                         "split.input_scale)")
+    if scale is not None:
+        if arr.dtype != np.uint8:
+            raise ValueError(f"input_scale is for uint8 inputs, but {name} has dtype {arr.dtype}: give {name} as "
+                             "uint8 codes, or leave input_scale out and pass the inputs themselves")
+        dtype = np.uint8
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
@@ -143,26 +170,25 @@ class Model:
             self.kernels[name]
         return self.cache_info
 
-    def update_kernel(self, regularizer=None, momentum: float = 0.0) -> str:
-        """The name of the whole-epoch kernel for an update rule (``fit``'s ``regularizer`` and ``momentum``),
-        generated (not compiled) on first use: the plain ``sgd_epoch`` for L2 (or none) without momentum, else
-        a variant named after its rule.  ``model.prepare(model.update_kernel(...))`` compiles it."""
+    def update_kernel(self, regularizer=None, momentum: float = 0.0, compact: bool = False) -> str:
+        """The name of the whole-epoch kernel for an update rule (``fit``'s ``regularizer`` and ``momentum``)
+        and inputs (``compact``: uint8 codes), generated (not compiled) on first use: the plain ``sgd_epoch``
+        for L2 (or none) without momentum on float inputs, else a variant named after its rule (and ``_u8``).
+        ``model.prepare(model.update_kernel(...))`` compiles it."""
         momentum = bool(momentum)
         penalty = None if regularizer is None or regularizer.is_l2 else regularizer.derivative
-        if penalty is None and not momentum:
-            return "sgd_epoch"
         name = "sgd_epoch"
         if penalty is not None:
             digest = hashlib.sha256(sp.srepr(penalty).encode()).hexdigest()[:8]
             name += f"_{regularizer.name.replace('-', '_')}_{digest}"
-        name += "_momentum" if momentum else ""
+        name += ("_momentum" if momentum else "") + ("_u8" if compact else "")
         if name not in self.kernels.sources:
             if self.network.untrainable is not None:
                 raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
             from symbp.compile.layers import UpdateRule
             from symbp.compile.lower import lower_update
 
-            self.kernels.add(name, lower_update(self.network, UpdateRule(penalty, momentum), name))
+            self.kernels.add(name, lower_update(self.network, UpdateRule(penalty, momentum), name, compact))
         return name
 
     def _kernel(self, name: str):
@@ -261,8 +287,24 @@ class Model:
         return [arr for pair in self._params for arr in pair]
 
     # -- kernels -------------------------------------------------------------------------------------
-    def _X(self, X) -> np.ndarray:
-        return _as_matrix(self._flat_images(X), "X", self.sizes[0], self.dtype, "inputs")
+    def _X(self, X, scale=None, name: str = "X") -> np.ndarray:
+        """X checked: rows of the model's dtype, or (with ``scale``) of uint8 codes."""
+        return _as_matrix(self._flat_images(X), name, self.sizes[0], self.dtype, "inputs", scale=scale)
+
+    def _floats(self, X, scale) -> np.ndarray:
+        """The inputs themselves: ``scale``·X in float64, rounded to the model's dtype (as the epoch kernel's
+        gather does); X unchanged without a scale."""
+        if scale is None:
+            return X
+        return (X.astype(np.float64) * scale).astype(self.dtype, copy=False)
+
+    def _blocks(self, X, scale):
+        """(first row, float inputs) over X: X itself, or converted blocks of ``CHUNK`` rows of uint8 codes."""
+        if scale is None:
+            yield 0, X
+            return
+        for lo in range(0, X.shape[0], CHUNK):
+            yield lo, self._floats(X[lo:lo + CHUNK], scale)
 
     def _flat_images(self, X):
         """(n, C, H, W) images as the (n, C·H·W) rows the kernels read (channel, row, column order)."""
@@ -275,30 +317,37 @@ class Model:
             return X.reshape(X.shape[0], -1)
         return X
 
-    def feedforward(self, X) -> np.ndarray:
-        """The network's output aᴸ for every row of X: shape (n, n_out).  Dropout is off (the identity)."""
-        X = self._X(X)
+    def feedforward(self, X, input_scale=None) -> np.ndarray:
+        """The network's output aᴸ for every row of X: shape (n, n_out).  Dropout is off (the identity).
+        ``input_scale``: X holds uint8 codes of the inputs input_scale·X (see the module docstring)."""
+        scale = _input_scale(input_scale)
+        X = self._X(X, scale)
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
         if X.shape[0]:
-            self._kernel("forward")(X, *self._flat(), out)
+            kernel, flat = self._kernel("forward"), self._flat()
+            for lo, part in self._blocks(X, scale):
+                kernel(part, *flat, out[lo:lo + part.shape[0]])
             if not np.isfinite(out).all():
-                raise self._nonfinite("feedforward", X, out)
+                raise self._nonfinite("feedforward", self._floats(X, scale), out)
         return out
 
-    def cost(self, X, Y) -> float:
+    def cost(self, X, Y, input_scale=None) -> float:
         """Mean cost over the rows (regularisation excluded)."""
-        X = self._X(X)
+        scale = _input_scale(input_scale)
+        X = self._X(X, scale)
         Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("cost of an empty set of rows is undefined")
-        total = float(self._kernel("cost")(X, Y, *self._flat()))
+        kernel, flat = self._kernel("cost"), self._flat()
+        total = sum(float(kernel(part, Y[lo:lo + part.shape[0]], *flat)) for lo, part in self._blocks(X, scale))
         if not math.isfinite(total):
-            raise self._nonfinite("cost", X)
+            raise self._nonfinite("cost", self._floats(X, scale))
         return total / X.shape[0]
 
-    def gradients(self, X, Y) -> list[tuple[np.ndarray, ...]]:
+    def gradients(self, X, Y, input_scale=None) -> list[tuple[np.ndarray, ...]]:
         """[(dW1, db1), ...]: gradients of the mean cost over the rows of X (dropout off)."""
-        X = self._X(X)
+        scale = _input_scale(input_scale)
+        X = self._floats(self._X(X, scale), scale)
         Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("gradients of an empty set of rows are undefined")
@@ -334,15 +383,20 @@ class Model:
 
     def run_epoch(self, X, Y, order, batch_size: int, eta: float, lmbda: float = 0.0, n: int | None = None,
                   seed: int = 0, epoch: int = 0, regularizer=None, momentum: float = 0.0,
-                  _checked: bool = False) -> None:
-        """One call of the whole-epoch kernel: SGD over the mini-batches order[k·m:(k+1)·m], in place.
+                  input_scale=None, drop_last: bool = False, _checked: bool = False) -> None:
+        """One epoch of SGD in place over the mini-batches order[k·m:(k+1)·m] (one call of the whole-epoch
+        kernel; a short last mini-batch, when len(order) is not a multiple of m, is one more step of its own
+        size, as in the book's network.py, unless ``drop_last``).
 
         ``n`` (the training-set size in the weight decay 1 − ηλ/n) defaults to ``len(order)``.  ``seed`` and
         ``epoch`` (non-negative integers) key the dropout masks: the mask of sample r in layer l is a hash of
         (seed, epoch, l, r, unit), whatever the order.  ``regularizer`` (an ``sb.Regularizer``, instead of
-        ``lmbda``) and ``momentum`` μ choose the update rule (see ``fit``).
+        ``lmbda``) and ``momentum`` μ choose the update rule (see ``fit``).  ``input_scale``: X holds uint8
+        codes of the inputs input_scale·X, converted by the kernel as it gathers each mini-batch.
         """
+        scale = input_scale
         if not _checked:
+            scale = _input_scale(input_scale)
             regularizer, lmbda = _regularizer(regularizer, lmbda)
             momentum = _momentum(momentum)
             X = self._flat_images(X)
@@ -351,12 +405,12 @@ class Model:
                 raise ValueError(f"order must hold integer row indices, got dtype {order.dtype}")
             order = np.ascontiguousarray(order, dtype=np.int64)
             if np.ndim(X) != 2:  # say what X should be, not that order is out of range for it
-                _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs")
+                _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", scale=scale)
             rows = np.asarray(X).shape[0]
             if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= rows)):
                 raise ValueError(f"order must be a 1-d array of row indices in 0..{rows - 1}")
             # Finiteness is checked by the kernel itself, on the rows it gathers (free: it reads them anyway).
-            X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=order[:0])
+            X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=order[:0], scale=scale)
             Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0], visit=order[:0])
             if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -369,54 +423,62 @@ class Model:
         n = len(order) if n is None else n
         strength = regularizer.strength if regularizer is not None else lmbda
         decay = 1.0 - eta * strength / n if n else 1.0
-        name = self.update_kernel(regularizer, momentum)
+        name = self.update_kernel(regularizer, momentum, compact=scale is not None)
         kernel = self._kernel(name)
         flat = self._flat()
+        compact = [float(scale)] if scale is not None else []
         if momentum > 0:
             extra = [float(eta * strength / n if n else 0.0), float(momentum)]
             state = flat + self._velocity_arrays()
         else:  # plain SGD: exactly the kernel without momentum; velocities (if any) start again from zero
-            extra = [] if name == "sgd_epoch" else [float(eta * strength / n if n else 0.0)]
+            extra = [] if regularizer is None or regularizer.is_l2 else [float(eta * strength / n if n else 0.0)]
             state = flat
             self._velocities = None
         # The kernel stops before a mini-batch with NaN/inf touches the parameters; earlier mini-batches of a
         # longer call are undone from this copy (cheap next to an epoch; per-mini-batch calls need none).
         saved = [p.copy() for p in state] if len(order) > batch_size else None
-        if kernel(X, Y, order, int(batch_size), float(eta), float(decay), int(seed), int(epoch), *extra, *flat,
-                  *state[len(flat):]):
-            for p, s in zip(state, saved or ()):
-                p[...] = s
-            for name, arr in (("X", X), ("Y", Y)):
-                bad = ~np.isfinite(arr[order]).all(axis=1)
-                if bad.any():
-                    raise ValueError(f"{name} contains NaN or inf (row {int(order[np.argmax(bad)])}); "
-                                     "the parameters were left as they were before this call")
+        m = int(batch_size)
+        calls = [(order, m)] if len(order) >= m else []  # whole mini-batches (the kernel skips a partial one)
+        rest = len(order) % m
+        if rest and not drop_last:  # the book's short last mini-batch: one more step, with η/rest
+            calls.append((order[len(order) - rest:], rest))
+        for rows, size in calls:
+            if kernel(X, Y, rows, size, float(eta), float(decay), int(seed), int(epoch), *compact, *extra, *flat,
+                      *state[len(flat):]):
+                for p, s in zip(state, saved or ()):
+                    p[...] = s
+                for what, arr in (("X", X), ("Y", Y)):
+                    bad = ~np.isfinite(arr[order]).all(axis=1)
+                    if bad.any():
+                        raise ValueError(f"{what} contains NaN or inf (row {int(order[np.argmax(bad)])}); "
+                                         "the parameters were left as they were before this call")
 
     # -- training ------------------------------------------------------------------------------------
-    def _data(self, data, name: str):
+    def _data(self, data, name: str, scale=None):
         try:
             X, Y = data
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be an (X, Y) pair") from None
-        X = self._X(X)
+        X = self._X(X, scale, name=f"{name}'s X")
         return X, _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0])
 
-    def evaluate(self, data) -> float:
+    def evaluate(self, data, input_scale=None) -> float:
         """Fraction of rows whose largest output is the target class (Y as labels or one-hot)."""
-        X, Y = self._data(data, "data")
+        scale = _input_scale(input_scale)
+        X, Y = self._data(data, "data", scale)
         if X.shape[0] == 0:
             raise ValueError("cannot evaluate on an empty set")
-        return self._accuracy(X, Y)
+        return self._accuracy(X, Y, scale)
 
-    def _accuracy(self, X, Y) -> float:
+    def _accuracy(self, X, Y, scale=None) -> float:
         """Fraction correct on already-validated arrays."""
-        return float(np.mean(self.feedforward(X).argmax(axis=1) == Y.argmax(axis=1)))
+        return float(np.mean(self.feedforward(X, scale).argmax(axis=1) == Y.argmax(axis=1)))
 
     def fit(self, training_data, epochs: int = 30, batch_size: int = 10, eta: float = 3.0, lmbda: float = 0.0,
             evaluation_data=None, monitor_training: bool = False, monitor_evaluation: bool = True,
             early_stopping: int | None = None, seed=None, progress: bool | None = None,
             callback=None, regularizer=None, momentum: float = 0.0, schedule: str | None = None,
-            patience: int = 10, diagnostics: bool = False) -> History:
+            patience: int = 10, diagnostics: bool = False, input_scale=None, drop_last: bool = False) -> History:
         """Nielsen's mini-batch SGD, one whole-epoch kernel call per epoch (no Python per mini-batch).
 
         Shuffles every epoch (seeded by ``seed``, else by the model's generator), continues from the current
@@ -427,6 +489,9 @@ class Model:
         ``patience`` epochs without a better evaluation accuracy, stop when η would reach η₀/128 (the history
         records η per epoch).  ``diagnostics=True`` records chapter 5's per-layer speed of learning,
         saturation and weight statistics per epoch (``History.diagnostics``) on a fixed sample of 1,000 rows.
+        ``input_scale``: the X of ``training_data`` and ``evaluation_data`` hold uint8 codes of the inputs
+        input_scale·X (e.g. ``sb.data.load_mnist(dtype="uint8")`` with 1/255), gathered and converted by the
+        kernel.  Every epoch trains the short last mini-batch too (as the book), unless ``drop_last``.
 
         Monitors what it is asked for: evaluation accuracy and cost when ``evaluation_data`` is given
         (``monitor_evaluation``), training accuracy and cost with ``monitor_training`` (or when early stopping
@@ -435,7 +500,8 @@ class Model:
         """
         if self.network.untrainable is not None:
             raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
-        X, Y = self._data(training_data, "training_data")
+        scale = _input_scale(input_scale)
+        X, Y = self._data(training_data, "training_data", scale)
         n = X.shape[0]
         if n == 0:
             raise ValueError("training_data is empty")
@@ -453,17 +519,18 @@ class Model:
         from symbp.train.schedule import make_schedule
 
         sched = make_schedule(schedule, float(eta), patience)
-        ev = self._data(evaluation_data, "evaluation_data") if evaluation_data is not None else None
+        ev = self._data(evaluation_data, "evaluation_data", scale) if evaluation_data is not None else None
         watch_eval = ev is not None and monitor_evaluation
         watch_train = monitor_training or (not watch_eval and (early_stopping is not None or sched is not None))
         recorder = None
         if diagnostics:
             from symbp.train.diagnostics import make_recorder
 
-            recorder = make_recorder(self, (X, Y), sample=1000, seed=0)  # a fixed sample: comparable epochs
+            recorder = make_recorder(self, (X, Y), sample=1000, seed=0,  # a fixed sample: comparable epochs
+                                     input_scale=scale)
         # compiled before the first epoch (not inside its time): the update kernel and what monitoring uses
-        self.prepare(self.update_kernel(regularizer, momentum), *(("forward", "cost") if watch_eval or watch_train
-                                                                  else ()))
+        self.prepare(self.update_kernel(regularizer, momentum, compact=scale is not None),
+                     *(("forward", "cost") if watch_eval or watch_train else ()))
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         mask_seed = _mask_seed(seed, self._rng) if any(layer.trains for layer in self.network.layers) else 0
         hist = History()
@@ -480,7 +547,8 @@ class Model:
                 before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
                 t0 = time.perf_counter()
                 self.run_epoch(X, Y, order, int(batch_size), eta_now, float(lmbda), n, seed=mask_seed,
-                               epoch=epoch, regularizer=regularizer, momentum=momentum, _checked=True)
+                               epoch=epoch, regularizer=regularizer, momentum=momentum, input_scale=scale,
+                               drop_last=drop_last, _checked=True)
                 hist.epoch_seconds.append(time.perf_counter() - t0)
                 hist.epochs.append(epoch + 1)
                 hist.eta.append(eta_now)
@@ -492,11 +560,12 @@ class Model:
                         f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters were restored "
                         f"to those before that epoch (try a smaller eta than {eta_now:g})")
                 if watch_eval:
-                    hist.evaluation_accuracy.append(self._accuracy(*ev))
-                    hist.evaluation_cost.append(self.cost(*ev) + self._penalty(regularizer, lmbda, ev[0].shape[0]))
+                    hist.evaluation_accuracy.append(self._accuracy(*ev, scale))
+                    hist.evaluation_cost.append(self.cost(*ev, scale) + self._penalty(regularizer, lmbda,
+                                                                                      ev[0].shape[0]))
                 if watch_train:
-                    hist.training_cost.append(self.cost(X, Y) + self._penalty(regularizer, lmbda, n))
-                    hist.training_accuracy.append(self._accuracy(X, Y))
+                    hist.training_cost.append(self.cost(X, Y, scale) + self._penalty(regularizer, lmbda, n))
+                    hist.training_accuracy.append(self._accuracy(X, Y, scale))
                 if recorder is not None:
                     t1 = time.perf_counter()
                     hist.diagnostics.append(recorder.record(epoch + 1))

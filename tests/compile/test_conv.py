@@ -328,8 +328,8 @@ def step_by_step(m, X, Y, order, mb, eta, lmbda, n=None):
     n = len(order) if n is None else n
     decay = 1.0 - eta * lmbda / n
     params = m.params
-    for k in range(len(order) // mb):
-        rows = order[k * mb:(k + 1) * mb]
+    for k in range(0, len(order), mb):  # the book's epoch: a short last mini-batch too, with η/its size
+        rows = order[k:k + mb]
         m.set_params(params)
         grads = m.gradients(X[rows], Y[rows])
         params = [(decay * W - eta * dW, b - eta * db) for (W, b), (dW, db) in zip(params, grads)]
@@ -343,7 +343,7 @@ def test_run_epoch_equals_minibatch_updates(backend):
     X, Y = data(m.network, 23, rng)
     m.set_params(random_params(m, rng))
     start = m.params
-    order = rng.permutation(23)  # 4 mini-batches of 5; the last 3 samples are skipped
+    order = rng.permutation(23)  # 4 mini-batches of 5, then one of 3
     want = step_by_step(m, X, Y, order, 5, 0.4, 2.5)
     m.set_params(start)
     m.run_epoch(X, Y, order, 5, 0.4, 2.5)

@@ -17,8 +17,8 @@ def step_by_step(m, X, Y, order, m_batch, eta, lmbda, n=None):
     n = len(order) if n is None else n
     decay = 1.0 - eta * lmbda / n
     params = m.params
-    for k in range(len(order) // m_batch):
-        rows = order[k * m_batch:(k + 1) * m_batch]
+    for k in range(0, len(order), m_batch):  # the book's epoch: a short last mini-batch too, with η/its size
+        rows = order[k:k + m_batch]
         m.set_params(params)
         grads = m.gradients(X[rows], Y[rows])
         params = [(decay * W - eta * dW, b - eta * db) for (W, b), (dW, db) in zip(params, grads)]
@@ -39,7 +39,7 @@ def _case(name, rows, seed=0):
 def test_run_epoch_equals_minibatch_updates(backend, name, lmbda):
     m = kit.model(name, backend)
     params, X, Y, rng = _case(name, 23)
-    order = rng.permutation(23)  # 4 mini-batches of 5; the last 3 samples are skipped
+    order = rng.permutation(23)  # 4 mini-batches of 5, then one of 3
     eta = 0.8
     m.set_params(params)
     want = step_by_step(m, X, Y, order, 5, eta, lmbda)
@@ -76,21 +76,31 @@ def test_decay_uses_len_order_or_given_n(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_partial_batch_and_unused_rows_do_not_matter(backend):
+    """With ``drop_last`` the short last mini-batch is skipped: its rows cannot change the result."""
     m = kit.model("soft", backend)
     params, X, Y, rng = _case("soft", 17, seed=2)
     order = rng.permutation(17)  # 3 mini-batches of 5, two samples skipped
     m.set_params(params)
-    m.run_epoch(X, Y, order, 5, 0.6, 0.1)
+    m.run_epoch(X, Y, order, 5, 0.6, 0.1, drop_last=True)
     want = m.params
     X2 = X.copy()
     X2[order[15:]] = 1e3  # the skipped samples
     m.set_params(params)
-    m.run_epoch(X2, Y, order, 5, 0.6, 0.1)
+    m.run_epoch(X2, Y, order, 5, 0.6, 0.1, drop_last=True)
     kit.assert_params_close(m.params, want, rtol=0, atol=0, what="skipped rows changed the result")
-    # a mini-batch larger than the epoch: no update at all (not even the weight decay)
+    m.set_params(params)
+    m.run_epoch(X2, Y, order, 5, 0.6, 0.1)  # by default they are trained
+    assert not np.allclose(m.params[0][0], want[0][0])
+    # a mini-batch larger than the epoch: no update at all with drop_last (not even the weight decay); one
+    # step over all the rows without
+    m.set_params(params)
+    m.run_epoch(X, Y, order, 18, 0.6, 0.1, drop_last=True)
+    kit.assert_params_close(m.params, params, rtol=0, atol=0, what="no full mini-batch")
+    m.set_params(params)
+    one_step = step_by_step(m, X, Y, order, 18, 0.6, 0.1)
     m.set_params(params)
     m.run_epoch(X, Y, order, 18, 0.6, 0.1)
-    kit.assert_params_close(m.params, params, rtol=0, atol=0, what="no full mini-batch")
+    kit.assert_params_close(m.params, one_step, **CLOSE, what="one short step")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

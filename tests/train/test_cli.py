@@ -303,10 +303,12 @@ def test_layer_syntax_builds_the_network(monkeypatch):
 
     # the memory estimate counts the expanded data and a conv net's activations
     monkeypatch.setattr(cli, "_memory_limit", lambda: 1_700_000_000)  # about 1.4 GB without --expand, 2.0 GB with
-    conv = ["--layers", "conv20x5x5,pool2,fc100,softmax10", "--dtype", "float32"]
+    conv = ["--layers", "conv20x5x5,pool2,fc100,softmax10", "--dtype", "float32", "--inputs", "float"]
     cli.check_train_args(cli.parser().parse_args(["train", *conv]))
     with pytest.raises(ValueError, match="^argument --layers: conv20x5x5,pool2,fc100,softmax10 has 289,630 param"):
         cli.check_train_args(cli.parser().parse_args(["train", *conv, "--expand"]))
+    # the default uint8 pixels take a quarter of float32's memory: the expanded set fits (about 1.25 GB)
+    cli.check_train_args(cli.parser().parse_args(["train", *conv[:-2], "--expand"]))
 
 
 def test_train_conv_net_on_expanded_data(data_dir):
