@@ -729,8 +729,8 @@ class _Symbp(Impl):
     def params(self):
         return [(np.array(W), np.array(b)) for W, b in self.model.params]
 
-    def epoch(self, order):
-        self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n)
+    def epoch(self, order):  # the harness's epoch is its whole mini-batches (every implementation drops the rest)
+        self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n, drop_last=True)
 
 
 class SymbpNumbaEpoch(_Symbp):
@@ -748,6 +748,25 @@ class SymbpNumbaPerBatch(_Symbp):
         m, run, X, Y = self.m, self.model.run_epoch, self.X, self.Y
         for k in range(len(order) // m):
             run(X, Y, order[k * m : (k + 1) * m], m, self.eta, lmbda=self.lmbda, n=self.n)
+
+
+class SymbpNumbaU8(_Symbp):
+    """symbp, numba backend, the whole epoch in one kernel call on MNIST's uint8 pixels (``input_scale=1/255``):
+    the kernel converts the rows it gathers, an epoch reads 8× fewer input bytes than float64 rows."""
+
+    name = "symbp-numba-u8"
+
+    def _setup(self, params, X, Y):
+        codes = np.rint(np.asarray(X, dtype=np.float64) * 255)
+        if codes.min() < 0 or codes.max() > 255 or not np.array_equal((codes / 255).astype(X.dtype), X):
+            raise ImplUnavailable("the inputs are not 8-bit pixels / 255: no uint8 codes to train on")
+        super()._setup(params, X, Y)
+        self.model.prepare(self.model.update_kernel(compact=True))
+        self.X = np.ascontiguousarray(codes, dtype=np.uint8)
+
+    def epoch(self, order):
+        self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n,
+                             input_scale=1 / 255, drop_last=True)
 
 
 class SymbpNumpy(_Symbp):
@@ -780,6 +799,7 @@ IMPLS: dict[str, type[Impl]] = {
         PytensorNumba,
         PytensorC,
         SymbpNumbaEpoch,
+        SymbpNumbaU8,
         SymbpNumbaPerBatch,
         SymbpNumpy,
     )

@@ -3,8 +3,9 @@
 Takes: the results dict of ``symbp.bench.harness.run_suite`` (and an output folder).  Gives: ``print_table``
 (rich), ``write_json`` (everything, raw repeat times and environment included), ``write_markdown`` (a table
 per case, then the cold-compile probes of symbp, JAX and PyTensor side by side: ``probe_rows``),
-``write_plots`` (matplotlib, Agg: seconds per epoch per implementation per case, bars on a log scale; and
-scaling with hidden size and with mini-batch size when the suite has cases differing only in those),
+``write_plots`` (matplotlib, Agg: ``speedup.png``, each case's speed-up of every implementation over
+matrix-batched NumPy with the case's BLAS bound as a line; and scaling with hidden size and with mini-batch
+size when the suite has cases differing only in those),
 ``write_all`` (all of them).
 
 Ratios are speed-ups: ``median(baseline) / median(impl)``, so 2.0 means twice as fast as that baseline.
@@ -354,6 +355,56 @@ def _scaling_groups(results: dict, attr: str):
     return [(k, dict(sorted(g.items()))) for k, g in groups.items() if len(g) >= 2]
 
 
+def _baseline(case: dict) -> str | None:
+    """The matrix-batched NumPy implementation of a case (im2col for conv nets), if it ran."""
+    for name in (BATCHED, IM2COL):
+        if case["impls"].get(name, {}).get("status") == "ok":
+            return name
+    return None
+
+
+def _speedup_plot(results: dict, path: Path, plt) -> Path:
+    """Each case's speed-up over matrix-batched NumPy (median/median, whiskers from min and max), one bar per
+    implementation, and the BLAS bound of the case (its matrix products alone) as a dashed line: how fast an
+    epoch could be on this BLAS.  A linear axis: 2 means twice as fast as NumPy."""
+    cases = [c for c in results["cases"] if _baseline(c)]
+    names = list(dict.fromkeys(n for c in cases for n, v in c["impls"].items()
+                               if v["status"] == "ok" and n != _baseline(c)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 1.6 * len(cases) * max(1, len(names)) / 3), 4.8))
+    width = 0.8 / max(1, len(names))
+    for j, name in enumerate(names):
+        xs, ups, lo, hi = [], [], [], []
+        for i, c in enumerate(cases):
+            v, ref = c["impls"].get(name), c["impls"][_baseline(c)]
+            if v and v["status"] == "ok":
+                up = ref["median_s"] / v["median_s"]
+                xs.append(i + (j - (len(names) - 1) / 2) * width)
+                ups.append(up)
+                lo.append(up - ref["median_s"] / v["max_s"])
+                hi.append(ref["median_s"] / v["min_s"] - up)
+        bars = ax.bar(xs, ups, width, yerr=[lo, hi], capsize=2, label=name)
+        ax.bar_label(bars, labels=[f"{u:.2g}×" for u in ups], fontsize=7, padding=2)
+    labelled = False
+    for i, c in enumerate(cases):
+        pb = c.get("products_bound")
+        if pb and pb.get("median_s"):
+            up = c["impls"][_baseline(c)]["median_s"] / pb["median_s"]
+            ax.hlines(up, i - 0.45, i + 0.45, colors="black", linestyles="dashed", linewidth=1.2,
+                      label=None if labelled else "BLAS bound (the epoch's matrix products alone)")
+            ax.annotate(f"bound {up:.2g}×", (i + 0.45, up), fontsize=7, ha="right", va="bottom")
+            labelled = True
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels([c["case"]["name"] for c in cases], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("speed-up over matrix-batched NumPy (× faster)")
+    ax.set_title(f"SGD epoch, suite {results['suite']}: speed-up over NumPy (higher is faster)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(results: dict, out_dir) -> list[Path]:
     """PNG plots; returns the paths written."""
     import matplotlib
@@ -362,36 +413,9 @@ def write_plots(results: dict, out_dir) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    paths = []
+    paths = [_speedup_plot(results, out_dir / "speedup.png", plt)]
     cases = results["cases"]
     names = list(dict.fromkeys(n for c in cases for n, v in c["impls"].items() if v["status"] == "ok"))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 1.6 * len(cases) * max(1, len(names)) / 3), 4.8))
-    width = 0.8 / max(1, len(names))
-    all_s: list[float] = []
-    for j, name in enumerate(names):
-        xs, meds, lo, hi = [], [], [], []
-        for i, c in enumerate(cases):
-            v = c["impls"].get(name)
-            if v and v["status"] == "ok":
-                xs.append(i + (j - (len(names) - 1) / 2) * width)
-                meds.append(v["median_s"])
-                lo.append(v["median_s"] - v["min_s"])
-                hi.append(v["max_s"] - v["median_s"])
-        bars = ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=name)
-        ax.bar_label(bars, labels=[f"{t:.3g}" for t in meds], fontsize=7, padding=2)
-        all_s += [m - d for m, d in zip(meds, lo, strict=True)] + [m + d for m, d in zip(meds, hi, strict=True)]
-    ax.set_yscale("log")
-    if all_s:  # bars on a log axis start at its bottom: put it well below the fastest time
-        ax.set_ylim(min(all_s) / 4, max(all_s) * 3)
-    ax.set_xticks(range(len(cases)))
-    ax.set_xticklabels([c["case"]["name"] for c in cases], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("seconds per epoch (median; bars: min–max)")
-    ax.set_title(f"SGD epoch time, suite {results['suite']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "epoch_seconds.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
 
     for attr, fname, xlabel in (
         ("hidden", "scaling_hidden.png", "hidden layer size"),

@@ -243,7 +243,7 @@ def test_quick_suite_end_to_end_on_synthetic_data(tmp_path):
     assert data["environment"]["blas"]
     md = (tmp_path / "results.md").read_text()
     assert "| numpy-batched |" in md and "median s/epoch" in md and "- BLAS bound: " in md
-    png = tmp_path / "epoch_seconds.png"
+    png = tmp_path / "speedup.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert res["files"]["json"] == str(tmp_path / "results.json")
 
@@ -264,7 +264,7 @@ def test_scaling_plots_when_the_suite_has_those_cases(tmp_path):
         peak_size=64,
         memory=False,
     )
-    for name in ("epoch_seconds.png", "scaling_hidden.png", "scaling_batch.png"):
+    for name in ("speedup.png", "scaling_hidden.png", "scaling_batch.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
     assert set(res["peak"]["at_threads"]) == {"float64", "float32"}
 
