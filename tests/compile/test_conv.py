@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import symbp as sb
 from symbp import a, y, z
+from symbp.train import model as model_module
 from symbp.train import serialize
 
 I, C, P, D, Drop = sb.Input, sb.Conv2D, sb.MaxPool, sb.Dense, sb.Dropout
@@ -685,3 +686,51 @@ def test_small_conv_net_learns_mnist(data_dir, f32_models):
     hist = m.fit((X[:3000].reshape(-1, 1, 28, 28), labels[:3000]), epochs=1, batch_size=10, eta=0.1,
                  evaluation_data=(Xv[:1000], yv[:1000]), seed=0, progress=False)
     assert hist.evaluation_accuracy[-1] > 0.6 > before + 0.3  # chance is 10%
+
+
+# ------------------------------------------------------------------------ pooling before a monotone σ
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "softplus"])
+def test_pooling_before_a_monotone_activation_changes_nothing(backend, act, monkeypatch):
+    """A conv layer whose σ sympy shows non-decreasing is pooled before σ (network3's order): the same outputs,
+    gradients and epoch as pooling after σ, with σ and σ′ at a quarter of the positions."""
+    from symbp.derive.layers import pool as pool_rules
+
+    def make():
+        return sb.Network([I((2, 9, 8)), C(3, (3, 2), ACTS[act]), P((2, 2)), C(2, (2, 2), ACTS[act]), P((1, 2)),
+                           D(3, sb.softmax)], cost=sb.log_likelihood)
+
+    fused = make().compile(backend=backend, seed=0)
+    eqs = fused.network.equations()
+    assert eqs.layers[1].pool_first and eqs.layers[3].pool_first
+    assert f"layer 1's σ = {act} is non-decreasing" in str(eqs)
+    names = {b.name for b in fused.programs["sgd_epoch"].buffers}
+    assert {"zp2", "zp4"} <= names and not {"a1", "a3"} & names  # σ of the conv layers: on the pooled values
+    monkeypatch.setattr(pool_rules, "_pool_first", lambda ctx: None)
+    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the fused kernels from the index
+    after = make().compile(backend=backend, seed=0)
+    assert not after.network.equations().layers[1].pool_first
+    assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers} and "zp2" not in after.source("sgd_epoch")
+    assert "zp2" in fused.source("sgd_epoch")
+    rng = np.random.default_rng(7)
+    X, Y = data(fused.network, 23, rng)
+    params = random_params(fused, rng)
+    for m in (fused, after):
+        m.set_params(params)
+    np.testing.assert_allclose(fused.feedforward(X), after.feedforward(X), rtol=1e-13, atol=1e-15)
+    for ga, gb in zip(fused.gradients(X, Y), after.gradients(X, Y)):
+        for u, v in zip(ga, gb):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+    order = rng.permutation(23)
+    for m in (fused, after):
+        m.run_epoch(X, Y, order, 5, 0.3, 1.0)
+    for (W1, b1), (W2, b2) in zip(fused.params, after.params):
+        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=1e-14)
+
+
+def test_no_pooling_before_an_activation_that_is_not_monotone():
+    net = sb.Network([I((1, 6, 6)), C(2, (3, 3), ACTS["ztanh"]), P((2, 2)), D(2, sb.softmax)],
+                     cost=sb.log_likelihood)
+    assert net.equations().layers[1].pool_first is None and "pooling before σ" not in str(net.equations())
+    assert "a1" in {b.name for b in net.compile(backend="numpy").programs["sgd_epoch"].buffers}

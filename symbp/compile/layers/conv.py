@@ -70,6 +70,12 @@ def _is_correlation(eq) -> bool:
     return all(sp.expand(got[k] - v) == 0 for k, v in expected.items())
 
 
+def _pooled(eq, ctx) -> bool:
+    """Does the next layer pool this layer's z before σ (``PoolEquations.pool_first``)?"""
+    nxt = ctx.eqs.layers[eq.index] if eq.index < len(ctx.eqs.layers) else None
+    return bool(getattr(nxt, "pool_first", None))
+
+
 @register_lowering(Conv2D)
 class ConvLowering:
     def identity(self, eq, ctx) -> bool:
@@ -78,7 +84,9 @@ class ConvLowering:
     def scratch(self, eq, ctx) -> None:
         l, n = eq.index, _flat(eq.out_shape)
         ctx.buffer(f"z{l}", ctx.rows, n)
-        ctx.buffer(f"a{l}", ctx.rows, n)
+        pooled = _pooled(eq, ctx)
+        if not pooled:  # else σ acts on the pooled values, in the pooling layer's buffers
+            ctx.buffer(f"a{l}", ctx.rows, n)
         if _is_correlation(eq):  # the patches: one per sample while training (∂C/∂W reuses them), else one
             ckk, howo = eq.in_shape[0] * eq.layer.kernel[0] * eq.layer.kernel[1], eq.out_shape[1] * eq.out_shape[2]
             ctx.buffer(f"cols{l}", ctx.rows if ctx.grads else 1, ckk, howo)
@@ -86,7 +94,7 @@ class ConvLowering:
                 ctx.buffer(f"dcol{l}", ckk, howo)
         if ctx.grads:
             ctx.buffer(f"delta{l}", ctx.rows, n)
-            if _keeps_sp(eq, ctx):
+            if _keeps_sp(eq, ctx) and not pooled:
                 ctx.buffer(f"sp{l}", ctx.rows, n)
 
     def _views(self, eq, ctx, **names) -> dict:
@@ -108,6 +116,8 @@ class ConvLowering:
         if _is_correlation(eq):
             conv = ConvGemm("forward", conv, (f"{x}_v", f"W{l}", f"b{l}", f"z{l}_v", f"cols{l}"), conv.views,
                             eq=conv.eq + "; as im2col + gemm per sample")
+        if _pooled(eq, ctx):
+            return [conv]  # σ follows the next layer's pooling
         writes = [(elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zr)))]
         text = f"a{l} = σ(z{l}) = {eq.activation.text}"
         if _keeps_sp(eq, ctx):
@@ -126,7 +136,10 @@ class ConvLowering:
         if not eq.derivative.uses_a:
             reads[sp_] = elem(f"sp{l}")
             expr = g * sp_
-        steps = [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))], eq=f"δ{l} = g ⊙ σ′(z{l})")]
+        # after pooling before σ, the pooling layer has written δ = ∂C/∂z itself (σ′ at the pooled values)
+        head = [] if _pooled(eq, ctx) else [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))],
+                                                eq=f"δ{l} = g ⊙ σ′(z{l})")]
+        steps = []
         d_v, x = f"delta{l}_v", ctx.act(l - 1)
         views = {d_v: (f"delta{l}", (rows, *eq.out_shape))}
         bases = {rules.delta: (d_v, True), rules.w: (f"W{l}", False), rules.a_in: (f"{x}_v", True)}
@@ -159,9 +172,8 @@ class ConvLowering:
             gemm = {"input": (f"{d_v}", f"W{l}", f"{back}_v", f"dcol{l}"),
                     "weights": (f"{d_v}", f"cols{l}", wname, alpha, beta_w)}
             steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches")
-                     if isinstance(st, Contract) else st
-                     for st, role in zip(steps, [None] + (["input"] if back is not None else []) + ["weights"])]
-        steps = steps[:-1] + before + steps[-1:] + after  # the update rule's steps around the weight product
+                     for st, role in zip(steps, (["input"] if back is not None else []) + ["weights"])]
+        steps = head + steps[:-1] + before + steps[-1:] + after  # the update rule's steps around the weight product
         reads, term = _from_term(eq.rules["b"].term, bases, sizes)
         steps.append(Contract(
             Access(bname, ("f",)), [("f", maps)], [("r", rows), ("i", ho), ("j", wo)], reads, term,

@@ -5,10 +5,16 @@ x[c, i·ph+p, j·pw+q]; ``sympy.diff`` of that Max by one element is a product o
 maximum and 0 elsewhere, so ∂C/∂x is ∂C/∂a at each window's maximum (on ties the first in row-major order).
 For the sum-over-paths check (``symbp.derive.check``): ``UnrolledPool``, each unit the Max of its window, and
 ∂C/∂x from the equations' ``derivative`` of Max.
+
+Pooling before the activation (network3's order): after a conv layer whose σ sympy shows to be non-decreasing
+(``sympy.is_increasing`` on the reals), max σ(z) = σ(max z), so the kernels may pool z and apply σ (and σ′) to
+the pooled values only, a quarter of them for 2x2 windows.  ``PoolEquations.pool_first`` says why (or is None);
+the equations print it.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -16,7 +22,10 @@ import sympy as sp
 from symbp.derive.equations import sup
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.layers.conv import _image_shape
+from symbp.derive.limits import run_optional
+from symbp.layers.conv import Conv2D
 from symbp.layers.pool import MaxPool
+from symbp.symbols import z
 
 
 @dataclass(frozen=True)
@@ -30,13 +39,18 @@ class PoolEquations:
     back_latex: str | None = None
     is_output: bool = False
     has_params: bool = False
+    #: why the previous (conv) layer's σ may follow this pooling (σ non-decreasing, shown by sympy), else None
+    pool_first: str | None = None
     activation = None
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return (f"max-pooling {self.layer.window[0]}x{self.layer.window[1]}: ∂max/∂x₀ = {self.derivative} "
-                "(sympy), so the gradient goes to each window's maximum (the first in row-major order on ties); "
-                "rows and columns that do not fill a window get none.",)
+        notes = (f"max-pooling {self.layer.window[0]}x{self.layer.window[1]}: ∂max/∂x₀ = {self.derivative} "
+                 "(sympy), so the gradient goes to each window's maximum (the first in row-major order on ties); "
+                 "rows and columns that do not fill a window get none.",)
+        if self.pool_first:
+            notes += (self.pool_first,)
+        return notes
 
     @property
     def forward(self) -> str:
@@ -68,7 +82,36 @@ def _(layer: MaxPool, ctx: LayerContext) -> PoolEquations:
         raise ValueError(f"layer {ctx.index}: a MaxPool output layer is not supported; end with sb.Dense(n, ...)")
     xs = sp.symbols(f"x0:{min(4, layer.window[0] * layer.window[1])}", real=True)
     return PoolEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, sp.diff(sp.Max(*xs), xs[0]),
-                         ctx.back_text, ctx.back_latex)
+                         ctx.back_text, ctx.back_latex, pool_first=_pool_first(ctx))
+
+
+def _pool_first(ctx: LayerContext) -> str | None:
+    """Why this pooling may run before the previous conv layer's σ, or None: σ must be non-decreasing on the
+    reals, shown by sympy within the derivation budget (not shown in time: pooling stays after σ)."""
+    prev = ctx.network.layers[ctx.index - 1]
+    if not isinstance(prev, Conv2D) or not _non_decreasing(prev.activation.expr):
+        return None
+    l = ctx.index
+    strict = _strictly_increasing(prev.activation.expr)
+    ties = ("σ is strictly increasing, so the maximum is at the same place" if strict else
+            "σ is not strictly increasing: where a window's values tie in σ(z) on a flat part of σ, the gradient "
+            "goes to the largest z (times σ′ there) instead of the first tie")
+    ph, pw = ctx.network.layers[l].window
+    return (f"pooling before σ: layer {l - 1}'s σ = {prev.activation.name} is non-decreasing (sympy: "
+            f"is_increasing on the reals), so a{sup(l)} = max σ(z{sup(l - 1)}) = σ(max z{sup(l - 1)}): the kernels "
+            f"pool z{sup(l - 1)} and apply σ and σ′ to the pooled values only (1/{ph * pw} of them); {ties}.")
+
+
+@functools.lru_cache(maxsize=64)
+def _non_decreasing(expr: sp.Expr) -> bool:
+    value, done = run_optional(lambda: sp.is_increasing(expr, sp.S.Reals, z), share=0.25, seconds=2.0)
+    return bool(done and value is True)
+
+
+@functools.lru_cache(maxsize=64)
+def _strictly_increasing(expr: sp.Expr) -> bool:
+    value, done = run_optional(lambda: sp.is_strictly_increasing(expr, sp.S.Reals, z), share=0.25, seconds=2.0)
+    return bool(done and value is True)
 
 
 # ------------------------------------------------------------------------- unrolled, for the sum over paths
