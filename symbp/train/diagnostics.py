@@ -337,30 +337,15 @@ def _records(obj) -> list[dict]:
 
 
 def _figure(path, ncols=1, nrows=1, size=(6.5, 4.2)):
-    from symbp.train.plot import plot_path
+    from symbp.train.plot import open_figure
 
-    path = plot_path(path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("plots need matplotlib: pip install 'symbp[plot]'") from None
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
-    return path, plt, fig, axes.ravel()
+    return open_figure(path, nrows, ncols, size)
 
 
 def _save(plt, fig, path, title: str):
-    try:
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
-    finally:
-        plt.close(fig)
-    return path
+    from symbp.train.plot import save_figure
+
+    return save_figure(plt, fig, path, title)
 
 
 def _series(records, key):

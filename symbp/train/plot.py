@@ -2,7 +2,8 @@
 
 Takes: a ``History`` from ``Model.fit`` and a file name.  Gives: a figure with accuracy and cost per epoch, in
 the format the file name's suffix names (PNG if it has none: ``curves`` is written as ``curves.png``).
-``plot_path`` gives the path that will really be written, or a ``ValueError``, without drawing anything.
+``plot_path`` gives the path that will really be written, or a ``ValueError``, without drawing anything;
+``open_figure`` and ``save_figure`` are the opening and closing every plot of symbp shares.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def plot_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def plot_history(hist, path, title: str = "") -> Path:
-    """Draw ``hist`` to ``plot_path(path)`` (its parent folders are created) and return that path."""
+def open_figure(path, nrows: int = 1, ncols: int = 1, size=(6.5, 4.2)):
+    """(the path ``plot_path(path)``, pyplot, a figure, its axes as a flat list): matplotlib on its Agg backend,
+    or a ``ValueError`` saying how to install it."""
     path = plot_path(path)
     try:
         import matplotlib
@@ -55,8 +57,28 @@ def plot_history(hist, path, title: str = "") -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'symbp[plot]'") from None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        raise ValueError("plots need matplotlib: pip install 'symbp[plot]'") from None
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    return path, plt, fig, list(axes.ravel())
+
+
+def save_figure(plt, fig, path: Path, title: str = "") -> Path:
+    """Title, lay out and write ``fig`` to ``path`` in its suffix's format (parent folders created); always
+    closes the figure.  Returns ``path``."""
+    try:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_history(hist, path, title: str = "") -> Path:
+    """Draw ``hist`` to ``plot_path(path)`` (its parent folders are created) and return that path."""
+    path, plt, fig, (ax1, ax2) = open_figure(path, 1, 2, size=(11, 4))
     try:
         ep = hist.epochs
         if hist.evaluation_accuracy:
@@ -73,11 +95,7 @@ def plot_history(hist, path, title: str = "") -> Path:
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend()
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(plt, fig, path, title)
