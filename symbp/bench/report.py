@@ -370,7 +370,7 @@ def _speedup_plot(results: dict, path: Path, plt) -> Path:
     cases = [c for c in results["cases"] if _baseline(c)]
     names = list(dict.fromkeys(n for c in cases for n, v in c["impls"].items()
                                if v["status"] == "ok" and n != _baseline(c)))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 1.6 * len(cases) * max(1, len(names)) / 3), 4.8))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 1.5 + 0.35 * len(cases) * max(1, len(names)))), 5.2))
     width = 0.8 / max(1, len(names))
     for j, name in enumerate(names):
         xs, ups, lo, hi = [], [], [], []
@@ -383,7 +383,7 @@ def _speedup_plot(results: dict, path: Path, plt) -> Path:
                 lo.append(up - ref["median_s"] / v["max_s"])
                 hi.append(ref["median_s"] / v["min_s"] - up)
         bars = ax.bar(xs, ups, width, yerr=[lo, hi], capsize=2, label=name)
-        ax.bar_label(bars, labels=[f"{u:.2g}×" for u in ups], fontsize=7, padding=2)
+        ax.bar_label(bars, labels=[f"{u:.2g}" for u in ups], fontsize=6, padding=1, rotation=90)
     labelled = False
     for i, c in enumerate(cases):
         pb = c.get("products_bound")
@@ -398,7 +398,8 @@ def _speedup_plot(results: dict, path: Path, plt) -> Path:
     ax.set_xticklabels([c["case"]["name"] for c in cases], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("speed-up over matrix-batched NumPy (× faster)")
     ax.set_title(f"SGD epoch, suite {results['suite']}: speed-up over NumPy (higher is faster)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
