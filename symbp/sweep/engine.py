@@ -29,8 +29,9 @@ How it runs:
   (and runs a one-epoch fit on a few rows of zeros with each distinct set of fit keywords, so every kernel a trial
   calls is compiled); only then do the trials start, and workers that share a host (and so its cache folder) only
   read numba's cache, never write it at the same time.
-- Workers of the local cluster run one thread each, with OPENBLAS/OMP/MKL/NUMBA threads pinned to 1 (set in their
-  environment before they start) and BLAS pools limited again with threadpoolctl inside each trial.
+- Workers of the local cluster run one thread each, with OPENBLAS/OMP/MKL/NUMBA threads pinned to 1 (set in each
+  worker process's environment as it starts; the caller's own environment is left alone) and BLAS pools limited
+  again with threadpoolctl in every worker process.
 - Nothing is lost: each trial's model is saved and its record appended to ``out/results.jsonl`` as soon as it ends
   (see ``symbp.sweep.store``); a trial is identified by a key, the SHA-256 of the network declaration, the compile
   options, the fit keywords (those equal to fit's defaults left out, numbers compared as numbers), the seed and the
@@ -278,17 +279,22 @@ _LIMITS = []
 
 
 def _pin_threads() -> None:
-    """One thread for BLAS and numba in this process (the environment says so already on a local cluster)."""
+    """One BLAS thread in this process, when it is a dask worker (not when a trial runs in the caller's own
+    process, whose thread pools are left as they are).  Numba needs nothing: symbp's kernels are not parallel, and
+    numba's thread count (NUMBA_NUM_THREADS=1 on a local cluster) is left to the environment, as starting
+    numba's threads here would fix it for the life of the process."""
     if _LIMITS:
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
         return
     with contextlib.suppress(Exception):
         import threadpoolctl
 
         _LIMITS.append(threadpoolctl.threadpool_limits(limits=1))
-    with contextlib.suppress(Exception):
-        import numba
-
-        numba.set_num_threads(1)
     _LIMITS.append(None)
 
 
@@ -520,15 +526,28 @@ def _engine(client, workers):
         finally:
             own.close()
         return
-    cluster = local_cluster(workers)
+    import dask
+
+    # dask's nannies, which run in this process, write distributed.nanny.pre-spawn-environ (OMP_NUM_THREADS=1,
+    # ...) into this process's environment before each worker process starts: undone once the cluster is closed
+    names = [*(dask.config.get("distributed.nanny.pre-spawn-environ") or {}), "PYTHONHASHSEED"]
+    saved = {name: os.environ.get(name) for name in names}
     try:
-        own = Client(cluster, set_as_default=False)
+        cluster = local_cluster(workers)
         try:
-            yield own
+            own = Client(cluster, set_as_default=False)
+            try:
+                yield own
+            finally:
+                own.close()
         finally:
-            own.close()
+            cluster.close()
     finally:
-        cluster.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def local_cluster(workers: int | None = None, **kwargs):
@@ -553,10 +572,12 @@ def local_cluster(workers: int | None = None, **kwargs):
                # no dashboard; the scheduler's small HTTP server (health, metrics) on a free loopback port, not
                # on 8787, which another cluster may hold
                "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"}, **kwargs}
-    # Set before the worker processes spawn (numpy and numba read them at import); the nanny keeps them for
-    # the workers it restarts.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
-        return LocalCluster(**options)
+    # The thread variables go to the workers as env= (set in each worker process as it starts, before symbp and
+    # numba are imported there), not as distributed.nanny.pre-spawn-environ: the nanny runs in this process and
+    # would write those into this process's own os.environ for good (numba then refuses to compile here when
+    # NUMBA_NUM_THREADS changes after its threads were started).  BLAS is limited again by threadpoolctl in each
+    # worker (symbp.sweep.worker), whenever numpy was loaded.
+    return LocalCluster(**options)
 
 
 def _hosts(client) -> dict[str, list[str]]:

@@ -152,6 +152,10 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
             ax1.errorbar(etas, means, yerr=[low, high] if any(low) or any(high) else None, marker="o", ms=4,
                          capsize=3, label=text)
         ax1.set_xscale("log")
+        etas = sorted({e for by_eta in lines.values() for e in by_eta})
+        if 1 < len(etas) <= 12:  # the values swept, as the axis's ticks
+            ax1.set_xticks(etas, [f"{e:g}" for e in etas])
+            ax1.minorticks_off()
         ax1.set(xlabel="learning rate η (log scale)", ylabel="best accuracy (%)",
                 title="Best accuracy against η" + (" (mean over seeds, range as bars)" if any(
                     len(v) > 1 for d in lines.values() for v in d.values()) else ""))

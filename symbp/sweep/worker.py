@@ -1,7 +1,7 @@
 """Set-up of the worker processes of a sweep's local cluster: a dask preload (``Worker(preload=[...])``).
 
 Takes: the dask ``Worker`` being started.  Gives: ``dask_setup(worker)``, which makes the worker process ignore
-SIGINT and pins BLAS and numba to one thread.  A Ctrl-C in a terminal is sent to every process of the foreground
+SIGINT and limits BLAS to one thread (threadpoolctl).  A Ctrl-C in a terminal is sent to every process of the foreground
 process group, the local cluster's worker processes included; they leave it to the client, which cancels the
 running trials, keeps the finished ones and closes the cluster (without this, each worker process would also
 die of it and print its own traceback).  Workers of a cluster started elsewhere (``--scheduler``) are not touched.

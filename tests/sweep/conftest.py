@@ -35,15 +35,24 @@ def sweep_cache(tmp_path_factory):
 def cluster(sweep_cache):
     """``(LocalCluster, Client)``: two worker processes, one thread each, on loopback."""
     pytest.importorskip("distributed")
+    import dask
     from distributed import Client
 
     from symbp.sweep import local_cluster
 
-    lc = local_cluster(2)
-    client = Client(lc, set_as_default=False)
-    try:
-        client.wait_for_workers(2, timeout=120)
-        yield lc, client
-    finally:
-        client.close()
-        lc.close()
+    # the nannies write the workers' pre-spawn environment into this process's: undone at the end, as sb.sweep does
+    names = [*(dask.config.get("distributed.nanny.pre-spawn-environ") or {}), "PYTHONHASHSEED"]
+    with pytest.MonkeyPatch.context() as mp:
+        for name in names:
+            if name in os.environ:
+                mp.setenv(name, os.environ[name])
+            else:
+                mp.delenv(name, raising=False)
+        lc = local_cluster(2)
+        client = Client(lc, set_as_default=False)
+        try:
+            client.wait_for_workers(2, timeout=120)
+            yield lc, client
+        finally:
+            client.close()
+            lc.close()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from symbp.cli import main
+from symbp.sweep.engine import WORKER_ENV
 
 pytest.importorskip("distributed")
 
@@ -125,8 +126,13 @@ def test_ctrl_c_then_again_then_vote_on_mnist(cli, data_dir, tmp_path):
         assert time.monotonic() < deadline, "processes of the sweep left running"
         time.sleep(0.1)
 
+    # in this process: its environment is left as it was (the nannies, which run here, set the workers'
+    # thread variables before spawning them: NUMBA_NUM_THREADS changed here would make numba refuse to compile)
+    names = (*WORKER_ENV, "PYTHONHASHSEED")
+    environ = {k: os.environ.get(k) for k in names}
     rc, again, err = cli(*args)
     assert rc == 0, err
+    assert {k: os.environ.get(k) for k in names} == environ
     assert _lines(out / "results.jsonl") == 3 and "3 trials, best first" in again
     assert "best: eta=" in again and "validation accuracy" in again
     assert f"wrote {tmp_path / 'p.svg'}" in again and (tmp_path / "p.svg").is_file()
