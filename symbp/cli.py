@@ -214,6 +214,15 @@ def build_network(args, check_input: bool = True):
     return _option("--layers", lambda _: sb.Network(layers, cost=cost), args.layers)
 
 
+def _data_args(d, limit_help: str) -> None:
+    """--dataset, --data-dir and --limit: where the training data comes from (train and sweep)."""
+    d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
+    d.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
+                        "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
+    d.add_argument("--limit", type=_positive_int, default=None, metavar="N", help=limit_help)
+
+
 def _compile_args(p):
     p.add_argument("--backend", choices=["numba", "numpy"], default="numba", help="kernel backend (default: numba)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: float64)")
@@ -272,12 +281,7 @@ def parser() -> argparse.ArgumentParser:
                         "(by default it is trained too, with η/its size, as the book's network.py)")
     _compile_args(o)
     d = t.add_argument_group("data and output")
-    d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
-    d.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
-                        "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
-    d.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help="train on the first N training samples (with --expand: the first N images, expanded)")
+    _data_args(d, "train on the first N training samples (with --expand: the first N images, expanded)")
     d.add_argument("--inputs", choices=["uint8", "float"], default="uint8",
                    help="uint8: the pixels as bytes, read as pixel/255 by the kernels (8× less memory and data "
                         "moved than float64); float: pixel/255 stored in --dtype (default: uint8)")

@@ -112,6 +112,7 @@ def add_commands(subparsers) -> None:
     from symbp.cli import (
         LAYER_SYNTAX,
         _compile_args,
+        _data_args,
         _network_args,
         _non_negative_int,
         _non_negative_number,
@@ -147,12 +148,7 @@ def add_commands(subparsers) -> None:
     d = s.add_argument_group("data and output")
     d.add_argument("--out", required=True, metavar="DIR",
                    help="folder of the results (DIR/results.jsonl) and the models (DIR/models/); required")
-    d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
-    d.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
-                        "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
-    d.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help="train on the first N training samples")
+    _data_args(d, "train on the first N training samples")
     d.add_argument("--eval", choices=["validation", "test"], default="validation",
                    help="data that ranks the trials (default: validation; keep test for the end)")
     d.add_argument("--plot", default=None, metavar="FILE",

@@ -114,19 +114,12 @@ def describe(trial: dict) -> str:
 
 def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
     """Draw the sweep (see the module docstring) to ``path`` and return the path written."""
-    from symbp.train.plot import plot_path
+    from symbp.train.plot import open_figure, plot_path, save_figure
 
-    path = plot_path(path)
+    plot_path(path)  # a bad file name is refused before anything else
     results = list(results)
     if not results:
         raise ValueError("no trials to plot")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("plotting a sweep needs matplotlib: pip install 'symbp[plot]'") from None
     names = grid_names(results)
     others = [n for n in names if n != "eta"]
     if "lmbda" in others:
@@ -140,7 +133,7 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
             continue
         label = tuple((n, values.get(n)) for n in others)
         lines[label][float(eta)].append(100 * t["best_accuracy"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    path, plt, fig, (ax1, ax2) = open_figure(path, 1, 2, size=(12, 4.5))
     try:
         greek = {"lmbda": "λ", "eta": "η"}
         for label, by_eta in sorted(lines.items(), key=lambda kv: repr(kv[0])):
@@ -167,11 +160,7 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
             ax.grid(alpha=0.3)
             if ax.lines or ax.containers:
                 ax.legend(fontsize=8)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, format=path.suffix[1:].lower())
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(plt, fig, path, title)
