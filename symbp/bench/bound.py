@@ -72,9 +72,8 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 #                                  dcol = Wᵀ·δ[r]                   gemm_tn (not for the net's first layer)
 #                                  W ← W − α·δ[r]·col[r]ᵀ           gemm_nt
 # The GEMM bound times exactly these calls (same shapes, same runtime entry points, one patch matrix per sample
-# as the kernel keeps them); ``conv_calls`` times symbp's conv helpers instead (runtime.conv_forward,
-# conv_input, conv_weights: im2col, the gemm, bias, col2im) with the same fc products, so the difference of the
-# two is what im2col/col2im and the bias cost.  Neither gathers rows, applies σ, pools or runs softmax.
+# as the kernel keeps them).  It does not gather rows, copy patches (im2col/col2im), add or sum biases, apply σ,
+# pool or run softmax: the epoch minus this bound is what all of those cost.
 def _conv_kernels():
     from numba import njit
 
@@ -100,23 +99,7 @@ def _conv_kernels():
                 for r in range(m):
                     rt.gemm_nt(cz[l][r], cols[l][r], cW[l], -alpha, 1.0)
 
-    @njit(nogil=True, cache=True)
-    def calls(cW4, cb, cx, cz4, cols, dcols, c_input, cg, fW, facts, fdeltas, n_batches, alpha):
-        nc, nf = len(cW4), len(fW)
-        for _ in range(n_batches):
-            for l in range(nc):
-                rt.conv_forward(cx[l], cW4[l], cb[l], cz4[l], cols[l])
-            for l in range(nf):
-                rt.gemm_nt(facts[l], fW[l], facts[l + 1], 1.0, 0.0)
-            for l in range(nf - 1, -1, -1):
-                rt.gemm_nn(fdeltas[l + 1], fW[l], fdeltas[l], 1.0, 0.0)
-                rt.gemm_tn(fdeltas[l + 1], facts[l], fW[l], -alpha, 1.0)
-            for l in range(nc - 1, -1, -1):
-                if c_input[l]:
-                    rt.conv_input(cz4[l], cW4[l], cg[l], dcols[l])
-                rt.conv_weights(cz4[l], cols[l], cW4[l], -alpha, 1.0)
-
-    return gemms, calls
+    return gemms
 
 
 _CONV = None
@@ -133,8 +116,7 @@ def _timed(fn, args, n_batches, repeats):
 
 
 def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: int = 5) -> dict:
-    """Seconds per epoch of a conv net's gemm calls alone (see above): ``times``, ``median_s``, ``min_s``, and
-    ``conv_calls`` (the same for symbp's conv helpers, im2col/col2im included)."""
+    """Seconds per epoch of a conv net's gemm calls alone (see above): ``times``, ``median_s``, ``min_s``."""
     global _CONV
     if _CONV is None:
         _CONV = _conv_kernels()
@@ -148,19 +130,16 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     def arr(shape, scale=1.0):
         return aligned_copy((rng.standard_normal(shape) * scale).astype(dtype))
 
-    cW4, cb, cx, cz4, cols, dcols, c_input, cg = [], [], [], [], [], [], [], []
+    cW4, cz4, cols, dcols, c_input = [], [], [], [], []
     fsizes = []
     for k, (layer, (i, o)) in enumerate(zip(net.layers, net.shapes(), strict=True)):
         if layer[0] == "conv":
             F, kh, kw = layer[1:]
             C = i[0]
             cW4.append(arr((F, C, kh, kw), 1 / np.sqrt(C * kh * kw)))
-            cb.append(arr((F,)))
-            cx.append(aligned_copy(rng.random((m, *i)).astype(dtype)))
             cz4.append(arr((m, *o), 1e-3))  # the forward product's output, and the δ read back
             cols.append(aligned_copy(rng.random((m, C * kh * kw, o[1] * o[2])).astype(dtype)))
             dcols.append(arr((C * kh * kw, o[1] * o[2])))
-            cg.append(arr((m, *i)))
             c_input.append(k > 0)
         elif layer[0] in ("fc", "softmax"):
             if not fsizes:
@@ -170,12 +149,10 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     facts = tuple(aligned_copy(rng.random((m, n)).astype(dtype)) for n in fsizes)
     fdeltas = tuple(arr((m, n), 1e-3) for n in fsizes)
     flags = np.array(c_input, dtype=np.bool_)
-    gemms, calls = _CONV
+    gemms = _CONV
     cW2 = tuple(W.reshape(W.shape[0], -1) for W in cW4)
     cz3 = tuple(z.reshape(m, z.shape[1], -1) for z in cz4)
     out = _timed(gemms, (cW2, tuple(cols), cz3, tuple(dcols), flags, fW, facts, fdeltas), n_batches, repeats)
-    out["conv_calls"] = _timed(calls, (tuple(cW4), tuple(cb), tuple(cx), tuple(cz4), tuple(cols), tuple(dcols),
-                                       flags, tuple(cg), fW, facts, fdeltas), n_batches, repeats)
     out["what"] = ("per sample and conv layer: W·col (forward), Wᵀ·δ (input δ, not for the first layer), δ·colᵀ "
                    "(update); per mini-batch the fc products; through symbp.compile.runtime's gemm entry points")
     return out

@@ -607,11 +607,6 @@ def run_case(
         pb["gflops"] = result["flops_per_epoch"] / pb["median_s"] / 1e9
         pb["peak_fraction"] = pb["gflops"] / peak_gflops if peak_gflops else None
         pb["s_per_50k"] = pb["median_s"] * result["s_per_50k_factor"]
-        if "conv_calls" in pb:  # symbp's conv helpers (im2col/col2im + gemm + bias) and the fc products
-            cc = pb["conv_calls"]
-            cc["gflops"] = result["flops_per_epoch"] / cc["median_s"] / 1e9
-            cc["peak_fraction"] = cc["gflops"] / peak_gflops if peak_gflops else None
-            cc["s_per_50k"] = cc["median_s"] * result["s_per_50k_factor"]
     for name, ts in times.items():
         med = float(np.median(ts))
         gflops = result["flops_per_epoch"] / med / 1e9

@@ -185,14 +185,11 @@ def _bound_note(case: dict) -> str:
     pb = case["products_bound"]
     frac = _pct(pb.get("peak_fraction"))
     if _kind(case) == "conv":
-        cc = pb["conv_calls"]
         scale = case.get("s_per_50k_factor", 1.0)
         return (f"GEMM bound: the epoch's gemm calls alone (per sample and conv layer W·col, Wᵀ·δ except the first "
                 f"layer, δ·colᵀ; the fc products per mini-batch; same shapes, same entry points, nothing else) take "
                 f"{pb['median_s']:.4g} s/epoch ({pb['median_s'] * scale:.4g} s per 50k), {pb['gflops']:.1f} GFLOP/s"
-                f"{frac}. With symbp's conv helpers instead (im2col, bias, col2im added): {cc['median_s']:.4g} "
-                f"s/epoch ({cc['median_s'] * scale:.4g} s per 50k), {cc['gflops']:.1f} GFLOP/s"
-                f"{_pct(cc.get('peak_fraction'))}.")
+                f"{frac}.")
     return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "
             f"nothing else) take {pb['median_s']:.4g} s/epoch, {pb['gflops']:.1f} GFLOP/s{frac}: no epoch "
             "built on this BLAS can do better.")

@@ -16,7 +16,7 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers (8-bit input codes
               converted on the way: x = scale·X),
 - ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
-- ``ConvGemm`` such a sum (a convolution's valid correlation) done as im2col + gemm,
+- ``ConvGemm`` such a sum (a convolution's valid correlation, or its bias sum) done as im2col + gemm,
 - ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
 - ``Update``  out[k] ← expr for every element k of same-shaped arrays of any rank (the update rules of
               regularisers and momentum: w ← w − (ηλ/n)·R′(w), v ← μ·v − ..., w ← w + v),
@@ -207,15 +207,21 @@ class Contract:
 
 @dataclass
 class ConvGemm:
-    """A convolution's derived correlation sum (``contract``) done as im2col + gemm by ``runtime.conv_<role>``
-    (role "forward", "weights" or "input") with ``args``; backends without that product form emit
-    ``contract`` itself, the sum as derived."""
+    """A convolution's derived sum (``contract``) in product form, role by role: "forward" (im2col of each
+    sample, then W·col and the bias), "input" (Wᵀ·δ of each sample, then col2im), "weights" (Σ_r δ[r]·col[r]ᵀ,
+    one gemm per sample) and "bias" (Σ_r,i,j δ[r, f, i, j]).  ``args`` name the buffers (see the numba
+    emitter); ``geometry`` is the layer's (C, H, W), (kh, kw) and (F, Ho, Wo), so the numba backend writes
+    the copies with constant extents; ``cols_per_sample`` says whether ``cols`` holds one patch matrix per
+    sample (training) or a single reused one.  Backends without the product form emit ``contract`` itself,
+    the sum as derived."""
 
     role: str
     contract: Contract
     args: tuple[str, ...]
     views: dict[str, tuple[str, tuple]] = field(default_factory=dict)
     eq: str = ""
+    geometry: tuple = ()
+    cols_per_sample: bool = True
 
 
 @dataclass

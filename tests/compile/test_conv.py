@@ -734,3 +734,37 @@ def test_no_pooling_before_an_activation_that_is_not_monotone():
                      cost=sb.log_likelihood)
     assert net.equations().layers[1].pool_first is None and "pooling before σ" not in str(net.equations())
     assert "a1" in {b.name for b in net.compile(backend="numpy").programs["sgd_epoch"].buffers}
+
+
+# ------------------------------------------------------------------ large convolutions written out
+def test_written_out_convolutions_equal_the_runtime_helpers(monkeypatch):
+    """Convolutions with large patch matrices get im2col, col2im and the bias sums written out with constant
+    extents (``codegen.WRITE_OUT_FROM``); the same network with every convolution through the runtime helpers
+    gives the same outputs and epoch (the copies exactly, the bias sums in another order).  The gradients
+    kernel is left out: the epoch runs the same backward steps, and each compile here costs seconds."""
+    from symbp.compile import codegen
+
+    def make():  # both patch matrices above the threshold (6,400 and 5,292 elements); widths 16 and 14: whole
+        # straight-line chunks, and a chunk plus a remainder
+        return sb.Network([I((1, 20, 20)), C(3, (5, 5), sb.tanh), C(4, (3, 3), sb.sigmoid), P((2, 2)),
+                           D(3, sb.softmax)], cost=sb.log_likelihood)
+
+    out = make().compile(backend="numba", seed=0)
+    src = out.source("sgd_epoch")
+    assert "_rt.conv_forward" not in src and "_rt.conv_input" not in src and "_s7 +=" in src
+    monkeypatch.setattr(codegen, "WRITE_OUT_FROM", 10**9)
+    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the kernels from the index
+    helpers = make().compile(backend="numba", seed=0)
+    assert "_rt.conv_forward" in helpers.source("sgd_epoch") and "_rt.conv_input" in helpers.source("sgd_epoch")
+    rng = np.random.default_rng(3)
+    X, Y = data(out.network, 17, rng)
+    params = random_params(out, rng)
+    for m in (out, helpers):
+        m.set_params(params)
+    np.testing.assert_array_equal(out.feedforward(X), helpers.feedforward(X))  # one patch matrix, reused
+    order = rng.permutation(17)
+    for m in (out, helpers):
+        m.run_epoch(X, Y, order, 4, 0.3, 1.0)
+    for (W1, b1), (W2, b2) in zip(out.params, helpers.params):
+        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=1e-14)

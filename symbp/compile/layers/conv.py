@@ -2,6 +2,8 @@
 σ (and σ′ when it has no form in a) in one elementwise map, δ = g ⊙ σ′, and the three derived backward sums —
 ∂C/∂a (full convolution, its range conditions as loop bounds), ∂C/∂w and ∂C/∂b (or, in the whole-epoch
 kernel, the SGD updates with α = −η/m and β = 1 − ηλ/n for w) — each a ``Contract`` over the mini-batch.
+When the derived terms have the index structure of a valid correlation (``_is_correlation``), the sums are
+wrapped as ``ConvGemm`` steps (im2col + gemm), and ∂C/∂b, a plain sum over each map, as its "bias" role.
 
 Takes: ``ConvEquations`` (``symbp.derive.layers.conv``) and a ``LowerContext``.  Gives: program steps.
 Activations are stored flat, (rows, maps·height·width) in (channel, row, column) order, and read through
@@ -70,6 +72,16 @@ def _is_correlation(eq) -> bool:
     return all(sp.expand(got[k] - v) == 0 for k, v in expected.items())
 
 
+def _is_map_sum(eq) -> bool:
+    """Is the derived bias rule ∂C/∂b[f′] = Σ_i,j δ[f′,i,j] (a plain sum over each map, vectorised as such)?"""
+    rule = eq.rules["b"]
+    return not rule.conditions and sp.expand(rule.term - rules.delta[rules.fo, rules.i, rules.j]) == 0
+
+
+def _geometry(eq) -> tuple:
+    return tuple(eq.in_shape), tuple(eq.layer.kernel), tuple(eq.out_shape)
+
+
 def _pooled(eq, ctx) -> bool:
     """Does the next layer pool this layer's z before σ (``PoolEquations.pool_first``)?"""
     nxt = ctx.eqs.layers[eq.index] if eq.index < len(ctx.eqs.layers) else None
@@ -115,7 +127,8 @@ class ConvLowering:
                         eq=f"z{l}[f,i,j] = Σ_c,p,q W{l}[f,c,p,q]·a{l - 1}[c,i+p,j+q] + b{l}[f]  (derived forward map)")
         if _is_correlation(eq):
             conv = ConvGemm("forward", conv, (f"{x}_v", f"W{l}", f"b{l}", f"z{l}_v", f"cols{l}"), conv.views,
-                            eq=conv.eq + "; as im2col + gemm per sample")
+                            eq=conv.eq + "; as im2col + gemm per sample", geometry=_geometry(eq),
+                            cols_per_sample=ctx.grads)
         if _pooled(eq, ctx):
             return [conv]  # σ follows the next layer's pooling
         writes = [(elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zr)))]
@@ -171,14 +184,19 @@ class ConvLowering:
         if _is_correlation(eq):  # the same sums, as products over the patches kept by the forward pass
             gemm = {"input": (f"{d_v}", f"W{l}", f"{back}_v", f"dcol{l}"),
                     "weights": (f"{d_v}", f"cols{l}", wname, alpha, beta_w)}
-            steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches")
+            steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches",
+                              geometry=_geometry(eq))
                      for st, role in zip(steps, (["input"] if back is not None else []) + ["weights"])]
         steps = head + steps[:-1] + before + steps[-1:] + after  # the update rule's steps around the weight product
         reads, term = _from_term(eq.rules["b"].term, bases, sizes)
-        steps.append(Contract(
+        bias = Contract(
             Access(bname, ("f",)), [("f", maps)], [("r", rows), ("i", ho), ("j", wo)], reads, term,
             alpha=alpha, beta=beta_b, views=views,
             eq=f"BP3: {bname}[f] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]"
-               + ((" + b (SGD)" if beta_b == "1.0" else f" + μ·{bname} (SGD)") if ctx.update else "")))
+               + ((" + b (SGD)" if beta_b == "1.0" else f" + μ·{bname} (SGD)") if ctx.update else ""))
+        if _is_map_sum(eq):
+            bias = ConvGemm("bias", bias, (f"delta{l}", bname, alpha, beta_b), views,
+                            eq=bias.eq + "; as a sum over each map", geometry=_geometry(eq))
+        steps.append(bias)
         steps += after_b
         return steps
