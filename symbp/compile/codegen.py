@@ -272,7 +272,9 @@ def _im2col(x: str, col: str, geometry, ind: str) -> list[str]:
     """col[(c·kh + p)·kw + q, i·Wo + j] = x[c, i + p, j + q], with constant extents."""
     (cin, _, _), (kh, kw), (_, ho, wo) = geometry
     i2, i3, i4, i5 = (ind + _IND * k for k in range(1, 5))
-    lines = [f"{ind}for _c in range({cin}):", f"{i2}for _p in range({kh}):", f"{i3}for _q in range({kw}):",
+    lines = [_comment(ind, f"im2col: {col}[(c·{kh} + p)·{kw} + q, i·{wo} + j] = {x}[c, i + p, j + q], in chunks of "
+                           f"{LANES}: a chunk's loads, then its stores"),
+             f"{ind}for _c in range({cin}):", f"{i2}for _p in range({kh}):", f"{i3}for _q in range({kw}):",
              f"{i4}_row = (_c * {kh} + _p) * {kw} + _q", f"{i4}for _i in range({ho}):"]
     return lines + _chunked(wo, i5, lambda k: [f"_t{k} = {x}[_c, _i + _p, _q + _j + {k}]"],
                             lambda k: [f"{col}[_row, _i * {wo} + _j + {k}] = _t{k}"])
@@ -300,7 +302,8 @@ def _col2im(col: str, g: str, geometry, ind: str) -> list[str]:
     (the additions read what earlier ones wrote) and took three times as long to compile (measured)."""
     (cin, h, w_in), (kh, kw), (_, ho, wo) = geometry
     i2, i3, i4, i5, i6 = (ind + _IND * k for k in range(1, 6))
-    return [f"{ind}for _c in range({cin}):", f"{i2}for _y in range({h}):", f"{i3}for _x in range({w_in}):",
+    return [_comment(ind, f"col2im: {g}[c, i + p, j + q] = Σ {col}[(c·{kh} + p)·{kw} + q, i·{wo} + j]"),
+            f"{ind}for _c in range({cin}):", f"{i2}for _y in range({h}):", f"{i3}for _x in range({w_in}):",
             f"{i4}{g}[_c, _y, _x] = 0.0",
             f"{ind}for _c in range({cin}):", f"{i2}for _p in range({kh}):", f"{i3}for _q in range({kw}):",
             f"{i4}_row = (_c * {kh} + _p) * {kw} + _q", f"{i4}for _i in range({ho}):",
@@ -316,7 +319,8 @@ def _map_sums(delta: str, out: str, alpha: str, beta: str, geometry, rows: str, 
     i2, i3 = ind + _IND, ind + 2 * _IND
     i4 = i3 + _IND
     full = n - n % LANES
-    lines = [f"{ind}for _f in range({maps}):", f"{i2}" + " = ".join(f"_s{k}" for k in range(LANES)) + " = 0.0",
+    lines = [_comment(ind, f"Σ over each map in {LANES} partial sums (float64; lane k: the elements k mod {LANES})"),
+             f"{ind}for _f in range({maps}):", f"{i2}" + " = ".join(f"_s{k}" for k in range(LANES)) + " = 0.0",
              f"{i2}for _r in range({rows}):", f"{i3}_o = _f * {n}"]
     if full:
         lines += [f"{i3}for _k in range(_o, _o + {full}, {LANES}):"]
