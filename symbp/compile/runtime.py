@@ -347,6 +347,8 @@ def uniform_np(key, samples, units):
 
 # Convolutions as products (im2col): the lowering maps the derived correlation sums of a Conv2D layer onto these
 # when their index structure is the valid correlation z[f,i,j] = Σ w[f,c,p,q]·a[c,i+p,j+q] (checked there).
+# The numba backend calls them for convolutions below ``codegen.WRITE_OUT_FROM``; larger ones get the same copies
+# written into the kernel with constant extents (and the same products through gemm_nn/gemm_tn/gemm_nt).
 # Per sample r: col = the (C·kh·kw) × (Ho·Wo) patches of a[r]; z[r] = W·col + b; ∂C/∂W += δ[r]·colᵀ;
 # ∂C/∂a[r] = col2im(Wᵀ·δ[r]) (the full convolution with the flipped kernel, as a scatter of the patches).
 @njit(cache=True, nogil=True)
