@@ -207,6 +207,32 @@ def test_conv_cross_check_passes_and_names_a_wrong_implementation():
         cross_check([bad], case, X, Y, params)
 
 
+def test_a_peer_failing_the_cross_check_is_not_timed_symbp_failing_it_stops_the_case():
+    """A peer that fails the cross-check is reported unavailable with its error and the others are checked
+    again (on one machine inductor gave zero conv gradients: the rest of the suite still ran); symbp failing it
+    raises, and nothing is timed."""
+    from symbp.bench import harness
+
+    class SymbpEtaOff(EtaOff):
+        name = "symbp-eta-off"
+
+    case = Case("s", batch_size=4, dtype="float32", net=SMALL2)
+    X, Y = _data(SMALL2, 30)
+    X, Y = X.astype("float32"), Y.astype("float32")
+    params = init_conv_params(SMALL2, "float32", seed=0)
+    good, bad, ours = NumpyIm2col(), EtaOff(), SymbpEtaOff()
+    for impl in (good, bad, ours):
+        impl.setup(SMALL2, COST, "float32", params, X, Y, 4, case.eta)
+    entries = {impl.name: {"status": "ok"} for impl in (good, bad, ours)}
+    impls = [bad, good]
+    report = harness._checked(impls, case, X, Y, params, entries, lambda *args: None)
+    assert impls == [good] and set(report["errors"]) == {"numpy-im2col"}
+    assert entries[bad.name]["status"] == "unavailable"
+    assert "failed the cross-check: parameter" in entries[bad.name]["reason"]
+    with pytest.raises(CrossCheckError, match="symbp-eta-off"):
+        harness._checked([good, ours], case, X, Y, params, entries, lambda *args: None)
+
+
 # --------------------------------------------------------------------------------------------- the bound
 def test_conv_gemm_bound_runs_the_epochs_products():
     """The bound's gemm kernel makes the products symbp's conv kernel makes, landing where the epoch's would."""

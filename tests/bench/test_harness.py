@@ -163,7 +163,9 @@ def test_cross_check_names_the_wrong_implementation(wrong, param):
     assert info.value.error > 1e-10
 
 
-def test_run_suite_stops_before_timing_on_a_wrong_implementation(tmp_path):
+def test_run_suite_does_not_time_a_wrong_peer_and_stops_on_a_wrong_symbp(tmp_path):
+    """A peer that fails the cross-check is reported unavailable and never timed, the others run; symbp
+    failing it stops the run before any timing."""
     calls = []
 
     class Counting(EtaOff):
@@ -173,17 +175,28 @@ def test_run_suite_stops_before_timing_on_a_wrong_implementation(tmp_path):
             calls.append(len(order))
             super().epoch(order)
 
+    class SymbpCounting(Counting):
+        name = "symbp-counting-eta-off"
+
     case = Case("small", (6, 5, 3), batch_size=4, samples=40, repeats=2)
-    with pytest.raises(CrossCheckError, match="counting-eta-off"):
+    res = run_suite([case], tmp_path / "peer", impls=[NumpyBatched, Counting], data=_data(40, 6, 3),
+                    progress=False, peak_size=64, memory=False)
+    entry = res["cases"][0]["impls"]["counting-eta-off"]
+    assert entry["status"] == "unavailable" and "failed the cross-check" in entry["reason"]
+    assert res["cases"][0]["impls"]["numpy-batched"]["status"] == "ok"
+    assert calls == [12]  # only the 3 check mini-batches of 4 ran
+    assert "counting-eta-off unavailable: failed the cross-check" in (tmp_path / "peer" / "results.md").read_text()
+    calls.clear()
+    with pytest.raises(CrossCheckError, match="symbp-counting-eta-off"):
         run_suite(
             [case],
             tmp_path / "out",
-            impls=[NumpyBatched, Counting],
+            impls=[NumpyBatched, SymbpCounting],
             data=_data(40, 6, 3),
             progress=False,
             peak_size=64,
         )
-    assert calls == [12]  # only the 3 check mini-batches of 4 ran
+    assert calls == [12]
     assert not (tmp_path / "out").exists()
 
 
