@@ -688,6 +688,15 @@ def test_small_conv_net_learns_mnist(data_dir, f32_models):
     assert hist.evaluation_accuracy[-1] > 0.6 > before + 0.3  # chance is 10%
 
 
+def _assert_same_epoch(m1, m2, X, Y, order, batch_size):
+    """One epoch (η 0.3, no decay) in each model from their current parameters gives the same parameters."""
+    for m in (m1, m2):
+        m.run_epoch(X, Y, order, batch_size, 0.3, 1.0)
+    for (W1, b1), (W2, b2) in zip(m1.params, m2.params):
+        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=1e-14)
+
+
 # ------------------------------------------------------------------------ pooling before a monotone σ
 @pytest.mark.parametrize(("act", "backend"), [("relu", "numba"), ("sigmoid", "numpy"), ("tanh", "numpy"),
                                              ("softplus", "numpy")])  # each σ once, numba once: compiling dominates
@@ -721,12 +730,7 @@ def test_pooling_before_a_monotone_activation_changes_nothing(backend, act, monk
     for ga, gb in zip(fused.gradients(X, Y), after.gradients(X, Y)):
         for u, v in zip(ga, gb):
             np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
-    order = rng.permutation(23)
-    for m in (fused, after):
-        m.run_epoch(X, Y, order, 5, 0.3, 1.0)
-    for (W1, b1), (W2, b2) in zip(fused.params, after.params):
-        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=1e-14)
+    _assert_same_epoch(fused, after, X, Y, rng.permutation(23), 5)
 
 
 def test_no_pooling_before_an_activation_that_is_not_monotone():
@@ -762,9 +766,4 @@ def test_written_out_convolutions_equal_the_runtime_helpers(monkeypatch):
     for m in (out, helpers):
         m.set_params(params)
     np.testing.assert_array_equal(out.feedforward(X), helpers.feedforward(X))  # one patch matrix, reused
-    order = rng.permutation(17)
-    for m in (out, helpers):
-        m.run_epoch(X, Y, order, 4, 0.3, 1.0)
-    for (W1, b1), (W2, b2) in zip(out.params, helpers.params):
-        np.testing.assert_allclose(W1, W2, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=1e-14)
+    _assert_same_epoch(out, helpers, X, Y, rng.permutation(17), 4)
