@@ -586,7 +586,7 @@ def cmd_train(args) -> int:
 def cmd_bench(rest) -> int:
     from symbp.bench.harness import main as bench_main
 
-    return bench_main(rest) or 0
+    return bench_main(rest, prog="symbp bench") or 0
 
 
 #: What a command can fail with that is reported as one line (anything else is a bug: a traceback).

@@ -35,6 +35,7 @@ import dataclasses
 import gc
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,6 +83,22 @@ REFERENCES = {"dense": REFERENCE, "conv": CONV_REFERENCE}
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 SUITES_FILE = Path(__file__).resolve().with_name("suites.py")  # inside the package: installs carry it
 DEFAULT_OUT = Path("results-local") / "bench"
+
+
+class DivergedError(ValueError):
+    """The float64 reference's parameters overflowed during the cross-check (to inf/NaN, or beyond the largest
+    number of the case's dtype): the case's η (or λ) is too large for training to stay finite, so there is
+    nothing to compare or time."""
+
+    def __init__(self, case: Case, reference: str, batches: int):
+        self.case = case
+        knobs = f"eta={case.eta:g}" + (f", lmbda={case.lmbda:g}" if case.lmbda else "")
+        smaller = "a smaller eta or lmbda" if case.lmbda else "a smaller eta"
+        super().__init__(
+            f"case {case.name!r} diverges at {knobs}: the parameters of the float64 reference ({reference}) "
+            f"overflowed {case.dtype} (to inf or NaN) within {batches} mini-batch updates, so there is nothing to "
+            f"compare or time; use {smaller}"
+        )
 
 
 class CrossCheckError(AssertionError):
@@ -143,6 +160,11 @@ class Case:
         else:
             object.__setattr__(self, "cost", "quadratic" if self.cost is None else self.cost)
             object.__setattr__(self, "eta", 3.0 if self.eta is None else float(self.eta))
+        object.__setattr__(self, "lmbda", float(self.lmbda))
+        if not (math.isfinite(self.eta) and self.eta > 0):
+            raise ValueError(f"case {self.name!r}: eta must be a finite number > 0, got {self.eta:g}")
+        if not (math.isfinite(self.lmbda) and self.lmbda >= 0):
+            raise ValueError(f"case {self.name!r}: lmbda must be a finite number >= 0, got {self.lmbda:g}")
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         if len(self.layers) < 2 or min(self.layers) < 1:
             raise ValueError(f"case {self.name!r}: layers must be >= 2 positive sizes, got {self.layers}")
@@ -237,8 +259,71 @@ def _resolve_suite(spec, suites_file=None, quick=False) -> Suite:
     return Suite("custom", cases)
 
 
+def check_threads(threads, what: str = "threads") -> int:
+    """``threads`` as an int between 1 and the cores this process may use (more only oversubscribes: BLAS
+    allocates per-thread buffers, and the peak and the timings would measure the scheduler)."""
+    n = int(threads)
+    cores = machine.usable_cores()
+    if n < 1:
+        raise ValueError(f"{what} must be >= 1, got {n}")
+    if n > cores:
+        raise ValueError(f"{what} {n} is more than the {cores} CPU cores this process may use: give at most {cores}")
+    return n
+
+
+def check_repeats(repeats, what: str = "repeats") -> int | None:
+    """``repeats`` as an int >= 1, or None (each case's own)."""
+    if repeats is None:
+        return None
+    if int(repeats) < 1:
+        raise ValueError(f"{what} must be >= 1 (timed epochs per implementation), got {repeats}")
+    return int(repeats)
+
+
+def check_out_dir(out_dir, what: str = "out_dir") -> Path:
+    """The results folder: it exists and a file can be written in it, or it can be created (its nearest
+    existing parent is a folder this process can write in).  Checked before anything runs; nothing is created."""
+    text = os.fspath(out_dir)
+    if not text:
+        raise ValueError(f"{what}: the path is empty; give a folder for the results (default: {DEFAULT_OUT})")
+    folder = Path(text).expanduser()
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        kind = "a file" if existing.is_file() else "not a folder"
+        raise ValueError(f"{what}: cannot write the results under {folder}: {existing} is {kind}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".symbp-bench-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot write in the folder {existing} ({exc.strerror or exc})") from None
+    return folder
+
+
+def check_data_dir(data_dir, what: str = "data_dir") -> Path:
+    """An explicitly given data folder exists and holds MNIST's four files (directly or in ``mnist/``): it is
+    never silently replaced by ``$SYMBP_DATA_DIR``, the cache or a download."""
+    from symbp.data.registry import get_spec
+
+    spec = get_spec("mnist")
+    base = Path(data_dir).expanduser()
+    elsewhere = "without it, MNIST is looked for in $SYMBP_DATA_DIR, then the cache, then downloaded"
+    if not base.is_dir():
+        kind = "is not a folder" if base.exists() else "does not exist"
+        raise ValueError(f"{what}: {base} {kind} ({elsewhere})")
+    for folder in (base, base / spec.name):
+        if all((folder / name).is_file() for name in spec.filenames):
+            return base
+    raise ValueError(f"{what}: neither {base} nor {base / spec.name} holds the four {spec.title} files "
+                     f"({', '.join(spec.filenames)}; {elsewhere})")
+
+
 def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST's 50,000 training samples via ``symbp.data``: (X (50000, 784) float64, labels int64)."""
+    """MNIST's 50,000 training samples via ``symbp.data``: (X (50000, 784) float64, labels int64).  An explicit
+    ``data_dir`` must hold the files (``check_data_dir``); without it, ``$SYMBP_DATA_DIR`` and symbp's defaults."""
+    if data_dir is not None:
+        check_data_dir(data_dir)
     data_dir = data_dir or os.environ.get("SYMBP_DATA_DIR")
     try:
         from symbp.data import load_mnist
@@ -299,8 +384,17 @@ def _rel_errors(got, ref) -> dict[str, float]:
             if g.shape != r.shape or not np.all(np.isfinite(g)):
                 out[name] = float("inf")
                 continue
-            out[name] = float(np.linalg.norm(g - r) / max(np.linalg.norm(r), np.finfo(np.float64).tiny))
+            out[name] = _rel_error(g, r)
     return out
+
+
+def _rel_error(g: np.ndarray, r: np.ndarray) -> float:
+    """``||g - r|| / ||r||`` for finite arrays, computed on both scaled by their largest magnitude: the norms of
+    parameters near the float64 limit (a huge η) would overflow to inf and make the ratio NaN."""
+    tiny = np.finfo(np.float64).tiny
+    scale = max(float(np.max(np.abs(g), initial=0.0)), float(np.max(np.abs(r), initial=0.0)), tiny)
+    gs, rs = g / scale, r / scale
+    return float(np.linalg.norm(gs - rs) / max(np.linalg.norm(rs), tiny))
 
 
 def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = CHECK_BATCHES) -> dict:
@@ -323,8 +417,12 @@ def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = 
         case.eta,
         case.lmbda,
     )
-    ref.epoch(order)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging reference is reported below, as one error
+        ref.epoch(order)
     ref_params = ref.params()
+    limit = float(np.finfo(case.dtype).max)  # beyond it, the case's dtype holds inf
+    if not all(np.all(np.abs(a) <= limit) for pair in ref_params for a in pair):  # False for NaN too
+        raise DivergedError(case, ref.name, batches)
     tol = TOLERANCE[case.dtype]
     report = {"reference": f"{ref.name} (float64)", "batches": batches, "tolerance": tol, "errors": {}}
     for impl in impls:
@@ -526,7 +624,7 @@ def run_case(
     params = case_params(case, seed=0)
     n_batches = n // case.batch_size
     impl_classes = [c for c in impl_classes if getattr(c, "kind", "dense") == case.kind]
-    repeats = int(repeats or case.repeats)
+    repeats = case.repeats if repeats is None else check_repeats(repeats)
     result = {
         "case": case.to_dict(),
         "n_samples": n,
@@ -689,17 +787,21 @@ def run_suite(
     ``times``, ``median_s``/``min_s``/``max_s``, ``gflops``, ``peak_fraction``, ``ratios``, compile/load
     seconds, ``memory``; ``products_bound``: the epoch's matrix products alone, see ``bound.py``), ``files``
     (paths written).  Raises ``CrossCheckError`` (symbp failing the cross-check) before any timing of a case
-    whose check fails.
+    whose check fails; ``DivergedError`` when the reference's parameters overflow at the case's η.  ``threads``,
+    ``repeats``, ``out_dir`` (with ``write``) and an explicit ``data_dir`` are checked before anything runs.
     """
+    threads = check_threads(threads)
+    repeats = check_repeats(repeats)
+    if write:
+        check_out_dir(out_dir)
+    if data is None and data_dir is not None:
+        check_data_dir(data_dir)
     suite = _resolve_suite(suite_name_or_cases, suites_file, quick)
     if samples is not None:  # time fewer (or more) samples per epoch than the cases say
         suite = dataclasses.replace(suite, cases=tuple(dataclasses.replace(c, samples=int(samples))
                                                        for c in suite.cases))
     quick = bool(quick or suite.quick)
     cold = (not quick) if cold is None else bool(cold)
-    if int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    threads = int(threads)
     impl_classes = []
     for kind in dict.fromkeys(c.kind for c in suite.cases):
         of_kind = resolve_impls(impls, kind)
@@ -775,10 +877,64 @@ def run_suite(
 
 
 # ---------------------------------------------------------------------------------------- command line
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``bench`` command line; pass a (sub)parser to add the arguments to it (for ``symbp bench``)."""
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _at_least_one(text: str) -> int:
+    n = _whole(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _threads(text: str) -> int:
+    try:
+        return check_threads(_whole(text), "thread count")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _layer_list(text: str) -> tuple[int, ...]:
+    """``784,30,10`` -> (784, 30, 10); a bad list is named with the entry that is wrong."""
+    sizes = []
+    for i, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        if not item:
+            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i} is empty "
+                                             "(give sizes such as 784,30,10)")
+        try:
+            sizes.append(int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i}, {item!r}, is not a whole "
+                                             "number (give sizes such as 784,30,10)") from None
+        if sizes[-1] < 1:
+            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i} is {sizes[-1]}; layer sizes "
+                                             "must be >= 1")
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: give at least 2 sizes, input and output "
+                                         "(such as 784,30,10)")
+    return tuple(sizes)
+
+
+def _finite(text: str, *, positive: bool) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(x) or (x <= 0 if positive else x < 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number {'> 0' if positive else '>= 0'}, got {text}")
+    return x
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    """The ``bench`` command line; pass a (sub)parser to add the arguments to it, or the ``prog`` its usage names
+    (``symbp bench`` when run through the ``symbp`` command; default ``python -m symbp.bench``)."""
     p = parser or argparse.ArgumentParser(
-        prog="python -m symbp.bench", description="Benchmark one SGD epoch across implementations."
+        prog=prog or "python -m symbp.bench", description="Benchmark one SGD epoch across implementations."
     )
     p.add_argument("--suite", help="suite name from symbp/bench/suites.py (default: full, or quick with --quick)")
     p.add_argument("--quick", action="store_true", help="the quick suite; small peak matmul; no cold-compile probes")
@@ -786,8 +942,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--data-dir", help="folder holding mnist/ (default: $SYMBP_DATA_DIR or symbp's default)")
     p.add_argument("--impl", help=f"comma-separated implementations (default: all): {', '.join(IMPLS)}; "
                    f"only when named: {', '.join(EXTRA_IMPLS)}")
-    p.add_argument("--repeats", type=int, help="timed epochs per implementation (overrides the suite)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS/numba/torch threads (default: 1)")
+    p.add_argument("--repeats", type=_at_least_one, help="timed epochs per implementation, >= 1 (overrides the "
+                   "suite; default: each case's, 5 for a custom case)")
+    p.add_argument("--threads", type=_threads, default=1,
+                   help="BLAS/numba/torch threads, at most the cores this process may use (default: 1)")
     p.add_argument(
         "--cold",
         action=argparse.BooleanOptionalAction,
@@ -799,20 +957,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--suites-file", help="a suites.py defining SUITES (default: symbp/bench/suites.py)")
     p.add_argument("--list", action="store_true", help="list suites and implementations, then exit")
     g = p.add_argument_group("custom case (instead of a suite)")
-    g.add_argument("--layers", help="e.g. 784,30,10 (sigmoid in every layer)")
+    g.add_argument("--layers", type=_layer_list, help="e.g. 784,30,10 (sigmoid in every layer)")
     g.add_argument("--net", help=f"a conv net instead of --layers: {', '.join(NETS)}")
-    g.add_argument("--batch-size", type=int, default=10)
+    g.add_argument("--batch-size", type=_at_least_one, default=10)
     g.add_argument("--dtype", default="float64", choices=DTYPES)
     g.add_argument("--cost", choices=COSTS, help="dense nets: quadratic (default) or cross-entropy")
-    g.add_argument("--samples", type=int, help="training samples per epoch (default: all 50,000; with a suite: "
-                   "overrides its cases', and conv tables give seconds per 50k scaled)")
-    g.add_argument("--eta", type=float, help="default: 3.0 for dense nets, 0.1 for conv nets")
-    g.add_argument("--lmbda", type=float, default=0.0)
+    g.add_argument("--samples", type=_at_least_one, help="training samples per epoch (default: all 50,000; with a "
+                   "suite: overrides its cases', and conv tables give seconds per 50k scaled)")
+    g.add_argument("--eta", type=lambda t: _finite(t, positive=True),
+                   help="a finite number > 0 (default: 3.0 for dense nets, 0.1 for conv nets)")
+    g.add_argument("--lmbda", type=lambda t: _finite(t, positive=False), default=0.0, help="a finite number >= 0")
     return p
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run what parsed ``args`` (from ``build_parser``) ask for; returns the exit status."""
+def run_from_args(args: argparse.Namespace, prog: str = "python -m symbp.bench") -> int:
+    """Run what parsed ``args`` (from ``build_parser``) ask for; returns the exit status.  Errors are one line on
+    stderr, ``PROG: error: ...``."""
     if args.list:
         for name, s in load_suites(args.suites_file).items():
             print(f"suite {name}: {len(s.cases)} cases. {s.description}")
@@ -823,25 +983,33 @@ def run_from_args(args: argparse.Namespace) -> int:
                     tag = ("" if kind == "dense" else f" ({kind} nets)") + (" (only when named)" if extra else "")
                     print(f"impl {name}{tag}: {'available' if ok else 'unavailable: ' + why}")
         return 0
+    if args.layers and args.net:
+        print(f"{prog}: error: give --layers or --net, not both", file=sys.stderr)
+        return 2
+    repeats = 5 if args.repeats is None else args.repeats  # a custom case's default
+    try:  # what can be checked before anything runs: no data loaded, nothing timed, nothing written
+        check_out_dir(args.out, "argument --out")
+        if args.data_dir is not None:
+            check_data_dir(args.data_dir, "argument --data-dir")
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     if args.layers or args.net:
-        if args.layers and args.net:
-            print("error: give --layers or --net, not both", file=sys.stderr)
-            return 2
         try:
             if args.layers:
-                layers = tuple(int(s) for s in args.layers.split(","))
+                layers = args.layers
                 cost = args.cost or "quadratic"
                 name = f"{'-'.join(map(str, layers))}-m{args.batch_size}-{args.dtype}-{cost}"
                 case = Case(name, layers, args.batch_size, args.dtype, cost, args.samples, args.eta, args.lmbda,
-                            args.repeats or 5)
+                            repeats)
             else:
                 if args.cost:
                     raise ValueError(f"conv nets end in softmax: their cost is {CONV_COST}, not {args.cost}")
                 name = f"{args.net}-m{args.batch_size}-{args.dtype}"
                 case = Case(name, batch_size=args.batch_size, dtype=args.dtype, samples=args.samples, eta=args.eta,
-                            lmbda=args.lmbda, repeats=args.repeats or 5, net=args.net)
+                            lmbda=args.lmbda, repeats=repeats, net=args.net)
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         spec = [case]
     else:
@@ -861,13 +1029,15 @@ def run_from_args(args: argparse.Namespace) -> int:
             samples=None if (args.layers or args.net) else args.samples,
         )
     except CrossCheckError as exc:
-        print(f"error: cross-check failed: {exc}", file=sys.stderr)
+        print(f"{prog}: error: cross-check failed: {exc}", file=sys.stderr)
         return 2
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def main(argv=None) -> int:
-    return run_from_args(build_parser().parse_args(argv))
+def main(argv=None, prog: str | None = None) -> int:
+    """The command line; ``prog`` is the name its usage and errors give (default ``python -m symbp.bench``)."""
+    parser = build_parser(prog=prog)
+    return run_from_args(parser.parse_args(argv), parser.prog)
