@@ -12,7 +12,8 @@ Per case, in this order:
    (dtype-rounded) inputs.  Per parameter array the error is ``||got - ref|| / ||ref||``; the worst must be <=
    1e-10 (float64) or 1e-4 (float32).  A peer that fails is not timed (reported unavailable, with its error)
    and the others are checked again; if symbp fails, ``CrossCheckError`` names the implementation and the
-   array, and nothing is timed.
+   array, and nothing is timed.  If the reference's own parameters overflow the case's dtype (an η or λ too
+   large for training to stay finite), ``DivergedError`` says so instead, and nothing is timed.
 2. Cold compile / warm load (optional): for symbp's backends ``symbp.bench.probe`` in a fresh process with an
    empty ``SYMBP_CACHE_DIR``, then again in a second fresh process on that now-filled cache; likewise JAX's first
    jitted SGD step and PyTensor's numba-mode function (``symbp.bench.peer_probe``, ``peer_probe``), in the same
