@@ -12,10 +12,16 @@ Takes: the trials' dicts that ``sweep`` returns (or the records of ``load_result
   has no suffix; matplotlib, the ``plot`` extra): left, the best accuracy against η on a log axis, one line per λ
   (and per value of any other name the grid varied besides η and the seed), the mean over seeds with their range
   as error bars; right, the evaluation accuracy per epoch of the ``curves`` best trials.
+
+A trial's texts (grid names and values, read back from a results file that anyone may have edited) are shown as
+text, never interpreted: control characters (terminal escapes, ...) are written as ``\\x1b`` and the like, the
+rich table takes them as ``Text`` (no ``[markup]``), the Markdown table escapes ``|``, and the plot's labels
+escape ``$`` (no mathtext).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 #: the fields of a trial that are not grid values
@@ -58,6 +64,15 @@ def best_trial(results) -> dict | None:
     return top[0] if top and top[0].get("best_accuracy") is not None else None
 
 
+def safe_text(text) -> str:
+    """``str(text)`` with every non-printable character (terminal escapes, other control and format characters)
+    written as its Python escape (``\\x1b``, ``\\u202e``): safe to print on a terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
@@ -65,15 +80,15 @@ def _pct(v) -> str:
 def _fmt(v) -> str:
     if isinstance(v, dict) and "$symbp" in v and isinstance(v.get("config"), dict):  # sb.L1(5) and the like
         config = v["config"]
-        name = config.get("name", str(v["$symbp"]).rpartition(":")[2])
-        rest = ", ".join(f"{k}={_fmt(x)}" for k, x in config.items() if k not in ("name", "expr"))
-        return f"{name}({rest})" if rest else str(name)
-    return f"{v:g}" if isinstance(v, float) else str(v)
+        name = safe_text(config.get("name", str(v["$symbp"]).rpartition(":")[2]))
+        rest = ", ".join(f"{safe_text(k)}={_fmt(x)}" for k, x in config.items() if k not in ("name", "expr"))
+        return f"{name}({rest})" if rest else name
+    return f"{v:g}" if isinstance(v, float) else safe_text(v)
 
 
 def _rows(results, top):
     names = grid_names(results)
-    header = [*names, "seed", "best accuracy", "best epoch", "final", "wall s"]
+    header = [*(safe_text(n) for n in names), "seed", "best accuracy", "best epoch", "final", "wall s"]
     rows = []
     for t in ranked(results)[:top]:
         acc = t.get("evaluation_accuracy") or []
@@ -81,35 +96,47 @@ def _rows(results, top):
         if t.get("diverged"):
             final += " (diverged)"
         wall = t.get("wall_seconds")
-        rows.append([*(_fmt(_values(t).get(n)) for n in names), str(t.get("seed")), _pct(t.get("best_accuracy")),
-                     str(t.get("best_epoch") or "-"), final, "-" if wall is None else f"{wall:.1f}"])
+        rows.append([*(_fmt(_values(t).get(n)) for n in names), safe_text(t.get("seed")),
+                     _pct(t.get("best_accuracy")), safe_text(t.get("best_epoch") or "-"), final,
+                     "-" if wall is None else f"{wall:.1f}"])
     return header, rows
 
 
 def rich_table(results, top: int | None = None, title: str | None = None):
     """A ``rich.table.Table`` of the trials, best first (``top``: only that many rows)."""
     from rich.table import Table
+    from rich.text import Text
 
     header, rows = _rows(results, top)
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(safe_text(title)))
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < len(header) - 5 else "right")
+        table.add_column(Text(name), justify="left" if i < len(header) - 5 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: taken as it is, no [markup]
     return table
 
 
 def markdown_table(results, top: int | None = None) -> str:
     """The same table as Markdown."""
     header, rows = _rows(results, top)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+
+    def cells(row):
+        return " | ".join(c.replace("|", "\\|") for c in row)
+
+    lines = ["| " + cells(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + cells(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def describe(trial: dict) -> str:
     """``eta=0.5, lmbda=5, seed=0``: a trial's grid values and seed."""
-    return ", ".join([*(f"{k}={_fmt(v)}" for k, v in _values(trial).items()), f"seed={trial.get('seed')}"])
+    return ", ".join([*(f"{safe_text(k)}={_fmt(v)}" for k, v in _values(trial).items()),
+                      f"seed={safe_text(trial.get('seed'))}"])
+
+
+def _label(text: str) -> str:
+    """A text as a matplotlib label shows it: ``$`` escaped (no mathtext)."""
+    return safe_text(text).replace("$", "\\$")
 
 
 def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
@@ -129,10 +156,16 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
     for t in results:
         values = _values(t)
         eta = values.get("eta", (t.get("params") or {}).get("eta"))
-        if eta is None or t.get("best_accuracy") is None:
+        if eta is None or t.get("best_accuracy") is None or isinstance(eta, bool):
+            continue
+        try:
+            eta = float(eta)
+        except (TypeError, ValueError):
+            continue  # not a learning rate: nothing to draw on the η axis
+        if not (math.isfinite(eta) and eta > 0):
             continue
         label = tuple((n, values.get(n)) for n in others)
-        lines[label][float(eta)].append(100 * t["best_accuracy"])
+        lines[label][eta].append(100 * t["best_accuracy"])
     path, plt, fig, (ax1, ax2) = open_figure(path, 1, 2, size=(12, 4.5))
     try:
         greek = {"lmbda": "λ", "eta": "η"}
@@ -143,7 +176,7 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
             high = [max(by_eta[e]) - m for m, e in zip(means, etas)]
             text = ", ".join(f"{greek.get(n, n)} = {_fmt(v)}" for n, v in label) or "all trials"
             ax1.errorbar(etas, means, yerr=[low, high] if any(low) or any(high) else None, marker="o", ms=4,
-                         capsize=3, label=text)
+                         capsize=3, label=_label(text))
         ax1.set_xscale("log")
         etas = sorted({e for by_eta in lines.values() for e in by_eta})
         if 1 < len(etas) <= 12:  # the values swept, as the axis's ticks
@@ -154,7 +187,7 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
                     len(v) > 1 for d in lines.values() for v in d.values()) else ""))
         for t in [t for t in ranked(results) if t.get("evaluation_accuracy")][:curves]:
             acc = t["evaluation_accuracy"]
-            ax2.plot(range(1, len(acc) + 1), [100 * v for v in acc], "o-", ms=3, label=describe(t))
+            ax2.plot(range(1, len(acc) + 1), [100 * v for v in acc], "o-", ms=3, label=_label(describe(t)))
         ax2.set(xlabel="epoch", ylabel="evaluation accuracy (%)", title=f"The {curves} best trials")
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
@@ -163,4 +196,4 @@ def plot_sweep(results, path, curves: int = 5, title: str = "") -> object:
     except BaseException:
         plt.close(fig)
         raise
-    return save_figure(plt, fig, path, title)
+    return save_figure(plt, fig, path, _label(title) if title else title)

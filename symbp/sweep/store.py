@@ -17,6 +17,14 @@ way and its trial is run again.  The record for a key is the first valid line wi
 Only one sweep writes to a folder at a time: ``DIR/.lock`` is locked (``fcntl.flock``) for as long as the store
 is open; a second one is refused with a ``ValueError``.  Nothing here unpickles or evaluates: lines go through
 ``json.loads`` and type checks only.
+
+``results.jsonl`` is read as model files are (``symbp.train.serialize``'s reader): opened without blocking,
+refused with a one-line ``ValueError`` before any byte is read unless it is a regular file (a FIFO, a device such
+as ``/dev/zero`` behind a symlink, a folder) of at most ``MAX_RESULTS`` bytes.  A record is valid only with every
+field of the right type and in range, as the sweep writes it (accuracies in [0, 1], the best epoch an integer
+>= 0, times >= 0, texts where texts go, ...); any other line is corrupt as above, even with a matching check (the
+check finds damage, it is no signature).  Texts of a record may still hold anything (rich markup, terminal
+escapes): the reports escape them (``symbp.sweep.report``).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ MODELS = "models"
 _KEY = re.compile(r"[0-9a-f]{20}")
 _KEY_IN_TEXT = re.compile(r'"key"\s*:\s*"([0-9a-f]{20})"')
 _MAX_LINE = 16 << 20  # bytes: a longer line is corrupt (a record is a few kB)
+#: the largest results file read (bytes): 100,000 trials (a sweep's most) of records of a few kB each fit
+MAX_RESULTS = 1 << 30
 
 
 def canonical(doc) -> str:
@@ -77,13 +87,67 @@ def check_record(doc) -> str | None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         return "no valid seed"
     acc = doc.get("evaluation_accuracy")
-    if not isinstance(acc, list) or not all(_is_number(v) for v in acc):
-        return "no valid evaluation_accuracy list"
-    if doc.get("best_accuracy") is not None and not _is_number(doc.get("best_accuracy")):
-        return "no valid best_accuracy"
+    if not isinstance(acc, list) or not all(_is_fraction(v) for v in acc):
+        return "no valid evaluation_accuracy list (numbers from 0 to 1)"
+    best = doc.get("best_accuracy")
+    if best is not None and not _is_fraction(best):
+        return f"best_accuracy must be a number from 0 to 1, got {_short(best)}"
+    v = doc.get("best_epoch")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        return f"best_epoch must be an integer >= 0, got {_short(v)}"
+    for name in ("wall_seconds", "compile_seconds"):
+        v = doc.get(name)
+        if v is not None and not (_is_number(v) and v >= 0):
+            return f"{name} must be a number >= 0, got {_short(v)}"
+    for name in ("diverged", "worker", "finished"):
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            return f"{name} must be a text, got {_short(doc[name])}"
+    if "values" in doc and not isinstance(doc["values"], dict):
+        return f"values must be an object, got {_short(doc['values'])}"
+    warned = doc.get("warnings", [])
+    if not isinstance(warned, list) or not all(isinstance(w, str) for w in warned):
+        return "warnings must be a list of texts"
     if not isinstance(doc.get("model"), str) or doc["model"] != f"{MODELS}/{key}":
         return "no valid model path"
     return None
+
+
+def _is_fraction(v) -> bool:
+    return _is_number(v) and 0 <= v <= 1
+
+
+def _short(v, most: int = 40) -> str:
+    """``repr(v)`` cut to ``most`` characters (escapes and all: safe to print)."""
+    text = repr(v)
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def read_results_file(path: Path) -> bytes | None:
+    """The bytes of a results file, or None when there is none.  ``ValueError`` (one line naming it), before
+    anything is read, unless it is a regular file of at most ``MAX_RESULTS`` bytes; opened without blocking, so a
+    FIFO cannot hang this.  What a running sweep appends after the size is taken is read the next time."""
+    from symbp.train.serialize import _open_regular
+
+    try:
+        fd, size = _open_regular(path, "results file")
+    except FileNotFoundError:
+        return None
+    except PermissionError as exc:
+        raise ValueError(f"{path}: cannot read the results file ({exc.strerror or exc})") from None
+    try:
+        if size > MAX_RESULTS:
+            raise ValueError(f"{path}: the results file has {size:,} bytes, more than {MAX_RESULTS:,} (the most "
+                             "a sweep writes): not read")
+        chunks, left = [], size
+        while left:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break  # cut short meanwhile: its last line is then cut, and found corrupt
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _parse_lines(raw: bytes, path: Path):
@@ -119,9 +183,8 @@ def load_results(folder) -> list[dict]:
     """The valid records of ``folder/results.jsonl`` in file order (first per key); corrupt lines are skipped
     with a warning (nothing is moved or rewritten: that is done by a sweep, which holds the lock)."""
     path = Path(folder) / RESULTS
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_results_file(path)
+    if raw is None:
         return []
     good, bad = _parse_lines(raw, path)
     for number, text, why in bad:
@@ -205,9 +268,8 @@ class ResultStore:
 
     def _read(self) -> None:
         """Load the finished trials; move corrupt lines (and those whose model is missing) out of the file."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = read_results_file(self.path)
+        if raw is None:
             return
         good, bad = _parse_lines(raw, self.path)
         messages = [_corrupt_message(self.path, n, text, why, moved=True) for n, text, why in bad]

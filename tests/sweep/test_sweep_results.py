@@ -124,3 +124,127 @@ def test_plot_sweep_writes_the_figure(tmp_path):
     assert report.plot_sweep(results()[:1], tmp_path / "one.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(ValueError, match="no trials"):
         report.plot_sweep([], tmp_path / "none.png")
+
+
+# -- a results file that is not what a sweep writes -------------------------------------------------------------
+def _bounded(fn, seconds=10):
+    """Run ``fn`` in a thread; fail (not hang) if it has not returned within ``seconds``."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_a_results_file_that_is_not_a_regular_file_is_refused_before_reading(tmp_path, kind):
+    path = tmp_path / "results.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+    elif kind == "dev-zero":
+        os.symlink("/dev/zero", path)  # reading it would fill the memory
+    else:
+        path.mkdir()
+    what = {"fifo": "a FIFO", "dev-zero": "a character device", "folder": "a directory"}[kind]
+    for read in (lambda: store.load_results(tmp_path), lambda: store.ResultStore(tmp_path).__enter__()):
+        with pytest.raises(ValueError, match="must be a regular file") as info:
+            _bounded(read)
+        assert what in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+    with store.ResultStore(tmp_path / "other"):  # the lock was let go: the store is usable elsewhere
+        pass
+
+
+def test_a_results_file_over_the_bound_is_refused_before_reading(tmp_path, monkeypatch):
+    assert store.MAX_RESULTS == 1 << 30  # the bound: 1 GiB (100,000 trials, a sweep's most, of a few kB each)
+    fake_model(tmp_path, key(0))
+    with store.ResultStore(tmp_path) as s:
+        s.append(record(key(0), 0.5, 0.0, 0, [0.5, 0.6]))
+    size = (tmp_path / "results.jsonl").stat().st_size
+    monkeypatch.setattr(store, "MAX_RESULTS", size - 1)
+    with pytest.raises(ValueError, match=f"{size:,} bytes, more than {size - 1:,}"):
+        store.load_results(tmp_path)
+    with pytest.raises(ValueError, match="more than"), store.ResultStore(tmp_path):
+        pass
+    monkeypatch.setattr(store, "MAX_RESULTS", size)
+    assert len(store.load_results(tmp_path)) == 1
+
+
+def _sealed_line(doc: dict) -> str:
+    return json.dumps(store.seal(doc), separators=(",", ":"))
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"best_accuracy": 7.5}, "best_accuracy must be a number from 0 to 1, got 7.5"),
+    ({"best_epoch": -3}, "best_epoch must be an integer >= 0, got -3"),
+    ({"best_epoch": 1.5}, "best_epoch must be an integer >= 0"),
+    ({"best_epoch": "2"}, "best_epoch must be an integer >= 0"),
+    ({"best_accuracy": "high"}, "best_accuracy must be a number from 0 to 1"),
+    ({"evaluation_accuracy": [0.5, 2]}, "no valid evaluation_accuracy list (numbers from 0 to 1)"),
+    ({"wall_seconds": "slow"}, "wall_seconds must be a number >= 0"),
+    ({"wall_seconds": -1}, "wall_seconds must be a number >= 0"),
+    ({"diverged": 3}, "diverged must be a text"),
+    ({"worker": ["w"]}, "worker must be a text"),
+    ({"values": [1]}, "values must be an object"),
+    ({"warnings": "one"}, "warnings must be a list of texts"),
+])
+def test_a_sealed_record_with_impossible_values_is_skipped_with_a_warning(tmp_path, change, why):
+    """Validated like a model file: the check finds damage, not intent; a wrong value is a corrupt line."""
+    good, bad = record(key(0), 0.5, 0.0, 0, [0.5, 0.6]), {**record(key(1), 3.0, 0.0, 0, [0.5, 0.7]), **change}
+    for k in (key(0), key(1)):
+        fake_model(tmp_path, k)
+    (tmp_path / "results.jsonl").write_text(_sealed_line(good) + "\n" + _sealed_line(bad) + "\n")
+    with pytest.warns(RuntimeWarning, match=r"line 2 \(trial 0+1\) is corrupt: " + __import__("re").escape(why)):
+        res = store.load_results(tmp_path)
+    assert [r["key"] for r in res] == [key(0)]  # skipped: never reported as the best trial
+    assert report.best_trial(res)["key"] == key(0)
+    with pytest.warns(RuntimeWarning, match="moved to results.corrupt.jsonl"), store.ResultStore(tmp_path) as s:
+        assert list(s.records) == [key(0)]  # a sweep moves it out and runs its trial again
+
+
+def test_markup_and_terminal_escapes_in_a_record_are_shown_not_interpreted(tmp_path):
+    from rich.console import Console
+
+    evil = "[bold red]x[/]\x1b[2J\x1b]0;title\x07\u202e"
+    trials = [{**record(key(0), 0.5, 0.0, 0, [0.5, 0.6]), "values": {"eta": 0.5, "act": evil, "$x$": "$\\sum$"}},
+              {**record(key(1), 3.0, 0.0, 1, [0.5, 0.7]), "values": {"eta": 3.0, "act": "plain", "$x$": "y"}}]
+    for t in trials:
+        fake_model(tmp_path, t["key"])
+    (tmp_path / "results.jsonl").write_text("".join(_sealed_line(t) + "\n" for t in trials))
+    res = store.load_results(tmp_path)
+    assert len(res) == 2  # valid records: what they hold is text
+    shown = "[bold red]x[/]\\x1b[2J\\x1b]0;title\\x07\\u202e"
+    console = Console(width=300, record=True, force_terminal=True, color_system="truecolor")
+    console.print(report.rich_table(res, title=evil))
+    ansi = console.export_text(styles=True)
+    assert shown in ansi and "\x1b[2J" not in ansi and "\x07" not in ansi and "\u202e" not in ansi
+    assert "31m" not in ansi and "[bold red]x[/]" in ansi  # no red: the markup was shown, not read
+    assert shown in report.describe(res[0]) and "\x1b" not in report.describe(res[0])
+    assert "\x1b" not in report.markdown_table(res) and shown.replace("|", "\\|") in report.markdown_table(res)
+    # the plot: labels with $...$ are drawn as text, not as mathtext
+    pytest.importorskip("matplotlib")
+    labels = []
+    import matplotlib.axes
+
+    real = matplotlib.axes.Axes.legend
+
+    def legend(self, *a, **k):
+        labels.extend(self.get_legend_handles_labels()[1])
+        return real(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.axes.Axes, "legend", legend)
+        report.plot_sweep(res, tmp_path / "p.svg", title="$\\alpha$ net")
+    assert labels and all("\x1b" not in label for label in labels)
+    assert any("\\$\\sum\\$" in label for label in labels)  # $ escaped: shown as typed
