@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import singledispatch
+from functools import lru_cache, singledispatch
 
 import sympy as sp
 
@@ -93,7 +93,13 @@ def _inplace(step: Map):
 
 
 def _cse(exprs: list[sp.Expr]):
-    tmps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), optimizations="basic")
+    tmps, reduced = _cse_cached(tuple(exprs))
+    return list(tmps), list(reduced)  # the callers' own lists: the cached ones stay as they are
+
+
+@lru_cache(maxsize=4096)  # a deep network repeats the same few maps
+def _cse_cached(exprs: tuple[sp.Expr, ...]):
+    tmps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("t"), optimizations="basic")
     return tmps, reduced
 
 
@@ -210,6 +216,7 @@ def _views(step, ind: str) -> list[str]:
             for name, (src, shape) in step.views.items()]
 
 
+@lru_cache(maxsize=65536)  # the same few index texts recur in every layer of a deep network
 def _affine(expr: str, var: str) -> tuple[int, str] | None:
     """expr as coeff·var + rest (coeff ±1), or None when var does not appear."""
     e = sp.sympify(expr, locals={v: sp.Symbol(v, integer=True) for v in _IDENT.findall(expr)})

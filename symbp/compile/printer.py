@@ -10,6 +10,8 @@ log σ(u) → −softplus(−u), log(1 − σ(u)) → −softplus(u).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.numpy import NumPyPrinter
@@ -46,8 +48,9 @@ RULES: list[tuple[sp.Expr, sp.Expr]] = [
 ]
 
 
+@lru_cache(maxsize=4096)
 def stabilise(expr: sp.Expr) -> sp.Expr:
-    """Apply ``RULES`` until a fixed point."""
+    """Apply ``RULES`` until a fixed point (cached: a deep network repeats the same few expressions)."""
     for _ in range(10):
         new = expr
         for pattern, repl in RULES:
