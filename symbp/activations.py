@@ -18,7 +18,7 @@ import sympy as sp
 
 from symbp.derive import limits
 from symbp.parsing import MAX_EXPONENT, MAX_POWER_NESTING, parse, power_problem
-from symbp.symbols import canonical, z
+from symbp.symbols import canonical, numpy_function, z
 
 #: What the name of an activation or a cost may look like: a letter or ``_``, then up to 63 letters, digits, ``_``
 #: or ``-`` (ASCII only).  Names reach saved models, kernel caches and generated source, so nothing else is
@@ -131,7 +131,7 @@ def _numpy_values(expr: sp.Expr, syms: tuple, args: tuple, shape) -> np.ndarray 
     """expr evaluated with NumPy (complex values kept), broadcast to ``shape``; None if NumPy cannot."""
     try:
         with np.errstate(all="ignore"):
-            v = np.asarray(sp.lambdify(syms, expr, modules="numpy")(*args))
+            v = np.asarray(numpy_function(syms, expr)(*args))
         v = np.broadcast_to(v, shape)
         if v.dtype.kind not in "fc":
             v = v.astype(float)

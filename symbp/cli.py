@@ -481,6 +481,10 @@ def check_train_args(args):
                          f"got {args.batch_size}")
     if args.lmbda_network3 is not None:
         args.lmbda = args.lmbda_network3 * args.batch_size
+    from symbp.train.model import check_weight_decay  # refused here, before the data is loaded
+
+    check_weight_decay(args.eta, args.lmbda, n_train,
+                       "--lmbda" if args.lmbda_network3 is None else "--lmbda-network3 × --batch-size")
     args.regularizer_obj = None
     if args.l1 is not None:
         from symbp.regularizers import L1

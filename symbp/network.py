@@ -17,6 +17,10 @@ from symbp.activations import Activation
 from symbp.costs import BUILTIN_COSTS, Cost
 from symbp.layers import Dense, Input, Layer, as_activation
 
+#: The most layers a network may have, ``Input`` included: what a model file may hold (``symbp.train.serialize``),
+#: so every network that trains can be saved and loaded again.
+MAX_LAYERS = 1024
+
 
 def as_cost(cost) -> Cost:
     if isinstance(cost, Cost):
@@ -39,6 +43,8 @@ class Network:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) < 2:
             raise ValueError("Network needs a list of at least two layers, e.g. [784, 30, 10] "
                              "or [sb.Input(784), sb.Dense(10, sb.sigmoid)]")
+        if len(layers) > MAX_LAYERS:
+            raise ValueError(f"Network has {len(layers)} layers; at most {MAX_LAYERS} are supported (Input included)")
         self.cost = as_cost(cost)
         if all(isinstance(x, Layer) for x in layers):
             if activation is not None:

@@ -15,7 +15,9 @@ with sgn 0 = 0: the book's eq. 97) are built in; any other penalty is a ``Regula
 from __future__ import annotations
 
 import math
+import numbers
 
+import mpmath
 import numpy as np
 import sympy as sp
 
@@ -23,15 +25,16 @@ from symbp.activations import (
     _check_expression,
     _declared,
     _differentiate,
+    _mp_value,
     check_name,
     describe,
     expression_text,
     real_problem,
 )
 from symbp.derive import limits
-from symbp.derive.render import latex, text
+from symbp.derive.render import factor_latex, factor_text
 from symbp.parsing import parse
-from symbp.symbols import w, z
+from symbp.symbols import numpy_function, w, z
 
 
 class Regularizer:
@@ -45,10 +48,15 @@ class Regularizer:
 
     def __init__(self, name: str, expr, strength: float = 1.0):
         self.name = check_name("Regularizer", name)
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength) \
-                or strength < 0:
-            raise ValueError(f"Regularizer {name!r}: strength must be a finite non-negative number, got {strength!r}")
-        self.strength = float(strength)
+        try:
+            value = float(strength) if isinstance(strength, numbers.Real) and not isinstance(strength, bool) else None
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if value is None or not math.isfinite(value) or value < 0:
+            shown = repr(strength)
+            shown = shown if len(shown) <= 40 else f"{shown[:12]}…({len(shown)} characters)"
+            raise ValueError(f"Regularizer {name!r}: strength must be a finite non-negative number, got {shown}")
+        self.strength = value
         self.expr, self.derivative = _declared("Regularizer", name, expr, lambda: self._declare(expr))
         same, finished = limits.run_optional(lambda: sp.simplify(self.derivative - w) == 0, seconds=2.0)
         #: R′(w) = w: the L2 penalty, which the kernels run as the weight decay 1 − ηλ/n (no extra pass)
@@ -67,6 +75,12 @@ class Regularizer:
         if derivative.has(sp.DiracDelta):
             raise ValueError(f"{where}: R′(w) = {describe(derivative)} is not defined as a function (R has a step); "
                              "gradient descent needs a penalty whose derivative exists almost everywhere")
+        for what, e in (("R(w)", expr), ("R′(w)", derivative)):
+            pole = _first_pole(e)
+            if pole is not None:
+                raise ValueError(f"{where}: {what} = {describe(e)} is not finite at w = {pole:g}; a penalty and its "
+                                 "derivative must be finite for every real weight (weights do reach such values, "
+                                 "0 above all)")
         return expr, derivative
 
     @classmethod
@@ -89,20 +103,20 @@ class Regularizer:
         """(λ/n)·Σ R(w) over the weight arrays (float64)."""
         if not self.strength or not n:
             return 0.0
-        f = sp.lambdify(w, self.expr, modules="numpy")
+        f = numpy_function(w, self.expr)
         total = sum(float(np.sum(np.broadcast_to(f(np.asarray(W, dtype=np.float64)), np.shape(W))))
                     for W in weights)
         return self.strength / n * total
 
     def gradient(self, W, n: int) -> np.ndarray:
         """(λ/n)·R′(W), elementwise (float64): what the update subtracts, times η."""
-        f = sp.lambdify(w, self.derivative, modules="numpy")
+        f = numpy_function(w, self.derivative)
         W = np.asarray(W, dtype=np.float64)
         return self.strength / n * np.broadcast_to(f(W), W.shape)
 
     # -- the update rule, for equations() ------------------------------------------------------------
     def update_text(self, momentum: bool = False) -> str:
-        pen = f"(ηλ/n)·{text(self.derivative)}"
+        pen = f"(ηλ/n)·{factor_text(self.derivative)}"  # bracketed by precedence: it is what the kernel runs
         if momentum:
             return f"v → μ·v − {pen} − (η/m)·Σₓ ∂Cₓ/∂w,  w → w + v"
         if self.is_l2:
@@ -110,7 +124,7 @@ class Regularizer:
         return f"w → w − {pen} − (η/m)·Σₓ ∂Cₓ/∂w"
 
     def update_latex(self, momentum: bool = False) -> str:
-        pen = r"\frac{\eta\lambda}{n} %s" % latex(self.derivative)
+        pen = r"\frac{\eta\lambda}{n} %s" % factor_latex(self.derivative)
         grad = r"\frac{\eta}{m}\sum_x \frac{\partial C_x}{\partial w}"
         if momentum:
             return r"v \to \mu v - %s - %s, \quad w \to w + v" % (pen, grad)
@@ -138,6 +152,28 @@ class Regularizer:
 
     def __repr__(self):
         return f"Regularizer({self.name!r}, {self.expr}, strength={self.strength:g})"
+
+
+#: where a penalty's poles are looked for: 0 (where L1-like penalties drive weights), near it, and round numbers
+_POLE_PROBES = (0.0, 1e-8, -1e-8, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 10.0, -10.0)
+
+
+def _first_pole(expr: sp.Expr) -> float | None:
+    """The first of ``_POLE_PROBES`` where expr (in w) is infinite or undefined, confirmed with mpmath (so a NumPy
+    overflow is not taken for a pole); None if it is finite at all of them.  Sampling, not proof."""
+    probes = np.array(_POLE_PROBES)
+    with np.errstate(all="ignore"):
+        try:
+            values = np.broadcast_to(np.asarray(numpy_function(w, expr)(probes), dtype=complex), probes.shape)
+        except Exception:  # noqa: BLE001 - NumPy fails in many ways on odd functions: mpmath decides each point
+            values = np.full(probes.shape, np.nan)
+    for p, v in zip(_POLE_PROBES, values):
+        if np.isfinite(v):
+            continue
+        exact = _mp_value(expr, (w,), (p,))
+        if exact is None or isinstance(exact, str) or not mpmath.isfinite(exact):
+            return p
+    return None
 
 
 def L2(lmbda: float) -> Regularizer:

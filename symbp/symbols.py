@@ -34,3 +34,10 @@ def __getattr__(name):  # ``symbols.parse``, the parser's old home: resolved on 
 
         return parse
     raise AttributeError(name)
+
+
+def numpy_function(args, expr: sp.Expr):
+    """``expr`` as a NumPy function of ``args`` (elementwise on arrays).  SciPy's special functions come before
+    NumPy's, so every function the parser accepts (``erf`` included, which NumPy lacks) works on arrays: the
+    penalties, diagnostics and references evaluate what the kernels compute."""
+    return sp.lambdify(args, expr, modules=["scipy", "numpy"])

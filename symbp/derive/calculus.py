@@ -40,7 +40,7 @@ from symbp.activations import Activation, _node_count, check_size, describe
 from symbp.costs import Cost
 from symbp.derive import limits
 from symbp.derive.render import text
-from symbp.symbols import a, y, z
+from symbp.symbols import a, numpy_function, y, z
 
 #: Share of the σ′ budget for simplifying σ′(z) (the z-form candidates).
 Z_FORM_SHARE = 0.3
@@ -211,7 +211,7 @@ def _on_grid(expr: sp.Expr, syms: tuple, args: tuple) -> np.ndarray | None:
     """expr evaluated with NumPy on the grid (non-finite and complex values as NaN), or None if it can't be."""
     try:
         with np.errstate(all="ignore"):
-            v = np.asarray(sp.lambdify(syms, expr, modules="numpy")(*args))
+            v = np.asarray(numpy_function(syms, expr)(*args))
     except Exception:  # noqa: BLE001 - lambdify/NumPy can fail in many ways on odd functions: no verdict
         return None
     v = np.broadcast_to(v, _WIDE.shape)

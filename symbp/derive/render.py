@@ -33,9 +33,16 @@ def text(expr: sp.Expr) -> str:
 
 
 def factor_text(expr: sp.Expr) -> str:
-    """``text`` bracketed when it is a sum, for use as one factor of a product (g ⊙ (1 − a²))."""
+    """``text`` bracketed when it is a sum or starts with a minus sign, for use as one factor of a product
+    (g ⊙ (1 − a²), (ηλ/n)·(−w))."""
     t = text(expr)
-    return f"({t})" if isinstance(expr, sp.Add) else t
+    return f"({t})" if isinstance(expr, sp.Add) or t.startswith("-") else t
+
+
+def factor_latex(expr: sp.Expr) -> str:
+    """``latex`` bracketed as ``factor_text`` is."""
+    t = latex(expr)
+    return r"\left(%s\right)" % t if isinstance(expr, sp.Add) or t.startswith("-") else t
 
 
 def latex(expr: sp.Expr) -> str:

@@ -71,8 +71,7 @@ class Dense(Layer):
 
 
 def _numpy_function(act: Activation):
-    import sympy as sp
 
-    from symbp.symbols import z
+    from symbp.symbols import numpy_function, z
 
-    return sp.lambdify(z, act.expr, modules="numpy")
+    return numpy_function(z, act.expr)

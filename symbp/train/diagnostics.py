@@ -89,9 +89,8 @@ class _Unit:
     """σ, σ′ and σ′'s maximum for one activation, as NumPy functions (built once)."""
 
     def __init__(self, act):
-        import sympy as sp
 
-        from symbp.symbols import a, z
+        from symbp.symbols import a, numpy_function, z
 
         self.vector = act.vector
         if act.vector:  # the normalised form: diagonal of the Jacobian aⱼ(1 − aⱼ), largest at aⱼ = 1/2
@@ -101,8 +100,8 @@ class _Unit:
             return
         from symbp.derive import activation_derivative
 
-        self.sigma = sp.lambdify(z, act.expr, modules="numpy")
-        self.prime = sp.lambdify((z, a), activation_derivative(act).expr, modules="numpy")
+        self.sigma = numpy_function(z, act.expr)
+        self.prime = numpy_function((z, a), activation_derivative(act).expr)
         with np.errstate(all="ignore"):
             values = np.broadcast_to(np.asarray(self.prime(_GRID, self.activate(_GRID)), np.float64), _GRID.shape)
         self.signed = bool(np.any(values < 0))  # if σ′ ≥ 0 everywhere (monotone σ), |σ′| = σ′: a pass saved

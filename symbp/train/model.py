@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -39,14 +40,61 @@ DTYPES = ("float64", "float32")
 CHUNK = 4096
 
 
+def _real(v) -> float | None:
+    """v as a float when it is a real number (Python's or NumPy's, not a bool; an integer too large for a float
+    is inf), else None."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def _shown(v) -> str:
+    """repr(v) for a one-line message: a huge integer by its size."""
+    text = repr(v)
+    return text if len(text) <= 40 else f"{text[:12]}…({len(text)} characters)"
+
+
+def _whole(name: str, v, lo: int, hi: int | None = None) -> int:
+    """v as an int in lo..hi (an integral float such as 30.0 too), else a ValueError naming ``name``."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
+        f = int(v)  # compared exactly: 2**63 - 1 is not a float
+    else:
+        f = _real(v)
+        f = f if f is not None and math.isfinite(f) and f.is_integer() else None
+    if f is None or f < lo or (hi is not None and f > hi):
+        bounds = "a non-negative integer" if (lo, hi) == (0, None) else \
+            "a positive integer" if (lo, hi) == (1, None) else f"an integer in {lo}..{hi}"
+        raise ValueError(f"{name} must be {bounds}, got {_shown(v)}")
+    return int(v)
+
+
+def _non_negative(name: str, v) -> float:
+    f = _real(v)
+    if f is None or not math.isfinite(f) or f < 0:
+        raise ValueError(f"{name} must be a finite non-negative number, got {_shown(v)}")
+    return f
+
+
+def check_weight_decay(eta: float, lmbda: float, n: int, what: str = "lmbda") -> None:
+    """L2's update multiplies every weight by 1 − ηλ/n: outside [−1, 1] the weights grow geometrically, whatever
+    the data, so such a λ is refused before training rather than reported as a divergence."""
+    if n and eta * lmbda / n > 2:
+        raise ValueError(f"{what} = {lmbda:g} with eta = {eta:g} and n = {n} training samples makes the weight decay "
+                         f"1 − ηλ/n = {1 - eta * lmbda / n:.3g}, outside [−1, 1]: the weights would grow without "
+                         f"bound; use {what} ≤ {2 * n / eta:.3g} (the book uses 0.1 to 5)")
+
+
 def _input_scale(scale) -> float | None:
     """``input_scale`` checked: None, or a finite positive number."""
     if scale is None:
         return None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"input_scale must be a finite positive number (1/255 for 8-bit pixels), got {scale!r}")
-    return float(scale)
+    f = _real(scale)
+    if f is None or not math.isfinite(f) or f <= 0:
+        raise ValueError(f"input_scale must be a finite positive number (1/255 for 8-bit pixels), got {_shown(scale)}")
+    return f
 
 
 def _as_matrix(arr, name: str, cols: int, dtype, what: str, rows=None, scale=None) -> np.ndarray:
@@ -227,13 +275,7 @@ class Model:
         if velocities is None:
             self._velocities = None
             return
-        saved, vel = self._params, None
-        try:
-            self.set_params(velocities)  # the same checks, naming the arrays
-            vel = self._params
-        finally:
-            self._params = saved
-        self._velocities = vel
+        self._velocities = self._checked_params(velocities, prefix="v")  # the same checks, naming vW1, vb1, …
 
     def _velocity_arrays(self) -> list[np.ndarray]:
         if self._velocities is None:
@@ -247,11 +289,17 @@ class Model:
         return [tuple(p.copy() for p in pair) for pair in self._params]
 
     def set_params(self, params) -> None:
+        self._params = self._checked_params(params)
+        self._velocities = None
+
+    def _checked_params(self, params, prefix: str = "") -> list[tuple[np.ndarray, ...]]:
+        """Aligned copies in the model's dtype, each array checked (shape, real, finite) and named as in
+        ``model.params`` and model files: W1, b1, W2, … numbered by the layers that have parameters."""
         params = list(params)
         if len(params) != len(self._specs):
             raise ValueError(f"expected {len(self._specs)} (W, b) pairs, got {len(params)}")
         new = []
-        for pair, (l, specs) in zip(params, self._specs):
+        for k, (pair, (l, specs)) in enumerate(zip(params, self._specs), start=1):
             try:
                 arrays = tuple(pair)
             except TypeError:
@@ -260,7 +308,7 @@ class Model:
                 raise ValueError(f"layer {l}: expected a ({', '.join(s.name for s in specs)}) pair")
             checked = []
             for arr, spec in zip(arrays, specs):
-                name = f"{spec.name}{l}"
+                name = f"{prefix}{spec.name}{k}" + (f" (layer {l})" if l != k else "")
                 arr = np.asarray(arr)
                 vector = len(spec.shape) == 1
                 if vector and (arr.shape != spec.shape or arr.dtype.kind not in "biuf"):
@@ -277,8 +325,7 @@ class Model:
                     raise ValueError(f"{name} contains NaN or inf")
                 checked.append(aligned_copy(arr))
             new.append(tuple(checked))
-        self._params = new
-        self._velocities = None
+        return new
 
     def _param_layers(self) -> list[int]:
         return [l for l, _ in self._specs]
@@ -314,7 +361,7 @@ class Model:
             if X.shape[1:] != shape:
                 raise ValueError(f"X must be (n, {', '.join(map(str, shape))}) images or (n, {self.sizes[0]}) rows, "
                                  f"got shape {X.shape}")
-            return X.reshape(X.shape[0], -1)
+            return X.reshape(X.shape[0], math.prod(shape))  # (0, C, H, W) too: -1 is ambiguous for no rows
         return X
 
     def feedforward(self, X, input_scale=None) -> np.ndarray:
@@ -412,14 +459,9 @@ class Model:
             # Finiteness is checked by the kernel itself, on the rows it gathers (free: it reads them anyway).
             X = _as_matrix(X, "X", self.sizes[0], self.dtype, "inputs", rows=order[:0], scale=scale)
             Y = _as_targets(Y, self.sizes[-1], self.dtype, X.shape[0], visit=order[:0])
-            if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-            for name, v in (("eta", eta), ("lmbda", lmbda)):
-                if not math.isfinite(v) or v < 0:
-                    raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
-            for name, v in (("seed", seed), ("epoch", epoch)):
-                if isinstance(v, bool) or int(v) != v or not 0 <= v < 2**63:
-                    raise ValueError(f"{name} must be an integer in 0..2**63-1, got {v!r}")
+            batch_size = _whole("batch_size", batch_size, 1)
+            eta, lmbda = _non_negative("eta", eta), _non_negative("lmbda", lmbda)
+            seed, epoch = _whole("seed", seed, 0, 2**63 - 1), _whole("epoch", epoch, 0, 2**63 - 1)
         n = len(order) if n is None else n
         strength = regularizer.strength if regularizer is not None else lmbda
         decay = 1.0 - eta * strength / n if n else 1.0
@@ -505,14 +547,13 @@ class Model:
         n = X.shape[0]
         if n == 0:
             raise ValueError("training_data is empty")
-        if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be an integer in 1..{n}, got {batch_size!r}")
-        for name, v in (("eta", eta), ("lmbda", lmbda)):
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+        epochs = _whole("epochs", epochs, 0)
+        batch_size = _whole("batch_size", batch_size, 1, n)
+        eta, lmbda = _non_negative("eta", eta), _non_negative("lmbda", lmbda)
         regularizer, lmbda = _regularizer(regularizer, lmbda)
+        if regularizer is None or regularizer.is_l2:
+            check_weight_decay(eta, lmbda if regularizer is None else regularizer.strength, n,
+                               "lmbda" if regularizer is None else "the L2 strength")
         momentum = _momentum(momentum)
         if early_stopping is not None and (int(early_stopping) != early_stopping or early_stopping < 1):
             raise ValueError(f"early_stopping must be a positive integer, got {early_stopping!r}")
@@ -545,6 +586,8 @@ class Model:
             for epoch in range(int(epochs)):
                 order = rng.permutation(n).astype(np.int64)
                 before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
+                velocities_before = (None if self._velocities is None else  # momentum's state goes back too
+                                     [tuple(aligned_copy(v) for v in pair) for pair in self._velocities])
                 t0 = time.perf_counter()
                 self.run_epoch(X, Y, order, int(batch_size), eta_now, float(lmbda), n, seed=mask_seed,
                                epoch=epoch, regularizer=regularizer, momentum=momentum, input_scale=scale,
@@ -556,9 +599,10 @@ class Model:
                 if bad is not None:
                     for p, b in zip(self._flat(), before):
                         p[...] = b
+                    self._velocities = velocities_before
                     raise FloatingPointError(
-                        f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters were restored "
-                        f"to those before that epoch (try a smaller eta than {eta_now:g})")
+                        f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters (and momentum "
+                        f"velocities) were restored to those before that epoch ({_divergence_hint(X, scale, eta_now)})")
                 if watch_eval:
                     hist.evaluation_accuracy.append(self._accuracy(*ev, scale))
                     hist.evaluation_cost.append(self.cost(*ev, scale) + self._penalty(regularizer, lmbda,
@@ -607,10 +651,10 @@ class Model:
         return learning_speed(self, X, Y)
 
     def _first_nonfinite_param(self) -> str | None:
-        for (l, specs), pair in zip(self._specs, self._params):
+        for k, ((l, specs), pair) in enumerate(zip(self._specs, self._params), start=1):
             for spec, arr in zip(specs, pair):
                 if not np.isfinite(arr).all():
-                    return f"{spec.name}{l} (layer {l})"
+                    return f"{spec.name}{k} (layer {l})"
         return None
 
     def _penalty(self, regularizer, lmbda: float, n: int) -> float:
@@ -647,12 +691,20 @@ class Model:
         return f"<Model {self.network!r} backend={self.backend} dtype={self.dtype.name}>"
 
 
+def _divergence_hint(X: np.ndarray, scale: float | None, eta: float) -> str:
+    """What to change after a divergence: the inputs when they are far from the book's [0, 1], else η."""
+    largest = float(np.max(np.abs(X))) * (scale or 1.0) if X.size else 0.0
+    if not largest <= 1e3:
+        how = f"input_scale {scale:g} makes them" if scale is not None else "they are"
+        return f"the inputs reach {largest:.3g} ({how} far from the book's 0..1): scale them to about 0..1"
+    return f"try a smaller eta than {eta:g}"
+
+
 def _regularizer(regularizer, lmbda):
     """(regularizer or None, lmbda) checked: an ``sb.Regularizer`` replaces ``lmbda`` (L2), not both."""
     from symbp.regularizers import Regularizer
 
-    if not isinstance(lmbda, (int, float)) or isinstance(lmbda, bool) or not math.isfinite(lmbda) or lmbda < 0:
-        raise ValueError(f"lmbda must be a finite non-negative number, got {lmbda!r}")
+    lmbda = _non_negative("lmbda", lmbda)
     if regularizer is None:
         return None, float(lmbda)
     if not isinstance(regularizer, Regularizer):
@@ -665,9 +717,10 @@ def _regularizer(regularizer, lmbda):
 
 
 def _momentum(momentum) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+    f = _real(momentum)
+    if f is None or not 0 <= f < 1:
         raise ValueError(f"momentum must be a number in [0, 1) (the book's μ, e.g. 0.9), got {momentum!r}")
-    return float(momentum)
+    return f
 
 
 def _mask_seed(seed, rng) -> int:

@@ -64,10 +64,11 @@ from pathlib import Path
 
 import numpy as np
 
+from symbp.network import MAX_LAYERS as _MAX_LAYERS
+
 FORMAT = "symbp-model"
 VERSION = 1
 _MAX_JSON = 1 << 20  # bytes of model.json
-_MAX_LAYERS = 1024
 _MAX_UNITS = (1 << 31) - 1  # units of one layer
 _MAX_NPY_HEADER = 10000  # numpy's own default limit for an .npy header
 _MEMBER_SLACK = _MAX_NPY_HEADER + 1024  # bytes per array beyond its data: .npy header, zip headers
@@ -202,6 +203,14 @@ def _field(d: dict, key: str, types, jpath: Path, where: str, default=...):
 def _type_names(types) -> str:
     names = {int: "an integer", str: "a string", bool: "true or false", dict: "an object", list: "a list"}
     return " or ".join(names.get(t, t.__name__) for t in (types if isinstance(types, tuple) else (types,)))
+
+
+def _list_text(items: list, most: int = 8) -> str:
+    """A list for a one-line message: its first and last entries when it is long."""
+    if len(items) <= most:
+        return str(items)
+    head, tail = ", ".join(map(str, items[:most - 2])), ", ".join(map(str, items[-2:]))
+    return f"[{head}, … ({len(items) - most} more) …, {tail}]"
 
 
 def _short(v) -> str:
@@ -354,7 +363,7 @@ def _committed_params(m: _Manifest, npath: Path, jpath: Path) -> tuple[Path, byt
     racing that save finds the new parameters under one name or the other."""
     need = m.data_bytes
     most = need + len(m.arrays) * _MEMBER_SLACK + _ARCHIVE_SLACK
-    sizes = [math.prod(layer.shape) for layer in m.layers]
+    sizes = _list_text([math.prod(layer.shape) for layer in m.layers])
     problems: dict[Path, str] = {}
     for cand in (_pending(npath), npath):
         try:
@@ -437,7 +446,7 @@ def _read_arrays(blob: bytes, m: _Manifest, npath: Path, jpath: Path) -> dict[st
         if names != sorted(expected):
             found = [n[:-4] if n.endswith(".npy") else n for n in names]
             raise _Invalid(f"{jpath}: not a valid symbp model file: parameter arrays {_short(found)} != "
-                           f"{sorted(m.arrays)}")
+                           f"{_list_text(sorted(m.arrays))}")
         for info in infos:
             name = expected[info.filename]
             _member_header(zf, info, name, m.arrays[name], m, npath, jpath)
@@ -649,7 +658,10 @@ def save(model, path) -> tuple[Path, Path]:
                 raise ValueError(f"cannot save the model to {jpath}: {name} contains NaN or inf")
             arrays[name] = arr
     for l, pair in enumerate(velocities or (), start=1):  # momentum SGD's state: training goes on where it was
-        arrays.update({f"vW{l}": pair[0], f"vb{l}": pair[1]})
+        for name, arr in ((f"vW{l}", pair[0]), (f"vb{l}", pair[1])):
+            if not np.isfinite(arr).all():
+                raise ValueError(f"cannot save the model to {jpath}: the momentum velocity {name} contains NaN or inf")
+            arrays[name] = arr
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     blob = buf.getvalue()
