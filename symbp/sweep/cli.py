@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import re
 import sys
 import time
@@ -28,13 +29,16 @@ Each trial is one training run, exactly net.compile(seed=s).fit(train, ..., seed
 the same trial run alone in one process gives bit-identical results.  Results go to DIR/results.jsonl (one line
 per trial, written as it ends) and the models to DIR/models/<trial key>; running the same command again skips
 the finished trials.  Without --scheduler, a local dask cluster of --workers processes (one thread each) on
-127.0.0.1 is started for the sweep.
+127.0.0.1 is started for the sweep, every connection TLS with a certificate made for it alone (a client without
+it is refused).  A cluster named with --scheduler tls://... takes --tls-ca-file, --tls-cert and --tls-key (or
+dask's distributed.comm.tls configuration).  At most 100,000 trials per sweep.
 
 examples:
   symbp sweep --layers fc30 --cost cross-entropy --eta 0.1,0.5,3 --lmbda 0,5 --batch-size 10,100 \\
               --seeds 0-4 --epochs 30 --out sweeps/ch3
   symbp sweep --layers fc30 --eta 0.1,0.5,3 --epochs 5 --limit 10000 --out sweeps/quick --workers 2
-  symbp sweep ... --scheduler tcp://10.0.0.5:8786     # an existing dask cluster (dask scheduler / workers)
+  symbp sweep ... --scheduler tls://10.0.0.5:8786 --tls-ca-file ca.pem --tls-cert client.pem --tls-key key.pem
+                                                    # an existing dask cluster (dask scheduler / workers)
   symbp sweep ... --grid early_stopping=5,10         # any other keyword of Model.fit, as a list
   symbp vote --models sweeps/ch3/models --eval test  # the plurality vote of the sweep's models
 """
@@ -48,6 +52,8 @@ examples:
   symbp vote --models 'runs/net-*' runs/best --eval validation   # globs (quoted or not) and PATHs of --save
 """
 
+#: the shape of one image of MNIST and Fashion-MNIST (channels, rows, columns)
+IMAGE_SHAPE = (1, 28, 28)
 _SCHEDULER = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
 
@@ -65,20 +71,32 @@ def _list(parse, what: str):
 
 
 def _seeds(text: str) -> list[int]:
-    """``0-4`` (inclusive), ``0,3,7``, or both: ``0-2,10``."""
-    seeds = []
+    """``0-4`` (inclusive), ``0,3,7``, or both: ``0-2,10``; each seed once, in the order given; at most
+    ``MAX_TRIALS`` seeds (the most trials a sweep may have)."""
+    from symbp.sweep.engine import MAX_TRIALS
+
+    if len(text) > 16 * MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"more than {MAX_TRIALS:,} seeds (the most trials a sweep may have)")
+    seeds: dict[int, None] = {}  # insertion-ordered, each seed once: linear in the number of seeds
     for part in [t.strip() for t in text.split(",")]:
         m = re.fullmatch(r"([0-9]{1,18})(?:-([0-9]{1,18}))?", part)
         if not m:
             raise argparse.ArgumentTypeError(f"expected seeds such as 0-4 or 0,3,7 (non-negative integers), "
-                                             f"got {text!r}")
+                                             f"got {_short(text)!r}")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise argparse.ArgumentTypeError(f"expected a range LOW-HIGH with LOW <= HIGH, got {part!r}")
-        if hi - lo >= 10_000:
-            raise argparse.ArgumentTypeError(f"{part!r} is more than 10,000 seeds")
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
-    return seeds
+        if hi - lo >= MAX_TRIALS:
+            raise argparse.ArgumentTypeError(f"{part!r} is more than {MAX_TRIALS:,} seeds (the most trials a sweep "
+                                             "may have)")
+        seeds.update(dict.fromkeys(range(lo, hi + 1)))
+        if len(seeds) > MAX_TRIALS:
+            raise argparse.ArgumentTypeError(f"more than {MAX_TRIALS:,} seeds (the most trials a sweep may have)")
+    return list(seeds)
+
+
+def _short(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _grid_value(text: str):
@@ -160,7 +178,15 @@ def add_commands(subparsers) -> None:
     where.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
                        help="use the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
     where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                       help="worker processes of the local cluster (default: one per CPU core)")
+                       help="worker processes of the local cluster (default: one per CPU core; at most "
+                            "two per core)")
+    e.add_argument("--tls-ca-file", default=None, metavar="FILE",
+                   help="with --scheduler tls://...: the CA certificate (PEM) the cluster's certificates are signed "
+                        "by")
+    e.add_argument("--tls-cert", default=None, metavar="FILE",
+                   help="with --scheduler tls://...: this client's certificate (PEM; may hold the key too)")
+    e.add_argument("--tls-key", default=None, metavar="FILE",
+                   help="with --scheduler tls://...: this client's private key (PEM), if not in --tls-cert")
     e.add_argument("--retries", type=_non_negative_int, default=1, metavar="N",
                    help="re-runs of a trial that raised (default: 1; a killed worker's trial is re-run anyway)")
     s.set_defaults(handler=cmd_sweep)
@@ -210,16 +236,30 @@ def check_sweep_args(args):
     from symbp.cli import _check_data_dir, _check_folder, _check_memory, _plot_target, build_network
     from symbp.data.datasets import N_CLASSES, N_TRAIN
     from symbp.data.registry import get_spec
-    from symbp.sweep.engine import expand_grid
+    from symbp.sweep.engine import MAX_TRIALS, expand_grid
 
     if find_spec("distributed") is None:
         raise ValueError("symbp sweep runs on dask.distributed, which is not installed: pip install 'symbp[sweep]'")
     _check_data_dir(args)
+    if not args.out.strip():
+        raise ValueError("argument --out: expected a folder name, got an empty one")
+    if args.scheduler is None:
+        from symbp.sweep.engine import check_workers
+
+        try:
+            check_workers(args.workers)
+        except ValueError as exc:
+            raise ValueError(f"argument --workers: {exc}") from None
+    args.security = _tls_security(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"argument --out: {out} is a file: expected a folder")
     _check_folder("--out", out)
     grid, fixed = _grid(args)
+    count = math.prod(len(v) for v in grid.values())
+    if count > MAX_TRIALS:  # the lists' product, before any trial is built
+        raise ValueError(f"the grid has {count:,} trials ({' × '.join(str(len(v)) for v in grid.values())}), more "
+                         f"than a sweep may have ({MAX_TRIALS:,}): split it into several sweeps")
     try:
         trials, _ = expand_grid(grid, args.epochs, fixed)
     except ValueError as exc:  # from the command line only --grid can give a name or value fit does not take
@@ -239,7 +279,48 @@ def check_sweep_args(args):
         plot = _plot_target(args.plot)
     else:
         plot = out / "sweep.png" if find_spec("matplotlib") is not None else None
+    if args.scheduler is not None:  # last (it may wait up to the connection timeout), before any data is loaded
+        from symbp.sweep.engine import probe_scheduler
+
+        try:
+            probe_scheduler(args.scheduler, args.security)
+        except ValueError as exc:
+            raise ValueError(f"argument --scheduler: {exc}") from None
     return net, grid, fixed, len(trials), plot
+
+
+def _tls_security(args):
+    """The ``Security`` of ``--tls-ca-file``, ``--tls-cert`` and ``--tls-key`` (None when none is given: dask's
+    own configuration then applies); each file is checked to be a readable regular file."""
+    import stat
+
+    given = {name: getattr(args, name.replace("-", "_")) for name in ("tls-ca-file", "tls-cert", "tls-key")}
+    if all(v is None for v in given.values()):
+        return None
+    name = next(n for n, v in given.items() if v is not None)
+    if args.scheduler is None:
+        raise ValueError(f"argument --{name}: the TLS options are for a cluster named with --scheduler (the local "
+                         "cluster makes its own credentials)")
+    if not args.scheduler.startswith("tls://"):
+        raise ValueError(f"argument --{name}: the scheduler address must be tls://HOST:PORT with TLS, got "
+                         f"{args.scheduler}")
+    for name in ("tls-ca-file", "tls-cert"):
+        if given[name] is None:
+            raise ValueError(f"argument --{name}: needed with the other TLS options (--tls-ca-file and --tls-cert; "
+                             "--tls-key when the key is not in the certificate file)")
+    for name, value in given.items():
+        if value is None:
+            continue
+        try:
+            st = Path(value).stat()
+        except OSError as exc:
+            raise ValueError(f"argument --{name}: cannot read {value} ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
+            raise ValueError(f"argument --{name}: {value} is not a PEM file (a regular file of at most 1 MiB)")
+    from distributed.security import Security
+
+    return Security(require_encryption=True, tls_ca_file=given["tls-ca-file"], tls_client_cert=given["tls-cert"],
+                    tls_client_key=given["tls-key"])
 
 
 def _console():
@@ -272,7 +353,8 @@ def cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     try:
         results = sweep(net, grid, (X, labels), evaluation, epochs=args.epochs if "epochs" not in grid else None,
-                        out=args.out, client=args.scheduler, workers=args.workers, backend=args.backend,
+                        out=args.out, client=args.scheduler, workers=args.workers,
+                        security=getattr(args, "security", None), backend=args.backend,
                         dtype=args.dtype, init=args.init, retries=args.retries,
                         progress=False if args.no_progress else None, **fixed)
     except KeyboardInterrupt:
@@ -350,7 +432,7 @@ def _labels(paths: list[Path]) -> list[str]:
                     cache[folder] = {r["key"]: r for r in load_results(folder)}
             record = cache[folder].get(p.stem)
             if record is not None:
-                names.append(f"{p.stem[:8]} ({describe(record)})")
+                names.append(f"{p.stem[:8]} ({describe(record)})")  # describe: texts escaped
                 continue
         names.append(str(p.with_suffix("")))
     return names
@@ -358,33 +440,41 @@ def _labels(paths: list[Path]) -> list[str]:
 
 def cmd_vote(args) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     from symbp.cli import _check_data_dir
     from symbp.data import load_dataset
-    from symbp.sweep.vote import vote_report
+    from symbp.sweep.report import safe_text
+    from symbp.sweep.vote import MAX_MODELS, check_ensemble, select_members, vote_report
     from symbp.train.serialize import load
 
     _check_data_dir(args)
     paths = model_paths(args.models)
+    if len(paths) > MAX_MODELS:
+        raise ValueError(f"argument --models: at most {MAX_MODELS} models (each is compiled, a few seconds apiece), "
+                         f"got {len(paths)}")
     models = []
     for p in paths:
         try:
             models.append(load(p))
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --models: {exc}") from exc
+    labels = dict(zip(map(str, paths), _labels(paths)))
+    try:
+        # the diverged ones left out (a warning each); the others must take MNIST's 1×28×28 images
+        models, kept = select_members(models, [str(p) for p in paths], paths)
+        check_ensemble(models, kept, IMAGE_SHAPE)
+    except ValueError as exc:
+        raise ValueError(f"argument --models: {exc}") from None
     dtype = models[0].dtype.name
     splits = load_dataset(args.dataset, data_dir=args.data_dir, dtype=dtype)
     data = splits.test if args.eval == "test" else splits.validation
-    for p, m in zip(paths, models):
-        if m.sizes[0] != data[0].shape[1]:
-            raise ValueError(f"argument --models: {p} takes {m.sizes[0]} inputs, the {args.dataset} images have "
-                             f"{data[0].shape[1]}")
-    report = vote_report(models, data, names=_labels(paths))
+    report = vote_report(models, data, names=[labels[k] for k in kept])
     table = Table(title=f"{len(models)} models on {args.dataset} {args.eval} ({report.n} images)")
     table.add_column("model")
     table.add_column("accuracy", justify="right")
     for name, acc in report.members:
-        table.add_row(name, f"{acc:.2%}")
+        table.add_row(Text(safe_text(name)), f"{acc:.2%}")  # Text: a path is shown as it is, no [markup]
     table.add_row("[b]plurality vote[/b]", f"[b]{report.accuracy:.2%}[/b]")
     _console().print(table)
     best_name, best_acc = report.best_member

@@ -2,7 +2,8 @@
 
 Takes: a ``Network``, a grid (``Model.fit`` keyword names and ``"seed"``, each mapped to a list of values), the
 training data, optional evaluation data and a results folder ``out``; a ``distributed.Client`` or a scheduler
-address, or nothing (then a ``LocalCluster`` of worker processes on 127.0.0.1 is started and closed).  Gives:
+address, or nothing (then a ``LocalCluster`` of worker processes on 127.0.0.1, secured by TLS with a certificate
+made for it, is started and closed).  Gives:
 ``sweep(...)``, a list with one dict per trial of the grid (finished now or in an earlier run), in grid order;
 its ``.failed`` lists the trials that raised.
 
@@ -86,10 +87,18 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 #: resubmissions of a trial after the engine gave up on it (its worker died more often than dask allows, or the
 #: data it needed was lost with the workers that held it)
 RESUBMITS = 2
-#: seconds to wait for the first worker of an existing cluster, and to connect to its scheduler
+#: seconds to wait for the first worker of an existing cluster, and to connect to its scheduler (the connection
+#: and dask's opening handshake together: an address answered by something else is refused within this time)
 WORKER_TIMEOUT = 120
 CONNECT_TIMEOUT = 30
 DEFAULT_EPOCHS = 30
+#: the most trials one sweep may have (refused before any trial is built): each is a training run, a line of
+#: results.jsonl and a saved model
+MAX_TRIALS = 100_000
+#: worker processes of a local cluster: at most this many per CPU core (each runs one thread)
+MAX_WORKERS_PER_CORE = 2
+#: the most bytes of dask's opening handshake (a scheduler sends about 60)
+_MAX_HANDSHAKE = 1 << 16
 
 
 class SweepResults(list):
@@ -175,9 +184,11 @@ def _seed(value, where: str) -> int:
 def _values(grid_value, name: str) -> list:
     if isinstance(grid_value, (str, bytes, dict)) or not hasattr(grid_value, "__iter__"):
         grid_value = [grid_value]
-    values = list(grid_value)
+    values = list(itertools.islice(grid_value, MAX_TRIALS + 1))  # a longer list (or an endless iterator): refused
     if not values:
         raise ValueError(f"grid[{name!r}] is empty: give at least one value")
+    if len(values) > MAX_TRIALS:
+        raise ValueError(f"grid[{name!r}] has more than {MAX_TRIALS:,} values, more trials than a sweep may have")
     return values
 
 
@@ -222,9 +233,15 @@ def expand_grid(grid: dict, epochs, fit_kwargs: dict) -> tuple[list[tuple[dict, 
     if "epochs" not in grid:
         fixed["epochs"] = DEFAULT_EPOCHS if epochs is None else plain(epochs, "epochs")
     names = [n for n in grid if n != "seed"]
-    lists = [[plain(v, f"grid[{n!r}]") for v in _values(grid[n], n)] for n in names]
-    seeds = [_seed(v, "grid['seed']") for v in _values(grid.get("seed", [0]), "seed")]
     order = list(grid) if "seed" in grid else [*names, "seed"]
+    raw = {n: _values(grid[n], n) for n in names}
+    raw["seed"] = _values(grid.get("seed", [0]), "seed")
+    count = math.prod(len(v) for v in raw.values())
+    if count > MAX_TRIALS:  # refused before any trial is built
+        raise ValueError(f"the grid has {count:,} trials ({' × '.join(str(len(raw[n])) for n in order)}), more than "
+                         f"a sweep may have ({MAX_TRIALS:,}): split it into several sweeps")
+    lists = [[plain(v, f"grid[{n!r}]") for v in raw[n]] for n in names]
+    seeds = [_seed(v, "grid['seed']") for v in raw["seed"]]
     axes = {**dict(zip(names, lists)), "seed": seeds}
     trials = []
     for combo in itertools.product(*(axes[n] for n in order)):
@@ -507,19 +524,141 @@ class _Progress:
             self._p.stop()
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_workers(workers) -> int:
+    """``workers`` as the number of worker processes of a local cluster (None: one per CPU core this process may
+    use); ``ValueError`` for anything but an integer from 1 to ``MAX_WORKERS_PER_CORE`` per core."""
+    cores = _cores()
+    if workers is None:
+        return cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    most = MAX_WORKERS_PER_CORE * cores
+    if workers > most:
+        raise ValueError(f"workers must be at most {most} ({MAX_WORKERS_PER_CORE} per CPU core, {cores} "
+                         f"core{'s' if cores > 1 else ''} here; each worker is a process with its own copy of the "
+                         f"data), got {workers}")
+    return workers
+
+
+def _security(security):
+    """``security`` as a ``distributed.security.Security`` (None: dask's configuration, ``distributed.comm.tls.*``)."""
+    from distributed.security import Security
+
+    if security is None:
+        return Security()
+    if not isinstance(security, Security):
+        raise ValueError(f"security must be a distributed.security.Security, got {type(security).__name__}")
+    return security
+
+
+def _recv(sock, n: int, address: str, deadline: float) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ValueError(f"{address} closed the connection before dask's handshake: it is not a dask scheduler, "
+                             "or it refused this client" + (" (wrong TLS credentials?)" if
+                                                             address.startswith("tls://") else ""))
+        buf += chunk
+    return bytes(buf)
+
+
+def probe_scheduler(address: str, security=None, timeout: float | None = None) -> None:
+    """Check that ``address`` (``tcp://`` or ``tls://``) answers as a dask scheduler does: the connection opens,
+    (for ``tls://``) the TLS handshake with ``security``'s client credentials succeeds, and within ``timeout``
+    seconds (default ``CONNECT_TIMEOUT``) the peer sends dask's opening handshake: a small length-prefixed
+    msgpack map.  Nothing is sent and nothing is unpickled.  ``ValueError`` naming the address otherwise (an HTTP
+    server waits for a request, so it is refused when the time is up; one that answers at once, e.g. with
+    ``HTTP/1.1 400``, is refused on its first bytes).  Other protocols (``ucx://``, ``ws://``) are left to dask."""
+    import ssl
+    import struct
+
+    import msgpack
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        scheme, loc = parse_address(address)
+        host, port = parse_host_port(loc)
+    except ValueError as exc:
+        raise ValueError(f"{address!r} is not a scheduler address ({exc})") from None
+    if scheme not in ("tcp", "tls"):
+        return
+    name = f"{scheme}://{loc}"
+    ctx = None
+    if scheme == "tls":
+        try:
+            ctx = _security(security).get_connection_args("client").get("ssl_context")
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use the TLS credentials for {name}: {getattr(exc, 'reason', None) or exc}") \
+                from None
+        if ctx is None:
+            raise ValueError(f"{name} is a TLS address: give the cluster's TLS credentials (--tls-ca-file, "
+                             "--tls-cert, --tls-key; or security=; or dask's distributed.comm.tls configuration)")
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host.strip("[]"), port), timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the dask scheduler at {name}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    try:
+        if ctx is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=host.strip("[]"))
+            except ssl.SSLError as exc:
+                raise ValueError(f"the TLS handshake with {name} failed: {exc.reason or exc} (is it a dask "
+                                 "scheduler with TLS, and are these its credentials?)") from None
+        head = _recv(sock, 8, name, deadline)
+        (size,) = struct.unpack("Q", head)
+        if not 0 < size <= _MAX_HANDSHAKE:
+            raise ValueError(f"{name} is not a dask scheduler: it answered {head!r}..., not dask's handshake"
+                             + (" (is it a tls:// address?)" if scheme == "tcp" and head[:1] == b"\x15" else ""))
+        body = _recv(sock, size, name, deadline)
+        ok = False
+        with contextlib.suppress(Exception):
+            n_frames = struct.unpack_from("Q", body)[0]
+            lengths = struct.unpack_from(f"{n_frames}Q", body, 8) if 0 < n_frames <= 16 else ()
+            first = 8 * (1 + n_frames)
+            doc = msgpack.unpackb(body[first:first + lengths[0]], raw=False) if lengths else None
+            ok = isinstance(doc, dict) and "python" in doc
+        if not ok:
+            raise ValueError(f"{name} is not a dask scheduler: its opening message is not dask's handshake")
+    except TimeoutError:
+        hint = "; a scheduler with TLS has a tls:// address" if scheme == "tcp" else ""
+        raise ValueError(f"{name} did not answer as a dask scheduler within {timeout:g} s (a dask scheduler sends "
+                         f"its handshake at once: is this the scheduler's address{hint}?)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot reach the dask scheduler at {name}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+
+
 @contextlib.contextmanager
-def _engine(client, workers):
-    """The client to use: ``client`` itself, one connected to an address, or one of a new local cluster."""
+def _engine(client, workers, security=None):
+    """The client to use: ``client`` itself, one connected to an address (with ``security``), or one of a new
+    local cluster secured by TLS with a temporary certificate."""
     from distributed import Client
 
     if client is not None and not isinstance(client, str):
         yield client
         return
     if isinstance(client, str):
+        security = _security(security)
+        probe_scheduler(client, security)
         try:
-            own = Client(client, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise ValueError(f"cannot reach the dask scheduler at {client}: {exc}") from None
+            own = Client(client, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
+        except Exception as exc:  # noqa: BLE001 - whatever the connection raised: one line naming the address
+            raise ValueError(f"cannot connect to the dask scheduler at {client}: {type(exc).__name__}: {exc}") \
+                from None
         try:
             own.wait_for_workers(1, timeout=WORKER_TIMEOUT)
             yield own
@@ -535,7 +674,7 @@ def _engine(client, workers):
     try:
         cluster = local_cluster(workers)
         try:
-            own = Client(cluster, set_as_default=False)
+            own = Client(cluster, set_as_default=False)  # with the cluster's credentials (cluster.security)
             try:
                 yield own
             finally:
@@ -551,19 +690,32 @@ def _engine(client, workers):
 
 
 def local_cluster(workers: int | None = None, **kwargs):
-    """A ``LocalCluster`` of ``workers`` processes (default: one per CPU this process may use) with one thread
-    each, BLAS/OpenMP/numba threads pinned to one, scheduler and workers on 127.0.0.1, no dashboard (the
-    scheduler's small HTTP server listens on a free port of 127.0.0.1), worker processes that leave Ctrl-C to the client
-    (``symbp.sweep.worker``)."""
+    """A ``LocalCluster`` of ``workers`` processes (default: one per CPU this process may use; at most
+    ``MAX_WORKERS_PER_CORE`` per core) with one thread each, BLAS/OpenMP/numba threads pinned to one, scheduler
+    and workers on 127.0.0.1, no dashboard (the scheduler's small HTTP server listens on a free port of
+    127.0.0.1), worker processes that leave Ctrl-C to the client (``symbp.sweep.worker``).
+
+    Every connection is TLS with mutual authentication, by a certificate and key made for this cluster alone
+    (``Security.temporary()``, kept in memory; the ``cryptography`` package): loopback is no boundary between
+    the users of one machine, and a client without the cluster's credentials (``cluster.security``; a
+    ``Client(cluster)`` takes them) is refused at the TLS handshake.  ``security=`` (a ``Security``) replaces
+    them; ``local_cluster(..., security=False, protocol="tcp://")`` is an unauthenticated one."""
     import logging
 
     import dask
     from distributed import LocalCluster
 
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    workers = check_workers(workers)
+    if "security" not in kwargs:
+        try:
+            from distributed.security import Security
+
+            kwargs["security"] = Security.temporary()
+        except ImportError:
+            raise ValueError("the local cluster of a sweep is secured by TLS, which needs the cryptography "
+                             "package: pip install 'symbp[sweep]'") from None
+    elif kwargs["security"] is False:
+        kwargs["security"] = None
     # symbp.sweep.worker: the worker processes ignore Ctrl-C (the client handles it) and pin their threads
     preload = [*(dask.config.get("distributed.worker.preload") or []), "symbp.sweep.worker"]
     options = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
@@ -590,24 +742,33 @@ def _hosts(client) -> dict[str, list[str]]:
 
 
 def sweep(net, grid: dict, train, evaluation_data=None, epochs: int | None = None, *, out, client=None,
-          workers: int | None = None, backend: str = "numba", dtype: str = "float64", init: str = "default",
-          retries: int = 1, progress: bool | None = None, **fit_kwargs) -> SweepResults:
+          workers: int | None = None, security=None, backend: str = "numba", dtype: str = "float64",
+          init: str = "default", retries: int = 1, progress: bool | None = None, **fit_kwargs) -> SweepResults:
     """Run every trial of ``grid`` (see the module docstring) and return their dicts, in grid order.
 
     ``grid``: ``{"eta": [0.1, 0.5, 3.0], "lmbda": [0, 5], "seed": [0, 1]}`` — any keyword of ``Model.fit`` (and
     ``"seed"``, default ``[0]``) to a list of values; ``fit_kwargs``: keywords of ``Model.fit`` fixed for every
     trial; ``epochs``: the number of epochs (default 30) unless the grid varies it.  ``out``: the results folder
     (``results.jsonl``, ``models/``).  ``client``: a ``distributed.Client`` or a scheduler address such as
-    ``"tcp://10.0.0.5:8786"``; without one, a local cluster of ``workers`` processes (default: one per CPU) is
-    started for the sweep and closed after it.  ``backend``, ``dtype``, ``init``: ``net.compile``'s options.
-    ``retries``: how often dask re-runs a trial that raised.  ``progress``: the bar (default: on a terminal).
+    ``"tls://10.0.0.5:8786"`` (``security``: a ``distributed.security.Security`` with the credentials for it;
+    default: dask's configuration); without one, a local cluster of ``workers`` processes (default: one per CPU;
+    at most ``MAX_WORKERS_PER_CORE`` per core), secured by TLS with a temporary certificate, is started for the
+    sweep and closed after it.  At most ``MAX_TRIALS`` trials.  ``backend``, ``dtype``, ``init``:
+    ``net.compile``'s options.  ``retries``: how often dask re-runs a trial that raised.  ``progress``: the bar
+    (default: on a terminal).
     """
     from symbp.train.model import DTYPES
 
-    if out is None:
-        raise ValueError("out= must name the folder for the results (results.jsonl) and the models")
+    if out is None or (isinstance(out, str) and not out.strip()):
+        raise ValueError("out= must name the folder for the results (results.jsonl) and the models, got "
+                         f"{out!r}")
     if client is not None and workers is not None:
         raise ValueError("give client= (an existing cluster) or workers= (a local one), not both")
+    if security is not None and not isinstance(client, str):
+        raise ValueError("security= is for client= given as a scheduler address (the local cluster makes its own "
+                         "credentials; a Client carries its own)")
+    if client is None:
+        check_workers(workers)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -632,7 +793,7 @@ def sweep(net, grid: dict, train, evaluation_data=None, epochs: int | None = Non
     with ResultStore(folder) as store:
         todo = [t for t in trials if t.key not in store.records]
         if todo:
-            with _engine(client, workers) as cl:
+            with _engine(client, workers, security) as cl:
                 failed = _run(cl, net, declaration, compile_options, todo, (X, Y), ev, store, retries, progress,
                               before=len(trials) - len(todo))
         done = [result_dict(store.records[t.key], folder) for t in trials if t.key in store.records]

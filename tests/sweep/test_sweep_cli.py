@@ -144,3 +144,87 @@ def test_ctrl_c_then_again_then_vote_on_mnist(cli, data_dir, tmp_path):
     assert rc == 0, err
     assert "plurality vote" in stdout and "ensemble of 3:" in stdout and "/ 10000" in stdout
     assert "eta=0.5, seed=0" in stdout  # members named by their grid values
+
+
+# -- bounds: the output folder, the workers, the grid, the seeds --------------------------------------------------
+def test_an_empty_out_is_refused_not_the_current_folder(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for out in ("", "  "):
+        rc, _, err = cli("sweep", "--layers", "784,10,10", "--out", out)
+        assert rc == 2 and err == "symbp sweep: error: argument --out: expected a folder name, got an empty one\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written here
+    import symbp as sb
+
+    with pytest.raises(ValueError, match="out= must name the folder"):
+        sb.sweep(None, {}, None, out="")
+
+
+def test_workers_are_bounded_by_the_cores(cli, tmp_path):
+    from symbp.sweep import engine
+
+    cores = engine._cores()
+    most = engine.MAX_WORKERS_PER_CORE * cores
+    rc, _, err = cli("sweep", "--layers", "784,10,10", "--out", tmp_path / "o", "--workers", most + 1)
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("symbp sweep: error: argument --workers: ")
+    assert f"at most {most} (2 per CPU core" in err and f"got {most + 1}" in err
+    assert engine.check_workers(most) == most and engine.check_workers(None) == cores
+    with pytest.raises(ValueError, match=f"workers must be at most {most}"):
+        engine.local_cluster(10_000)  # refused before any process starts
+
+
+def test_the_grid_is_bounded_before_any_trial_is_built(cli, tmp_path):
+    import symbp as sb
+    from symbp.sweep import engine
+
+    assert engine.MAX_TRIALS == 100_000
+    t0 = time.perf_counter()
+    etas = ",".join(str(0.001 * (i + 1)) for i in range(1000))
+    rc, _, err = cli("sweep", "--layers", "784,10,10", "--out", tmp_path / "o", "--eta", etas, "--lmbda",
+                     ",".join(str(i) for i in range(1000)), "--seeds", "0-9")
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith("symbp sweep: error: the grid has 10,000,000 trials (1000 × 1000 × 10)"), err
+    assert "more than a sweep may have (100,000)" in err
+    with pytest.raises(ValueError, match="more than 100,000 values"):
+        engine.expand_grid({"eta": range(1, 10**9)}, 1, {})  # not listed first
+    with pytest.raises(ValueError, match="more than 100,000 values"):
+        engine.expand_grid({"seed": __import__("itertools").count()}, 1, {})  # an endless iterator
+    with pytest.raises(ValueError, match="10,000,000 trials"):
+        sb.sweep(None, {"eta": [0.1] * 10_000, "lmbda": [0.0] * 1000}, None, out=tmp_path / "x")
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "o").exists()
+
+
+def test_seed_lists_parse_in_linear_time_and_are_bounded():
+    import argparse
+
+    from symbp.sweep.cli import _seeds
+
+    t0 = time.perf_counter()
+    seeds = _seeds(",".join(str(s) for s in range(100_000)))  # was quadratic: 51 s
+    assert seeds == list(range(100_000)) and time.perf_counter() - t0 < 2
+    assert _seeds("5,0-3,2,9-10,0") == [5, 0, 1, 2, 3, 9, 10]  # the order given, each seed once
+    assert len(_seeds("0-49999,50000-99999")) == 100_000
+    for text, message in (("0-100000", "is more than 100,000 seeds"), ("0-99999,100000", "more than 100,000 seeds"),
+                          ("0-60000,100000-160000", "more than 100,000 seeds")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            _seeds(text)
+
+
+def test_vote_checks_the_models_before_loading_data(cli, tmp_path, monkeypatch):
+    import importlib
+
+    import symbp as sb
+
+    def save(name, shape, classes=10):
+        net = sb.Network([sb.Input(shape), sb.Dense(classes, sb.softmax)], cost=sb.cross_entropy)
+        net.compile(seed=0, backend="numpy").save(tmp_path / name)
+        return tmp_path / name
+
+    odd, good, twelve = save("odd", (4, 14, 14)), save("good", (1, 28, 28)), save("twelve", (1, 28, 28), 12)
+    rc, _, err = cli("vote", "--models", good, odd)
+    assert rc == 2 and err.count("\n") == 1
+    assert f"argument --models: {odd}.json takes 4×14×14, the images are 1×28×28" in err, err
+    rc, _, err = cli("vote", "--models", good, twelve)
+    assert rc == 2 and f"{twelve}.json gives 12 classes, {good}.json 10" in err, err
+    monkeypatch.setattr(importlib.import_module("symbp.sweep.vote"), "MAX_MODELS", 1)
+    rc, _, err = cli("vote", "--models", good, good.with_name("twelve"))
+    assert rc == 2 and "argument --models: at most 1 models" in err and err.count("\n") == 1, err

@@ -36,8 +36,8 @@ def test_cluster_gives_the_in_process_results_bit_for_bit(cluster, tmp_path):
     lc, client = cluster
     # the workers: processes on loopback, one thread each, BLAS and numba threads pinned to one
     info = client.scheduler_info(n_workers=-1)
-    assert info["address"].startswith("tcp://127.0.0.1:")
-    assert len(info["workers"]) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in info["workers"])
+    assert info["address"].startswith("tls://127.0.0.1:")  # TLS, with the cluster's own certificate
+    assert len(info["workers"]) == 2 and all(w.startswith("tls://127.0.0.1:") for w in info["workers"])
     assert all(w["nthreads"] == 1 for w in info["workers"].values())
     env = client.run(lambda: {k: os.environ.get(k) for k in engine.WORKER_ENV})
     assert all(e == engine.WORKER_ENV for e in env.values())
@@ -122,8 +122,8 @@ def test_a_corrupt_line_is_reported_and_its_trial_run_again(cluster, tmp_path):
 def test_a_scheduler_address_is_a_client(cluster, tmp_path, monkeypatch):
     lc, _ = cluster
     monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)
-    results = run(lc.scheduler_address, tmp_path, grid={"eta": [0.5]})
-    assert len(results) == 1 and not results.failed and results[0]["worker"].startswith("tcp://127.0.0.1:")
+    results = run(lc.scheduler_address, tmp_path, grid={"eta": [0.5]}, security=lc.security)
+    assert len(results) == 1 and not results.failed and results[0]["worker"].startswith("tls://127.0.0.1:")
     with pytest.raises(ValueError, match="cannot reach the dask scheduler"):
         run("tcp://127.0.0.1:9", tmp_path / "other", grid={"eta": [0.5]})
 
