@@ -84,3 +84,74 @@ def test_models_must_agree_on_inputs_and_classes(models):
         sb.vote([], kit.VALID[0])
     with pytest.raises(ValueError, match="Model or the path"):
         sb.vote([3], kit.VALID[0])
+
+
+def test_models_must_agree_on_the_whole_input_shape(models):
+    """Not only the flat width: a model of (4, 14, 14) inputs is not voted on 1×28×28 images."""
+    from symbp.sweep.cli import IMAGE_SHAPE
+    from symbp.sweep.vote import check_ensemble
+
+    def image_model(shape):
+        net = sb.Network([sb.Input(shape), sb.Dense(kit.N_OUT, sb.softmax)], cost=sb.cross_entropy)
+        return net.compile(seed=0, backend="numpy")
+
+    odd, mnist = image_model((4, 14, 14)), image_model((1, 28, 28))
+    flat = sb.Network([784, kit.N_OUT], activation=sb.sigmoid, cost=sb.quadratic).compile(seed=0, backend="numpy")
+    X = np.random.default_rng(0).random((6, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"model 1 takes 4×14×14, the images are 1×28×28"):
+        sb.vote([odd], X)
+    with pytest.raises(ValueError, match=r"model 2 takes 1×28×28, model 1 4×14×14: an ensemble needs the same"):
+        sb.vote([odd, mnist], X.reshape(6, -1))  # the same 784 values per row, not the same inputs
+    with pytest.raises(ValueError, match=r"model 1 takes 4×14×14, the images are 1×28×28"):
+        check_ensemble([odd], ["model 1"], IMAGE_SHAPE)  # what symbp vote checks against MNIST
+    assert sb.vote([mnist, flat], X).shape == (6,)  # an image model and a flat one of 784 inputs: the same rows
+    check_ensemble([mnist, flat], ["a", "b"], IMAGE_SHAPE)
+
+
+def test_a_refusal_names_the_models_by_their_paths(models, tmp_path):
+    other = sb.Network([kit.N_IN, 4], activation=sb.sigmoid, cost=sb.quadratic).compile(seed=0, backend="numpy")
+    models[0].save(tmp_path / "three")
+    other.save(tmp_path / "four")
+    with pytest.raises(ValueError) as info:
+        vote_report([tmp_path / "three", tmp_path / "four"], kit.VALID)
+    msg = str(info.value)
+    assert f"{tmp_path / 'four'} gives 4 classes, {tmp_path / 'three'} 3" in msg and "model 2" not in msg
+
+
+def _nan_model(net):
+    m = net.compile(seed=9)
+    m._params[0][0][0, 0] = np.nan  # as a diverged training leaves it (set_params itself refuses NaN)
+    return m
+
+
+def test_diverged_models_are_left_out_with_a_warning(models, tmp_path):
+    from symbp.sweep import store
+
+    X, y = kit.VALID
+    with pytest.warns(RuntimeWarning, match=r"model 2 has NaN or infinite parameters .*: left out of the vote"):
+        rep = vote_report([models[0], _nan_model(kit.network()), models[1]], (X, y))
+    assert [name for name, _ in rep.members] == ["model 1", "model 3"]
+    with pytest.raises(ValueError, match="no model to vote: all 1 diverged"), pytest.warns(RuntimeWarning):
+        sb.vote([_nan_model(kit.network())], X)
+    # a sweep's model recorded as diverged (its saved parameters are the last good ones)
+    keys = [f"{i:020x}" for i in range(3)]
+    with store.ResultStore(tmp_path) as s:
+        for k, m, diverged in zip(keys, models, [None, "epoch 2 diverged: try a smaller eta", None]):
+            m.save(s.model_path(k))
+            s.append({"format": store.RECORD_FORMAT, "version": store.RECORD_VERSION, "key": k, "values": {},
+                      "seed": 0, "params": {}, "history": {}, "evaluation_accuracy": [0.5], "best_epoch": 1,
+                      "best_accuracy": 0.5, "model": f"models/{k}", "diverged": diverged})
+    paths = [tmp_path / "models" / k for k in keys]
+    with pytest.warns(RuntimeWarning, match=rf"{paths[1]} is a trial recorded as diverged in .*results.jsonl"):
+        rep = vote_report(paths, (X, y))
+    assert [name for name, _ in rep.members] == [str(paths[0]), str(paths[2])]
+
+
+def test_the_number_of_models_is_bounded_before_loading(models, tmp_path, monkeypatch):
+    import importlib
+
+    vote_module = importlib.import_module("symbp.sweep.vote")  # the module (symbp.sweep.vote is the function)
+    assert vote_module.MAX_MODELS == 50
+    monkeypatch.setattr(vote_module, "MAX_MODELS", 2)
+    with pytest.raises(ValueError, match="vote takes at most 2 models, got 3"):
+        sb.vote([tmp_path / "a", tmp_path / "b", tmp_path / "c"], kit.VALID[0])  # none of them exists
