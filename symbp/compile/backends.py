@@ -25,7 +25,7 @@ _NUMBA_IMPORTS = ("import math\n\nimport numpy as np\nfrom numba import njit\n"
                   "from symbp.compile import runtime as _rt\n"
                   "from symbp.compile.runtime import readonly as RO\n\n\n")
 _NUMPY_IMPORTS = ("import functools\nimport math\n\nimport numpy\nimport numpy as np\nimport scipy.special\n\n"
-                  "from symbp.compile import runtime as _rt\n\n\n")
+                  "from symbp.compile import index_np as _ix\nfrom symbp.compile import runtime as _rt\n\n\n")
 
 
 def _header(network, backend: str, dtype: str) -> str:

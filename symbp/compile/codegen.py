@@ -854,3 +854,6 @@ def numpy_source(prog: Program, dtype: str) -> str:
     if prog.returns:
         lines.append(f"    return {prog.returns}")
     return "\n".join(lines) + "\n"
+
+
+from symbp.compile import index_emit  # noqa: E402,F401  (the declared maps' steps register their emitters)

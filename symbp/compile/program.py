@@ -264,6 +264,86 @@ class Update:
     eq: str = ""
 
 
+@dataclass(frozen=True)
+class Operand:
+    """A read of ``buffer`` viewed with ``shape`` (after a leading rows axis when ``per_row``: activations, δ; the
+    parameters have none) at ``index``, one structured affine expression (``symbp.layers.index_map.Affine``)
+    per axis.  ``padded``: the index may fall outside, where the value is 0 (or, in a max, the position is
+    left out)."""
+
+    buffer: str
+    shape: tuple[int, ...]
+    index: tuple
+    per_row: bool = True
+    padded: bool = False
+
+
+@dataclass
+class IndexReduce:
+    """out[r, o…] = (+=) Σ (or max) over ``vars`` of ``body`` for every row r < ``rows`` and output position o of
+    ``out_shape`` (named ``out_vars``): a declared map's term.  ``body`` is a sympy expression in
+    ``read_symbol(k)`` for ``operands[k]``.  A max keeps the flat position of each window's first maximum in
+    ``argmax`` (int64, per row and output) when given."""
+
+    out: str
+    out_shape: tuple[int, ...]
+    out_vars: tuple[str, ...]
+    rows: str
+    kind: str
+    vars: tuple
+    body: sp.Expr
+    operands: tuple
+    accumulate: bool = False
+    argmax: str | None = None
+    eq: str = ""
+
+
+@dataclass
+class IndexGather:
+    """A derived adjoint (``symbp.derive.adjoint.Adjoint``) as a gather: for every target element t (and row r
+    when ``per_sample``), acc = Σ over the rows (unless ``per_sample``) and ``loops``, where every guard holds, of
+    g·factor; then target[t] = α·acc + β·target[t] (``accumulate``: target[t] += α·acc).  ``g`` is δ read at the
+    adjoint's output index, ``operands`` the factor's reads.  ``forward`` (the term's ``IndexReduce``) and
+    ``read`` give the same sum as a scatter over the forward positions, the form backends without loops use."""
+
+    target: str
+    target_shape: tuple[int, ...]
+    target_vars: tuple[str, ...]
+    per_sample: bool
+    rows: str
+    loops: tuple
+    guards: tuple
+    g: Operand
+    factor: sp.Expr
+    operands: tuple
+    forward: IndexReduce
+    read: int
+    alpha: str = "1.0"
+    beta: str = "0.0"
+    accumulate: bool = False
+    eq: str = ""
+
+
+@dataclass
+class IndexScatterMax:
+    """A max term's adjoint: target[e(o, r*)] += α·g[o]·factor at r* = ``argmax`` of the window of o, for every row
+    and output position; the target is zeroed first unless ``accumulate`` (per-row targets) or set to
+    α·Σ + β·target (parameters, summed over the rows)."""
+
+    target: str
+    target_shape: tuple[int, ...]
+    per_sample: bool
+    forward: IndexReduce
+    read: int
+    g: Operand
+    factor: sp.Expr
+    argmax: str
+    alpha: str = "1.0"
+    beta: str = "0.0"
+    accumulate: bool = False
+    eq: str = ""
+
+
 @dataclass
 class Loop:
     body: list
@@ -425,6 +505,47 @@ def _(step: Update, ind):
     names = {s: sp.Symbol(f"{arr}[k]") for s, arr in step.reads.items()}
     names.update({s: sp.Symbol(n) for s, n in step.scalars.items()})
     return [f"{ind}{step.out}[k] = update[k<{step.out}.size] {step.expr.xreplace(names)}"]
+
+
+def _operand(op: Operand) -> str:
+    return f"{op.buffer}[{'r,' if op.per_row else ''}{','.join(str(e) for e in op.index)}]"
+
+
+def _body(expr, operands) -> str:
+    from symbp.layers.index_map import read_symbol
+
+    return str(expr.xreplace({read_symbol(k): sp.Symbol(_operand(op)) for k, op in enumerate(operands)}))
+
+
+@describe_step.register
+def _(step: IndexReduce, ind):
+    outs = ",".join(step.out_vars)
+    red = ",".join(f"{v}<{n}" for v, n in step.vars)
+    keep = f", {step.argmax} = argmax" if step.argmax else ""
+    op = "+=" if step.accumulate else "="
+    rhs = f"{step.kind}_{{{red}}} {_body(step.body, step.operands)}" if step.vars else _body(step.body, step.operands)
+    return [f"{ind}{step.out}[r,{outs}]{keep} {op} index_{step.kind}[r<{step.rows}, ({outs})<{step.out_shape}] {rhs}"]
+
+
+@describe_step.register
+def _(step: IndexGather, ind):
+    loops = ",".join(f"{v}<{n}" for v, n in ((("r", step.rows),) if not step.per_sample else ()) + tuple(step.loops))
+    guards = "; ".join(g.text() for g in step.guards)
+    term = f"{_operand(step.g)}·{_body(step.factor, step.operands)}"
+    rhs = f"Σ_{{{loops}}} {term}" if loops else term
+    rhs = rhs if step.alpha == "1.0" else f"({step.alpha})·{rhs}"
+    if step.beta != "0.0":
+        rhs += f" + ({step.beta})·{step.target}"
+    lhs = f"{step.target}[{'r,' if step.per_sample else ''}{','.join(step.target_vars)}]"
+    return [f"{ind}{lhs} {'+=' if step.accumulate else '='} gather {rhs}" + (f"   ({guards})" if guards else "")]
+
+
+@describe_step.register
+def _(step: IndexScatterMax, ind):
+    read = step.forward.operands[step.read]
+    return [f"{ind}{step.target}[...] {'+=' if step.accumulate else '='} scatter_max[r<{step.forward.rows}] "
+            f"{_operand(step.g)}·{_body(step.factor, step.forward.operands)} at {_operand(read)} with "
+            f"({','.join(v for v, _ in step.forward.vars)}) = {step.argmax}"]
 
 
 @describe_step.register

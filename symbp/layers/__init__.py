@@ -7,10 +7,11 @@ Takes: sizes, activations, hyper-parameters.  Gives: frozen layer descriptions f
 
 from symbp.layers.base import INIT_SCHEMES, LAYER_KINDS, Layer, ParamSpec, as_activation, register_layer
 from symbp.layers.conv import Conv2D
+from symbp.layers.declared import Declared
 from symbp.layers.dense import Dense
 from symbp.layers.dropout import Dropout
 from symbp.layers.input import Input
 from symbp.layers.pool import MaxPool
 
-__all__ = ["INIT_SCHEMES", "LAYER_KINDS", "Conv2D", "Dense", "Dropout", "Input", "Layer", "MaxPool", "ParamSpec",
-           "as_activation", "register_layer"]
+__all__ = ["INIT_SCHEMES", "LAYER_KINDS", "Conv2D", "Declared", "Dense", "Dropout", "Input", "Layer", "MaxPool",
+           "ParamSpec", "as_activation", "register_layer"]

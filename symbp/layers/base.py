@@ -136,6 +136,24 @@ class Layer:
         independent of the generated kernels, used to name the layer of a non-finite result and by tests."""
         raise NotImplementedError
 
+    @staticmethod
+    def parse(name: str, text: str, out=None, params=None, activation=None, init=None) -> Layer:
+        """A layer declared by its forward map in index notation, read by the whitelist parser, e.g.
+        ``Layer.parse("conv", "z[f,i,j] = sum(W[f,c,p,q]*x[c,i+p,j+q] for c in range(3) for p in range(3) for q in
+        range(3)) + b[f]", params={"W": (16, 3, 3, 3), "b": (16,)}, activation=sb.relu)`` (see
+        ``symbp.layers.declared``)."""
+        from symbp.layers.declared import parse_layer
+
+        return parse_layer(name, text, out, params, activation, init)
+
+    @staticmethod
+    def declare(name: str, lhs, rhs, out=None, params=None, activation=None, init=None) -> Layer:
+        """A layer declared from sympy objects: ``lhs`` = ``z[f,i,j]`` (``IndexedBase("z")``), ``rhs`` a
+        ``Sum`` of products of ``Indexed`` reads of ``x`` and the parameters (see ``Layer.parse``)."""
+        from symbp.layers.declared import declare_layer
+
+        return declare_layer(name, lhs, rhs, out, params, activation, init)
+
     @property
     def trains(self) -> bool:
         """Does the layer behave differently while training (Dropout)?"""

@@ -127,4 +127,4 @@ def unroll_layer(layer, index: int, inputs: list) -> UnrolledLayer:
                      "(register one with symbp.derive.layers.unroll_layer.register)")
 
 
-from symbp.derive.layers import conv, dense, dropout, pool  # noqa: E402,F401  (registration)
+from symbp.derive.layers import conv, declared, dense, dropout, pool  # noqa: E402,F401  (registration)

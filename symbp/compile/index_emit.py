@@ -1,0 +1,313 @@
+"""Code for the steps of declared maps (``IndexReduce``, ``IndexGather``, ``IndexScatterMax``), both backends.
+
+Takes: the steps (``symbp.compile.program``).  Gives: source lines, registered on ``codegen.numba_step`` and
+``codegen.numpy_step``.  numba: loops with constant extents, every index an integer expression of the loop
+variables (renamed ``i_<name>`` so no user name meets a kernel name), the adjoints as the derived gathers: a loop
+per variable left after solving the index equations, its bounds from the guards (an exact floor or ceiling
+division for a coefficient other than ±1), divisibility guards as tests, reads outside a padded input as 0.
+NumPy: calls of ``symbp.compile.index_np`` with generated index functions and bodies; the adjoints as scatters
+over the forward positions (``np.bincount``), so the two backends compute every gradient by two routes.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symbp.compile.codegen import _IND, _comment, numba_step, numpy_step
+from symbp.compile.printer import array_code, scalar_code
+from symbp.compile.program import IndexGather, IndexReduce, IndexScatterMax, Operand
+from symbp.layers.index_map import Affine, read_symbol
+
+
+def _v(name: str) -> str:
+    return f"i_{name}"
+
+
+def _code(e: Affine) -> str:
+    return e.rename({v: _v(v) for v in e.vars}).code()
+
+
+def _view(op_buffer: str, shape, rows: str | None) -> str:
+    dims = ", ".join(str(s) for s in ((rows,) if rows else ()) + tuple(shape))
+    return f"{op_buffer}.reshape(({dims}{',' if len(shape) + bool(rows) == 1 else ''}))"
+
+
+class _Views:
+    """Names of the reshaped views a step uses, declared once at its top."""
+
+    def __init__(self, rows: str):
+        self.rows, self.lines, self.names = rows, [], {}
+
+    def of(self, buffer: str, shape, per_row: bool) -> str:
+        if not per_row:
+            return buffer  # parameters arrive with their own shapes
+        key = (buffer, tuple(shape))
+        if key not in self.names:
+            self.names[key] = f"_{buffer}_v{len(self.names)}"
+            self.lines.append((self.names[key], _view(buffer, shape, self.rows)))
+        return self.names[key]
+
+    def emit(self, ind: str) -> list[str]:
+        return [f"{ind}{name} = {src}" for name, src in self.lines]
+
+
+def _operand_lines(ops, views: _Views, ind: str, bounds_ok: list[str] | None = None, used=None) -> list[str]:
+    """``_r{k} = operand k`` for each operand (0 outside a padded one; the inside-test is appended to
+    ``bounds_ok`` when given, for a max); only those whose symbol is in ``used`` when given."""
+    lines = []
+    for k, op in enumerate(ops):
+        if used is not None and read_symbol(k) not in used:
+            continue
+        view = views.of(op.buffer, op.shape, op.per_row)
+        idx = [_code(e) for e in op.index]
+        ref = f"{view}[{'r, ' if op.per_row else ''}{', '.join(idx)}]"
+        if op.padded:
+            tests = [f"0 <= _k{k}_{d} < {n}" for d, n in enumerate(op.shape)]
+            lines += [f"{ind}_k{k}_{d} = {i}" for d, i in enumerate(idx)]
+            ref = f"{view}[{'r, ' if op.per_row else ''}{', '.join(f'_k{k}_{d}' for d in range(len(idx)))}]"
+            test = " and ".join(tests)
+            if bounds_ok is not None:
+                bounds_ok.append(test)
+                lines.append(f"{ind}_r{k} = {ref} if {test} else 0.0")
+            else:
+                lines.append(f"{ind}_r{k} = {ref} if {test} else 0.0")
+        else:
+            lines.append(f"{ind}_r{k} = {ref}")
+    return lines
+
+
+def _names(n: int) -> dict:
+    return {read_symbol(k): f"_r{k}" for k in range(n)}
+
+
+# ---------------------------------------------------------------------------------------------- numba
+@numba_step.register
+def _(step: IndexReduce, ind):
+    views = _Views(step.rows)
+    out = views.of(step.out, step.out_shape, True)
+    body_lines, cur = [], ind + _IND
+    for v, n in zip(step.out_vars, step.out_shape):
+        body_lines.append(f"{cur}for {_v(v)} in range({n}):")
+        cur += _IND
+    o_ref = f"{out}[r, {', '.join(_v(v) for v in step.out_vars)}]"
+    if step.kind == "sum":
+        body_lines.append(f"{cur}acc = 0.0")
+    else:
+        body_lines += [f"{cur}acc = 0.0", f"{cur}at = -1", f"{cur}pos = 0"]
+    inner = cur
+    for v, n in step.vars:
+        body_lines.append(f"{inner}for {_v(v)} in range({n}):")
+        inner += _IND
+    value = scalar_code(step.body, _names(len(step.operands)))
+    if step.kind == "sum":
+        body_lines += _operand_lines(step.operands, views, inner)
+        body_lines.append(f"{inner}acc += {value}")
+    else:
+        tests: list[str] = []
+        reads = _operand_lines(step.operands, views, inner, tests)
+        body_lines += reads
+        ok = " and ".join(tests) or "True"
+        body_lines += [f"{inner}if {ok}:", f"{inner}{_IND}v = {value}",
+                       f"{inner}{_IND}if at < 0 or v > acc:  # the first maximum in generator order",
+                       f"{inner}{_IND}{_IND}acc = v", f"{inner}{_IND}{_IND}at = pos",
+                       f"{inner}pos += 1"]
+    body_lines.append(f"{cur}{o_ref} {'+=' if step.accumulate else '='} acc")
+    if step.argmax:
+        am = views.of(step.argmax, step.out_shape, True)
+        body_lines.append(f"{cur}{am}[r, {', '.join(_v(v) for v in step.out_vars)}] = at")
+    return [_comment(ind, step.eq), *views.emit(ind), f"{ind}for r in range({step.rows}):", *body_lines]
+
+
+def _guard_plan(step: IndexGather):
+    """For each loop variable (in order), its bounds (lists of lower and upper bound codes) and the tests placed
+    right inside it; and the tests on the target's indices alone."""
+    loop_vars = [v for v, _ in step.loops]
+    lo = {v: ["0"] for v in loop_vars}
+    hi = {v: [str(n)] for v, n in step.loops}
+    tests = {v: [] for v in loop_vars}
+    outer: list[str] = []
+    for g in step.guards:
+        inside = [v for v in loop_vars if g.expr.coeff(v)]
+        code = _code(g.expr)
+        if not inside:
+            outer.append(f"({code}) % {g.mod} == 0" if g.kind == "divides" else
+                         f"{g.lo} <= {code} <= {g.hi}" if g.lo != g.hi else f"{code} == {g.lo}")
+            continue
+        u = inside[-1]
+        if g.kind == "divides":
+            tests[u].append(f"({code}) % {g.mod} == 0")
+            continue
+        c = g.expr.coeff(u)
+        rest = _code(g.expr.without(u))
+        if c > 0:  # lo ≤ c·u + rest ≤ hi
+            lo[u].append(_ceil_div(f"{g.lo} - ({rest})", c))
+            hi[u].append(f"({g.hi} - ({rest})) // {c} + 1" if c != 1 else f"{g.hi} - ({rest}) + 1")
+        else:  # lo ≤ −|c|·u + rest ≤ hi  ⇔  rest − hi ≤ |c|·u ≤ rest − lo
+            k = -c
+            lo[u].append(_ceil_div(f"({rest}) - {g.hi}", k))
+            hi[u].append(f"(({rest}) - {g.lo}) // {k} + 1" if k != 1 else f"({rest}) - {g.lo} + 1")
+    return lo, hi, tests, outer
+
+
+def _ceil_div(num: str, c: int) -> str:
+    return num if c == 1 else f"-((-({num})) // {c})"
+
+
+def _bound(parts: list[str], fn: str) -> str:
+    return parts[0] if len(parts) == 1 else f"{fn}({', '.join(parts)})"
+
+
+@numba_step.register
+def _(step: IndexGather, ind):
+    views = _Views(step.rows)
+    target = views.of(step.target, step.target_shape, step.per_sample)
+    g_view = views.of(step.g.buffer, step.g.shape, True)
+    lines, cur = [], ind
+    if step.per_sample:
+        lines.append(f"{cur}for r in range({step.rows}):")
+        cur += _IND
+    for v, n in zip(step.target_vars, step.target_shape):
+        lines.append(f"{cur}for {_v(v)} in range({n}):")
+        cur += _IND
+    lines.append(f"{cur}acc = 0.0")
+    lo, hi, tests, outer = _guard_plan(step)
+    inner = cur
+    if outer:
+        lines.append(f"{inner}if {' and '.join(outer)}:")
+        inner += _IND
+    if not step.per_sample:
+        lines.append(f"{inner}for r in range({step.rows}):")
+        inner += _IND
+    for v, _ in step.loops:
+        lines.append(f"{inner}for {_v(v)} in range({_bound(lo[v], 'max')}, {_bound(hi[v], 'min')}):")
+        inner += _IND
+        if tests[v]:
+            lines.append(f"{inner}if {' and '.join(tests[v])}:")
+            inner += _IND
+    lines += _operand_lines(step.operands, views, inner, used=step.factor.free_symbols)
+    g_ref = f"{g_view}[r, {', '.join(_code(e) for e in step.g.index)}]"
+    factor = scalar_code(step.factor, _names(len(step.operands)))
+    lines.append(f"{inner}acc += {g_ref}" + ("" if step.factor == 1 else f" * ({factor})"))
+    t_ref = f"{target}[{'r, ' if step.per_sample else ''}{', '.join(_v(v) for v in step.target_vars)}]"
+    scaled = "acc" if step.alpha == "1.0" else f"({step.alpha}) * acc"
+    if step.accumulate:
+        lines.append(f"{cur}{t_ref} += {scaled}")
+    elif step.beta == "0.0":
+        lines.append(f"{cur}{t_ref} = {scaled}")
+    else:
+        lines.append(f"{cur}{t_ref} = {scaled} + ({step.beta}) * {t_ref}")
+    return [_comment(ind, step.eq), *views.emit(ind), *lines]
+
+
+@numba_step.register
+def _(step: IndexScatterMax, ind):
+    fwd = step.forward
+    views = _Views(fwd.rows)
+    target = views.of(step.target, step.target_shape, step.per_sample)
+    g_view = views.of(step.g.buffer, step.g.shape, True)
+    am = views.of(step.argmax, fwd.out_shape, True)
+    lines = []
+    if not step.accumulate:  # target = α·Σ + β·target: scale it first, then add the scaled contributions
+        lines.append(f"{ind}{target}[...] = 0.0" if step.beta == "0.0" else f"{ind}{target}[...] *= {step.beta}")
+    cur = ind
+    lines.append(f"{cur}for r in range({fwd.rows}):")
+    cur += _IND
+    for v, n in zip(fwd.out_vars, fwd.out_shape):
+        lines.append(f"{cur}for {_v(v)} in range({n}):")
+        cur += _IND
+    o_idx = ", ".join(_v(v) for v in fwd.out_vars)
+    lines.append(f"{cur}at = {am}[r, {o_idx}]")
+    ext = [n for _, n in fwd.vars]
+    for d, (v, n) in enumerate(fwd.vars):
+        stride = 1
+        for e in ext[d + 1:]:
+            stride *= e
+        lines.append(f"{cur}{_v(v)} = (at // {stride}) % {n}")
+    lines += _operand_lines(fwd.operands, views, cur, used=step.factor.free_symbols)
+    read = fwd.operands[step.read]
+    idx = ", ".join(_code(e) for e in read.index)
+    factor = scalar_code(step.factor, _names(len(fwd.operands)))
+    value = f"{g_view}[r, {o_idx}]" + ("" if step.factor == 1 else f" * ({factor})")
+    scale = "" if step.alpha == "1.0" else f"({step.alpha}) * "
+    lines.append(f"{cur}{target}[{'r, ' if step.per_sample else ''}{idx}] += {scale}{value}")
+    return [_comment(ind, step.eq), *views.emit(ind), *lines]
+
+
+# ---------------------------------------------------------------------------------------------- numpy
+def _np_index_fn(index, names) -> str:
+    """A lambda of the variables (as keywords) giving the index tuple."""
+    args = ", ".join(f"{_v(v)}=0" for v in names)
+    items = ", ".join(_code(e) for e in index)
+    return f"lambda {args}, **_: ({items}{',' if len(index) == 1 else ''})"
+
+
+def _np_operands(ops, step_rows: str, names, ind: str) -> list[str]:
+    lines = [f"{ind}["]
+    for op in ops:
+        arr = op.buffer if not op.per_row else _view(op.buffer, op.shape, step_rows)
+        lines.append(f"{ind}{_IND}({arr}, {op.per_row}, {tuple(op.shape)}, {op.padded}, "
+                     f"{_np_index_fn(op.index, names)}),")
+    lines.append(f"{ind}]")
+    return lines
+
+
+def _np_fn(name: str, expr: sp.Expr, n: int, ind: str) -> list[str]:
+    args = ", ".join(f"_r{k}" for k in range(n))
+    return [f"{ind}def {name}({args}):", f"{ind}{_IND}return {array_code(expr, _names(n))}"]
+
+
+def _vars(step_out_vars, term_vars) -> list[str]:
+    return list(step_out_vars) + [v for v, _ in term_vars]
+
+
+def _renamed(names):
+    return tuple(_v(v) for v in names)
+
+
+@numpy_step.register
+def _(step: IndexReduce, ind):
+    names = _vars(step.out_vars, step.vars)
+    lines = [_comment(ind, step.eq), *_np_fn("_body", step.body, len(step.operands), ind)]
+    lines.append(f"{ind}_ix.reduce({_view(step.out, step.out_shape, step.rows)}, {step.kind!r}, _body, ")
+    lines += _np_operands(step.operands, step.rows, names, ind + _IND)
+    argmax = _view(step.argmax, step.out_shape, step.rows) if step.argmax else None
+    lines[-1] += (f", {_renamed(step.out_vars)}, {tuple(step.out_shape)}, "
+                  f"{tuple((_v(v), n) for v, n in step.vars)}, accumulate={step.accumulate}, argmax={argmax})")
+    return lines
+
+
+@numpy_step.register
+def _(step: IndexGather, ind):
+    fwd = step.forward
+    names = _vars(fwd.out_vars, fwd.vars)
+    read = fwd.operands[step.read]
+    grad = sp.diff(fwd.body, read_symbol(step.read))
+    lines = [_comment(ind, step.eq + "  (NumPy: as a scatter over the forward positions)"),
+             *_np_fn("_grad", grad, len(fwd.operands), ind)]
+    lines.append(f"{ind}_ix.scatter({step.target}, {step.per_sample}, _grad, ")
+    lines += _np_operands(fwd.operands, fwd.rows, names, ind + _IND)
+    g_idx = _np_index_fn(tuple(Affine.var(v) for v in fwd.out_vars), names)
+    lines[-1] += (f", {_view(step.g.buffer, step.g.shape, fwd.rows)}, {g_idx}, {_np_index_fn(read.index, names)}, "
+                  f"{tuple(step.target_shape)}, {read.padded}, {_renamed(fwd.out_vars)}, {tuple(fwd.out_shape)}, "
+                  f"{tuple((_v(v), n) for v, n in fwd.vars)}, alpha={step.alpha}, beta={step.beta}, "
+                  f"accumulate={step.accumulate})")
+    return lines
+
+
+@numpy_step.register
+def _(step: IndexScatterMax, ind):
+    fwd = step.forward
+    names = _vars(fwd.out_vars, fwd.vars)
+    read = fwd.operands[step.read]
+    lines = [_comment(ind, step.eq), *_np_fn("_grad", step.factor, len(fwd.operands), ind)]
+    lines.append(f"{ind}_ix.scatter_max({step.target}, {step.per_sample}, _grad, ")
+    lines += _np_operands(fwd.operands, fwd.rows, names, ind + _IND)
+    lines[-1] += (f", {_view(step.g.buffer, step.g.shape, fwd.rows)}, "
+                  f"{_view(step.argmax, fwd.out_shape, fwd.rows)}, {_np_index_fn(read.index, names)}, "
+                  f"{tuple(step.target_shape)}, {_renamed(fwd.out_vars)}, {tuple(fwd.out_shape)}, "
+                  f"{tuple((_v(v), n) for v, n in fwd.vars)}, alpha={step.alpha}, beta={step.beta}, "
+                  f"accumulate={step.accumulate})")
+    return lines
+
+
+__all__ = ["Operand"]

@@ -1,0 +1,146 @@
+"""Lowering of a declared layer: its map's terms as ``IndexReduce`` steps, σ as a fused map, δ = g ⊙ σ′, and
+every derived adjoint as an ``IndexGather`` (or, for a max, an ``IndexScatterMax`` at the recorded argmax).
+
+Takes: ``DeclaredEquations`` (``symbp.derive.layers.declared``) and a ``LowerContext``.  Gives: program steps.
+In the whole-epoch kernel the parameter gradients go to scratch buffers first and the SGD rule (weight decay,
+a regulariser's R′, momentum) is applied from them, so no adjoint reads a parameter already updated.  The
+weights are the parameters that multiply x (``Geometry.weights``); the others are biases (no penalty).
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from symbp.compile.layers import PEN, register_lowering
+from symbp.compile.layers.dense import _keeps_sp
+from symbp.compile.printer import stabilise
+from symbp.compile.program import IndexGather, IndexReduce, IndexScatterMax, Map, Operand, Update, elem
+from symbp.compile.symbols import g, sp_
+from symbp.derive.adjoint import ScatterAdjoint
+from symbp.layers.declared import Declared
+from symbp.symbols import a, w, z
+
+_GRAD, _ETA, _M, _DECAY, _MU = (sp.Symbol(n, real=True) for n in ("_grad", "eta", "m", "decay", "mu"))
+#: the α and β strings of ``LowerContext.sgd_weights``/``sgd_biases`` as symbols of an ``Update`` rule
+_COEFFS = {"-eta / m": -_ETA / _M, "1.0": sp.Integer(1), "decay": _DECAY, "mu": _MU, "1.0 / m": 1 / _M,
+           "0.0": sp.Integer(0)}
+
+
+def _operands(eq, reads, ctx) -> tuple[Operand, ...]:
+    l, geo = eq.index, eq.geometry
+    ops = []
+    for r in reads:
+        if r.array == "x":
+            ops.append(Operand(ctx.act(l - 1), geo.x_shape, r.index, per_row=True, padded=True))
+        else:
+            ops.append(Operand(f"{r.array}{l}", dict(eq.layer.params)[r.array], r.index, per_row=False))
+    return tuple(ops)
+
+
+def _forward_steps(eq, ctx, out: str, keep_argmax: bool) -> list[IndexReduce]:
+    imap, l = eq.layer.index_map, eq.index
+    steps = []
+    for ti, term in enumerate(imap.terms):
+        argmax = f"argmax{l}_{ti}" if term.kind == "max" and keep_argmax else None
+        steps.append(IndexReduce(out, eq.out_shape, imap.out_vars, ctx.rows, term.kind, term.vars, term.body,
+                                 _operands(eq, term.reads, ctx), accumulate=ti > 0, argmax=argmax,
+                                 eq=f"z{l} {'+' if ti else ''}= term {ti + 1} of {eq.layer.name}: "
+                                    f"{eq.layer.text}"))
+    return steps
+
+
+@register_lowering(Declared)
+class DeclaredLowering:
+    def identity(self, eq, ctx) -> bool:
+        return False
+
+    def scratch(self, eq, ctx) -> None:
+        l, n = eq.index, math.prod(eq.out_shape)
+        ctx.buffer(f"z{l}", ctx.rows, n)
+        ctx.buffer(f"a{l}", ctx.rows, n)
+        if ctx.grads:
+            ctx.buffer(f"delta{l}", ctx.rows, n)
+            if _keeps_sp(eq, ctx):
+                ctx.buffer(f"sp{l}", ctx.rows, n)
+            for ti, term in enumerate(eq.layer.index_map.terms):
+                if term.kind == "max":
+                    ctx.buffer(f"argmax{l}_{ti}", ctx.rows, n, dtype="int64")
+            if ctx.update:
+                for name, shape in eq.layer.params:
+                    ctx.buffer(f"nabla_{name.lower()}{l}", *shape)
+
+    def forward(self, eq, ctx) -> list:
+        l, n = eq.index, math.prod(eq.out_shape)
+        steps: list = _forward_steps(eq, ctx, f"z{l}", ctx.grads)
+        writes = [(elem(f"a{l}"), stabilise(eq.activation.expr))]
+        text = f"a{l} = σ(z{l}) = {eq.activation.text}"
+        if _keeps_sp(eq, ctx):
+            writes.append((elem(f"sp{l}"), stabilise(eq.derivative.expr)))
+            text += f";  sp{l} = σ′(z{l})"
+        steps.append(Map(ctx.rows, n, {z: elem(f"z{l}")}, writes, eq=text))
+        return steps
+
+    def backward(self, eq, ctx) -> list:
+        l, n, rows = eq.index, math.prod(eq.out_shape), ctx.rows
+        reads = {g: elem(f"delta{l}"), a: elem(f"a{l}"), z: elem(f"z{l}")}
+        expr = eq.delta
+        if not eq.derivative.uses_a:
+            reads[sp_] = elem(f"sp{l}")
+            expr = g * sp_
+        steps: list = [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))],
+                           eq=f"BP2: δ{l} = ∂C/∂a{l} ⊙ σ′(z{l})")]
+        fwd = _forward_steps(eq, ctx, f"z{l}", True)
+        g_op = Operand(f"delta{l}", eq.out_shape, (), per_row=True)
+        back = ctx.grad(l - 1)
+        if back is not None:  # ∂C/∂aˡ⁻¹, read before any parameter changes
+            first = True
+            for adj in eq.input_adjoints():
+                steps.append(self._step(eq, adj, fwd, g_op, back, True, "1.0", "0.0", not first, ctx))
+                first = False
+        after: list = []
+        for name, _ in eq.layer.params:
+            adjs = eq.param_adjoints(name)
+            if ctx.update:
+                grad = f"nabla_{name.lower()}{l}"
+                for k, adj in enumerate(adjs):
+                    steps.append(self._step(eq, adj, fwd, g_op, grad, False, "1.0", "0.0", k > 0, ctx))
+                after += self._sgd(f"{name}{l}", grad, name in eq.geometry.weights, ctx)
+            else:
+                grad = f"nabla_{name.lower()}{l}"
+                for k, adj in enumerate(adjs):
+                    steps.append(self._step(eq, adj, fwd, g_op, grad, False, "1.0 / m", "0.0", k > 0, ctx))
+        return steps + after
+
+    def _step(self, eq, adj, fwd, g_op, target, per_sample, alpha, beta, accumulate, ctx):
+        shape = eq.geometry.x_shape if adj.target == "x" else dict(eq.layer.params)[adj.target]
+        label = f"{adj.text(eq.names)}"
+        if isinstance(adj, ScatterAdjoint):
+            return IndexScatterMax(target, shape, per_sample, fwd[adj.term], adj.read,
+                                   Operand(g_op.buffer, g_op.shape, tuple(_var(v) for v, _ in adj.out_vars)),
+                                   adj.factor, f"argmax{eq.index}_{adj.term}", alpha, beta, accumulate, eq=label)
+        return IndexGather(target, shape, adj.target_vars, per_sample, ctx.rows, adj.loops, adj.guards,
+                           Operand(g_op.buffer, g_op.shape, adj.out_index), adj.factor,
+                           _operands(eq, adj.reads, ctx), fwd[adj.term], adj.read, alpha, beta, accumulate, eq=label)
+
+    def _sgd(self, param: str, grad: str, weight: bool, ctx) -> list:
+        """param ← its SGD rule, from the summed gradient ``grad`` (scratch)."""
+        if weight:
+            target, alpha, beta, before, after = ctx.sgd_weights(param)
+        else:
+            target, alpha, beta, after = ctx.sgd_biases(param)
+            before = []
+        rule = _COEFFS[beta] * w + _COEFFS[alpha] * _GRAD
+        scalars = {s: s.name for s in rule.free_symbols if s not in (w, _GRAD)}
+        step = Update(target, {w: target, _GRAD: grad}, rule, scalars,
+                      eq=f"SGD: {target} ← ({beta})·{target} + ({alpha})·{grad}  ({grad} = Σ over the mini-batch)")
+        if PEN in rule.free_symbols:
+            step.scalars[PEN] = "pen"
+        return [*before, step, *after]
+
+
+def _var(name: str):
+    from symbp.layers.index_map import Affine
+
+    return Affine.var(name)
