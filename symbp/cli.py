@@ -35,6 +35,10 @@ LAYER_SYNTAX = """layers: --layers takes comma-separated items, the output last:
   convMAPSxKHxKW    MAPS feature maps of KHxKW kernels (valid correlation, stride 1) with --activation
   poolP, poolPHxPW  max-pooling over PxP (PHxPW) windows
   dropoutP          dropout of the next layer's inputs with probability P in [0, 1), e.g. dropout0.5
+  @NAME             a layer declared by its index expression in the JSON file of --declare, e.g.
+                    {"conv_s2": {"map": "z[f,i,j] = sum(W[f,c,p,q]*x[c,2*i+p-1,2*j+q-1] for c in range(1)
+                     for p in range(3) for q in range(3)) + b[f]", "out": [16, 14, 14],
+                     "params": {"W": [16, 1, 3, 3], "b": [16]}, "activation": "relu"}}
   The input is implied by the data: 1x28x28 when the first item is conv or pool, else 784 (a leading 784 or
   1x28x28 may be written).  The last item must be a dense one; --output-activation applies to a last N or fcN.
 """
@@ -171,6 +175,9 @@ def _network_args(p: argparse.ArgumentParser) -> None:
                         "such as 'z/(1+abs(z))' (default: sigmoid)")
     g.add_argument("--output-activation", default=None, metavar="ACT",
                    help="activation of the output layer, if different (e.g. softmax)")
+    g.add_argument("--declare", default=None, metavar="FILE",
+                   help="a JSON file of layers declared by their index expressions, used as @NAME in --layers "
+                        "(see 'layers' below)")
     g.add_argument("--cost", default="quadratic", metavar="COST",
                    help=f"{', '.join(c.replace('_', '-') for c in BUILTIN_COSTS)} or an expression in a and y "
                         "(default: quadratic)")
@@ -207,9 +214,14 @@ def build_network(args, check_input: bool = True):
         raise ValueError(f"argument --output-activation: the last item of --layers, {last.text}, names its "
                          f"activation already; end --layers with fc{last.values[0]} to use --output-activation")
     dataset = getattr(args, "dataset", "mnist")
+    declared = {}
+    if getattr(args, "declare", None):
+        from symbp.layers.declared import read_declarations
+
+        declared = _option("--declare", read_declarations, args.declare)
     layers = _option("--layers", lambda text: parse_layers(
         list(args.layers.items), (1, *IMAGE_SHAPE), act, out_act, check_input=check_input,
-        data_name=get_spec(dataset).title), args.layers)
+        data_name=get_spec(dataset).title, declared=declared), args.layers)
     cost = _option("--cost", cost_arg, args.cost)
     return _option("--layers", lambda _: sb.Network(layers, cost=cost), args.layers)
 
@@ -303,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["text", "latex", "markdown"], default="text", help="(default: text)")
     s.add_argument("--source", choices=["forward", "cost", "backward", "sgd_epoch", "module"], default=None,
                    help="print this generated kernel instead of the equations")
+    s.add_argument("--plan", action="store_true",
+                   help="print the kernel plan instead: which path each step takes (BLAS gemm, im2col + gemm, "
+                        "window max, or generated loops) and its work in FLOP")
     _compile_args(s)
 
     b = sub.add_parser("bench", help="benchmark symbp against NumPy, PyTorch and JAX", add_help=False)
@@ -448,6 +463,10 @@ def _check_data_dir(args) -> None:
 
 def cmd_show(args) -> int:
     net = build_network(args, check_input=False)
+    if args.plan:
+        _check_memory(net, args.layers, args.dtype)
+        print(net.compile(backend=args.backend, dtype=args.dtype, seed=0).plan())
+        return 0
     if args.source:
         _check_memory(net, args.layers, args.dtype)
         model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)

@@ -14,7 +14,9 @@ Items, comma-separated (case and spaces around items do not matter):
 - ``fcN``: a dense layer of N units, default activation;
 - ``dropoutP``: dropout with probability P in [0, 1) of the layer's inputs (``dropout0.5``);
 - ``softmaxN``, ``sigmoidN``, ``reluN``, ``tanhN``, ``linearN``, ``softplusN``: a dense layer of N units with
-  that activation (softmax: the output layer only).
+  that activation (softmax: the output layer only);
+- ``@NAME``: a layer declared by its index expression, from a file of declarations (``--declare FILE``, read by
+  ``symbp.layers.declared.read_declarations``).
 
 When no input is written, it is implied by the data: the image ``Input((C, H, W))`` when the first item is a
 convolution or a pool, else the flat ``Input(C·H·W)``.  With ``check_input`` (``symbp train``) a written input
@@ -34,7 +36,9 @@ from symbp.activations import BUILTIN_ACTIVATIONS, Activation
 
 #: the forms, for error messages and --help
 FORMS = ("N, fcN, convMAPSxKHxKW, poolP, poolPHxPW, dropoutP, "
-         + ", ".join(f"{name}N" for name in BUILTIN_ACTIVATIONS) + ", or a leading input N or CxHxW")
+         + ", ".join(f"{name}N" for name in BUILTIN_ACTIVATIONS) + ", @NAME (a declared layer), or a leading input "
+         "N or CxHxW")
+_DECLARED = re.compile(r"@([a-z_][a-z0-9_]{0,63})")
 
 _INT = r"[0-9]+"  # ASCII digits only (\d would take any script's)
 _PROB = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
@@ -79,9 +83,16 @@ def _number(item_text: str, position: int, digits: str) -> int:
 
 
 def _item(raw: str, position: int) -> Item:
-    text = raw.strip().lower()
+    text = raw.strip()
     if not text:
         raise ValueError(f"item {position} is empty; expected one of {FORMS}")
+    if text.startswith("@"):
+        m = _DECLARED.fullmatch(text.lower())
+        if not m:
+            raise ValueError(f"{text} (item {position}): expected @NAME, the name of a declared layer (letters, digits "
+                             "and _)")
+        return Item(text.lower(), position, "declared", (m.group(1),))
+    text = text.lower()
     m = _ACT_PATTERN.fullmatch(text)
     if m:
         return Item(text, position, "act", (_number(text, position, m.group(2)),), m.group(1))
@@ -134,21 +145,30 @@ def _shape_text(shape) -> str:
 
 def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation,
                  output_activation: Activation | None = None, *, check_input: bool = True,
-                 data_name: str = "the data", activation_option: str = "--activation") -> list:
+                 data_name: str = "the data", activation_option: str = "--activation",
+                 declared: dict | None = None) -> list:
     """The layers of ``text`` (``Input`` first), shapes checked layer by layer.
 
     ``input_shape`` is the shape of one sample of the data, ``(C, H, W)`` (or ``(n,)`` for flat data: then
     convolutions need a written image input).  ``activation`` is that of ``N``, ``fcN`` and ``conv`` items;
     ``output_activation``, when given, that of a last ``N`` or ``fcN``.  ``data_name`` and ``activation_option``
-    only word the error messages."""
+    only word the error messages.  ``declared`` maps the names of ``@NAME`` items to their layers (lower case).
+    """
     from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
+
+    declared = {k.lower(): v for k, v in (declared or {}).items()}
 
     items = parse_items(text) if isinstance(text, str) else list(text)
     input_shape = tuple(int(k) for k in input_shape)
     body = items[1:] if has_input(items) else items
     if not body:
         raise ValueError(f"{items[0].where} is only an input: add the layers after it, e.g. {items[0].text},30,10")
-    image_first = body[0].kind in ("conv", "pool")
+    for item in body:
+        if item.kind == "declared" and item.values[0] not in declared:
+            known = ", ".join(sorted(declared)) or "none: give --declare FILE"
+            raise ValueError(f"{item.where}: no declared layer named {item.values[0]!r} (declared: {known})")
+    image_first = body[0].kind in ("conv", "pool") or (
+        body[0].kind == "declared" and declared[body[0].values[0]].reads_image)
     if has_input(items):
         given = items[0].values
         if check_input or given in (input_shape, (math.prod(input_shape),)):
@@ -192,6 +212,8 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
                     layer = MaxPool((kh, kw))
             elif item.kind == "dropout":
                 layer = Dropout(item.values[0])
+            elif item.kind == "declared":
+                layer = declared[item.values[0]]
             else:
                 if item.kind == "act":
                     act = BUILTIN_ACTIVATIONS[item.activation]

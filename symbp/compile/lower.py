@@ -15,6 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.compile.layers import LowerContext, UpdateRule, lowering
+from symbp.compile.passes import optimise
 from symbp.compile.printer import stabilise
 from symbp.compile.program import (
     ArrayArg,
@@ -161,7 +162,7 @@ def _block(label: str, steps: list) -> list:
 def lower_update(network, rule: UpdateRule, name: str, compact: bool = False) -> Program:
     """The whole-epoch kernel of ``network`` with another update rule (a regulariser's R′, momentum) or for
     uint8 inputs (``compact``)."""
-    return _Lowerer(network).sgd_epoch(rule, name, compact)
+    return optimise(_Lowerer(network).sgd_epoch(rule, name, compact))
 
 
 def lower(network, training: bool = True) -> dict[str, Program]:
@@ -170,7 +171,7 @@ def lower(network, training: bool = True) -> dict[str, Program]:
     programs = {"forward": lw.forward(), "cost": lw.cost()}
     if training:
         programs.update(backward=lw.backward(), sgd_epoch=lw.sgd_epoch())
-    return programs
+    return {name: optimise(prog) for name, prog in programs.items()}
 
 
 __all__ = ["Buffer", "lower", "param_names"]

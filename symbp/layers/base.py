@@ -61,11 +61,13 @@ def as_activation(act, where: str = "") -> Activation:
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter array of a layer: ``name`` ("W", "b"), ``shape``, and how to initialise it:
-    ``init(rng, scheme, shape) -> float64 array`` for ``scheme`` in ``INIT_SCHEMES``."""
+    ``init(rng, scheme, shape) -> float64 array`` for ``scheme`` in ``INIT_SCHEMES``; ``weight``: a weight (it
+    multiplies the layer's input: regularisers penalise it), not a bias."""
 
     name: str
     shape: tuple[int, ...]
     init: Callable
+    weight: bool = False
 
     @property
     def size(self) -> int:

@@ -63,7 +63,7 @@ class Conv2D(Layer):
     def param_specs(self, in_shape):
         c = in_shape[0]
         kh, kw = self.kernel
-        return [ParamSpec("W", (self.maps, c, kh, kw), fan_in_weights(c * kh * kw)),
+        return [ParamSpec("W", (self.maps, c, kh, kw), fan_in_weights(c * kh * kw), weight=True),
                 ParamSpec("b", (self.maps,), normal_biases)]
 
     def config(self) -> dict:

@@ -17,6 +17,7 @@ a parameter leaves it; give ``out`` for padding on the far side.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +41,10 @@ from symbp.layers.index_map import MAX_EXTENT, IndexMap, from_sympy, parse_map, 
 #: Most output elements per sample, parameter elements per layer, and multiply-adds per sample.
 MAX_OUT, MAX_PARAMS, MAX_WORK = 1 << 24, 1 << 28, 1 << 32
 _NAME_OK = "a name of letters, digits and _ (not starting with a digit)"
+_PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z_]{0,15}")
+#: names of the kernels' own buffers and functions (a parameter's buffer is its name + the layer number)
+_RESERVED = frozenset({"x", "z", "a", "zp", "sp", "delta", "lse", "S", "argmax", "sum", "max", "range", "acc", "at",
+                       "pos", "r", "out", "order", "np", "math"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,11 @@ class Declared(Layer):
     def text(self) -> str:
         return self.index_map.text
 
+    @property
+    def reads_image(self) -> bool:
+        """Does the map read x with more than one index (an image-shaped input)?"""
+        return any(len(r.index) > 1 for _, _, r in self.index_map.reads_of("x"))
+
     def geometry(self, in_shape: tuple[int, ...]) -> Geometry:
         try:
             return _geometry(self, tuple(in_shape))
@@ -117,7 +127,7 @@ class Declared(Layer):
         specs = []
         for n, shape in self.params:
             init = own.get(n) or (fan_in_weights(geo.fan_in[n]) if n in geo.weights else normal_biases)
-            specs.append(ParamSpec(n, shape, init))
+            specs.append(ParamSpec(n, shape, init, weight=n in geo.weights))
         return specs
 
     def config(self) -> dict:
@@ -218,10 +228,11 @@ def _param_shapes(params) -> tuple[tuple[str, tuple[int, ...]], ...]:
                          f"{type(params).__name__}")
     out, total = [], 0
     for n, shape in params.items():
-        if not isinstance(n, str) or not n.isidentifier() or n in ("x", "z", "sum", "max", "range") or \
-                n.startswith("_") or len(n) > 16:
-            raise ValueError(f"parameter name {n!r} must be {_NAME_OK}, at most 16 characters, not x, z or a "
-                             "function")
+        if not isinstance(n, str) or not _PARAM_NAME.fullmatch(n) or n in _RESERVED or \
+                n.startswith(("nabla_", "i_")) or (n[0] in "vV" and len(n) > 1):
+            raise ValueError(f"parameter name {n!r} must be 1 to 16 letters or _ (no digits: the kernels number the "
+                             "layers), not starting with v (a momentum velocity is v + the name), i_ or nabla_, and "
+                             f"not one of {', '.join(sorted(_RESERVED))}")
         if isinstance(shape, int) and not isinstance(shape, bool):
             shape = (shape,)
         if not isinstance(shape, (tuple, list)) or not 1 <= len(shape) <= 6:
@@ -373,6 +384,69 @@ def _check_windows(imap: IndexMap, out: tuple[int, ...], x_shape: tuple[int, ...
         where = tuple(int(k[0]) for k in np.nonzero(~any_ok))
         raise ValueError(f"the window of z{list(where)} lies wholly outside x (shape {x_shape}): max over no "
                          "element; use less padding or a smaller output")
+
+
+#: Largest file of declarations, in bytes; most declarations in one.
+MAX_DECLARATIONS_FILE, MAX_DECLARATIONS = 1 << 18, 256
+
+
+def read_declarations(path) -> dict[str, Declared]:
+    """The layers of a JSON file of declarations (``symbp train --declare FILE``): an object of
+    ``name: {"map": text, "params": {name: shape}, "out": [extents] (optional), "activation": name or
+    expression in z (optional, default linear)}``.  Read as a regular file of bounded size; every map and
+    activation goes through the whitelist parser; any problem is a ValueError naming the file and the entry."""
+    import json
+    import os
+    import stat
+
+    from symbp.activations import BUILTIN_ACTIVATIONS, Activation
+
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the declarations ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        if info.st_size > MAX_DECLARATIONS_FILE:
+            raise ValueError(f"{path}: {info.st_size} bytes; a file of declarations holds at most "
+                             f"{MAX_DECLARATIONS_FILE}")
+        raw = os.read(fd, MAX_DECLARATIONS_FILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not doc:
+        raise ValueError(f"{path}: expected an object of name: {{\"map\": ..., \"params\": ...}}")
+    if len(doc) > MAX_DECLARATIONS:
+        raise ValueError(f"{path}: {len(doc)} declarations; at most {MAX_DECLARATIONS}")
+    out = {}
+    for name, entry in doc.items():
+        where = f"{path}: {name!r}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("map"), str):
+            raise ValueError(f"{where}: expected an object with \"map\" (text), \"params\", \"out\", "
+                             "\"activation\"")
+        unknown = set(entry) - {"map", "params", "out", "activation"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        params = entry.get("params") or {}
+        if not isinstance(params, dict) or not all(isinstance(v, list) for v in params.values()):
+            raise ValueError(f"{where}: \"params\" must be an object of name: [extents]")
+        act = entry.get("activation", "linear")
+        if not isinstance(act, str):
+            raise ValueError(f"{where}: \"activation\" must be a name or an expression in z")
+        try:
+            activation = BUILTIN_ACTIVATIONS.get(act) or Activation.parse(f"{name}_activation", act)
+            extents = entry.get("out")
+            out[name] = Declared.create(name, entry["map"], tuple(extents) if isinstance(extents, list) else extents,
+                                        {k: tuple(v) for k, v in params.items()}, activation)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return out
 
 
 def parse_layer(name, text, out=None, params=None, activation=None, init=None) -> Declared:

@@ -41,7 +41,8 @@ class Dense(Layer):
 
     def param_specs(self, in_shape):
         n_in = flat(in_shape)
-        return [ParamSpec("W", (self.n, n_in), fan_in_weights(n_in)), ParamSpec("b", (self.n,), normal_biases)]
+        return [ParamSpec("W", (self.n, n_in), fan_in_weights(n_in), weight=True),
+                ParamSpec("b", (self.n,), normal_biases)]
 
     def config(self) -> dict:
         return {"n": self.n, "activation": activation_config(self.activation)}

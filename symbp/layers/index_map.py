@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import keyword
 import math
 import operator
 import re
@@ -150,7 +151,9 @@ class Affine:
             parts.append(("−" if self.const < 0 else "+") + str(abs(self.const)))
         text = "".join(parts)
         text = text[1:] if text.startswith("+") else text
-        return f"({text})/{self.den}" if self.den != 1 else text
+        if self.den == 1:
+            return text
+        return f"{text}/{self.den}" if len(parts) == 1 and not text.startswith("−") else f"({text})/{self.den}"
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ def parse_map(text: str, params: tuple[str, ...]) -> IndexMap:
                          f"\"z[j] = sum(W[j,k]*x[k] for k in range(784)) + b[j]\"; got {text[:80]!r}")
     names = [s.strip() for s in m.group(1).split(",")]
     for name in names:
-        if not name.isidentifier():
+        if not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f"the output's indices must be names, as in z[f,i,j]; got z[{m.group(1).strip()}]")
     if len(set(names)) != len(names):
         raise ValueError(f"the output's index names must differ, got z[{', '.join(names)}]")
@@ -361,8 +364,9 @@ class _MapParser(_Parser):
         taken = set(self._bound()) | {"x", "z", "sum", "max", "range", *self.params, *FUNCTIONS, *CONSTANTS}
         for comp in gen.generators:
             if comp.ifs or comp.is_async:
-                raise self._refuse(comp, "the condition", "a reduction runs over whole ranges: "
-                                   "sum(... for v in range(n)); reads outside x are zero")
+                raise self._refuse(comp.ifs[0] if comp.ifs else comp.target, "the condition",
+                                   "a reduction runs over whole ranges: sum(... for v in range(n)); reads outside x "
+                                   "are zero")
             if not isinstance(comp.target, ast.Name):
                 raise self._refuse(comp.target, "the loop target", "each 'for' binds one name: for p in range(3)")
             name = comp.target.id

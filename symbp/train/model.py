@@ -209,6 +209,16 @@ class Model:
             self._programs = lower(self.network, training=self.network.untrainable is None)
         return self._programs
 
+    def plan(self):
+        """Which path each heavy step of the kernels takes (BLAS gemm, im2col + gemm, window max, generated loops)
+        and its FLOP per sample: a ``symbp.compile.plan.Plan`` (print it, or read ``.rows``)."""
+        from symbp.compile.plan import plan
+
+        net = self.network  # the kernels name parameters by layer position (W3 for the third layer)
+        shapes = {f"{spec.name}{l}": spec.shape for l, (layer, shape) in enumerate(zip(net.layers[1:], net.shapes), 1)
+                  for spec in layer.param_specs(shape)}
+        return plan(self.programs, shapes)
+
     def prepare(self, *names: str) -> dict:
         """Compile the kernels ``names`` now (default: every kernel generated so far) instead of when first
         used; returns ``cache_info``."""
@@ -326,6 +336,12 @@ class Model:
                 checked.append(aligned_copy(arr))
             new.append(tuple(checked))
         return new
+
+    @property
+    def param_names(self) -> list[tuple[str, ...]]:
+        """The names of ``params``, as in model files: [("W1", "b1"), ("W2", "b2"), …], numbered by the layers
+        that have parameters (a declared layer's own names, in the order of its ``params``)."""
+        return [tuple(f"{spec.name}{k}" for spec in specs) for k, (_, specs) in enumerate(self._specs, start=1)]
 
     def _param_layers(self) -> list[int]:
         return [l for l, _ in self._specs]
@@ -659,11 +675,13 @@ class Model:
 
     def _penalty(self, regularizer, lmbda: float, n: int) -> float:
         """The regularisation term of the cost: (λ/n)·Σ R(w) over the weights (L2: λ/2n·Σw²)."""
+        weights = [arr for (_, specs), pair in zip(self._specs, self._params) for spec, arr in zip(specs, pair)
+                   if spec.weight]
         if regularizer is not None:
-            return regularizer.penalty([pair[0] for pair in self._params], n)
+            return regularizer.penalty(weights, n)
         if not lmbda:
             return 0.0
-        return 0.5 * lmbda / n * sum(float(np.sum(pair[0].astype(np.float64) ** 2)) for pair in self._params)
+        return 0.5 * lmbda / n * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
 
     # -- introspection -------------------------------------------------------------------------------
     def source(self, name: str | None = None) -> str:

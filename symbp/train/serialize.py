@@ -652,13 +652,16 @@ def save(model, path) -> tuple[Path, Path]:
     jpath, npath = _paths(path)
     arrays = {}
     velocities = getattr(model, "velocities", None)
-    for l, (W, b) in enumerate(model.params, start=1):
-        for name, arr in ((f"W{l}", W), (f"b{l}", b)):
+    net = model.network  # the arrays' names, as model.param_names: W1, b1, … by the layers' own parameter names
+    specs = [s for s in (layer.param_specs(shape) for layer, shape in zip(net.layers[1:], net.shapes)) if s]
+    names = [tuple(f"{spec.name}{k}" for spec in group) for k, group in enumerate(specs, start=1)]
+    for group, pair in zip(names, model.params):
+        for name, arr in zip(group, pair):
             if not np.isfinite(arr).all():
                 raise ValueError(f"cannot save the model to {jpath}: {name} contains NaN or inf")
             arrays[name] = arr
-    for l, pair in enumerate(velocities or (), start=1):  # momentum SGD's state: training goes on where it was
-        for name, arr in ((f"vW{l}", pair[0]), (f"vb{l}", pair[1])):
+    for group, pair in zip(names, velocities or ()):  # momentum SGD's state: training goes on where it was
+        for name, arr in zip((f"v{n}" for n in group), pair):
             if not np.isfinite(arr).all():
                 raise ValueError(f"cannot save the model to {jpath}: the momentum velocity {name} contains NaN or inf")
             arrays[name] = arr

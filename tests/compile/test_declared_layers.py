@@ -213,3 +213,76 @@ def test_backends_agree_on_a_training_epoch(case):
     for pa, pb in zip(ms[0].params, ms[1].params):
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- property
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def declared_maps(draw):
+    """A random declared map on a small image: a convolution (stride, dilation, padding, kernel, channels), an
+    average or max pool (overlapping or not, padded or not), or a map reading x twice; with its input shape."""
+    c, h, w = draw(st.integers(1, 2)), draw(st.integers(3, 6)), draw(st.integers(3, 6))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    s, d, pad = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
+    kind = draw(st.sampled_from(["conv", "avg", "max", "twice"]))
+    ho = (h + 2 * pad - d * (kh - 1) - 1) // s + 1
+    wo = (w + 2 * pad - d * (kw - 1) - 1) // s + 1
+    assume(ho >= 1 and wo >= 1)
+    idx_h = f"{s}*i+{d}*p-{pad}" if kind != "twice" else f"{s}*i+{d}*p-{pad}"
+    idx_w = f"{s}*j+{d}*q-{pad}"
+    gens = f"for p in range({kh}) for q in range({kw})"
+    if kind == "conv":
+        maps = draw(st.integers(1, 2))
+        text = f"z[f,i,j] = sum(W[f,c,p,q]*x[c,{idx_h},{idx_w}] for c in range({c}) {gens}) + b[f]"
+        return text, (maps, ho, wo), {"W": (maps, c, kh, kw), "b": (maps,)}, (c, h, w), sb.tanh
+    if kind == "avg":
+        return f"z[c,i,j] = sum(x[c,{idx_h},{idx_w}] {gens})/{kh * kw}", (c, ho, wo), {}, (c, h, w), sb.linear
+    if kind == "max":
+        return f"z[c,i,j] = max(x[c,{idx_h},{idx_w}] {gens})", (c, ho, wo), {}, (c, h, w), sb.linear
+    text = f"z[c,i,j] = sum(W[c,p,q]*x[c,{idx_h},{idx_w}]*x[c,i,j] {gens})"
+    assume(ho <= h and wo <= w)
+    return text, (c, ho, wo), {"W": (c, kh, kw)}, (c, h, w), sb.tanh
+
+
+def _check_map(drawn, backend):
+    text, out, params, shape, act = drawn
+    try:
+        layer = sb.Layer.parse("drawn", text, out=out, params=params, activation=act)
+        net = sb.Network([sb.Input(shape), sb.Conv2D(shape[0], (1, 1), NEG), layer, sb.Dense(2, sb.softmax)],
+                         cost=sb.log_likelihood)
+    except ValueError as exc:  # a max window wholly in the padding: refused by name, never a wrong gradient
+        assert "wholly outside x" in str(exc)
+        return None
+    model = net.compile(backend=backend, seed=2)
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(2, int(np.prod(shape)))), np.eye(2)[[0, 1]]
+    grads = model.gradients(X, Y)
+    for got, ref in zip(grads, _finite_differences(model, X, Y)):
+        for g_, r_ in zip(got, ref):
+            np.testing.assert_allclose(g_, r_, rtol=1e-5, atol=1e-7, err_msg=text)
+    return model, X, Y, grads
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(declared_maps())
+def test_random_declared_maps_numpy_backend(drawn):
+    _check_map(drawn, "numpy")
+
+
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(declared_maps())
+def test_random_declared_maps_both_backends_agree(drawn):
+    """numba's gathers (compiled: a few examples) equal finite differences and NumPy's scatters."""
+    checked = _check_map(drawn, "numba")
+    if checked is None:
+        return
+    model, X, Y, grads = checked
+    other = model.network.compile(backend="numpy", seed=2)
+    for pa, pb in zip(grads, other.gradients(X, Y)):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-10, atol=1e-12)

@@ -20,6 +20,7 @@ from symbp.compile.program import IndexGather, IndexReduce, IndexScatterMax, Map
 from symbp.compile.symbols import g, sp_
 from symbp.derive.adjoint import ScatterAdjoint
 from symbp.layers.declared import Declared
+from symbp.layers.index_map import read_symbol
 from symbp.symbols import a, w, z
 
 _GRAD, _ETA, _M, _DECAY, _MU = (sp.Symbol(n, real=True) for n in ("_grad", "eta", "m", "decay", "mu"))
@@ -102,7 +103,15 @@ class DeclaredLowering:
         after: list = []
         for name, _ in eq.layer.params:
             adjs = eq.param_adjoints(name)
-            if ctx.update:
+            if ctx.update and len(adjs) == 1 and not _reads_params(adjs[0]):
+                # one adjoint whose factor reads no parameter: the SGD step is the gather itself,
+                # target ← α·Σ + β·target, as the dense and conv layers' products do it
+                if name in eq.geometry.weights:
+                    target, alpha, beta, before, rest = ctx.sgd_weights(f"{name}{l}")
+                else:
+                    (target, alpha, beta, rest), before = ctx.sgd_biases(f"{name}{l}"), []
+                after += [*before, self._step(eq, adjs[0], fwd, g_op, target, False, alpha, beta, False, ctx), *rest]
+            elif ctx.update:
                 grad = f"nabla_{name.lower()}{l}"
                 for k, adj in enumerate(adjs):
                     steps.append(self._step(eq, adj, fwd, g_op, grad, False, "1.0", "0.0", k > 0, ctx))
@@ -138,6 +147,11 @@ class DeclaredLowering:
         if PEN in rule.free_symbols:
             step.scalars[PEN] = "pen"
         return [*before, step, *after]
+
+
+def _reads_params(adj) -> bool:
+    """Does the adjoint's factor read a parameter (which an earlier SGD step of the layer may have changed)?"""
+    return any(r.array != "x" and read_symbol(k) in adj.factor.free_symbols for k, r in enumerate(adj.reads))
 
 
 def _var(name: str):
