@@ -9,6 +9,9 @@ recognises the shape of a sum, whatever layer it came from:
 - ``bias_maps``: a term P[j] without reduction, added to a flat output, is an elementwise ``Map`` z += P, and its
   adjoint Σ_r δ[r, j] a ``ColSum``.
 
+Whole declared maps equal to a built-in's (``symbp.layers.recognise``: a valid stride-1 correlation plus a bias,
+a non-overlapping window max) are lowered by that kind's lowering (``symbp.compile.layers.declared``).
+
 Each replacement computes the same sum as the generic loops, in BLAS's order for products: ``model.plan()``
 shows what each step became.  Everything not recognised stays generated loops (and the plan says so).
 """

@@ -36,19 +36,28 @@ def _net(*layers):
     return sb.Network(list(layers), cost=sb.log_likelihood)
 
 
-def test_a_declared_dense_map_becomes_products_and_a_column_sum():
-    decl = sb.Layer.parse("d", DENSE, params={"W": (4, 6), "b": (4,)}, activation=sb.tanh)
+def test_a_dense_shaped_sum_becomes_products_by_the_ir_pass():
+    """No bias: not a whole Dense layer, but its sum and both adjoints are products (the IR pass)."""
+    decl = sb.Layer.parse("d", "z[j] = sum(W[j,k]*x[k] for k in range(6))", params={"W": (4, 6)},
+                          activation=sb.tanh)
     progs = lower(_net(sb.Input(6), sb.Dense(6, sb.tanh), decl, sb.Dense(3, sb.softmax)))
     fwd = [s for s in _steps(progs["forward"]) if "(dense product found in" in getattr(s, "eq", "")]
     assert len(fwd) == 1 and isinstance(fwd[0], Gemm) and fwd[0].trans_b
-    assert any(isinstance(s, Map) and "bias found" in s.eq for s in _steps(progs["forward"]))
     back = _steps(progs["backward"])
     assert not any(isinstance(s, (IndexReduce, IndexGather)) for s in back)
     assert any(isinstance(s, Gemm) and "input gradient as a product" in s.eq for s in back)
     epoch = _steps(progs["sgd_epoch"])
     w2 = [s for s in epoch if isinstance(s, Gemm) and s.out == "W2"]
     assert len(w2) == 1 and (w2[0].alpha, w2[0].beta) == ("-eta / m", "decay")  # the SGD step is the product
-    assert any(isinstance(s, ColSum) and s.out == "b2" for s in epoch)
+
+
+def test_a_whole_dense_declaration_is_lowered_as_dense():
+    decl = sb.Layer.parse("d", DENSE, params={"W": (4, 6), "b": (4,)}, activation=sb.tanh)
+    mine = lower(_net(sb.Input(6), sb.Dense(6, sb.tanh), decl, sb.Dense(3, sb.softmax)))
+    ref = lower(_net(sb.Input(6), sb.Dense(6, sb.tanh), sb.Dense(4, sb.tanh), sb.Dense(3, sb.softmax)))
+    assert all(str(mine[k]) == str(ref[k]) for k in ref)
+    assert any(isinstance(s, ColSum) and s.out == "b2" for s in _steps(mine["sgd_epoch"]))
+    assert any(isinstance(s, Map) for s in _steps(mine["forward"]))
 
 
 def test_a_strided_padded_conv_stays_generated_loops_and_the_plan_says_so():
@@ -105,3 +114,55 @@ def test_declared_dense_trains_bit_for_bit_like_the_builtin(backend):
         for a_, b_ in zip(pa, pb):
             assert np.array_equal(a_, b_)
     assert np.array_equal(mine.feedforward(X), ref.feedforward(X))
+
+
+def _twin_of_dbl_conv(names=("W", "b")):
+    w, b = names
+
+    def conv(maps, c, k):
+        return sb.Layer.parse("c", f"z[f,i,j] = sum({w}[f,c,p,q]*x[c,i+p,j+q] for c in range({c}) for p in range({k}) "
+                              f"for q in range({k})) + {b}[f]", params={w: (maps, c, k, k), b: (maps,)},
+                              activation=sb.relu)
+
+    pool = sb.Layer.parse("p", "z[c,i,j] = max(x[c,2*i+p,2*j+q] for p in range(2) for q in range(2))")
+    dense = sb.Layer.parse("d", f"z[j] = sum({w}[j,k]*x[k] for k in range(640)) + {b}[j]",
+                           params={w: (100, 640), b: (100,)}, activation=sb.relu)
+    return _net(sb.Input((1, 28, 28)), conv(20, 1, 5), pool, conv(40, 20, 5), pool, dense, sb.Dense(10, sb.softmax))
+
+
+DBL_CONV = _net(sb.Input((1, 28, 28)), sb.Conv2D(20, (5, 5), sb.relu), sb.MaxPool((2, 2)),
+                sb.Conv2D(40, (5, 5), sb.relu), sb.MaxPool((2, 2)), sb.Dense(100, sb.relu), sb.Dense(10, sb.softmax))
+
+
+def test_the_book_dbl_conv_declared_is_the_same_program_and_source():
+    """Declared twins of Conv2D, MaxPool and Dense are recognised (whatever their names) and lowered as those
+    kinds: the same kernel programs, pooling before σ included, and the same generated source."""
+    twin, ref = lower(_twin_of_dbl_conv()), lower(DBL_CONV)
+    for name in ref:
+        assert str(twin[name]) == str(ref[name]), name
+    for backend in ("numba", "numpy"):  # generated, not compiled
+        a = _twin_of_dbl_conv().compile(backend=backend, dtype="float32").source(None)
+        b = DBL_CONV.compile(backend=backend, dtype="float32").source(None)
+        assert a[a.find("\n\n\n"):] == b[b.find("\n\n\n"):]
+    other = str(lower(_twin_of_dbl_conv(("K", "B")))["sgd_epoch"])
+    assert "conv_weights(delta3_v, cols3, K3, -eta / m, decay)" in other and "W3" not in other
+    assert "pooling before σ" in str(_twin_of_dbl_conv().equations())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_declared_conv_and_pool_train_bit_for_bit_like_the_builtins(backend):
+    conv = sb.Layer.parse("conv", "z[f,i,j] = sum(K[f,c,p,q]*x[c,i+p,j+q] for c in range(2) for p in range(3) "
+                          "for q in range(3)) + B[f]", params={"K": (4, 2, 3, 3), "B": (4,)}, activation=sb.relu)
+    pool = sb.Layer.parse("pool", "z[c,i,j] = max(x[c,2*i+p,2*j+q] for p in range(2) for q in range(2))")
+    mine = _net(sb.Input((2, 9, 9)), sb.Conv2D(2, (1, 1), sb.tanh), conv, pool, sb.Dense(3, sb.softmax))
+    ref = _net(sb.Input((2, 9, 9)), sb.Conv2D(2, (1, 1), sb.tanh), sb.Conv2D(4, (3, 3), sb.relu), sb.MaxPool((2, 2)),
+               sb.Dense(3, sb.softmax))
+    a, b = (n.compile(backend=backend, dtype="float64", seed=0) for n in (mine, ref))
+    a.set_params(b.params)
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((12, 162)), np.eye(3)[rng.integers(0, 3, 12)]
+    for m in (a, b):
+        m.fit((X, Y), epochs=2, batch_size=4, eta=0.1, lmbda=0.5, momentum=0.5, seed=1, progress=False)
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            assert np.array_equal(a_, b_)

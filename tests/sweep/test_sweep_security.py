@@ -59,6 +59,27 @@ def test_a_client_without_the_clusters_certificate_is_refused(cluster):
     engine.probe_scheduler(address, lc.security, timeout=5)  # and lets the right credentials through
 
 
+def _within(seconds: float, fn):
+    """``fn()`` in a daemon thread: its result, or its exception re-raised; the test fails (instead of hanging)
+    when it has not returned within ``seconds``."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"no answer after {seconds} s: it hangs")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 class _Quiet(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -120,8 +141,8 @@ def test_a_scheduler_that_is_not_dask_is_named_within_the_timeout(tmp_path, monk
     with _Server(kind) as address:
         t0 = time.monotonic()
         with pytest.raises(ValueError, match=why) as info:
-            sb.sweep(kit.network(), {"eta": [0.5]}, kit.TRAIN, kit.VALID, epochs=1, out=tmp_path / "out",
-                     client=address, progress=False)
+            _within(10, lambda: sb.sweep(kit.network(), {"eta": [0.5]}, kit.TRAIN, kit.VALID, epochs=1,
+                                         out=tmp_path / "out", client=address, progress=False))
         assert time.monotonic() - t0 < 10 and address in str(info.value) and "\n" not in str(info.value)
 
 
@@ -138,7 +159,8 @@ def test_the_command_line_says_it_in_one_line_before_loading_data(tmp_path, monk
     monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 2)
     with _Server(kind) as address:
         t0 = time.monotonic()
-        rc, err = _cli(capsys, "sweep", "--layers", "784,10,10", "--out", tmp_path / "out", "--scheduler", address)
+        rc, err = _within(10, lambda: _cli(capsys, "sweep", "--layers", "784,10,10", "--out", tmp_path / "out",
+                                           "--scheduler", address))
     assert rc == 2 and time.monotonic() - t0 < 10 and not (tmp_path / "out").exists()
     assert err.startswith("symbp sweep: error: argument --scheduler: ") and address in err, err
     assert err.count("\n") == 1 and "Traceback" not in err

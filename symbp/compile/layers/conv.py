@@ -78,6 +78,11 @@ def _is_map_sum(eq) -> bool:
     return not rule.conditions and sp.expand(rule.term - rules.delta[rules.fo, rules.i, rules.j]) == 0
 
 
+def _names(eq) -> tuple[str, str]:
+    """The kernel names of the weight and bias arrays (a declared map recognised as a convolution keeps its own)."""
+    return getattr(eq, "param_names", ("W", "b"))
+
+
 def _geometry(eq) -> tuple:
     return tuple(eq.in_shape), tuple(eq.layer.kernel), tuple(eq.out_shape)
 
@@ -115,18 +120,19 @@ class ConvLowering:
 
     def forward(self, eq, ctx) -> list:
         l, rows, sizes = eq.index, ctx.rows, eq.sizes
+        W, b = (f"{n}{l}" for n in _names(eq))
         x = ctx.act(l - 1)
         maps, ho, wo = eq.out_shape
         cin, kh, kw = eq.in_shape[0], *eq.layer.kernel
         reads, term = _from_term(_forward_term(eq),
-                                 {rules.w: (f"W{l}", False), rules.a_in: (f"{x}_v", True)}, sizes)
+                                 {rules.w: (W, False), rules.a_in: (f"{x}_v", True)}, sizes)
         conv = Contract(Access(f"z{l}_v", ("r", "f", "i", "j")), [("r", rows), ("f", maps), ("i", ho), ("j", wo)],
-                        [("c", cin), ("p", kh), ("q", kw)], reads, term, bias=Access(f"b{l}", ("f",)),
+                        [("c", cin), ("p", kh), ("q", kw)], reads, term, bias=Access(b, ("f",)),
                         views={f"{x}_v": (x, (rows, *eq.in_shape)), f"z{l}_v": (f"z{l}", (rows, *eq.out_shape))},
                         offsets=("p", "q"),
-                        eq=f"z{l}[f,i,j] = Σ_c,p,q W{l}[f,c,p,q]·a{l - 1}[c,i+p,j+q] + b{l}[f]  (derived forward map)")
+                        eq=f"z{l}[f,i,j] = Σ_c,p,q {W}[f,c,p,q]·a{l - 1}[c,i+p,j+q] + {b}[f]  (derived forward map)")
         if _is_correlation(eq):
-            conv = ConvGemm("forward", conv, (f"{x}_v", f"W{l}", f"b{l}", f"z{l}_v", f"cols{l}"), conv.views,
+            conv = ConvGemm("forward", conv, (f"{x}_v", W, b, f"z{l}_v", f"cols{l}"), conv.views,
                             eq=conv.eq + "; as im2col + gemm per sample", geometry=_geometry(eq),
                             cols_per_sample=ctx.grads)
         if _pooled(eq, ctx):
@@ -140,6 +146,8 @@ class ConvLowering:
 
     def backward(self, eq, ctx) -> list:
         l, rows, sizes = eq.index, ctx.rows, eq.sizes
+        wn, bn = _names(eq)
+        W = f"{wn}{l}"
         n = _flat(eq.out_shape)
         maps, ho, wo = eq.out_shape
         cin, hin, win = eq.in_shape
@@ -155,7 +163,7 @@ class ConvLowering:
         steps = []
         d_v, x = f"delta{l}_v", ctx.act(l - 1)
         views = {d_v: (f"delta{l}", (rows, *eq.out_shape))}
-        bases = {rules.delta: (d_v, True), rules.w: (f"W{l}", False), rules.a_in: (f"{x}_v", True)}
+        bases = {rules.delta: (d_v, True), rules.w: (W, False), rules.a_in: (f"{x}_v", True)}
         back = ctx.grad(l - 1)
         if back is not None:
             rule = eq.rules["input"]
@@ -165,13 +173,14 @@ class ConvLowering:
                 Access(f"{back}_v", ("r", "c", "iy", "ix")), [("r", rows), ("c", cin), ("iy", hin), ("ix", win)],
                 [("f", maps), ("p", kh), ("q", kw)], reads, term,
                 conditions=conds, views=views | {f"{back}_v": (back, (rows, *eq.in_shape))}, offsets=("p", "q"),
-                eq=f"∂C/∂a{l - 1}[c,y,x] = Σ_f,p,q δ{l}[f,y−p,x−q]·W{l}[f,c,p,q], "
+                eq=f"∂C/∂a{l - 1}[c,y,x] = Σ_f,p,q δ{l}[f,y−p,x−q]·{W}[f,c,p,q], "
                    + ", ".join(f"{lo} ≤ {e} ≤ {hi}" for e, lo, hi in conds) + "  (derived: full convolution)"))
         if ctx.update:
-            wname, alpha, beta_w, before, after = ctx.sgd_weights(f"W{l}")
-            bname, _, beta_b, after_b = ctx.sgd_biases(f"b{l}")
+            wname, alpha, beta_w, before, after = ctx.sgd_weights(W)
+            bname, _, beta_b, after_b = ctx.sgd_biases(f"{bn}{l}")
         else:
-            (wname, bname), alpha, beta_w, beta_b = (f"nabla_w{l}", f"nabla_b{l}"), "1.0 / m", "0.0", "0.0"
+            (wname, bname), alpha, beta_w, beta_b = (f"nabla_{wn.lower()}{l}", f"nabla_{bn.lower()}{l}"), "1.0 / m", \
+                "0.0", "0.0"
             before, after, after_b = [], [], []
         decay = {"decay": " + decay·W (SGD)", "1.0": f" + {wname} (SGD)"}.get(beta_w, "") if ctx.update else ""
         reads, term = _from_term(eq.rules["W"].term, bases, sizes)
@@ -182,7 +191,7 @@ class ConvLowering:
             eq=f"BP4: {wname}[f,c,p,q] {'←' if ctx.update else '='} ({alpha})·Σ_r,i,j δ{l}[f,i,j]·a{l - 1}[c,i+p,j+q]"
                + decay + "  (derived: valid correlation)"))
         if _is_correlation(eq):  # the same sums, as products over the patches kept by the forward pass
-            gemm = {"input": (f"{d_v}", f"W{l}", f"{back}_v", f"dcol{l}"),
+            gemm = {"input": (f"{d_v}", W, f"{back}_v", f"dcol{l}"),
                     "weights": (f"{d_v}", f"cols{l}", wname, alpha, beta_w)}
             steps = [ConvGemm(role, st, gemm[role], st.views, eq=st.eq + "; as gemm over the patches",
                               geometry=_geometry(eq))

@@ -52,12 +52,46 @@ def _forward_steps(eq, ctx, out: str, keep_argmax: bool) -> list[IndexReduce]:
     return steps
 
 
+_BUILTIN: dict[int, tuple] = {}
+
+
+def builtin(eq, ctx):
+    """(lowering, equations) of the built-in kind recognised in the declared map (``symbp.layers.recognise``), or
+    None: the declared layer is then lowered exactly as that kind."""
+    key = id(eq)
+    if key not in _BUILTIN or _BUILTIN[key][0] is not eq:
+        from symbp.compile.layers import LOWERINGS
+        from symbp.derive.layers import LayerContext, derive_layer
+        from symbp.layers.recognise import as_correlation, as_dense, as_window_max
+
+        found, names = as_correlation(eq.layer, eq.geometry) or as_dense(eq.layer, eq.geometry), None
+        if found is not None:
+            found, *names = found
+        else:
+            found = as_window_max(eq.layer, eq.geometry)
+        result = None
+        if found is not None:
+            lctx = LayerContext(eq.index, eq.in_shape, eq.out_shape, False, ctx.eqs.network, eq.back_text,
+                                eq.back_latex)
+            beq = derive_layer(found, lctx)
+            if names:
+                object.__setattr__(beq, "param_names", tuple(names))
+            result = (LOWERINGS[type(found)], beq)
+        if len(_BUILTIN) > 256:
+            _BUILTIN.clear()
+        _BUILTIN[key] = (eq, result)
+    return _BUILTIN[key][1]
+
+
 @register_lowering(Declared)
 class DeclaredLowering:
     def identity(self, eq, ctx) -> bool:
         return False
 
     def scratch(self, eq, ctx) -> None:
+        fast = builtin(eq, ctx)
+        if fast is not None:
+            return fast[0].scratch(fast[1], ctx)
         l, n = eq.index, math.prod(eq.out_shape)
         ctx.buffer(f"z{l}", ctx.rows, n)
         ctx.buffer(f"a{l}", ctx.rows, n)
@@ -73,6 +107,9 @@ class DeclaredLowering:
                     ctx.buffer(f"nabla_{name.lower()}{l}", *shape)
 
     def forward(self, eq, ctx) -> list:
+        fast = builtin(eq, ctx)
+        if fast is not None:
+            return fast[0].forward(fast[1], ctx)
         l, n = eq.index, math.prod(eq.out_shape)
         steps: list = _forward_steps(eq, ctx, f"z{l}", ctx.grads)
         writes = [(elem(f"a{l}"), stabilise(eq.activation.expr))]
@@ -84,6 +121,9 @@ class DeclaredLowering:
         return steps
 
     def backward(self, eq, ctx) -> list:
+        fast = builtin(eq, ctx)
+        if fast is not None:
+            return fast[0].backward(fast[1], ctx)
         l, n, rows = eq.index, math.prod(eq.out_shape), ctx.rows
         reads = {g: elem(f"delta{l}"), a: elem(f"a{l}"), z: elem(f"z{l}")}
         expr = eq.delta

@@ -17,6 +17,11 @@ from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
 
 
+def _names(eq) -> tuple[str, str]:
+    """The kernel names of the weight and bias arrays (a declared map recognised as dense keeps its own)."""
+    return getattr(eq, "param_names", ("W", "b"))
+
+
 def _keeps_sp(eq, ctx) -> bool:
     """σ′(zˡ) stored in the forward pass: a hidden layer whose σ′ has no form in a."""
     return ctx.grads and not eq.is_output and eq.derivative is not None and not eq.derivative.uses_a
@@ -38,20 +43,21 @@ class DenseLowering:
 
     def forward(self, eq, ctx, keep_lse: bool = False, keep_l1ma: bool = False) -> list:
         l, n, rows = eq.index, eq.n_out, ctx.rows
-        steps = [Gemm(f"z{l}", ctx.act(l - 1), f"W{l}", False, True,
-                      eq=f"z{l} = a{l - 1} · W{l}ᵀ  (zˡ = wˡaˡ⁻¹ + bˡ for every sample; bias below)")]
+        W, B = (f"{name}{l}" for name in _names(eq))
+        steps = [Gemm(f"z{l}", ctx.act(l - 1), W, False, True,
+                      eq=f"z{l} = a{l - 1} · {W}ᵀ  (zˡ = wˡaˡ⁻¹ + bˡ for every sample; bias below)")]
         if eq.activation.vector:
-            steps.append(RowSoftmax(f"z{l}", f"a{l}", f"b{l}", rows, n, lse=f"lse{l}" if keep_lse else None,
+            steps.append(RowSoftmax(f"z{l}", f"a{l}", B, rows, n, lse=f"lse{l}" if keep_lse else None,
                                     l1ma=f"l1ma{l}" if keep_l1ma else None,
-                                    eq=f"a{l} = softmax(z{l} + b{l}), stabilised by the row maximum"))
+                                    eq=f"a{l} = softmax(z{l} + {B}), stabilised by the row maximum"))
             return steps
         zb = zr + b
         writes = [(elem(f"z{l}"), zb), (elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zb)))]
-        text = f"z{l} += b{l};  a{l} = σ(z{l}) = {eq.activation.text}"
+        text = f"z{l} += {B};  a{l} = σ(z{l}) = {eq.activation.text}"
         if _keeps_sp(eq, ctx):
             writes.append((elem(f"sp{l}"), stabilise(eq.derivative.expr.subs(z, zb))))
             text += f";  sp{l} = σ′(z{l}) = {eq.derivative.expr} (same pass, shared subexpressions)"
-        steps.append(Map(rows, n, {zr: elem(f"z{l}"), b: per_col(f"b{l}")}, writes, eq=text))
+        steps.append(Map(rows, n, {zr: elem(f"z{l}"), b: per_col(B)}, writes, eq=text))
         return steps
 
     def output_error(self, eq, ctx, yb: str) -> list:
@@ -69,6 +75,8 @@ class DenseLowering:
 
     def backward(self, eq, ctx) -> list:
         l, n, rows = eq.index, eq.n_out, ctx.rows
+        wn, bn = _names(eq)
+        W, B = f"{wn}{l}", f"{bn}{l}"
         steps = []
         if not eq.is_output:
             reads = {g: elem(f"delta{l}"), a: elem(f"a{l}"), z: elem(f"z{l}")}
@@ -80,24 +88,24 @@ class DenseLowering:
         prev, back = ctx.act(l - 1), ctx.grad(l - 1)
         if back is not None:
             # (wˡ)ᵀδˡ for every sample, with the weights before this mini-batch's update.
-            steps.append(Gemm(back, f"delta{l}", f"W{l}", False, False,
-                              eq=f"{back} = delta{l} · W{l}  ((w{l})ᵀδ{l} per sample: ∂C/∂a{l - 1})"))
+            steps.append(Gemm(back, f"delta{l}", W, False, False,
+                              eq=f"{back} = delta{l} · {W}  ((w{l})ᵀδ{l} per sample: ∂C/∂a{l - 1})"))
         if ctx.update:
-            target, alpha, beta, before, after = ctx.sgd_weights(f"W{l}")
-            rule = (f"W{l} ← (1 − ηλ/n)·W{l} − (η/m)·Σ δ{l}ᵀ a{l - 1}" if ctx.rule.plain else
+            target, alpha, beta, before, after = ctx.sgd_weights(W)
+            rule = (f"{W} ← (1 − ηλ/n)·{W} − (η/m)·Σ δ{l}ᵀ a{l - 1}" if ctx.rule.plain else
                     f"{target} ← {target} − (η/m)·Σ δ{l}ᵀ a{l - 1}")
             steps += before
             steps.append(Gemm(target, f"delta{l}", prev, True, False, alpha=alpha, beta=beta,
                               eq=f"BP4 + SGD: {rule}"))
             steps += after
-            target, alpha, beta, after = ctx.sgd_biases(f"b{l}")
+            target, alpha, beta, after = ctx.sgd_biases(B)
             steps.append(ColSum(target, f"delta{l}", rows, n, alpha=alpha, beta=beta,
                                 eq=f"BP3 + SGD: {target} ← {'μ·' if ctx.rule.momentum else ''}{target} − "
                                    f"(η/m)·Σ δ{l}"))
             steps += after
         else:
-            steps.append(Gemm(f"nabla_w{l}", f"delta{l}", prev, True, False, alpha="1.0 / m",
-                              eq=f"BP4: nabla_w{l} = (1/m)·Σ δ{l}ᵀ a{l - 1}"))
-            steps.append(ColSum(f"nabla_b{l}", f"delta{l}", rows, n, alpha="1.0 / m",
-                                eq=f"BP3: nabla_b{l} = (1/m)·Σ δ{l}"))
+            steps.append(Gemm(f"nabla_{wn.lower()}{l}", f"delta{l}", prev, True, False, alpha="1.0 / m",
+                              eq=f"BP4: nabla_{wn.lower()}{l} = (1/m)·Σ δ{l}ᵀ a{l - 1}"))
+            steps.append(ColSum(f"nabla_{bn.lower()}{l}", f"delta{l}", rows, n, alpha="1.0 / m",
+                                eq=f"BP3: nabla_{bn.lower()}{l} = (1/m)·Σ δ{l}"))
         return steps

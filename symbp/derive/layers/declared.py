@@ -39,6 +39,8 @@ class DeclaredEquations:
     back_text: str | None = None
     back_latex: str | None = None
     is_output: bool = False
+    #: why the previous (convolution-shaped) layer's σ may follow this window max (as ``PoolEquations``), else None
+    pool_first: str | None = None
 
     @property
     def activation(self):
@@ -103,7 +105,8 @@ class DeclaredEquations:
         forms = sorted({adj.form for adj in self.adjoints})
         return tuple(self.derivative.notes) + (
             f"declared layer {self.layer.name}: every backward rule from solving the map's index equations over the "
-            f"integers (forms: {', '.join(forms)}); guards become loop bounds.",)
+            f"integers (forms: {', '.join(forms)}); guards become loop bounds.",) + (
+            (self.pool_first,) if self.pool_first else ())
 
     def input_adjoints(self) -> list:
         return [adj for adj in self.adjoints if adj.target == "x"]
@@ -182,8 +185,12 @@ def _(layer: Declared, ctx: LayerContext) -> DeclaredEquations:
                          "end with sb.Dense(n, ...)")
     geo = layer.geometry(ctx.in_shape)
     deriv = _derivative(layer.activation)
+    from symbp.derive.layers.pool import _pool_first
+    from symbp.layers.recognise import as_window_max
+
+    pool_first = _pool_first(ctx) if as_window_max(layer, geo) is not None and ctx.index > 1 else None
     return DeclaredEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, geo, deriv, g * deriv.expr,
-                             derive_adjoints(layer, geo), ctx.back_text, ctx.back_latex)
+                             derive_adjoints(layer, geo), ctx.back_text, ctx.back_latex, pool_first=pool_first)
 
 
 # ------------------------------------------------------------------------- unrolled, for the sum over paths

@@ -25,6 +25,7 @@ from symbp.derive.layers.conv import _image_shape
 from symbp.derive.limits import run_optional
 from symbp.layers.conv import Conv2D
 from symbp.layers.pool import MaxPool
+from symbp.layers.recognise import as_correlation, as_window_max
 from symbp.symbols import z
 
 
@@ -87,19 +88,26 @@ def _(layer: MaxPool, ctx: LayerContext) -> PoolEquations:
 
 def _pool_first(ctx: LayerContext) -> str | None:
     """Why this pooling may run before the previous conv layer's σ, or None: σ must be non-decreasing on the
-    reals, shown by sympy within the derivation budget (not shown in time: pooling stays after σ)."""
+    reals, shown by sympy within the derivation budget (not shown in time: pooling stays after σ).  A declared
+    layer counts as the convolution or pooling whose map it equals (``symbp.layers.recognise``)."""
     prev = ctx.network.layers[ctx.index - 1]
-    if not isinstance(prev, Conv2D) or not _non_decreasing(prev.activation.expr):
+    if not (isinstance(prev, Conv2D) or as_correlation(prev, _geometry_of(prev, ctx.network.shapes[ctx.index - 2]))) \
+            or not _non_decreasing(prev.activation.expr):
         return None
     l = ctx.index
     strict = _strictly_increasing(prev.activation.expr)
     ties = ("σ is strictly increasing, so the maximum is at the same place" if strict else
             "σ is not strictly increasing: where a window's values tie in σ(z) on a flat part of σ, the gradient "
             "goes to the largest z (times σ′ there) instead of the first tie")
-    ph, pw = ctx.network.layers[l].window
+    this = ctx.network.layers[l]
+    ph, pw = this.window if isinstance(this, MaxPool) else as_window_max(this, _geometry_of(this, ctx.in_shape)).window
     return (f"pooling before σ: layer {l - 1}'s σ = {prev.activation.name} is non-decreasing (sympy: "
             f"is_increasing on the reals), so a{sup(l)} = max σ(z{sup(l - 1)}) = σ(max z{sup(l - 1)}): the kernels "
             f"pool z{sup(l - 1)} and apply σ and σ′ to the pooled values only (1/{ph * pw} of them); {ties}.")
+
+
+def _geometry_of(layer, in_shape):
+    return layer.geometry(in_shape) if hasattr(layer, "geometry") else None
 
 
 @functools.lru_cache(maxsize=64)
