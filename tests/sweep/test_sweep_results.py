@@ -158,6 +158,16 @@ def test_a_results_file_that_is_not_a_regular_file_is_refused_before_reading(tmp
     else:
         path.mkdir()
     what = {"fifo": "a FIFO", "dev-zero": "a character device", "folder": "a directory"}[kind]
+    if kind == "dev-zero":  # first in a process of bounded memory: reading it must not take this one down
+        import subprocess
+        import sys
+
+        code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+                "from symbp.sweep import store\n"
+                "try:\n    store.load_results(sys.argv[1])\nexcept ValueError as e:\n    print(e)")
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and "must be a regular file" in done.stdout, done.stderr[-500:]
     for read in (lambda: store.load_results(tmp_path), lambda: store.ResultStore(tmp_path).__enter__()):
         with pytest.raises(ValueError, match="must be a regular file") as info:
             _bounded(read)
