@@ -15,7 +15,7 @@ import sympy as sp
 
 from symbp.compile.codegen import _IND, _comment, numba_step, numpy_step
 from symbp.compile.printer import array_code, scalar_code
-from symbp.compile.program import IndexGather, IndexReduce, IndexScatterMax, Operand
+from symbp.compile.program import Correlation, IndexGather, IndexReduce, IndexScatterMax, Operand
 from symbp.layers.index_map import Affine, read_symbol
 
 
@@ -311,3 +311,53 @@ def _(step: IndexScatterMax, ind):
 
 
 __all__ = ["Operand"]
+
+
+# ------------------------------------------------------------------------------ correlations (numba)
+def _index_code(var: str, s: int, d: int, o: int, k: str) -> str:
+    parts = [var if s == 1 else f"{s} * {var}", k if d == 1 else f"{d} * {k}"]
+    return " + ".join(parts) + (f" + {o}" if o > 0 else f" - {-o}" if o < 0 else "")
+
+
+def _patch_loops(step: Correlation, ind: str, body) -> list[str]:
+    """Loops over (c, p, q, i, j) with the input position (_y, _x) of each patch element; ``body(ind)`` gives
+    the lines run where it lies inside the input (rows outside are skipped whole)."""
+    (cin, h, w), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
+    (sh, sw), (dh, dw), (oh, ow) = step.stride, step.dilation, step.offset
+    i = [ind + _IND * k for k in range(7)]
+    return [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):", f"{i[2]}for _q in range({kw}):",
+            f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q", f"{i[3]}for _i in range({ho}):",
+            f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[4]}if 0 <= _y < {h}:",
+            f"{i[5]}for _j in range({wo}):", f"{i[6]}_x = {_index_code('_j', sw, dw, ow, '_q')}",
+            f"{i[6]}if 0 <= _x < {w}:", *body(i[6] + _IND)]
+
+
+@numba_step.register
+def _(step: Correlation, ind):
+    (cin, h, w), (kh, kw), (maps, ho, wo) = step.in_shape, step.kernel, step.out_shape
+    ckk, n = cin * kh * kw, ho * wo
+    lines = [_comment(ind, step.eq)]
+    g = getattr(step.generic, "g", None)
+    if step.role == "weights":
+        d4 = _view(g.buffer, (maps, ho, wo), step.rows)
+        return lines + [f"{ind}_rt.conv_weights({d4}, {step.cols}, {step.out}, {step.alpha}, {step.beta})"]
+    i2 = ind + _IND
+    lines += [f"{ind}_W2 = {step.W}.reshape(({maps}, {ckk}))", f"{ind}for _r in range({step.rows}):"]
+    if step.role == "forward":
+        lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]", f"{i2}_col[...] = 0.0",
+                  f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
+                  *_patch_loops(step, i2, lambda k: [f"{k}_col[_row, _i * {wo} + _j] = _x3[_c, _y, _x]"]),
+                  f"{i2}_rt.gemm_nn(_W2, _col, {step.out}[_r].reshape(({maps}, {n})), 1.0, 0.0)"]
+        return lines
+    # input: ∂C/∂x[r] = col2im(Wᵀ·δ[r]), reads outside x dropped
+    lines += [f"{i2}_rt.gemm_tn(_W2, {g.buffer}[_r].reshape(({maps}, {n})), {step.dcol}, 1.0, 0.0)",
+              f"{i2}_g3 = {step.out}[_r].reshape(({cin}, {h}, {w}))"]
+    if not step.accumulate:
+        lines.append(f"{i2}_g3[...] = 0.0")
+    lines += _patch_loops(step, i2, lambda k: [f"{k}_g3[_c, _y, _x] += {step.dcol}[_row, _i * {wo} + _j]"])
+    return lines
+
+
+@numpy_step.register
+def _(step: Correlation, ind):
+    return numpy_step(step.generic, ind)  # the declared step itself (vectorised NumPy, scatters for adjoints)

@@ -8,6 +8,10 @@ recognises the shape of a sum, whatever layer it came from:
   adjoints Σ_j δ[j]·P[j,k] (the input gradient) and Σ_r δ[r,j]·x[r,k] (∂C/∂P, or its SGD step) are ``Gemm``s too.
 - ``bias_maps``: a term P[j] without reduction, added to a flat output, is an elementwise ``Map`` z += P, and its
   adjoint Σ_r δ[r, j] a ``ColSum``.
+- ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
+  padding) is a ``Correlation``: im2col of each sample and a gemm; its input adjoint Pᵀ·δ and col2im, its
+  parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept (numba; the NumPy backend runs the
+  replaced step).
 
 Whole declared maps equal to a built-in's (``symbp.layers.recognise``: a valid stride-1 correlation plus a bias,
 a non-overlapping window max) are lowered by that kind's lowering (``symbp.compile.layers.declared``).
@@ -20,7 +24,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from symbp.compile.program import Block, ColSum, Gemm, IndexGather, IndexReduce, Loop, Map, elem, per_col
+from symbp.compile.program import (
+    Block,
+    Buffer,
+    ColSum,
+    Correlation,
+    Gemm,
+    IndexGather,
+    IndexReduce,
+    Loop,
+    Map,
+    elem,
+    per_col,
+)
 from symbp.compile.symbols import b as _b
 from symbp.compile.symbols import zr as _zr
 from symbp.layers.index_map import Affine, read_symbol
@@ -63,8 +79,48 @@ def _bias_shape(step: IndexReduce):
     return p
 
 
+def _axis(e: Affine, i: str, p: str):
+    """(stride, dilation, offset) when e = s·i + d·p + o with s, d ≥ 1, else None."""
+    s, d = e.coeff(i), e.coeff(p)
+    if e.den != 1 or s < 1 or d < 1 or set(e.vars) != {i, p}:
+        return None
+    return s, d, e.const
+
+
+def _correlation_shape(step: IndexReduce):
+    """The geometry of Σ_{c,p,q} P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′], else None."""
+    if step.kind != "sum" or step.accumulate or len(step.out_vars) != 3 or len(step.vars) != 3:
+        return None
+    if step.body != read_symbol(0) * read_symbol(1) or len(step.operands) != 2:
+        return None
+    xs = [op for op in step.operands if op.per_row]
+    ps = [op for op in step.operands if not op.per_row]
+    if len(xs) != 1 or len(ps) != 1 or len(xs[0].shape) != 3 or len(ps[0].shape) != 4:
+        return None
+    x, w = xs[0], ps[0]
+    f, i, j = step.out_vars
+    (c, nc), (p, kh), (q, kw) = step.vars
+    if not all(_plain(e, v) for e, v in zip(w.index, (f, c, p, q))) or not _plain(x.index[0], c):
+        return None
+    rows, cols = _axis(x.index[1], i, p), _axis(x.index[2], j, q)
+    if rows is None or cols is None or w.shape != (step.out_shape[0], nc, kh, kw) or x.shape[0] != nc:
+        return None
+    return dict(x=x, W=w, in_shape=tuple(x.shape), kernel=(kh, kw), out_shape=tuple(step.out_shape),
+                stride=(rows[0], cols[0]), dilation=(rows[1], cols[1]), offset=(rows[2], cols[2]))
+
+
+def _correlation(step, role, geo, **kw):
+    return Correlation(role, step, geo["x"].buffer, geo["W"].buffer, kw.pop("out"), f"cols_{kw.pop('z')}",
+                       kw.pop("dcol", None), kw.pop("rows"), geo["in_shape"], geo["kernel"], geo["out_shape"],
+                       geo["stride"], geo["dilation"], geo["offset"], **kw)
+
+
 def _rewrite(step):
     if isinstance(step, IndexReduce):
+        corr = _correlation_shape(step)
+        if corr is not None:
+            return _correlation(step, "forward", corr, out=step.out, z=step.out, rows=step.rows,
+                                eq=f"{step.out}: im2col + gemm (correlation found in: {step.eq})")
         dense = _dense_shape(step)
         if dense is not None:
             x, p = dense
@@ -76,6 +132,17 @@ def _rewrite(step):
             return Map(step.rows, n, {_zr: elem(step.out), _b: per_col(bias.buffer)}, [(elem(step.out), _zr + _b)],
                        eq=f"{step.out} += {bias.buffer}  (bias found in: {step.eq})")
         return step
+    if isinstance(step, IndexGather):
+        corr = _correlation_shape(step.forward)
+        read = step.forward.operands[step.read]
+        if corr is not None and read is corr["x"] and step.per_sample:
+            return _correlation(step, "input", corr, out=step.target, z=step.forward.out, rows=step.rows,
+                                dcol=f"dcol_{step.forward.out}", accumulate=step.accumulate,
+                                eq=f"{step.target}: Wᵀ·δ + col2im (the input gradient of a correlation: {step.eq})")
+        if corr is not None and read is corr["W"] and not step.per_sample and not step.accumulate:
+            return _correlation(step, "weights", corr, out=step.target, z=step.forward.out, rows=step.rows,
+                                alpha=step.alpha, beta=step.beta,
+                                eq=f"{step.target}: Σ δ·colᵀ over the kept patches ({step.eq})")
     if isinstance(step, IndexGather) and not step.accumulate:
         fwd = step.forward
         dense = _dense_shape(fwd)
@@ -110,9 +177,37 @@ def _walk(steps: list) -> list:
     return out
 
 
+def _correlation_buffers(steps: list, rows: str) -> list[Buffer]:
+    """The patches of every correlation (one per sample where a weights step reads them again, else one) and
+    the input gradients' column buffers."""
+    flat = []
+
+    def visit(ss):
+        for s in ss:
+            inner = getattr(s, "steps", None) if isinstance(s, Block) else getattr(s, "body", None)
+            if isinstance(s, (Block, Loop)):
+                visit(inner)
+            elif isinstance(s, Correlation):
+                flat.append(s)
+    visit(steps)
+    kept = {s.cols for s in flat if s.role == "weights"}
+    out: dict[str, Buffer] = {}
+    for s in flat:
+        ckk, n = s.in_shape[0] * s.kernel[0] * s.kernel[1], s.out_shape[1] * s.out_shape[2]
+        if s.role == "forward":
+            s.cols_per_sample = s.cols in kept
+            out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk, n))
+        if s.role == "input":
+            out[s.dcol] = Buffer(s.dcol, (ckk, n))
+    return list(out.values())
+
+
 def optimise(program):
-    """The program with every recognised declared-map step replaced by its fast form."""
-    return dataclasses.replace(program, steps=_walk(program.steps))
+    """The program with every recognised declared-map step replaced by its fast form (and the buffers those
+    need)."""
+    steps = _walk(program.steps)
+    extra = [b for b in _correlation_buffers(steps, "m") if program.buffer(b.name) is None]
+    return dataclasses.replace(program, steps=steps, buffers=list(program.buffers) + extra)
 
 
 __all__ = ["optimise"]

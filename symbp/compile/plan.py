@@ -19,6 +19,7 @@ from symbp.compile.program import (
     ColSum,
     Contract,
     ConvGemm,
+    Correlation,
     Gemm,
     IndexGather,
     IndexReduce,
@@ -119,6 +120,10 @@ def _row(kernel, block, s, sizes, elementwise):
         flops = f * ho * wo if s.role == "bias" else 2 * f * c * kh * kw * ho * wo
         return PlanRow(kernel, block, f"conv {s.role}", "im2col + gemm" if s.role != "bias" else "sums",
                        flops)
+    if isinstance(s, Correlation):
+        (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
+        return PlanRow(kernel, block, f"correlation {s.role} (stride {s.stride[0]}x{s.stride[1]})", "im2col + gemm",
+                       2 * f * c * kh * kw * ho * wo)
     if isinstance(s, (WindowMax, ScatterMax)):
         c, h, w = s.shape
         return PlanRow(kernel, block, f"{type(s).__name__} {s.window[0]}x{s.window[1]}", "window max", c * h * w)

@@ -345,6 +345,36 @@ class IndexScatterMax:
 
 
 @dataclass
+class Correlation:
+    """A declared sum of correlation shape, found by ``passes.correlations``: z[f,i,j] = Σ_{c,p,q} W[f,c,p,q]·
+    x[c, s₀·i + d₀·p + o₀, s₁·j + d₁·q + o₁] (strides s, dilations d, offsets o: a padding is a negative offset;
+    reads outside x are 0).  ``role``: "forward" (im2col of each sample into ``cols``, then W·col), "input"
+    (Wᵀ·δ into ``dcol``, then col2im into ``out``; ``accumulate`` adds to it) or "weights" (W ← α·Σ_r δ[r]·colᵣᵀ +
+    β·W over the patches the forward pass kept).  ``generic`` is the step it replaces (what backends without
+    the product form run)."""
+
+    role: str
+    generic: object
+    x: str
+    W: str
+    out: str
+    cols: str
+    dcol: str | None
+    rows: str
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    out_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    offset: tuple[int, int]
+    alpha: str = "1.0"
+    beta: str = "0.0"
+    accumulate: bool = False
+    cols_per_sample: bool = True
+    eq: str = ""
+
+
+@dataclass
 class Loop:
     body: list
     eq: str = ""
@@ -546,6 +576,13 @@ def _(step: IndexScatterMax, ind):
     return [f"{ind}{step.target}[...] {'+=' if step.accumulate else '='} scatter_max[r<{step.forward.rows}] "
             f"{_operand(step.g)}·{_body(step.factor, step.forward.operands)} at {_operand(read)} with "
             f"({','.join(v for v, _ in step.forward.vars)}) = {step.argmax}"]
+
+
+@describe_step.register
+def _(step: Correlation, ind):
+    geo = f"stride {step.stride}, dilation {step.dilation}, offset {step.offset}"
+    return [f"{ind}correlation_{step.role}({step.x}, {step.W}, {step.out}) {geo}  # im2col + gemm of: "
+            + describe_step(step.generic, "")[0]]
 
 
 @describe_step.register

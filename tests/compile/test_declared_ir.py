@@ -7,7 +7,7 @@ import pytest
 
 import symbp as sb
 from symbp.compile.lower import lower
-from symbp.compile.program import ColSum, Gemm, IndexGather, IndexReduce, IndexScatterMax, Map
+from symbp.compile.program import ColSum, Correlation, Gemm, IndexGather, IndexReduce, IndexScatterMax, Map
 from symbp.derive.adjoint import Guard
 from symbp.layers.index_map import Affine
 
@@ -60,23 +60,40 @@ def test_a_whole_dense_declaration_is_lowered_as_dense():
     assert any(isinstance(s, Map) for s in _steps(mine["forward"]))
 
 
-def test_a_strided_padded_conv_stays_generated_loops_and_the_plan_says_so():
-    conv = sb.Layer.parse("c", "z[f,i,j] = sum(W[f,c,p,q]*x[c,2*i+p-1,2*j+q-1] for c in range(2) for p in range(3) "
-                          "for q in range(3)) + b[f]", out=(3, 4, 4), params={"W": (3, 2, 3, 3), "b": (3,)})
+def test_a_strided_padded_conv_becomes_im2col_and_the_rest_is_reported():
+    """The correlation pass: any stride, dilation and padding; the generic steps stay inside each replacement
+    (the NumPy backend runs them), with structured indices; what stays generated loops is in the plan."""
+    conv = sb.Layer.parse("c", "z[f,i,j] = sum(W[f,c,p,q]*x[c,2*i+p-1,2*j+2*q-1] for c in range(2) for p in range(3) "
+                          "for q in range(2)) + b[f]", out=(3, 4, 3), params={"W": (3, 2, 3, 2), "b": (3,)})
     net = _net(sb.Input((2, 8, 8)), sb.Conv2D(2, (1, 1), sb.tanh), conv, sb.Dense(3, sb.softmax))
     progs = lower(net)
-    fwd = [s for s in _steps(progs["forward"]) if isinstance(s, IndexReduce)]
-    assert fwd[0].vars == (("c", 2), ("p", 3), ("q", 3)) and fwd[0].kind == "sum"
-    x_read = fwd[0].operands[1]
-    assert x_read.padded and x_read.index[1] == Affine((("i", 2), ("p", 1)), -1)  # structured, not text
-    gathers = [s for s in _steps(progs["backward"]) if isinstance(s, IndexGather)]
+    fwd = [s for s in _steps(progs["forward"]) if isinstance(s, Correlation)]
+    assert len(fwd) == 1 and (fwd[0].stride, fwd[0].dilation, fwd[0].offset) == ((2, 2), (1, 2), (-1, -1))
+    generic = fwd[0].generic
+    assert generic.vars == (("c", 2), ("p", 3), ("q", 2)) and generic.operands[1].padded
+    assert generic.operands[1].index[1] == Affine((("i", 2), ("p", 1)), -1)  # structured, not text
+    back = [s for s in _steps(progs["sgd_epoch"]) if isinstance(s, Correlation)]
+    assert [s.role for s in back] == ["forward", "input", "weights"] and back[0].cols_per_sample
+    assert back[2].out == "W2" and (back[2].alpha, back[2].beta) == ("-eta / m", "decay")
+    assert progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 12, 12)
+    assert progs["forward"].buffer("cols_z2").shape == (1, 12, 12)
+    plan = net.compile(backend="numpy").plan()
+    assert "im2col + gemm" in str(plan)
+    generated = plan.generated()  # the bias term and its gather: cheap, and reported
+    assert generated and all(r.flops <= 2 * 3 * 4 * 3 for r in generated)
+
+
+def test_a_depthwise_conv_stays_generated_loops_and_the_plan_says_so():
+    dw = sb.Layer.parse("dw", "z[c,i,j] = sum(W[c,p,q]*x[c,i+p-1,j+q-1] for p in range(3) for q in range(3))",
+                        out=(2, 6, 6), params={"W": (2, 3, 3)})
+    net = _net(sb.Input((2, 6, 6)), sb.Conv2D(2, (1, 1), sb.tanh), dw, sb.Dense(3, sb.softmax))
+    gathers = [s for s in _steps(lower(net)["backward"]) if isinstance(s, IndexGather)]
     inputs = [s for s in gathers if s.per_sample]
-    assert len(inputs) == 1 and {v for v, _ in inputs[0].loops} == {"f", "i", "j"}
+    assert len(inputs) == 1 and {v for v, _ in inputs[0].loops} == {"i", "j"}
     assert all(isinstance(g, Guard) and g.kind == "range" for g in inputs[0].guards)
     plan = net.compile(backend="numpy").plan()
-    generated = plan.generated()
-    assert generated and all(r.flops > 0 for r in generated)
     assert "generated loops (declared map)" in str(plan) and "generated loops (derived gather)" in str(plan)
+    assert all(r.flops > 0 for r in plan.generated())
 
 
 def test_a_max_pool_keeps_its_argmax_and_scatters_there():
