@@ -10,7 +10,7 @@ from symbp import data
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
-from symbp.layers import Conv2D, Dense, Dropout, Input, Layer, MaxPool
+from symbp.layers import AvgPool, Conv2D, Dense, Dropout, Input, Layer, MaxPool
 from symbp.network import Network
 from symbp.parsing import parse
 from symbp.regularizers import L1, L2, Regularizer
@@ -28,6 +28,7 @@ def load(path):
 __all__ = [
     "__version__",
     "Activation",
+    "AvgPool",
     "Conv2D",
     "Cost",
     "Dense",

@@ -32,8 +32,11 @@ LAYER_SYNTAX = """layers: --layers takes comma-separated items, the output last:
                     (784,30,10, the book's chapter-1 network, means what it always meant)
   softmaxN, sigmoidN, reluN, tanhN, linearN, softplusN
                     a dense layer of N units with that activation (softmax: the output layer only)
-  convMAPSxKHxKW    MAPS feature maps of KHxKW kernels (valid correlation, stride 1) with --activation
-  poolP, poolPHxPW  max-pooling over PxP (PHxPW) windows
+  convMAPSxKHxKW    MAPS feature maps of KHxKW kernels with --activation; PyTorch's options as suffixes:
+                    sS stride, pP padding (psame: padding="same"), dD dilation, gG groups, e.g. conv32x3x3s2p1
+  poolP, poolPHxPW  max-pooling over PxP (PHxPW) windows (stride = window); maxpool3s2, maxpool3s2p1: with
+                    stride S and padding P (maxpool is the same item as pool)
+  avgpoolP          average pooling, the same options (avgpool7: a global average pool of 7x7 maps)
   dropoutP          dropout of the next layer's inputs with probability P in [0, 1), e.g. dropout0.5
   @NAME             a layer declared by its index expression in the JSON file of --declare, e.g.
                     {"conv_s2": {"map": "z[f,i,j] = sum(W[f,c,p,q]*x[c,2*i+p-1,2*j+q-1] for c in range(1)

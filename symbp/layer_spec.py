@@ -9,8 +9,12 @@ Items, comma-separated (case and spaces around items do not matter):
 - ``N``: a dense layer of N units with the default activation, as ``fcN`` — except a leading ``N``
   followed by more items, which is the input (``784,30,10`` is the book's chapter-1 network);
 - ``CxHxW`` (first only): an image-shaped input of C channels of H×W pixels;
-- ``convMxKHxKW``: M feature maps of KH×KW kernels (valid correlation, stride 1), default activation;
-- ``poolP`` or ``poolPHxPW``: max-pooling over P×P (PH×PW) windows;
+- ``convMxKHxKW``: M feature maps of KH×KW kernels, default activation; PyTorch's options follow as suffixes:
+  ``sS`` stride, ``pP`` padding (``psame``: PyTorch's ``padding="same"``), ``dD`` dilation, ``gG`` groups
+  (``conv32x3x3s2p1``);
+- ``poolP``, ``poolPHxPW`` or ``maxpoolP…``: max-pooling over P×P (PH×PW) windows, with ``sS`` stride and ``pP``
+  padding suffixes (``maxpool3s2``); ``avgpoolP…``: average pooling, the same suffixes (``avgpool7``: a global
+  average pool of a 7×7 map);
 - ``fcN``: a dense layer of N units, default activation;
 - ``dropoutP``: dropout with probability P in [0, 1) of the layer's inputs (``dropout0.5``);
 - ``softmaxN``, ``sigmoidN``, ``reluN``, ``tanhN``, ``linearN``, ``softplusN``: a dense layer of N units with
@@ -35,7 +39,8 @@ from dataclasses import dataclass
 from symbp.activations import BUILTIN_ACTIVATIONS, Activation
 
 #: the forms, for error messages and --help
-FORMS = ("N, fcN, convMAPSxKHxKW, poolP, poolPHxPW, dropoutP, "
+FORMS = ("N, fcN, convMAPSxKHxKW[sS][pP|psame][dD][gG], poolP or maxpoolP[xPW][sS][pP], avgpoolP[xPW][sS][pP], "
+         "dropoutP, "
          + ", ".join(f"{name}N" for name in BUILTIN_ACTIVATIONS) + ", @NAME (a declared layer), or a leading input "
          "N or CxHxW")
 _DECLARED = re.compile(r"@([a-z_][a-z0-9_]{0,63})")
@@ -45,13 +50,17 @@ _PROB = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 _PATTERNS = {
     "size": re.compile(rf"({_INT})"),
     "image": re.compile(rf"({_INT})x({_INT})x({_INT})"),
-    "conv": re.compile(rf"conv({_INT})x({_INT})x({_INT})"),
-    "pool": re.compile(rf"pool({_INT})(?:x({_INT}))?"),
+    "conv": re.compile(rf"conv({_INT})x({_INT})x({_INT})(?:s({_INT}))?(?:p({_INT}|same))?(?:d({_INT}))?(?:g({_INT}))?"),
+    "pool": re.compile(rf"(?:max)?pool({_INT})(?:x({_INT}))?(?:s({_INT}))?(?:p({_INT}))?"),
+    "avgpool": re.compile(rf"avgpool({_INT})(?:x({_INT}))?(?:s({_INT}))?(?:p({_INT}))?"),
     "fc": re.compile(rf"fc({_INT})"),
     "dropout": re.compile(rf"dropout({_PROB})"),
 }
 _ACT_PATTERN = re.compile(rf"({'|'.join(map(re.escape, BUILTIN_ACTIVATIONS))})({_INT})")
-_HINTS = {"conv": "convMAPSxKHxKW, e.g. conv20x5x5", "pool": "poolP or poolPHxPW, e.g. pool2",
+_HINTS = {"conv": "convMAPSxKHxKW then, in this order, optional sS, pP (or psame), dD, gG, e.g. conv32x3x3s2p1",
+          "avgpool": "avgpoolP or avgpoolPHxPW with optional sS, pP, e.g. avgpool7",
+          "maxpool": "maxpoolP or maxpoolPHxPW with optional sS, pP, e.g. maxpool3s2",
+          "pool": "poolP or poolPHxPW with optional sS, pP, e.g. pool2",
           "fc": "fcN, e.g. fc100", "dropout": "dropoutP with P in [0, 1), e.g. dropout0.5"}
 _MAX_DIGITS = 12
 DENSE_KINDS = ("size", "fc", "act")
@@ -67,6 +76,7 @@ class Item:
     kind: str
     values: tuple
     activation: str | None = None
+    options: tuple = ()  # (name, value) pairs of a conv's or a pool's PyTorch options
 
     @property
     def where(self) -> str:
@@ -105,9 +115,20 @@ def _item(raw: str, position: int) -> Item:
             if not 0 <= p < 1:
                 raise ValueError(f"{text} (item {position}): the dropout probability must be in [0, 1), got {p:g}")
             return Item(text, position, kind, (p,))
+        if kind == "conv":
+            maps, kh, kw, s, p, d, g = m.groups()
+            values = tuple(_number(text, position, v) for v in (maps, kh, kw))
+            opts = {"stride": s, "padding": p, "dilation": d, "groups": g}
+            options = tuple((k, v if v == "same" else int(v) if k == "padding" else _number(text, position, v))
+                            for k, v in opts.items() if v is not None)
+            return Item(text, position, kind, values, options=options)
+        if kind in ("pool", "avgpool"):
+            ph, pw, s, p = m.groups()
+            values = (_number(text, position, ph), _number(text, position, pw if pw is not None else ph))
+            options = tuple((k, int(v) if k == "padding" else _number(text, position, v))
+                            for k, v in (("stride", s), ("padding", p)) if v is not None)
+            return Item(text, position, kind, values, options=options)
         values = tuple(_number(text, position, g) for g in m.groups() if g is not None)
-        if kind == "pool" and len(values) == 1:
-            values = values * 2
         return Item(text, position, kind, values)
     for prefix, hint in _HINTS.items():
         if text.startswith(prefix):
@@ -154,7 +175,7 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
     ``output_activation``, when given, that of a last ``N`` or ``fcN``.  ``data_name`` and ``activation_option``
     only word the error messages.  ``declared`` maps the names of ``@NAME`` items to their layers (lower case).
     """
-    from symbp.layers import Conv2D, Dense, Dropout, Input, MaxPool
+    from symbp.layers import AvgPool, Conv2D, Dense, Dropout, Input, MaxPool
 
     declared = {k.lower(): v for k, v in (declared or {}).items()}
 
@@ -167,7 +188,7 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
         if item.kind == "declared" and item.values[0] not in declared:
             known = ", ".join(sorted(declared)) or "none: give --declare FILE"
             raise ValueError(f"{item.where}: no declared layer named {item.values[0]!r} (declared: {known})")
-    image_first = body[0].kind in ("conv", "pool") or (
+    image_first = body[0].kind in ("conv", "pool", "avgpool") or (
         body[0].kind == "declared" and declared[body[0].values[0]].reads_image)
     if has_input(items):
         given = items[0].values
@@ -190,7 +211,7 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
     for item in body:
         is_last = item is last
         try:
-            if item.kind in ("conv", "pool"):
+            if item.kind in ("conv", "pool", "avgpool"):
                 if len(shape) != 3:
                     after = "the flat input" if len(layers) == 1 else f"{body[len(layers) - 2].text} (flat)"
                     hint = (" write the input as CxHxW, e.g. 1x28x28, or leave it out"
@@ -203,13 +224,14 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
                     if activation.vector:
                         raise ValueError(f"{activation.name} (from {activation_option}) normalises over a whole "
                                          "layer: a convolution needs an elementwise activation (sigmoid, relu, ...)")
-                    if kh > h or kw > w:
+                    opts = dict(item.options)  # with options, the layer checks its own sizes (PyTorch's formula)
+                    if not opts and (kh > h or kw > w):
                         raise ValueError(f"a {kh}x{kw} kernel is larger than its {h}x{w} input")
-                    layer = Conv2D(item.values[0], (kh, kw), activation)
+                    layer = Conv2D(item.values[0], (kh, kw), activation, **opts)
                 else:
-                    if kh > h or kw > w:
+                    if not item.options and (kh > h or kw > w):
                         raise ValueError(f"a {kh}x{kw} window is larger than its {h}x{w} input")
-                    layer = MaxPool((kh, kw))
+                    layer = (MaxPool if item.kind == "pool" else AvgPool)((kh, kw), **dict(item.options))
             elif item.kind == "dropout":
                 layer = Dropout(item.values[0])
             elif item.kind == "declared":
@@ -227,7 +249,7 @@ def parse_layers(text: str, input_shape: tuple[int, ...], activation: Activation
             shape = tuple(layer.out_shape(shape))
         except ValueError as exc:
             msg = str(exc)
-            for prefix in ("Conv2D: ", "MaxPool: ", "Dense: ", "Dropout: "):
+            for prefix in ("Conv2D: ", "MaxPool: ", "AvgPool: ", "Dense: ", "Dropout: "):
                 msg = msg.removeprefix(prefix)
             raise ValueError(f"{item.where}: {msg}") from None
         layers.append(layer)

@@ -11,7 +11,7 @@ from symbp.layers.declared import Declared
 from symbp.layers.dense import Dense
 from symbp.layers.dropout import Dropout
 from symbp.layers.input import Input
-from symbp.layers.pool import MaxPool
+from symbp.layers.pool import AvgPool, MaxPool
 
-__all__ = ["INIT_SCHEMES", "LAYER_KINDS", "Conv2D", "Declared", "Dense", "Dropout", "Input", "Layer", "MaxPool",
-           "ParamSpec", "as_activation", "register_layer"]
+__all__ = ["INIT_SCHEMES", "LAYER_KINDS", "AvgPool", "Conv2D", "Declared", "Dense", "Dropout", "Input", "Layer",
+           "MaxPool", "ParamSpec", "as_activation", "register_layer"]

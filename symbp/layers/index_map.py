@@ -232,8 +232,8 @@ def parse_map(text: str, params: tuple[str, ...]) -> IndexMap:
             raise ValueError(f"the output's indices must be names, as in z[f,i,j]; got z[{m.group(1).strip()}]")
     if len(set(names)) != len(names):
         raise ValueError(f"the output's index names must differ, got z[{', '.join(names)}]")
-    if len(names) > 3:
-        raise ValueError(f"an output has at most 3 axes (channels, rows, columns), got z[{', '.join(names)}]")
+    if len(names) > 4:
+        raise ValueError(f"an output has at most 4 axes, got z[{', '.join(names)}]")
     reserved = {"x", "z", "sum", "max", "range", *params, *FUNCTIONS, *CONSTANTS}
     for name in names:
         if name in reserved:

@@ -1,16 +1,77 @@
-"""Max-pooling over non-overlapping windows (stride = window); rows and columns that do not fill a window are
-dropped (the book's ignore_border): a[c, i, j] = max_{p<ph, q<pw} x[c, i·ph + p, j·pw + q].
+"""Pooling, PyTorch's ``MaxPool2d`` and ``AvgPool2d``: a[c, i, j] = max (or mean) over p < ph, q < pw of
+x[c, s·i + p − pad, s·j + q − pad], ``stride`` defaulting to the window, rows and columns that do not fill a
+window dropped (PyTorch's floor mode, the book's ignore_border).  Padding is left out of a max (PyTorch pads
+with −∞) and counted in a mean (``count_include_pad=True``); a global average pool is ``AvgPool`` over the
+whole image.
 
-Takes: the window (ph, pw).  Gives: ``MaxPool`` (no parameters; output (C, H // ph, W // pw)).  The gradient
-goes to the window's maximum; on ties to the first in row-major order.
+Takes: the window (ph, pw), stride and padding.  Gives: ``MaxPool`` (non-overlapping windows without padding
+keep their own rules: ``symbp.derive.layers.pool``; any other is its declaration) and ``AvgPool`` (always its
+declaration, ``symbp.layers.declared``).  No parameters.  A max's gradient goes to the window's maximum; on
+ties to the first in row-major order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
+from symbp.layers import windows
 from symbp.layers.base import Layer, register_layer
 from symbp.layers.conv import _pair
+
+
+def _options(layer, kind: str) -> None:
+    object.__setattr__(layer, "window", _pair(kind, "the window", layer.window))
+    stride = layer.window if layer.stride is None else windows.pair(kind, "stride", layer.stride)
+    object.__setattr__(layer, "stride", stride)
+    object.__setattr__(layer, "padding", windows.pair(kind, "padding", layer.padding, minimum=0))
+    if any(2 * p > k for p, k in zip(layer.padding, layer.window)):
+        raise ValueError(f"{kind}: padding {layer.padding} must be at most half the window {layer.window} (as in "
+                         "PyTorch)")
+
+
+def _config(self) -> dict:
+    out = {"window": list(self.window)}
+    if self.stride != self.window:
+        out["stride"] = list(self.stride)
+    if self.padding != (0, 0):
+        out["padding"] = list(self.padding)
+    return out
+
+
+def _from_config(cls, doc, where):
+    opts = {k: tuple(doc[k]) for k in ("stride", "padding") if k in doc}
+    return cls(tuple(doc["window"]), **opts)
+
+
+def _key_parts(self) -> list[str]:
+    return [self.kind, repr(self.window)] + ([repr((self.stride, self.padding))] if not self.plain else [])
+
+
+def _pool_name(layer) -> str:
+    base = "pool" if layer.kind == "maxpool" else "avgpool"
+    name = f"{base}{layer.window[0]}x{layer.window[1]}"
+    if layer.stride != layer.window:
+        name += f"s{layer.stride[0]}" if layer.stride[0] == layer.stride[1] else f"s{layer.stride[0]}x{layer.stride[1]}"
+    if layer.padding != (0, 0):
+        name += f"p{layer.padding[0]}" if layer.padding[0] == layer.padding[1] else \
+            f"p{layer.padding[0]}x{layer.padding[1]}"
+    return name
+
+
+@lru_cache(maxsize=256)
+def _pool_declaration(layer, in_shape):
+    from symbp.layers.declared import Declared
+
+    kind = "MaxPool" if layer.kind == "maxpool" else "AvgPool"
+    (bh, bw), (ho, wo) = windows.geometry(kind, in_shape, layer.window, layer.stride, layer.padding, (1, 1))
+    (kh, kw), (sh, sw) = layer.window, layer.stride
+    x = f"x[c,{windows.index('i', sh, 'p', 1, bh)},{windows.index('j', sw, 'q', 1, bw)}]"
+    gens = f"for p in range({kh}) for q in range({kw})"
+    text = (f"z[c,i,j] = max({x} {gens})" if layer.kind == "maxpool" else
+            f"z[c,i,j] = sum({x} {gens})/{kh * kw}")
+    return Declared.create(_pool_name(layer).replace("pool", "maxpool", 1) if layer.kind == "maxpool"
+                           else _pool_name(layer), text, (in_shape[0], ho, wo))
 
 
 @register_layer
@@ -19,12 +80,24 @@ class MaxPool(Layer):
     """Max over ``window`` = (ph, pw) blocks of each channel."""
 
     window: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
     kind = "maxpool"
 
     def __post_init__(self):
-        object.__setattr__(self, "window", _pair("MaxPool", "the window", self.window))
+        _options(self, "MaxPool")
+
+    @property
+    def plain(self) -> bool:
+        """Non-overlapping windows without padding (the book's, with their own rules and kernels)."""
+        return self.stride == self.window and self.padding == (0, 0)
+
+    def declaration(self, in_shape):
+        return _pool_declaration(self, tuple(in_shape))
 
     def out_shape(self, in_shape):
+        if not self.plain:
+            return self.declaration(in_shape).out_shape(in_shape)
         if len(in_shape) != 3:
             raise ValueError(f"MaxPool needs an image-shaped input (channels, height, width), got {in_shape}")
         c, h, w = in_shape
@@ -33,21 +106,49 @@ class MaxPool(Layer):
             raise ValueError(f"MaxPool: a {ph}x{pw} window leaves nothing of a {h}x{w} input")
         return (c, h // ph, w // pw)
 
-    def config(self) -> dict:
-        return {"window": list(self.window)}
-
-    @classmethod
-    def from_config(cls, doc, where):
-        return cls(tuple(doc["window"]))
-
-    def key_parts(self) -> list[str]:
-        return [self.kind, repr(self.window)]
+    config = _config
+    from_config = classmethod(_from_config)
+    key_parts = _key_parts
 
     def describe(self) -> str:
-        return f"pool{self.window[0]}x{self.window[1]}"
+        return _pool_name(self)
 
     def reference(self, params, x):
+        if not self.plain:
+            return self.declaration(x.shape[1:]).reference(params, x)
         ph, pw = self.window
         n, c, h, w = x.shape
         ho, wo = h // ph, w // pw
         return x[:, :, :ho * ph, :wo * pw].reshape(n, c, ho, ph, wo, pw).max(axis=(3, 5))
+
+
+@register_layer
+@dataclass(frozen=True)
+class AvgPool(Layer):
+    """Mean over ``window`` = (ph, pw) windows of each channel (padding counted, as PyTorch's default)."""
+
+    window: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    kind = "avgpool"
+
+    def __post_init__(self):
+        _options(self, "AvgPool")
+
+    def declaration(self, in_shape):
+        return _pool_declaration(self, tuple(in_shape))
+
+    def out_shape(self, in_shape):
+        return self.declaration(in_shape).out_shape(in_shape)
+
+    config = _config
+    from_config = classmethod(_from_config)
+
+    def key_parts(self) -> list[str]:
+        return [self.kind, repr(self.window), repr((self.stride, self.padding))]
+
+    def describe(self) -> str:
+        return _pool_name(self)
+
+    def reference(self, params, x):
+        return self.declaration(x.shape[1:]).reference(params, x)

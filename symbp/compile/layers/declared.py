@@ -45,7 +45,7 @@ def _forward_steps(eq, ctx, out: str, keep_argmax: bool) -> list[IndexReduce]:
     steps = []
     for ti, term in enumerate(imap.terms):
         argmax = f"argmax{l}_{ti}" if term.kind == "max" and keep_argmax else None
-        steps.append(IndexReduce(out, eq.out_shape, imap.out_vars, ctx.rows, term.kind, term.vars, term.body,
+        steps.append(IndexReduce(out, eq.geometry.out, imap.out_vars, ctx.rows, term.kind, term.vars, term.body,
                                  _operands(eq, term.reads, ctx), accumulate=ti > 0, argmax=argmax,
                                  eq=f"z{l} {'+' if ti else ''}= term {ti + 1} of {eq.layer.name}: "
                                     f"{eq.layer.text}"))
@@ -133,7 +133,7 @@ class DeclaredLowering:
         steps: list = [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))],
                            eq=f"BP2: δ{l} = ∂C/∂a{l} ⊙ σ′(z{l})")]
         fwd = _forward_steps(eq, ctx, f"z{l}", True)
-        g_op = Operand(f"delta{l}", eq.out_shape, (), per_row=True)
+        g_op = Operand(f"delta{l}", eq.geometry.out, (), per_row=True)
         back = ctx.grad(l - 1)
         if back is not None:  # ∂C/∂aˡ⁻¹, read before any parameter changes
             first = True

@@ -163,6 +163,8 @@ class ConvEquations:
 
 @derive_layer.register
 def _(layer: Conv2D, ctx: LayerContext) -> ConvEquations:
+    if not layer.plain:  # stride, padding, dilation or groups: the layer is its declaration
+        return derive_layer(layer.declaration(ctx.in_shape), ctx)
     if ctx.is_output:
         raise ValueError(f"layer {ctx.index}: a Conv2D output layer is not supported; end with sb.Dense(n, ...)")
     deriv = _derivative(layer.activation)
@@ -299,4 +301,6 @@ def _ndindex(shape):
 
 @unroll_layer.register
 def _(layer: Conv2D, index: int, inputs: list) -> UnrolledConv:
+    if not layer.plain:
+        return unroll_layer(layer.declaration(tuple(getattr(inputs, "shape", (len(inputs),)))), index, inputs)
     return UnrolledConv(layer, index, inputs)

@@ -24,7 +24,7 @@ from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_
 from symbp.derive.layers.conv import _image_shape
 from symbp.derive.limits import run_optional
 from symbp.layers.conv import Conv2D
-from symbp.layers.pool import MaxPool
+from symbp.layers.pool import AvgPool, MaxPool
 from symbp.layers.recognise import as_correlation, as_window_max
 from symbp.symbols import z
 
@@ -78,7 +78,14 @@ class PoolEquations:
 
 
 @derive_layer.register
+def _(layer: AvgPool, ctx: LayerContext):
+    return derive_layer(layer.declaration(ctx.in_shape), ctx)  # the layer is its declaration
+
+
+@derive_layer.register
 def _(layer: MaxPool, ctx: LayerContext) -> PoolEquations:
+    if not layer.plain:  # overlapping or padded windows: the layer is its declaration
+        return derive_layer(layer.declaration(ctx.in_shape), ctx)
     if ctx.is_output:
         raise ValueError(f"layer {ctx.index}: a MaxPool output layer is not supported; end with sb.Dense(n, ...)")
     xs = sp.symbols(f"x0:{min(4, layer.window[0] * layer.window[1])}", real=True)
@@ -91,7 +98,8 @@ def _pool_first(ctx: LayerContext) -> str | None:
     reals, shown by sympy within the derivation budget (not shown in time: pooling stays after σ).  A declared
     layer counts as the convolution or pooling whose map it equals (``symbp.layers.recognise``)."""
     prev = ctx.network.layers[ctx.index - 1]
-    if not (isinstance(prev, Conv2D) or as_correlation(prev, _geometry_of(prev, ctx.network.shapes[ctx.index - 2]))) \
+    plain_conv = isinstance(prev, Conv2D) and prev.plain  # lowered by the conv kind, which can leave σ to the pool
+    if not (plain_conv or as_correlation(prev, _geometry_of(prev, ctx.network.shapes[ctx.index - 2]))) \
             or not _non_decreasing(prev.activation.expr):
         return None
     l = ctx.index
@@ -179,4 +187,11 @@ class UnrolledPool(UnrolledLayer):
 
 @unroll_layer.register
 def _(layer: MaxPool, index: int, inputs: list) -> UnrolledPool:
+    if not layer.plain:
+        return unroll_layer(layer.declaration(tuple(getattr(inputs, "shape", (len(inputs),)))), index, inputs)
     return UnrolledPool(layer, index, inputs)
+
+
+@unroll_layer.register
+def _(layer: AvgPool, index: int, inputs: list):
+    return unroll_layer(layer.declaration(tuple(getattr(inputs, "shape", (len(inputs),)))), index, inputs)

@@ -1,0 +1,154 @@
+"""The built-in layers with PyTorch's options (Conv2D stride, padding — an int, a pair or "same" —, dilation,
+groups; MaxPool and AvgPool stride and padding; a global average pool): outputs and every gradient against
+``F.conv2d``/``F.max_pool2d``/``F.avg_pool2d`` autograd where PyTorch is installed, finite differences and the
+other backend everywhere; output sizes by PyTorch's formulas, impossible combinations refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_declared_kernels import NEG, _finite_differences
+
+import symbp as sb
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover
+    torch = None
+
+C, P, A = sb.Conv2D, sb.MaxPool, sb.AvgPool
+# name: (input shape, layer, torch forward of (x, *params), whether the prefix makes the inputs negative)
+CASES = {
+    "conv_s2_p1": ((2, 7, 7), C(3, (3, 3), sb.tanh, stride=2, padding=1),
+                   lambda x, W, b: F.conv2d(x, W, b, stride=2, padding=1)),
+    "conv_pair_padding_stride": ((2, 7, 6), C(3, (3, 2), sb.tanh, stride=(2, 1), padding=(1, 0)),
+                                 lambda x, W, b: F.conv2d(x, W, b, stride=(2, 1), padding=(1, 0))),
+    "conv_same_even_kernel": ((2, 6, 5), C(2, (2, 4), sb.tanh, padding="same"),  # PyTorch pads more after
+                              lambda x, W, b: F.conv2d(x, W, b, padding="same")),
+    "conv_dilated_same": ((2, 7, 7), C(2, (3, 3), sb.tanh, padding="same", dilation=2),
+                          lambda x, W, b: F.conv2d(x, W, b, padding="same", dilation=2)),
+    "conv_groups_2": ((4, 5, 5), C(6, (3, 3), sb.tanh, groups=2, padding=1),
+                      lambda x, W, b: F.conv2d(x, W, b, padding=1, groups=2)),
+    "conv_depthwise": ((3, 5, 5), C(3, (3, 3), sb.tanh, groups=3),
+                       lambda x, W, b: F.conv2d(x, W, b, groups=3)),
+    "maxpool3_s2_p1": ((2, 7, 7), P((3, 3), stride=2, padding=1), lambda x: F.max_pool2d(x, 3, 2, 1)),
+    "maxpool_odd_sizes": ((2, 7, 5), P((2, 2)), lambda x: F.max_pool2d(x, 2)),
+    "avgpool2": ((2, 6, 5), A((2, 2)), lambda x: F.avg_pool2d(x, 2)),
+    "avgpool3_s2_p1": ((2, 6, 6), A((3, 3), stride=2, padding=1), lambda x: F.avg_pool2d(x, 3, 2, 1)),
+    "global_avgpool": ((3, 4, 4), A((4, 4)), lambda x: F.avg_pool2d(x, 4)),
+}
+
+
+def _net(case):
+    shape, layer, _ = CASES[case]
+    return sb.Network([sb.Input(shape), sb.Conv2D(shape[0], (1, 1), NEG), layer, sb.Dense(3, sb.softmax)],
+                      cost=sb.log_likelihood)
+
+
+def _torch(case, params, X, Y):
+    shape, layer, t_fn = CASES[case]
+    ts = [tuple(torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in pair) for pair in params]
+    x = torch.tensor(X, dtype=torch.float64).reshape(-1, *shape)
+    a1 = -F.softplus(F.conv2d(x, *ts[0]))
+    mine = ts[1] if len(ts) == 3 else ()
+    a2 = t_fn(a1, *mine)
+    if isinstance(layer, sb.Conv2D):
+        a2 = torch.tanh(a2)
+    W3, b3 = ts[-1]
+    logp = F.log_softmax(a2.reshape(x.shape[0], -1) @ W3.T + b3, dim=1)
+    cost = -(torch.tensor(Y) * logp).sum(dim=1).mean()
+    cost.backward()
+    return float(cost.detach()), torch.exp(logp).detach().numpy(), [tuple(p.grad.numpy() for p in pair) for pair in ts]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_options_equal_pytorch_and_finite_differences_on_both_backends(case):
+    rng = np.random.default_rng(5)
+    shape = CASES[case][0]
+    X, Y = rng.normal(size=(3, int(np.prod(shape)))), np.eye(3)[rng.integers(0, 3, 3)]
+    results = []
+    for backend in ("numba", "numpy"):
+        model = _net(case).compile(backend=backend, dtype="float64", seed=1)
+        params = model.params
+        out, cost, grads = model.feedforward(X), model.cost(X, Y), model.gradients(X, Y)
+        if torch is not None:
+            t_cost, t_out, t_grads = _torch(case, params, X, Y)
+            np.testing.assert_allclose(out, t_out, rtol=1e-8, atol=1e-10)
+            assert cost == pytest.approx(t_cost, rel=1e-10)
+            for pair, t_pair in zip(grads, t_grads):
+                for g_, t_ in zip(pair, t_pair):
+                    np.testing.assert_allclose(g_, t_, rtol=1e-8, atol=1e-10)
+        results.append(grads)
+    for pair, ref in zip(results[0], _finite_differences(model, X, Y)):
+        for g_, r_ in zip(pair, ref):
+            np.testing.assert_allclose(g_, r_, rtol=1e-5, atol=1e-7)
+    for pa, pb in zip(*results):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer, in_shape, out", [
+    (C(8, (3, 3), sb.relu, stride=2, padding=1), (3, 28, 28), (8, 14, 14)),
+    (C(8, (5, 5), sb.relu, stride=3, padding=2, dilation=2), (3, 29, 31), (8, 9, 9)),
+    (C(8, (4, 4), sb.relu, padding="same"), (3, 9, 8), (8, 9, 8)),
+    (P((3, 3), stride=2), (4, 14, 14), (4, 6, 6)),
+    (P((3, 3), stride=2, padding=1), (4, 14, 14), (4, 7, 7)),
+    (A((7, 7)), (32, 7, 7), (32, 1, 1)),
+    (A((2, 3)), (1, 7, 7), (1, 3, 2)),
+])
+def test_output_sizes_are_pytorchs(layer, in_shape, out):
+    assert layer.out_shape(in_shape) == out
+    if torch is not None:
+        x = torch.zeros((1, *in_shape))
+        if isinstance(layer, sb.Conv2D):
+            pad = layer.padding
+            got = F.conv2d(x, torch.zeros((layer.maps, in_shape[0] // layer.groups, *layer.kernel)),
+                           stride=layer.stride, padding=pad, dilation=layer.dilation, groups=layer.groups)
+        elif isinstance(layer, sb.MaxPool):
+            got = F.max_pool2d(x, layer.window, layer.stride, layer.padding)
+        else:
+            got = F.avg_pool2d(x, layer.window, layer.stride, layer.padding)
+        assert tuple(got.shape[1:]) == out
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: C(4, (3, 3), sb.relu, padding="same", stride=2), "padding='same' needs stride 1"),
+    (lambda: C(5, (3, 3), sb.relu, groups=2), "5 maps cannot be split into 2 groups"),
+    (lambda: C(4, (3, 3), sb.relu, padding="valid"), "padding must be"),
+    (lambda: C(4, (3, 3), sb.relu, stride=0), "positive integer"),
+    (lambda: P((2, 2), padding=2), "at most half the window"),
+    (lambda: A((3, 3), stride=(1, 2, 3)), "a pair"),
+])
+def test_impossible_options_are_refused_by_name(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("layer, in_shape, message", [
+    (C(4, (3, 3), sb.relu, groups=2), (3, 8, 8), "3 input channels cannot be split into 2 groups"),
+    (C(4, (5, 5), sb.relu, stride=2, dilation=3), (1, 8, 8), "leaves nothing"),
+    (A((9, 9)), (1, 8, 8), "leaves nothing"),
+])
+def test_impossible_shapes_name_the_layer(layer, in_shape, message):
+    with pytest.raises(ValueError, match=f"layer 1 .*{message}"):
+        sb.Network([sb.Input(in_shape), layer, sb.Dense(2, sb.softmax)], cost=sb.log_likelihood)
+
+
+def test_plain_layers_keep_their_files_and_their_rules(tmp_path):
+    """The default options are the book's layers: the same model file fields, the same derived rules."""
+    net = sb.Network([sb.Input((1, 6, 6)), C(2, (3, 3), sb.relu), P((2, 2)), sb.Dense(2, sb.softmax)],
+                     cost=sb.log_likelihood)
+    model = net.compile(backend="numpy", seed=0)
+    model.save(tmp_path / "m")
+    import json
+
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert set(doc["layers"][1]) == {"kind", "maps", "kernel", "activation"} and set(doc["layers"][2]) == {
+        "kind", "window"}
+    strided = sb.Network([sb.Input((1, 6, 6)), C(2, (3, 3), sb.relu, stride=2, padding=1), A((3, 3)),
+                          sb.Dense(2, sb.softmax)], cost=sb.log_likelihood).compile(backend="numpy", seed=0)
+    strided.save(tmp_path / "s")
+    X = np.random.default_rng(0).normal(size=(2, 36))
+    assert np.array_equal(sb.load(tmp_path / "s").feedforward(X), strided.feedforward(X))
+    assert "full convolution" in str(net.equations())
