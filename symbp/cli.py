@@ -19,7 +19,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -389,19 +388,9 @@ def _check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: 
 
 def _check_folder(option: str, folder: Path) -> None:
     """``folder`` is, or can be created in, a folder this process can write in."""
-    folder = folder if str(folder) else Path(".")
-    existing = folder
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "a file" if existing.exists() else "not a folder"
-        raise ValueError(f"argument {option}: cannot write under {existing}: it is {what}, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ValueError(f"argument {option}: cannot write in the folder {existing} "
-                         f"({exc.strerror or exc})") from None
+    from symbp.paths import check_writable_folder
+
+    check_writable_folder(folder, f"argument {option}")
 
 
 def _check_not_folder(option: str, path: Path) -> None:

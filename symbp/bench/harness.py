@@ -73,6 +73,7 @@ from symbp.bench.impls import (
     NumpyBatched,
     init_params,
 )
+from symbp.paths import check_writable_folder
 
 CHECK_BATCHES = 3
 FULL_EPOCH = 50_000  # MNIST's training set: ``s_per_50k`` scales a shorter epoch to it
@@ -288,17 +289,7 @@ def check_out_dir(out_dir, what: str = "out_dir") -> Path:
     if not text:
         raise ValueError(f"{what}: the path is empty; give a folder for the results (default: {DEFAULT_OUT})")
     folder = Path(text).expanduser()
-    existing = folder
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        kind = "a file" if existing.is_file() else "not a folder"
-        raise ValueError(f"{what}: cannot write the results under {folder}: {existing} is {kind}")
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".symbp-bench-probe-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot write in the folder {existing} ({exc.strerror or exc})") from None
+    check_writable_folder(folder, what)
     return folder
 
 

@@ -140,14 +140,14 @@ def test_a_good_layer_list_parses_to_sizes():
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
 def test_out_on_dev_full_is_refused_before_the_run(capsys, nothing_runs):
     err = _one_line_error(capsys, ["--layers", "6,5,3", "--out", "/dev/full"])
-    assert "argument --out: cannot write the results under /dev/full: /dev/full is not a folder" in err
+    assert "argument --out: cannot write under /dev/full: /dev/full is not a folder" in err
 
 
 def test_out_under_a_file_or_empty_is_refused_before_the_run(capsys, tmp_path, nothing_runs):
     f = tmp_path / "a-file"
     f.write_text("x")
     err = _one_line_error(capsys, ["--layers", "6,5,3", "--out", str(f)])
-    assert f"argument --out: cannot write the results under {f}: {f} is a file" in err
+    assert f"argument --out: cannot write under {f}: {f} is a file" in err
     err = _one_line_error(capsys, ["--layers", "6,5,3", "--out", str(f / "sub" / "dir")])
     assert f"{f} is a file" in err
     err = _one_line_error(capsys, ["--out", ""])

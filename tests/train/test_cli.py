@@ -208,7 +208,7 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
         assert_one_line_error(rc, out, err, option, argv)
     errors = {" ".join(argv): err for (argv, _), (_, _, err) in zip(cases, results, strict=True)}
     assert "GB of memory" in errors["train --layers 784,100000000,10"]
-    assert "it is a file" in errors["train --save afile/model"]
+    assert "is a file" in errors["train --save afile/model"]
     assert "jdir.json is a folder" in errors["train --save jdir"]
     assert "does not exist" in errors["train --data-dir missing"]
     assert "conv20x29x29 (item 1): a 29x29 kernel is larger than its 28x28 input" in \
