@@ -177,7 +177,7 @@ def _walk(steps: list) -> list:
     return out
 
 
-def _correlation_buffers(steps: list, rows: str) -> list[Buffer]:
+def _correlation_buffers(steps: list) -> list[Buffer]:
     """The patches of every correlation (one per sample where a weights step reads them again, else one) and
     the input gradients' column buffers."""
     flat = []
@@ -206,7 +206,7 @@ def optimise(program):
     """The program with every recognised declared-map step replaced by its fast form (and the buffers those
     need)."""
     steps = _walk(program.steps)
-    extra = [b for b in _correlation_buffers(steps, "m") if program.buffer(b.name) is None]
+    extra = [b for b in _correlation_buffers(steps) if program.buffer(b.name) is None]
     return dataclasses.replace(program, steps=steps, buffers=list(program.buffers) + extra)
 
 
