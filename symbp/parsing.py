@@ -4,7 +4,9 @@ Takes: a string such as ``"z/(1+abs(z))"``, ``"where(z > 0, z, 0.01*z)"`` or
 ``"-(y*log(a) + (1-y)*log(1-a))"``, and the names of the symbols it may use (``allowed``, default ``("z",)``).
 Gives: a sympy expression over the canonical real symbols of ``symbp.symbols`` (``z``, ``a``, ``y``; any
 other allowed name becomes a real ``sympy.Symbol``), or ``ValueError`` with a message that quotes the
-offending piece of the text and says what is allowed; ``TypeError`` if ``text`` is not a ``str``.
+offending piece of the text and says what is allowed (for a misspelt name, which known names look like it:
+``sigmod(z)``: did you mean sigmoid?; a syntax error puts a caret under its column, and ``one_line`` gives the
+message on one line, with the column and the quoted line); ``TypeError`` if ``text`` is not a ``str``.
 
 Grammar (Python expression syntax, read by ``ast.parse(text, mode="eval")`` and walked by hand)::
 
@@ -63,9 +65,11 @@ Security guarantees:
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
 import math
 import operator
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -349,8 +353,8 @@ class _Parser:
         line_start = self.text.rfind("\n", 0, offset) + 1
         line_end = self.text.find("\n", offset)
         line_text = self.text[line_start:] if line_end < 0 else self.text[line_start:line_end]
-        return ValueError(f"syntax error at {self._position(offset)}: {message}\n    {line_text}\n"
-                          f"    {' ' * (offset - line_start)}^")
+        pad = "".join("\t" if ch == "\t" else " " for ch in line_text[: offset - line_start])  # tabs stay aligned
+        return ValueError(f"syntax error at {self._position(offset)}: {message}\n    {line_text}\n    {pad}^")
 
     def _check_depth(self, root: ast.expr) -> None:
         stack = [(root, 1)]
@@ -434,8 +438,10 @@ class _Parser:
     def _unknown_symbol(self, node: ast.Name) -> sp.Expr:
         names = ", ".join(self.symbols) or "(none)"
         lo, _ = self._span(node)
+        close = close_names(node.id, [*self.symbols, *CONSTANTS, *FUNCTIONS])
+        hint = did_you_mean([f"{name}(...)" if name in FUNCTIONS else name for name in close])
         raise ValueError(f"unknown symbol {node.id!r}; allowed symbols: {names}; constants: pi, e "
-                         f"(at {self._position(lo)})")
+                         f"(at {self._position(lo)}){hint}")
 
     def _binop(self, node: ast.BinOp) -> sp.Expr:
         if isinstance(node.op, (_ADDITIVE + _MULTIPLICATIVE)):
@@ -484,7 +490,8 @@ class _Parser:
             if name in self.symbols or name in CONSTANTS:
                 raise self._error(node, f"{name!r} is not a function, in {{q}}; write {name}*(...) for a "
                                   "product")
-            raise ValueError(f"unknown function {name!r} in {self._quote(node)}; allowed functions: "
+            hint = did_you_mean(close_names(name, FUNCTIONS)).lstrip(";")
+            raise ValueError(f"unknown function {name!r} in {self._quote(node)};{hint} allowed functions: "
                              f"{', '.join(sorted(FUNCTIONS))}")
         if node.keywords:
             raise self._refuse(node.keywords[0], "the keyword argument",
@@ -585,6 +592,40 @@ class _Parser:
             raise self._error(node, f"the constant {{q}} is too large or too small; constants must lie "
                               f"within 10**-{MAX_CONSTANT_LOG10} .. 10**{MAX_CONSTANT_LOG10}")
         return float(max(min(number, mpmath.mpf("1e308")), mpmath.mpf("-1e308")))
+
+
+def close_names(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The names among ``candidates`` that look like ``name`` (``difflib.get_close_matches``, case ignored), best
+    first, keeping only those about as close as the best (``sigmod``: sigmoid, not also sign): what a
+    did-you-mean suggests for a misspelt name."""
+    by_lower: dict[str, str] = {}
+    for candidate in candidates:
+        by_lower.setdefault(candidate.lower(), candidate)
+    key = name.lower()
+    matches = difflib.get_close_matches(key, list(by_lower), n=n)
+    ratios = [difflib.SequenceMatcher(None, key, match).ratio() for match in matches]
+    return [by_lower[match] for match, ratio in zip(matches, ratios, strict=True) if ratio >= ratios[0] - 0.1]
+
+
+def did_you_mean(names: Iterable[str]) -> str:
+    """``"; did you mean X?"`` (``X or Y``, ``X, Y or Z``) for the suggested names; ``""`` for none."""
+    names = list(names)
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"; did you mean {listed}?"
+
+
+#: A syntax error's quoted line and caret, as ``_Parser._syntax_error`` writes them under its first line.
+_CARET_BLOCK = re.compile(r"\n    ([^\n]*)\n    [ \t]*\^(?=\n|$)")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line (for the command line, whose errors are one line each): a syntax error's line and
+    caret under the column become ``, in '<line>'`` after the position the first line already gives; any other
+    line breaks and runs of spaces become single spaces."""
+    message = _CARET_BLOCK.sub(lambda m: f", in {m.group(1)!r}", message)
+    return " ".join(message.split())
 
 
 def _bits(number: sp.Rational) -> int:
