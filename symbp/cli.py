@@ -4,12 +4,14 @@ Takes: command-line arguments.  Gives: trained models and reports (``train``), d
 generated kernels (``show``), benchmark tables (``bench``).  Activations and costs are built-in names or
 expressions in quotes, read by the whitelist parser.
 
-Errors are one line on stderr, ``symbp <command>: error: ...``, exit status 2; a wrong argument names its option.
+Errors are one line on stderr, ``symbp <command>: error: ...``, exit status 2; a wrong argument names its option
+(a syntax error in an expression gives its column and quotes the line, where the library puts a caret under it).
 Every argument of ``train`` is checked before any data is loaded or kernel compiled: numbers and their
 ranges, the expressions, the layers (``--layers``: sizes or the compact items of ``symbp.layer_spec``, and
 their shapes) against the dataset and against this machine's memory, that ``--save`` and ``--plot`` can write
-their files and that ``--data-dir`` holds the dataset.  Only "dataset not found"
-takes several lines, to say where it looked and how to provide the files.
+their files (a missing folder is created when the file is written, and a line on stdout says so) and that
+``--data-dir`` holds the dataset.  Only "dataset not found" takes several lines, to say where it looked and how
+to provide the files.
 """
 
 from __future__ import annotations
@@ -154,17 +156,38 @@ def _layers(text: str) -> LayerText:
     return out
 
 
+def _named(kind: str, text: str, names: list[str], allowed: tuple[str, ...], example: str, parse):
+    """``parse(text)``; if it fails and ``text`` looks like a name (letters, digits, ``_`` and ``-``, no part of it a
+    symbol or constant of the expressions), a ``ValueError`` that names the built-ins (``names``) it looks like
+    and lists them all."""
+    from symbp.activations import NAME_PATTERN
+    from symbp.parsing import CONSTANTS, FUNCTIONS, close_names, did_you_mean
+
+    try:
+        return parse(text)
+    except ValueError:
+        name = text.strip()
+        if not NAME_PATTERN.fullmatch(name) or name in FUNCTIONS or any(
+                part in allowed or part in CONSTANTS for part in name.split("-")):
+            raise
+    close = close_names(name.replace("_", "-"), names) or [f"{f}(...)" for f in close_names(name, FUNCTIONS)]
+    raise ValueError(f"unknown {kind} {name!r}{did_you_mean(close)} (built-in {kind}s: {', '.join(names)}; or an "
+                     f"expression in {' and '.join(allowed)} such as {example!r})") from None
+
+
 def activation_arg(text: str) -> Activation:
     if text in BUILTIN_ACTIVATIONS:
         return BUILTIN_ACTIVATIONS[text]
-    return Activation.parse("custom", text)
+    return _named("activation", text, list(BUILTIN_ACTIVATIONS), ("z",), "z/(1+abs(z))",
+                  lambda t: Activation.parse("custom", t))
 
 
 def cost_arg(text: str) -> Cost:
     key = text.replace("-", "_")
     if key in BUILTIN_COSTS:
         return BUILTIN_COSTS[key]
-    return Cost.parse("custom", text)
+    return _named("cost", text, [name.replace("_", "-") for name in BUILTIN_COSTS], ("a", "y"), "(a-y)**2/2",
+                  lambda t: Cost.parse("custom", t))
 
 
 def _network_args(p: argparse.ArgumentParser) -> None:
@@ -304,9 +327,11 @@ def parser() -> argparse.ArgumentParser:
                         "(50,000 images become 250,000), as the book's expand_mnist.py")
     d.add_argument("--eval", choices=["test", "validation"], default="test",
                    help="data to evaluate on each epoch (default: test, as in the book's chapter 1)")
-    d.add_argument("--save", default=None, metavar="PATH", help="save the model as PATH.json + PATH.npz")
+    d.add_argument("--save", default=None, metavar="PATH",
+                   help="save the model as PATH.json + PATH.npz (a missing folder is created, and reported)")
     d.add_argument("--plot", default=None, metavar="FILE",
-                   help="write accuracy and cost curves to FILE (.png if it has no suffix; .pdf, .svg, ...)")
+                   help="write accuracy and cost curves to FILE (.png if it has no suffix; .pdf, .svg, ...; a "
+                        "missing folder is created, and reported)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--quiet", action="store_true", help="only the final summary")
 
@@ -391,6 +416,17 @@ def _check_folder(option: str, folder: Path) -> None:
     from symbp.paths import check_writable_folder
 
     check_writable_folder(folder, f"argument {option}")
+
+
+def _missing_folder(path: Path) -> Path | None:
+    """The folder ``path`` goes in if it does not exist yet (writing the file creates it), else None."""
+    return None if path.parent.exists() else path.parent
+
+
+def _say_created(folder: Path | None) -> None:
+    """``--save`` and ``--plot`` create a missing folder, and say so in one line."""
+    if folder is not None and folder.is_dir():
+        print(f"created the folder {folder}")
 
 
 def _check_not_folder(option: str, path: Path) -> None:
@@ -571,10 +607,12 @@ def cmd_train(args) -> int:
               f"final {hist.evaluation_accuracy[-1]:.2%}; {n_ep} epochs, training time {train_s:.2f} s "
               f"({train_s / max(1, n_ep):.3f} s/epoch)" + (" (stopped early)" if hist.stopped_early else ""))
     if save:
+        new_folder = _missing_folder(save[0])
         try:
             jpath, npath = model.save(save[0])
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --save: cannot save the model: {exc}") from exc
+        _say_created(new_folder)
         print(f"saved model to {jpath} and {npath}")
     if hist.diagnostics:
         last = hist.diagnostics[-1]
@@ -585,8 +623,9 @@ def cmd_train(args) -> int:
     if plot:
         from symbp.train.plot import plot_history
 
+        new_folder = _missing_folder(plot)
         try:
-            written = [plot_history(hist, plot, title=repr(net))]
+            written = [plot_history(hist, plot, title=repr(net), evaluation_label=args.eval)]
             if hist.diagnostics:
                 from symbp.train.diagnostics import plot_diagnostics, plot_weight_tiles
 
@@ -594,6 +633,7 @@ def cmd_train(args) -> int:
                 written.append(plot_weight_tiles(model, plot.with_name(f"{plot.stem}-weights{plot.suffix}")))
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --plot: cannot write the curves: {exc}") from exc
+        _say_created(new_folder)
         print("wrote " + ", ".join(map(str, written)))
     return 0
 
@@ -616,7 +656,9 @@ def _message(command: str, exc: BaseException) -> str:
     else:
         msg = str(exc).strip() or type(exc).__name__
     if not isinstance(exc, DatasetNotFoundError):  # which explains over several lines how to get the data
-        msg = " ".join(msg.split())
+        from symbp.parsing import one_line
+
+        msg = one_line(msg)  # a syntax error's caret under its column: the quoted line after "at column N"
     return f"symbp {command}: error: {msg}"
 
 
