@@ -190,6 +190,11 @@ class Equations:
     def __repr__(self) -> str:
         return f"<Equations of {self.network!r}: δᴸ = {text(self.output_error)}>"
 
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        """IPython's text/plain (what a terminal or a notebook without MathJax shows): the full ``str(self)``;
+        ``repr`` stays one line for lists and other containers."""
+        p.text(repr(self) if cycle else str(self))
+
 
 def layer_back(layer, style: str = "text") -> str | None:
     """∂C/∂aˡ as it reaches ``layer`` from the next one (None for the output layer)."""
