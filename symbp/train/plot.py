@@ -1,7 +1,8 @@
 """Training curves as an image (matplotlib, an optional extra: ``pip install symbp[plot]``).
 
-Takes: a ``History`` from ``Model.fit`` and a file name.  Gives: a figure with accuracy and cost per epoch, in
-the format the file name's suffix names (PNG if it has none: ``curves`` is written as ``curves.png``).
+Takes: a ``History`` from ``Model.fit``, a file name and the name of the evaluation data (``"test"``,
+``"validation"``: the legend's label).  Gives: a figure with accuracy and cost per epoch (ticks on whole epochs),
+in the format the file name's suffix names (PNG if it has none: ``curves`` is written as ``curves.png``).
 ``plot_path`` gives the path that will really be written, or a ``ValueError``, without drawing anything;
 ``open_figure`` and ``save_figure`` are the opening and closing every plot of symbp shares.
 """
@@ -76,25 +77,40 @@ def save_figure(plt, fig, path: Path, title: str = "") -> Path:
     return path
 
 
-def plot_history(hist, path, title: str = "") -> Path:
-    """Draw ``hist`` to ``plot_path(path)`` (its parent folders are created) and return that path."""
+def integer_epochs(ax) -> None:
+    """Ticks on whole numbers only on ``ax``'s x axis (epochs: no 2.5 on a run of 5 epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def draw_history(ax_accuracy, ax_cost, hist, evaluation_label: str = "evaluation") -> None:
+    """Draw ``hist``'s accuracy and cost per epoch on two axes; the evaluation data's curves are labelled
+    ``evaluation_label`` (what that data is: ``"test"``, ``"validation"``), the training data's ``"training"``."""
+    ep = hist.epochs
+    if hist.evaluation_accuracy:
+        ax_accuracy.plot(ep, [100 * v for v in hist.evaluation_accuracy], "o-", ms=3, label=evaluation_label)
+    if hist.training_accuracy:
+        ax_accuracy.plot(ep, [100 * v for v in hist.training_accuracy], "s-", ms=3, label="training")
+    ax_accuracy.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    if hist.evaluation_cost:
+        ax_cost.plot(ep, hist.evaluation_cost, "o-", ms=3, label=evaluation_label)
+    if hist.training_cost:
+        ax_cost.plot(ep, hist.training_cost, "s-", ms=3, label="training")
+    ax_cost.set(xlabel="epoch", ylabel="cost", title="Cost")
+    for ax in (ax_accuracy, ax_cost):
+        ax.grid(alpha=0.3)
+        integer_epochs(ax)
+        if ax.lines:
+            ax.legend()
+
+
+def plot_history(hist, path, title: str = "", evaluation_label: str = "evaluation") -> Path:
+    """Draw ``hist`` (see ``draw_history``) to ``plot_path(path)`` (its parent folders are created) and return
+    that path."""
     path, plt, fig, (ax1, ax2) = open_figure(path, 1, 2, size=(11, 4))
     try:
-        ep = hist.epochs
-        if hist.evaluation_accuracy:
-            ax1.plot(ep, [100 * v for v in hist.evaluation_accuracy], "o-", ms=3, label="evaluation")
-        if hist.training_accuracy:
-            ax1.plot(ep, [100 * v for v in hist.training_accuracy], "s-", ms=3, label="training")
-        ax1.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-        if hist.evaluation_cost:
-            ax2.plot(ep, hist.evaluation_cost, "o-", ms=3, label="evaluation")
-        if hist.training_cost:
-            ax2.plot(ep, hist.training_cost, "s-", ms=3, label="training")
-        ax2.set(xlabel="epoch", ylabel="cost", title="Cost")
-        for ax in (ax1, ax2):
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend()
+        draw_history(ax1, ax2, hist, evaluation_label)
     except BaseException:
         plt.close(fig)
         raise
