@@ -91,6 +91,12 @@ REFUSALS = [
     ("z[i] = W[i]*x[i]", {"W": (0,)}, "positive integer"),
     ("z[i] = W[i]*x[i]", {"a": (3,)}, "parameter name 'a'"),
     ("z[i] = x[i]", {"W": (3,), "w": (3,)}, "differ in more than case"),
+    ("z[_t0] = sum(W[_t0,k]*x[k] for k in range(4))", {"W": (3, 4)}, "not starting with _"),  # the derivation's own
+    ("z[\ufb01,fi] = x[fi]", None, "ASCII"),  # Python folds the ligature into fi: two loops, one variable
+    ("z[i] = sum(x[i+_p] for _p in range(2))", None, "not starting with _"),
+    ("z[i] = x[65536*(65536*i)]", None, "beyond"),
+    ("z[i] = x[i" + "+1" * 990 + "]", None, "nested too deeply"),
+    ("z[i] = cols_z[i]*x[i]", {"cols_z": (3,)}, "parameter name 'cols_z'"),
 ]
 
 
@@ -125,6 +131,28 @@ def test_impossible_shapes_are_refused_by_name(text, params, out, in_shape, mess
         layer = sb.Layer.parse("s", text, out=out, params=params)
         sb.Network([sb.Input(in_shape), layer, sb.Dense(2, sb.softmax)], cost=sb.log_likelihood)
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_large_max_with_an_empty_window_is_refused_in_closed_form():
+    layer = sb.Layer.parse("m", "z[c,i,j] = max(x[c,i+p,j+q] for p in range(1024) for q in range(1024))",
+                           out=(1, 1, 17))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="wholly outside x"):
+        layer.out_shape((1, 4, 4))
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_recognisers_need_the_builtins_bias():
+    from symbp.layers.recognise import as_correlation, as_dense
+
+    for text, params in (("z[j] = sum(W[j,k]*x[k] for k in range(4)) + b[j,j]", {"W": (3, 4), "b": (3, 3)}),
+                         ("z[j] = sum(W[j,k]*x[k] for k in range(4)) + W[j,0]", {"W": (3, 4)}),
+                         ("z[j] = sum(W[j,k]*x[k] for k in range(4)) + b[j]", {"W": (3, 4), "b": (5,)})):
+        layer = sb.Layer.parse("d", text, out=(3,), params=params)
+        assert as_dense(layer, layer.geometry((4,))) is None, text
+    conv = sb.Layer.parse("c", "z[f,i,j] = sum(W[f,c,p,q]*x[c,i+p,j+q] for c in range(1) for p in range(2) "
+                          "for q in range(2)) + b[f,i]", params={"W": (3, 1, 2, 2), "b": (3, 3)})
+    assert as_correlation(conv, conv.geometry((1, 4, 4))) is None
 
 
 def test_output_layer_refused():

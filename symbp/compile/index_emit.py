@@ -217,6 +217,8 @@ def _(step: IndexScatterMax, ind):
         cur += _IND
     o_idx = ", ".join(_v(v) for v in fwd.out_vars)
     lines.append(f"{cur}at = {am}[r, {o_idx}]")
+    lines.append(f"{cur}if at < 0:  # an empty window (refused when declared): nothing to route")
+    lines.append(f"{cur}{_IND}continue")
     ext = [n for _, n in fwd.vars]
     for d, (v, n) in enumerate(fwd.vars):
         stride = 1

@@ -135,7 +135,7 @@ def _rewrite(step):
     if isinstance(step, IndexGather):
         corr = _correlation_shape(step.forward)
         read = step.forward.operands[step.read]
-        if corr is not None and read is corr["x"] and step.per_sample:
+        if corr is not None and read is corr["x"] and step.per_sample and (step.alpha, step.beta) == ("1.0", "0.0"):
             return _correlation(step, "input", corr, out=step.target, z=step.forward.out, rows=step.rows,
                                 dcol=f"dcol_{step.forward.out}", accumulate=step.accumulate,
                                 eq=f"{step.target}: Wᵀ·δ + col2im (the input gradient of a correlation: {step.eq})")

@@ -229,9 +229,10 @@ def _param_shapes(params) -> tuple[tuple[str, tuple[int, ...]], ...]:
     out, total = [], 0
     for n, shape in params.items():
         if not isinstance(n, str) or not _PARAM_NAME.fullmatch(n) or n in _RESERVED or \
-                n.startswith(("nabla_", "i_")) or (n[0] in "vV" and len(n) > 1):
+                n.startswith(("nabla_", "i_", "cols_", "dcol_")) or (n[0] in "vV" and len(n) > 1):
             raise ValueError(f"parameter name {n!r} must be 1 to 16 letters or _ (no digits: the kernels number the "
-                             "layers), not starting with v (a momentum velocity is v + the name), i_ or nabla_, and "
+                             "layers), not starting with v (a momentum velocity is v + the name), i_, nabla_, cols_ "
+                             "or dcol_, and "
                              f"not one of {', '.join(sorted(_RESERVED))}")
         if isinstance(shape, int) and not isinstance(shape, bool):
             shape = (shape,)
@@ -363,10 +364,18 @@ def _infer_out(imap: IndexMap, shapes: dict) -> tuple[int, ...]:
 
 
 def _check_windows(imap: IndexMap, out: tuple[int, ...], x_shape: tuple[int, ...]) -> None:
-    """Every output of a max must have at least one window position inside x (else its max would be −∞)."""
+    """Every output of a max must have at least one window position inside x (else its max would be −∞).
+    Axis by axis where each window variable moves one axis of one read of x (pools: exact, in closed form),
+    else position by position (small maps; a larger one is refused rather than left unchecked)."""
     term = imap.terms[0]
-    if math.prod(out) * term.size > 1 << 24:
-        return  # too large to enumerate here; such maps are refused by the kernels' own check at run time
+    xs = [r for r in term.reads if r.array == "x"]
+    axes = [v for r in xs for e in r.index for v in e.vars if v in term.extents]
+    if len(xs) == 1 and len(axes) == len(set(axes)) and all(
+            sum(v in term.extents for v in e.vars) <= 1 for e in xs[0].index):
+        return _check_windows_by_axis(imap, out, x_shape, xs[0], term.extents)
+    if math.prod(out) * term.size > 1 << 16:
+        raise ValueError("a max over more than one read of x, or over window variables shared by its axes, is "
+                         f"checked position by position: at most {1 << 16} output × window positions")
     from symbp.layers.index_map import positions
 
     grids = np.meshgrid(*(np.arange(n) for n in out), indexing="ij")
@@ -447,6 +456,30 @@ def read_declarations(path) -> dict[str, Declared]:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     return out
+
+
+def _check_windows_by_axis(imap, out, x_shape, read, window: dict) -> None:
+    """For each axis d of x: e_d = base(outputs) + b·r (one window variable r < n, or none): some r lands in
+    0 ≤ e_d ≤ S_d − 1 for every output value, checked in closed form over that axis's output variables."""
+    for d, e in enumerate(read.index):
+        size = x_shape[d]
+        outs = [v for v in e.vars if v not in window]
+        grids = np.meshgrid(*(np.arange(out[imap.out_vars.index(v)]) for v in outs), indexing="ij") if outs else []
+        base = e.const + sum(e.coeff(v) * g for v, g in zip(outs, grids))
+        base = np.asarray(base)
+        wv = [v for v in e.vars if v in window]
+        if not wv:
+            ok = (base >= 0) & (base < size)
+        else:
+            b, n = e.coeff(wv[0]), window[wv[0]]
+            lo_v, hi_v = (-base, size - 1 - base) if b > 0 else (base - size + 1, base)  # b·r within these
+            k = abs(b)
+            lo_r = np.maximum(0, -((-lo_v) // k))
+            hi_r = np.minimum(n - 1, hi_v // k)
+            ok = lo_r <= hi_r
+        if not np.all(ok):
+            raise ValueError(f"a window of the max lies wholly outside x (shape {x_shape}) along its axis {d}: max "
+                             "over no element; use less padding or a smaller output")
 
 
 def parse_layer(name, text, out=None, params=None, activation=None, init=None) -> Declared:

@@ -45,6 +45,8 @@ MAX_READS, MAX_VARS = 64, 16
 MAX_REDUCTION = 1 << 20
 
 _LHS = re.compile(r"^\s*z\s*\[([^\]]*)\]\s*=(?!=)(.*)$", re.S)
+#: index variable names: ASCII (Python folds other scripts' look-alikes into one name), not starting with _
+_INDEX_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,9 @@ def parse_map(text: str, params: tuple[str, ...]) -> IndexMap:
                          f"\"z[j] = sum(W[j,k]*x[k] for k in range(784)) + b[j]\"; got {text[:80]!r}")
     names = [s.strip() for s in m.group(1).split(",")]
     for name in names:
-        if not name.isidentifier() or keyword.iskeyword(name):
-            raise ValueError(f"the output's indices must be names, as in z[f,i,j]; got z[{m.group(1).strip()}]")
+        if not _INDEX_NAME.fullmatch(name) or keyword.iskeyword(name):
+            raise ValueError(f"the output's indices must be names of ASCII letters, digits and _ not starting with _ "
+                             f"or a digit, as in z[f,i,j]; got z[{m.group(1).strip()}]")
     if len(set(names)) != len(names):
         raise ValueError(f"the output's index names must differ, got z[{', '.join(names)}]")
     if len(names) > 4:
@@ -239,7 +242,10 @@ def parse_map(text: str, params: tuple[str, ...]) -> IndexMap:
         if name in reserved:
             raise ValueError(f"{name!r} cannot name an output index (it names an array, a function or a constant)")
     walker = _MapParser(m.group(2), tuple(names), tuple(params))
-    rhs = walker.parse()
+    try:
+        rhs = walker.parse()
+    except RecursionError:
+        raise ValueError(f"the map is nested too deeply (at most {MAX_DEPTH} levels)") from None
     return _assemble(rhs, walker, tuple(names), " ".join(text.split()))
 
 
@@ -318,7 +324,14 @@ class _MapParser(_Parser):
         return read_symbol(len(self.reads) - 1)
 
     def _index(self, node: ast.expr) -> Affine:
-        """An integer affine index, walked by hand (no sympy): names bound by the output or a range."""
+        """An integer affine index, walked by hand (no sympy): names bound by the output or a range; every
+        coefficient and the constant stay within ±``MAX_EXTENT`` (no integer overflow in the kernels)."""
+        e = self._index_raw(node)
+        if abs(e.const) > MAX_EXTENT or any(abs(c) > MAX_EXTENT for _, c in e.coeffs):
+            raise self._error(node, f"the index {{q}} has a coefficient or constant beyond ±{MAX_EXTENT}")
+        return e
+
+    def _index_raw(self, node: ast.expr) -> Affine:
         bound = self._bound()
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int):
@@ -370,6 +383,9 @@ class _MapParser(_Parser):
             if not isinstance(comp.target, ast.Name):
                 raise self._refuse(comp.target, "the loop target", "each 'for' binds one name: for p in range(3)")
             name = comp.target.id
+            if not _INDEX_NAME.fullmatch(name):
+                raise self._error(comp.target, "the reduction variable {q} must be a name of ASCII letters, digits "
+                                  "and _ not starting with _")
             if name in taken or name in scope:
                 raise self._error(comp.target, f"the reduction variable {name!r} in {{q}} is already used (an "
                                   "output index, another variable, an array or a function)")

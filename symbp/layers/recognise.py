@@ -19,6 +19,13 @@ def _is_var(e: Affine, name: str) -> bool:
     return e == Affine.var(name)
 
 
+def _bias_ok(layer, bias, var: str, weight: str, n: int) -> bool:
+    """The bias term reads a parameter of its own, of shape (n,), at the output's first index."""
+    b = bias.reads[0]
+    return (len(b.index) == 1 and _is_var(b.index[0], var) and b.array != weight
+            and dict(layer.params).get(b.array) == (n,))
+
+
 def as_correlation(layer, geo):
     """(Conv2D, weight name, bias name) when a declared map is a valid stride-1 correlation plus a bias,
     z[f,i,j] = Σ_{c,p,q} P[f,c,p,q]·x[c,i+p,j+q] + B[f] with the extents of the whole input (whatever the
@@ -47,7 +54,7 @@ def as_correlation(layer, geo):
     if not (_is_var(x.index[0], c) and x.index[1] == Affine.var(i) + Affine.var(p)
             and x.index[2] == Affine.var(j) + Affine.var(q)):
         return None
-    if not _is_var(bias.reads[0].index[0], f):
+    if not _bias_ok(layer, bias, f, w.array, geo.out[0]):
         return None
     (cin, h, wd), (maps, ho, wo) = geo.x_shape, geo.out
     if (nc, ho, wo) != (cin, h - kh + 1, wd - kw + 1) or dict(layer.params)[w.array] != (maps, cin, kh, kw):
@@ -107,6 +114,6 @@ def as_dense(layer, geo):
     w = ws[0]
     if len(w.index) != 2 or not (_is_var(w.index[0], j) and _is_var(w.index[1], k)):
         return None
-    if not _is_var(bias.reads[0].index[0], j) or dict(layer.params)[w.array] != (geo.out[0], n_in):
+    if not _bias_ok(layer, bias, j, w.array, geo.out[0]) or dict(layer.params)[w.array] != (geo.out[0], n_in):
         return None
     return Dense(geo.out[0], layer.activation), w.array, bias.reads[0].array
