@@ -29,8 +29,11 @@ def as_cost(cost) -> Cost:
         try:
             return BUILTIN_COSTS[cost.replace("-", "_")]
         except KeyError:
+            from symbp.parsing import close_names, did_you_mean
+
             known = ", ".join(BUILTIN_COSTS)
-            raise ValueError(f"unknown cost {cost!r}; built-ins: {known} (or give sb.Cost(name, expr))") from None
+            raise ValueError(f"unknown cost {cost!r}{did_you_mean(close_names(cost, BUILTIN_COSTS))} (built-ins: "
+                             f"{known}; or give sb.Cost(name, expr))") from None
     raise ValueError(f"expected a Cost, got {cost!r}")
 
 

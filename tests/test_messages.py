@@ -163,3 +163,12 @@ def test_equations_text_plain_is_the_full_text():
     assert "".join(p.parts) == repr(eqs)
     pretty = pytest.importorskip("IPython.lib.pretty")
     assert pretty.pretty(eqs) == str(eqs)
+
+
+def test_python_api_names_suggest_too():
+    import symbp as sb
+
+    with pytest.raises(ValueError, match=r"unknown activation 'sigmod'; did you mean sigmoid\? \(built-ins: "):
+        sb.Dense(10, "sigmod")
+    with pytest.raises(ValueError, match=r"unknown cost 'quadratik'; did you mean quadratic\? \(built-ins: "):
+        sb.Network([3, 2], activation=sb.sigmoid, cost="quadratik")

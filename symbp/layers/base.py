@@ -52,9 +52,11 @@ def as_activation(act, where: str = "") -> Activation:
         try:
             return BUILTIN_ACTIVATIONS[act]
         except KeyError:
+            from symbp.parsing import close_names, did_you_mean
+
             known = ", ".join(BUILTIN_ACTIVATIONS)
-            raise ValueError(f"{where}unknown activation {act!r}; built-ins: {known} "
-                             "(or give sb.Activation(name, expr))") from None
+            raise ValueError(f"{where}unknown activation {act!r}{did_you_mean(close_names(act, BUILTIN_ACTIVATIONS))} "
+                             f"(built-ins: {known}; or give sb.Activation(name, expr))") from None
     raise ValueError(f"{where}expected an Activation, got {act!r}")
 
 
