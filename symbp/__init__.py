@@ -6,7 +6,7 @@
     model = net.compile(backend="numba", seed=0)  # kernels generated from those equations
 """
 
-from symbp import data
+from symbp import approx, data
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
@@ -41,6 +41,7 @@ __all__ = [
     "Network",
     "Regularizer",
     "a",
+    "approx",
     "cross_entropy",
     "data",
     "linear",

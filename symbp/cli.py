@@ -1,7 +1,8 @@
-"""The ``symbp`` command: ``train``, ``show`` and ``bench``.
+"""The ``symbp`` command: ``train``, ``show``, ``bench`` and ``approx``.
 
 Takes: command-line arguments.  Gives: trained models and reports (``train``), derived equations and
-generated kernels (``show``), benchmark tables (``bench``).  Activations and costs are built-in names or
+generated kernels (``show``), benchmark tables (``bench``), chapter 4's constructed networks, their error
+table and plots (``approx``).  Activations and costs are built-in names or
 expressions in quotes, read by the whitelist parser.
 
 Errors are one line on stderr, ``symbp <command>: error: ...``, exit status 2; a wrong argument names its option
@@ -82,6 +83,14 @@ examples:
   symbp show --cost cross-entropy --format latex
   symbp show --source sgd_epoch                 # the generated numba kernel for a whole epoch
   symbp show --layers conv20x5x5,pool2,conv40x5x5,pool2,fc100,softmax10 --activation relu --cost log-likelihood
+"""
+
+
+EPILOG_APPROX = """\
+examples:
+  symbp approx "sin(3*x) + 0.5*x" --neurons 5,10,20,50,100 --plot approx.png   # table, approx.png, approx-bumps.png
+  symbp approx "sin(3*x)" --neurons 10 --copies 4 --w-per-bump 10             # M shifted copies, gentle steps
+  symbp approx "sin(3*x)*y + 0.5" --dims 2 --neurons 4,8,16 --plot towers.png  # the 2-D towers
 """
 
 
@@ -346,6 +355,27 @@ def parser() -> argparse.ArgumentParser:
                    help="print the kernel plan instead: which path each step takes (BLAS gemm, im2col + gemm, "
                         "window max, or generated loops) and its work in FLOP")
     _compile_args(s)
+
+    ap = sub.add_parser("approx", help="chapter 4: build the book's network approximating a function",
+                        description="Build Nielsen's chapter-4 network (steep sigmoid steps paired into bumps, or "
+                                    "towers in 2-D) for f on a box, print its error against the bound and against "
+                                    "a network of the same hidden size trained on samples of f.",
+                        epilog=EPILOG_APPROX, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("function", help="f in x (or x and y with --dims 2), read by the whitelist parser")
+    ap.add_argument("--neurons", type=_neuron_list, default=[5, 10, 20, 50, 100], metavar="N,N,...",
+                    help="bumps per axis, one row each (1-D hidden size 2N; default: 5,10,20,50,100)")
+    ap.add_argument("--dims", type=int, choices=[1, 2], default=1, help="(default: 1)")
+    ap.add_argument("--box", type=_box_arg, default=(0.0, 1.0), metavar="LO,HI",
+                    help="the interval (each axis in 2-D) (default: 0,1)")
+    ap.add_argument("--w-per-bump", type=_positive_number, default=60.0, metavar="WD",
+                    help="step steepness as w times the bump width d (default: 60)")
+    ap.add_argument("--copies", type=_positive_int, default=1, metavar="M",
+                    help="M shifted copies at 1/M of the height (1-D; default: 1)")
+    ap.add_argument("--epochs", type=_non_negative_int, default=300,
+                    help="epochs of the trained comparison on 200 samples (1-D; 0: none; default: 300)")
+    ap.add_argument("--plot", default=None, metavar="FILE",
+                    help="write the error against N to FILE and the steps and bumps (1-D) or the towers (2-D) "
+                         "for the first N to FILE-bumps / FILE-towers")
 
     b = sub.add_parser("bench", help="benchmark symbp against NumPy, PyTorch and JAX", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -638,6 +668,61 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _neuron_list(text: str) -> list[int]:
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 5,10,20, got {text!r}")
+    values = [_integer(t, 1, "a positive integer") for t in items]
+    if max(values) > 2000:
+        raise argparse.ArgumentTypeError(f"at most 2000 bumps per axis, got {max(values)}")
+    return values
+
+
+def _box_arg(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI such as 0,1, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise argparse.ArgumentTypeError(f"expected finite LO < HI, got {text!r}")
+    return lo, hi
+
+
+def cmd_approx(args) -> int:
+    from symbp import approx
+
+    if args.dims == 2 and max(args.neurons) > 40:
+        raise ValueError(f"argument --neurons: at most 40 per axis with --dims 2 (N*N towers), got "
+                         f"{max(args.neurons)}")
+    if args.dims == 2 and args.copies != 1:
+        raise ValueError("argument --copies: M shifted copies are built in 1-D only")
+    plot = _plot_target(args.plot) if args.plot is not None else None
+    approx.target(args.function, args.dims)  # the parser's errors first
+    print(f"f = {args.function} on {' x '.join([f'[{args.box[0]:g}, {args.box[1]:g}]'] * args.dims)}, "
+          f"w·d = {args.w_per_bump:g}" + (f", M = {args.copies}" if args.dims == 1 else ""))
+    if args.dims == 1:
+        rows = approx.table(args.function, args.neurons, box=args.box, w_per_bump=args.w_per_bump,
+                            m=args.copies, train=args.epochs > 0, epochs=args.epochs)
+        print(approx.format_table(rows))
+    else:
+        rows = approx.table2d(args.function, args.neurons, box=args.box, w_per_bump=args.w_per_bump)
+        print(approx.format_table2d(rows))
+    if plot is not None:
+        new_folder = _missing_folder(plot)
+        first = approx.construct(args.function, args.neurons[0], box=args.box, dims=args.dims, m=args.copies,
+                                 w=args.w_per_bump * args.neurons[0] / (args.box[1] - args.box[0]))
+        if args.dims == 1:
+            written = [approx.plot_errors(rows, plot, f"f = {args.function}: sup error against N"),
+                       approx.plot_construction(first, plot.with_name(plot.stem + "-bumps" + plot.suffix))]
+        else:
+            written = [approx.plot_errors2d(rows, plot, f"f = {args.function}: towers, error against N"),
+                       approx.plot_towers(first, plot.with_name(plot.stem + "-towers" + plot.suffix))]
+        _say_created(new_folder)
+        print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
 def cmd_bench(rest) -> int:
     from symbp.bench.harness import main as bench_main
 
@@ -684,9 +769,9 @@ def main(argv=None) -> int:
                 p.print_help()
                 return 0
             warnings.showwarning = _one_line_warning(command)
-            if command not in ("train", "show"):
+            if command not in ("train", "show", "approx"):
                 return args.handler(args)  # the commands added by add_commands (sweep, vote)
-            return {"train": cmd_train, "show": cmd_show}[command](args)
+            return {"train": cmd_train, "show": cmd_show, "approx": cmd_approx}[command](args)
     except _ERRORS as exc:
         if isinstance(exc, BrokenPipeError):  # stdout closed early (symbp show | head): not an error of symbp
             with contextlib.suppress(OSError):
