@@ -68,11 +68,10 @@ def target(f, dims: int = 1):
     args = tuple(by_name.get(n, sp.Symbol(n, real=True)) for n in names)
     fn = numpy_function(args, expr)
 
-    def call(*xs):
+    def call(*xs):  # a constant (or f of x alone in 2-D) broadcast to the points' shape
         with np.errstate(all="ignore"):
             v = np.asarray(fn(*xs), dtype=float)
-        return np.broadcast_to(v, np.broadcast(*xs).shape).astype(float) if v.ndim == 0 or v.shape != np.shape(
-            xs[0]) else v
+        return np.array(np.broadcast_to(v, np.broadcast(*xs).shape), dtype=float)
 
     return expr, args, call
 
@@ -155,10 +154,6 @@ class Construction:
     @property
     def dims(self) -> int:
         return self.box.shape[0]
-
-    @property
-    def hidden(self) -> int:
-        return self.net.layers[1].n if hasattr(self.net.layers[1], "n") else self.model.params[0][0].shape[0]
 
     def __call__(self, *xs):
         X = np.column_stack([np.asarray(x, dtype=float).ravel() for x in xs])

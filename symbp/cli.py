@@ -366,7 +366,7 @@ def parser() -> argparse.ArgumentParser:
                     help="bumps per axis, one row each (1-D hidden size 2N; default: 5,10,20,50,100)")
     ap.add_argument("--dims", type=int, choices=[1, 2], default=1, help="(default: 1)")
     ap.add_argument("--box", type=_box_arg, default=(0.0, 1.0), metavar="LO,HI",
-                    help="the interval (each axis in 2-D) (default: 0,1)")
+                    help="the interval (each axis in 2-D); a negative LO as --box=-1,1 (default: 0,1)")
     ap.add_argument("--w-per-bump", type=_positive_number, default=60.0, metavar="WD",
                     help="step steepness as w times the bump width d (default: 60)")
     ap.add_argument("--copies", type=_positive_int, default=1, metavar="M",
@@ -692,13 +692,13 @@ def _box_arg(text: str) -> tuple[float, float]:
 def cmd_approx(args) -> int:
     from symbp import approx
 
+    approx.target(args.function, args.dims)  # the parser's errors first
     if args.dims == 2 and max(args.neurons) > 40:
         raise ValueError(f"argument --neurons: at most 40 per axis with --dims 2 (N*N towers), got "
                          f"{max(args.neurons)}")
     if args.dims == 2 and args.copies != 1:
         raise ValueError("argument --copies: M shifted copies are built in 1-D only")
     plot = _plot_target(args.plot) if args.plot is not None else None
-    approx.target(args.function, args.dims)  # the parser's errors first
     print(f"f = {args.function} on {' x '.join([f'[{args.box[0]:g}, {args.box[1]:g}]'] * args.dims)}, "
           f"w·d = {args.w_per_bump:g}" + (f", M = {args.copies}" if args.dims == 1 else ""))
     if args.dims == 1:
