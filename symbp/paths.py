@@ -1,15 +1,47 @@
-"""Checks of the paths a command will write, made before any work starts.
+"""Checks of the paths a command reads or writes, made before any work starts.
 
-Takes: a folder path and a label for messages (``"argument --out"``).  Gives: ``check_writable_folder``, which
-raises a one-line ``ValueError`` unless the folder exists, or can be created, inside a folder this process can
-write in (probed with a temporary file that is removed; nothing else is created).
+Takes: a path and a label for messages (``"argument --out"``, ``"model file"``).  Gives: ``open_regular``, a
+file descriptor and size of a regular file, opened so that a FIFO or a device cannot hang or flood the reader
+(model files, sweep results, files of declarations); ``check_writable_folder``, which raises a one-line
+``ValueError`` unless the folder exists, or can be created, inside a folder this process can write in (probed with
+a temporary file that is removed; nothing else is created).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+def _describe(mode: int) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def open_regular(path, what: str, error: type = ValueError) -> tuple[int, int]:
+    """A file descriptor and the size of a regular file.  Opened with O_NONBLOCK, so a FIFO cannot hang the
+    open, and refused (``error``, naming the file and ``what`` it is) before any read unless ``fstat`` says it is
+    a regular file.  A missing or unreadable file raises ``FileNotFoundError``/``PermissionError`` as it is."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:
+        raise error(f"{path}: cannot open the {what} ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: the {what} must be a regular file, this is {_describe(st.st_mode)}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
 
 
 def check_writable_folder(folder: Path, label: str) -> None:

@@ -177,9 +177,8 @@ class Declared(Layer):
 
 def map_values(layer: Declared, params, x) -> np.ndarray:
     """z for the rows of ``x`` (any shape with the rows first), straight from the map (see ``reference``)."""
-    import sympy as sp
-
     from symbp.layers.index_map import positions
+    from symbp.symbols import numpy_function
 
     x = np.asarray(x, np.float64)
     geo = layer.geometry(tuple(x.shape[1:]) if x.ndim > 2 else (x.shape[1],))
@@ -190,7 +189,7 @@ def map_values(layer: Declared, params, x) -> np.ndarray:
     env_out = dict(zip(imap.out_vars, grids))
     z = np.zeros((rows, *geo.out))
     for term in imap.terms:
-        f = sp.lambdify([read_symbol(k) for k in range(len(term.reads))], term.body, modules=["scipy", "numpy"])
+        f = numpy_function([read_symbol(k) for k in range(len(term.reads))], term.body)
         best = None
         for pos in positions(term.vars):
             env = env_out | pos
@@ -406,22 +405,18 @@ def read_declarations(path) -> dict[str, Declared]:
     activation goes through the whitelist parser; any problem is a ValueError naming the file and the entry."""
     import json
     import os
-    import stat
 
     from symbp.activations import BUILTIN_ACTIVATIONS, Activation
+    from symbp.paths import open_regular
 
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd, size = open_regular(path, "file of declarations")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the declarations ({exc.strerror})") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path}: not a regular file")
-        if info.st_size > MAX_DECLARATIONS_FILE:
-            raise ValueError(f"{path}: {info.st_size} bytes; a file of declarations holds at most "
-                             f"{MAX_DECLARATIONS_FILE}")
+        if size > MAX_DECLARATIONS_FILE:
+            raise ValueError(f"{path}: {size} bytes; a file of declarations holds at most {MAX_DECLARATIONS_FILE}")
         raw = os.read(fd, MAX_DECLARATIONS_FILE + 1)
     finally:
         os.close(fd)

@@ -126,10 +126,10 @@ def read_results_file(path: Path) -> bytes | None:
     """The bytes of a results file, or None when there is none.  ``ValueError`` (one line naming it), before
     anything is read, unless it is a regular file of at most ``MAX_RESULTS`` bytes; opened without blocking, so a
     FIFO cannot hang this.  What a running sweep appends after the size is taken is read the next time."""
-    from symbp.train.serialize import _open_regular
+    from symbp.paths import open_regular
 
     try:
-        fd, size = _open_regular(path, "results file")
+        fd, size = open_regular(path, "results file")
     except FileNotFoundError:
         return None
     except PermissionError as exc:

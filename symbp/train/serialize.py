@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from symbp.network import MAX_LAYERS as _MAX_LAYERS
+from symbp.paths import open_regular
 
 FORMAT = "symbp-model"
 VERSION = 1
@@ -107,32 +108,9 @@ def _temp_pattern(base: str) -> re.Pattern:
 
 
 # -- reading files safely ----------------------------------------------------------------------------
-def _describe(mode: int) -> str:
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return what
-    return "not a regular file"
-
-
 def _open_regular(path: Path, what: str) -> tuple[int, int]:
-    """A file descriptor and the size of a regular file.  Opened with O_NONBLOCK, so a FIFO cannot hang the
-    open, and refused before any read unless ``fstat`` says it is a regular file."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    try:
-        fd = os.open(path, flags)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except OSError as exc:
-        raise _Invalid(f"{path}: cannot open the {what} ({exc.strerror or exc})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _Invalid(f"{path}: the {what} must be a regular file, this is {_describe(st.st_mode)}")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st.st_size
+    """``symbp.paths.open_regular``, its refusals as this module's ``_Invalid``."""
+    return open_regular(path, what, _Invalid)
 
 
 def _read_exact(fd: int, size: int, path: Path, what: str) -> bytes:
