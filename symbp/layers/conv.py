@@ -67,14 +67,6 @@ def _conv_declaration(layer, in_shape):
                            layer.activation)
 
 
-def _pair(name: str, what: str, v) -> tuple[int, int]:
-    if isinstance(v, (int,)) and not isinstance(v, bool):
-        v = (v, v)
-    if not isinstance(v, (tuple, list)) or len(v) != 2:
-        raise ValueError(f"{name}: {what} must be a pair (rows, columns), got {v!r}")
-    return tuple(check_size(name, k) for k in v)
-
-
 @register_layer
 @dataclass(frozen=True)
 class Conv2D(Layer):
@@ -91,7 +83,7 @@ class Conv2D(Layer):
 
     def __post_init__(self):
         object.__setattr__(self, "maps", check_size("Conv2D", self.maps))
-        object.__setattr__(self, "kernel", _pair("Conv2D", "the kernel size", self.kernel))
+        object.__setattr__(self, "kernel", windows.pair("Conv2D", "the kernel size", self.kernel))
         object.__setattr__(self, "activation", as_activation(self.activation, "Conv2D: "))
         object.__setattr__(self, "stride", windows.pair("Conv2D", "stride", self.stride))
         object.__setattr__(self, "padding", windows.padding("Conv2D", self.padding))

@@ -17,11 +17,10 @@ from functools import lru_cache
 
 from symbp.layers import windows
 from symbp.layers.base import Layer, register_layer
-from symbp.layers.conv import _pair
 
 
 def _options(layer, kind: str) -> None:
-    object.__setattr__(layer, "window", _pair(kind, "the window", layer.window))
+    object.__setattr__(layer, "window", windows.pair(kind, "the window", layer.window))
     stride = layer.window if layer.stride is None else windows.pair(kind, "stride", layer.stride)
     object.__setattr__(layer, "stride", stride)
     object.__setattr__(layer, "padding", windows.pair(kind, "padding", layer.padding, minimum=0))

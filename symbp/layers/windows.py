@@ -18,7 +18,7 @@ def pair(kind: str, what: str, v, minimum: int = 1) -> tuple[int, int]:
     if isinstance(v, int) and not isinstance(v, bool):
         v = (v, v)
     if not isinstance(v, (tuple, list)) or len(v) != 2:
-        raise ValueError(f"{kind}: {what} must be an int or a pair (rows, columns), got {v!r}")
+        raise ValueError(f"{kind}: {what} must be a pair (rows, columns) or an int, got {v!r}")
     out = []
     for k in v:
         if minimum >= 1:

@@ -3,7 +3,10 @@ the in-process reference of a trial (``net.compile(seed=s).fit(..., seed=s)``)."
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+import pytest
 
 import symbp as sb
 
@@ -45,3 +48,24 @@ def same_history(a: dict, b: dict) -> bool:
 def same_params(p, q) -> bool:
     return len(p) == len(q) and all(np.array_equal(x, y) and x.dtype == y.dtype
                                     for pair_p, pair_q in zip(p, q) for x, y in zip(pair_p, pair_q))
+
+
+def within(seconds: float, fn):
+    """``fn()`` in a daemon thread: its result, or its exception re-raised; the test fails (instead of hanging)
+    when it has not returned within ``seconds``."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"no answer after {seconds} s: it hangs")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import sweep_kit as kit
 
 from symbp.sweep import report, store
 
@@ -128,24 +129,7 @@ def test_plot_sweep_writes_the_figure(tmp_path):
 
 # -- a results file that is not what a sweep writes -------------------------------------------------------------
 def _bounded(fn, seconds=10):
-    """Run ``fn`` in a thread; fail (not hang) if it has not returned within ``seconds``."""
-    import threading
-
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still running after {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return kit.within(seconds, fn)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])

@@ -59,25 +59,7 @@ def test_a_client_without_the_clusters_certificate_is_refused(cluster):
     engine.probe_scheduler(address, lc.security, timeout=5)  # and lets the right credentials through
 
 
-def _within(seconds: float, fn):
-    """``fn()`` in a daemon thread: its result, or its exception re-raised; the test fails (instead of hanging)
-    when it has not returned within ``seconds``."""
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        pytest.fail(f"no answer after {seconds} s: it hangs")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+_within = kit.within
 
 
 class _Quiet(http.server.BaseHTTPRequestHandler):
