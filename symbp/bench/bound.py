@@ -134,7 +134,7 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     fsizes = []
     for k, (layer, (i, o)) in enumerate(zip(net.layers, net.shapes(), strict=True)):
         if layer[0] == "conv":
-            F, kh, kw = layer[1:]
+            F, kh, kw = layer[1:4]  # stride and padding change only the output size o
             C = i[0]
             cW4.append(arr((F, C, kh, kw), 1 / np.sqrt(C * kh * kw)))
             cz4.append(arr((m, *o), 1e-3))  # the forward product's output, and the δ read back

@@ -1,21 +1,25 @@
 """Convolutional nets (Nielsen's chapter 6) in the benchmark harness: net specs, exact FLOP counts, and the
 implementations of one SGD epoch of them.
 
-Takes: a ``ConvNet`` (an input shape (C, H, W), then ``("conv", maps, kh, kw)``, ``("pool", ph, pw)``,
-``("fc", n)`` layers and a final ``("softmax", k)``; one elementwise activation, sigmoid or ReLU, in every conv
-and hidden fc layer; the cost is the log-likelihood of the softmax output), initial parameters ``[(W, b), ...]``
-in PyTorch's layout (conv W (maps, C, kh, kw), fc W (n_out, n_in)), the training set as flat rows (``X`` (n,
-C·H·W) in (channel, row, column) order, one-hot ``Y`` (n, k)), mini-batch size m, η, λ.  Gives: ``NETS`` (the
-book's ``basic_conv`` and ``dbl_conv``), ``conv_flops`` (exact per-sample multiply-add counts), and the
-implementations registered in ``CONV_IMPLS``, all behind ``symbp.bench.impls.Impl``'s interface:
+Takes: a ``ConvNet`` (an input shape (C, H, W), then ``("conv", maps, kh, kw)`` or ``("conv", maps, kh, kw,
+stride, padding)``, ``("pool", ph, pw)`` (max), ``("avgpool", ph, pw)``, ``("fc", n)`` layers and a final
+``("softmax", k)``; pools have stride = window, as PyTorch's default; one elementwise activation, sigmoid or
+ReLU, in every conv and hidden fc layer; the cost is the log-likelihood of the softmax output), initial
+parameters ``[(W, b), ...]`` in PyTorch's layout (conv W (maps, C, kh, kw), fc W (n_out, n_in)), the training
+set as flat rows (``X`` (n, C·H·W) in (channel, row, column) order, one-hot ``Y`` (n, k)), mini-batch size m, η,
+λ. Gives: ``NETS`` (the book's ``basic_conv`` and ``dbl_conv``), ``conv_flops`` (exact per-sample multiply-add
+counts), and the implementations registered in ``CONV_IMPLS``, all behind ``symbp.bench.impls.Impl``'s
+interface. ``NETS`` also holds ``modern``, a small net as a recent paper would write it (conv 16@3×3 padding 1,
+conv 32@3×3 stride 2 padding 1 twice, a global average pool, softmax 10; ReLU):
 
 - ``numpy-im2col``: written here from the math, independently of symbp's code: the whole mini-batch at once,
   images kept as (rows, height, width, channels); a conv layer's patches are one ``sliding_window_view`` copy
-  (im2col) of shape (m·Ho·Wo, C·kh·kw), the forward pass one matmul with W as (maps, C·kh·kw), ∂C/∂W
-  another, the input's δ a third followed by col2im (kh·kw shifted adds); max-pooling by ``argmax`` over each
-  window (the first maximum in row-major order on ties, as symbp and PyTorch).  In float64 it is the
-  cross-check reference for conv cases.
-- ``torch-eager``: ``nn.Conv2d``/``F.max_pool2d``/``nn.Linear``, ``F.cross_entropy`` (mean over the
+  (im2col, of the zero-padded images, every stride-th window) of shape (m·Ho·Wo, C·kh·kw), the forward pass
+  one matmul with W as (maps, C·kh·kw), ∂C/∂W another, the input's δ a third followed by col2im (kh·kw
+  strided adds, then the padding cropped); max-pooling by ``argmax`` over each window (the first maximum in
+  row-major order on ties, as symbp and PyTorch), average pooling by the window's mean (δ/(ph·pw) back to
+  each of its pixels).  In float64 it is the cross-check reference for conv cases.
+- ``torch-eager``: ``nn.Conv2d``/``F.max_pool2d``/``F.avg_pool2d``/``nn.Linear``, ``F.cross_entropy`` (mean over the
   mini-batch) and ``torch.optim.SGD`` (lr = η; weight decay λ/n on the weights only), one step per
   mini-batch, ``torch.set_num_threads(threads)``.
 - ``torch-compile``: the same module and step with the loss (forward and, through AOTAutograd, backward)
@@ -53,8 +57,10 @@ COMPILE_TIMEOUT = float(os.environ.get("SYMBP_BENCH_COMPILE_TIMEOUT", "420"))
 # -------------------------------------------------------------------------------------------- net specs
 @dataclasses.dataclass(frozen=True)
 class ConvNet:
-    """A chapter-6 net: ``input`` (C, H, W) and ``layers``, each ``("conv", maps, kh, kw)``, ``("pool", ph,
-    pw)``, ``("fc", n)``, ending with ``("softmax", k)``; ``activation`` in every conv and hidden fc layer."""
+    """A conv net: ``input`` (C, H, W) and ``layers``, each ``("conv", maps, kh, kw)`` (stride 1, no padding) or
+    ``("conv", maps, kh, kw, stride, padding)``, ``("pool", ph, pw)``, ``("avgpool", ph, pw)`` (windows of stride
+    = window, the rest cropped), ``("fc", n)``, ending with ``("softmax", k)``; ``activation`` in every conv and
+    hidden fc layer."""
 
     name: str
     input: tuple[int, int, int]
@@ -63,7 +69,11 @@ class ConvNet:
 
     def __post_init__(self):
         object.__setattr__(self, "input", tuple(int(v) for v in self.input))
-        object.__setattr__(self, "layers", tuple((str(l[0]), *(int(v) for v in l[1:])) for l in self.layers))
+        layers = []
+        for l in self.layers:
+            l = (str(l[0]), *(int(v) for v in l[1:]))
+            layers.append(l + (1, 0) if l[0] == "conv" and len(l) == 4 else l)  # stride 1, padding 0
+        object.__setattr__(self, "layers", tuple(layers))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"net {self.name!r}: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if len(self.input) != 3 or min(self.input) < 1:
@@ -76,22 +86,24 @@ class ConvNet:
         """(input shape, output shape) of every layer; image shapes are (C, H, W), flat ones (n,)."""
         shape: tuple = self.input
         out = []
-        arity = {"conv": 3, "pool": 2, "fc": 1, "softmax": 1}
+        arity = {"conv": 5, "pool": 2, "avgpool": 2, "fc": 1, "softmax": 1}
         for k, layer in enumerate(self.layers):
             kind, args = layer[0], layer[1:]
-            if kind not in arity or len(args) != arity[kind] or min(args) < 1:
+            if (kind not in arity or len(args) != arity[kind] or min(args[:4]) < 1
+                    or (kind == "conv" and args[4] < 0)):
                 raise ValueError(f"net {self.name!r}: bad layer {layer!r}")
             if kind == "softmax" and k != len(self.layers) - 1:
                 raise ValueError(f"net {self.name!r}: softmax must be the last layer")
-            if kind in ("conv", "pool"):
+            if kind in ("conv", "pool", "avgpool"):
                 if len(shape) != 3:
                     raise ValueError(f"net {self.name!r}: {kind} layer {k + 1} after a flat layer")
                 c, h, w = shape
                 if kind == "conv":
-                    f, kh, kw = args
-                    if kh > h or kw > w:
-                        raise ValueError(f"net {self.name!r}: {kh}x{kw} kernel larger than its {h}x{w} input")
-                    new = (f, h - kh + 1, w - kw + 1)
+                    f, kh, kw, s, p = args
+                    if kh > h + 2 * p or kw > w + 2 * p:
+                        raise ValueError(f"net {self.name!r}: {kh}x{kw} kernel larger than its {h}x{w} input "
+                                         f"padded by {p}")
+                    new = (f, (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1)
                 else:
                     ph, pw = args
                     if h // ph < 1 or w // pw < 1:
@@ -130,7 +142,11 @@ class ConvNet:
         parts = []
         for layer in self.layers:
             kind, args = layer[0], layer[1:]
-            parts.append({"conv": "conv{}x{}x{}", "pool": "pool{}x{}", "fc": "fc{}", "softmax": "softmax{}"}[kind]
+            if kind == "conv":
+                parts.append("conv{}x{}x{}".format(*args[:3]) + (f"s{args[3]}" if args[3] != 1 else "")
+                             + (f"p{args[4]}" if args[4] else ""))
+                continue
+            parts.append({"pool": "pool{}x{}", "avgpool": "avgpool{}x{}", "fc": "fc{}", "softmax": "softmax{}"}[kind]
                          .format(*args))
         return f"{'x'.join(map(str, self.input))} → " + ", ".join(parts) + f" ({self.activation})"
 
@@ -146,6 +162,8 @@ NETS: dict[str, ConvNet] = {
                                                   ("pool", 2, 2), ("fc", 100), ("softmax", 10))),
     "dbl_conv_relu": ConvNet("dbl_conv_relu", (1, 28, 28), (("conv", 20, 5, 5), ("pool", 2, 2), ("conv", 40, 5, 5),
                                                             ("pool", 2, 2), ("fc", 100), ("softmax", 10)), "relu"),
+    "modern": ConvNet("modern", (1, 28, 28), (("conv", 16, 3, 3, 1, 1), ("conv", 32, 3, 3, 2, 1),
+                                              ("conv", 32, 3, 3, 2, 1), ("avgpool", 7, 7), ("softmax", 10)), "relu"),
 }
 
 
@@ -284,14 +302,19 @@ class NumpyIm2col(ConvImpl):
             if kind == "conv":
                 W, b = self.Ws[p], self.bs[p]
                 F, C, kh, kw = W.shape
+                s, pad = layer[4], layer[5]
+                in_shape = a.shape
+                if pad:
+                    a = np.pad(a, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
                 _, H, Wd, _ = a.shape
-                Ho, Wo = H - kh + 1, Wd - kw + 1
+                Ho, Wo = (H - kh) // s + 1, (Wd - kw) // s + 1
                 # (m, Ho, Wo, C, kh, kw) -> rows of patches in W's (c, p, q) order: a copy (im2col)
-                cols = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(1, 2)).reshape(m * Ho * Wo, -1)
+                win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
+                cols = win.reshape(m * Ho * Wo, -1)
                 z = cols @ W.reshape(F, -1).T
                 z += b
                 out = _act(act, z).reshape(m, Ho, Wo, F)
-                tape.append(("conv", p, cols, a.shape, out))
+                tape.append(("conv", p, cols, in_shape, out, s, pad))
                 a, p = out, p + 1
             elif kind == "pool":
                 ph, pw = layer[1], layer[2]
@@ -303,6 +326,13 @@ class NumpyIm2col(ConvImpl):
                 out = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
                 tape.append(("pool", (ph, pw), arg, a.shape))
                 a = out
+            elif kind == "avgpool":
+                ph, pw = layer[1], layer[2]
+                _, H, Wd, C = a.shape
+                Hp, Wp = H // ph, Wd // pw
+                win = a[:, : Hp * ph, : Wp * pw].reshape(m, Hp, ph, Wp, pw, C)
+                tape.append(("avgpool", (ph, pw), None, a.shape))
+                a = win.mean(axis=(2, 4))
             else:
                 if a.ndim == 4:  # flatten as torch.flatten: (channel, row, column)
                     tape.append(("flatten", a.shape))
@@ -325,6 +355,15 @@ class NumpyIm2col(ConvImpl):
             entry = tape[k]
             kind = entry[0]
             below = any(e[0] in ("conv", "fc", "softmax") for e in tape[:k])  # else no input δ is needed
+            if kind == "avgpool":
+                _, (ph, pw), _, in_shape = entry
+                mm, H, Wd, C = in_shape
+                Hp, Wp = H // ph, Wd // pw
+                g = np.zeros(in_shape, dtype=delta.dtype)
+                share = delta / (ph * pw)  # (m, Hp, Wp, C): each pixel of a window gets its share
+                g[:, : Hp * ph, : Wp * pw] = np.repeat(np.repeat(share, ph, axis=1), pw, axis=2)
+                delta = g
+                continue
             if kind == "flatten":
                 _, H, Wd, C = entry[1]
                 delta = delta.reshape(-1, C, H, Wd).transpose(0, 2, 3, 1)
@@ -347,20 +386,21 @@ class NumpyIm2col(ConvImpl):
                 grads[p] = (delta.T @ a_in, delta.sum(axis=0))
                 delta = delta @ self.Ws[p] if below else None
             else:  # conv
-                _, p, cols, in_shape, out = entry
+                _, p, cols, in_shape, out, s, pad = entry
                 W = self.Ws[p]
                 F, C, kh, kw = W.shape
                 d2 = (delta * _act_prime_from_a(act, out)).reshape(-1, F)
                 grads[p] = ((d2.T @ cols).reshape(W.shape), d2.sum(axis=0))
                 if below:  # the input's δ: Wᵀ·δ per output position, then col2im (the full convolution)
                     mm, H, Wd, _ = in_shape
-                    Ho, Wo = H - kh + 1, Wd - kw + 1
+                    Ho, Wo = out.shape[1], out.shape[2]
                     dcols = (d2 @ W.reshape(F, -1)).reshape(mm, Ho, Wo, C, kh, kw)
-                    g = np.zeros(in_shape, dtype=delta.dtype)
+                    g = np.zeros((mm, H + 2 * pad, Wd + 2 * pad, C), dtype=delta.dtype)
                     for pp in range(kh):
                         for qq in range(kw):
-                            g[:, pp : pp + Ho, qq : qq + Wo, :] += dcols[:, :, :, :, pp, qq]
-                    delta = g
+                            g[:, pp : pp + s * (Ho - 1) + 1 : s, qq : qq + s * (Wo - 1) + 1 : s, :] += \
+                                dcols[:, :, :, :, pp, qq]
+                    delta = g[:, pad : pad + H, pad : pad + Wd]
                 else:
                     delta = None
         step = self.eta / len(Xb)
@@ -392,10 +432,10 @@ def _torch_module(net: ConvNet, torch):
             mods = []
             for layer, (i, o) in zip(net.layers, net.shapes(), strict=True):
                 if layer[0] == "conv":
-                    mods.append(nn.Conv2d(i[0], layer[1], (layer[2], layer[3])))
+                    mods.append(nn.Conv2d(i[0], layer[1], (layer[2], layer[3]), stride=layer[4], padding=layer[5]))
                     self.ops.append(("conv", len(mods) - 1))
-                elif layer[0] == "pool":
-                    self.ops.append(("pool", (layer[1], layer[2])))
+                elif layer[0] in ("pool", "avgpool"):
+                    self.ops.append((layer[0], (layer[1], layer[2])))
                 else:
                     if len(i) == 3:
                         self.ops.append(("flatten", None))
@@ -407,6 +447,8 @@ def _torch_module(net: ConvNet, torch):
             for kind, arg in self.ops:
                 if kind == "pool":
                     x = F.max_pool2d(x, arg)
+                elif kind == "avgpool":
+                    x = F.avg_pool2d(x, arg)
                 elif kind == "flatten":
                     x = torch.flatten(x, 1)
                 elif kind == "softmax":
@@ -569,9 +611,11 @@ def symbp_layers(net: ConvNet, sb):
     for layer in net.layers:
         kind, args = layer[0], layer[1:]
         if kind == "conv":
-            layers.append(sb.Conv2D(args[0], (args[1], args[2]), act))
+            layers.append(sb.Conv2D(args[0], (args[1], args[2]), act, stride=args[3], padding=args[4]))
         elif kind == "pool":
             layers.append(sb.MaxPool((args[0], args[1])))
+        elif kind == "avgpool":
+            layers.append(sb.AvgPool((args[0], args[1])))
         elif kind == "fc":
             layers.append(sb.Dense(args[0], act))
         else:
@@ -583,7 +627,8 @@ class _SymbpConv(_Symbp, ConvImpl):
     """symbp's compiled conv model, ``model.run_epoch`` over the whole epoch (one kernel call); everything but
     the network is the dense adapter's (``impls._Symbp``)."""
 
-    requires: ClassVar[tuple[str, ...]] = ("Network", "Input", "Conv2D", "MaxPool", "Dense", "log_likelihood")
+    requires: ClassVar[tuple[str, ...]] = ("Network", "Input", "Conv2D", "MaxPool", "AvgPool", "Dense",
+                                           "log_likelihood")
 
     def _network(self, sb):
         return sb.Network(symbp_layers(self.net, sb), cost=sb.log_likelihood)

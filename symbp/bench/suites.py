@@ -9,7 +9,9 @@ Takes: nothing.  Gives: ``SUITES``, a dict of name -> ``symbp.bench.Suite``:
 - ``conv-quick``: the chapter-6 net ``dbl_conv`` (two conv-pool layers, sigmoid, softmax) at mini-batch 10 and
   100 on a few hundred images, one repeat: proves the conv cases run end to end (CI); not for speed.
 - ``conv``: ``dbl_conv`` at mini-batch 10 and 100, float32, on MNIST's 50,000 training images (η 0.1, the
-  book's), 3 repeats; ``conv-basic`` adds ``basic_conv`` (one conv-pool layer) at both mini-batch sizes.
+  book's), and ``modern`` (conv 16@3×3 padding 1, conv 32@3×3 stride 2 padding 1 twice, a global average pool,
+  softmax 10; ReLU; η 0.02) at mini-batch 10, 3 repeats; ``conv-basic`` adds ``basic_conv`` (one conv-pool
+  layer) at both mini-batch sizes.
   ``--samples N`` (with ``--suite``, via ``samples=`` in the cases here) times fewer images and reports
   seconds per 50k scaled.
 """
@@ -42,8 +44,10 @@ SUITES = {
         (
             Case("dbl_conv-quick-m10", net="dbl_conv", batch_size=10, dtype="float32", samples=200, repeats=1),
             Case("dbl_conv-quick-m100", net="dbl_conv", batch_size=100, dtype="float32", samples=300, repeats=1),
+            Case("modern-quick-m10", net="modern", batch_size=10, dtype="float32", eta=0.02, samples=200, repeats=1),
         ),
-        description="dbl_conv on 200/300 images, 1 repeat, mini-batch 10 and 100: proves the conv cases run.",
+        description="dbl_conv on 200/300 images (mini-batch 10 and 100) and the modern net on 200, 1 repeat: proves "
+        "the conv cases run.",
         quick=True,
     ),
     "conv": Suite(
@@ -51,9 +55,11 @@ SUITES = {
         (
             Case("dbl_conv-m10-f32", net="dbl_conv", batch_size=10, dtype="float32", repeats=3),
             Case("dbl_conv-m100-f32", net="dbl_conv", batch_size=100, dtype="float32", repeats=3),
+            Case("modern-m10-f32", net="modern", batch_size=10, dtype="float32", eta=0.02, repeats=3),
         ),
         description="Chapter 6's dbl_conv (conv 20x5x5, pool 2, conv 40x5x5, pool 2, fc 100, softmax 10; sigmoid) "
-        "on MNIST, float32, mini-batch 10 and 100.",
+        "on MNIST, float32, mini-batch 10 and 100; the modern net (conv16x3x3p1, conv32x3x3s2p1, conv32x3x3s2p1, "
+        "avgpool7, softmax10; ReLU) at mini-batch 10.",
     ),
     "conv-basic": Suite(
         "conv-basic",

@@ -29,6 +29,9 @@ from symbp.bench.impls import ImplUnavailable
 SMALL = ConvNet("small", (2, 9, 11), (("conv", 3, 3, 2), ("pool", 2, 3), ("fc", 5), ("softmax", 4)), "relu")
 SMALL2 = ConvNet("small2", (1, 12, 12), (("conv", 3, 3, 3), ("pool", 2, 2), ("conv", 4, 2, 2), ("pool", 2, 2),
                                          ("fc", 6), ("softmax", 3)))
+# PyTorch's options: a strided, padded conv; an average pool that crops; a padded conv after it
+SMALL3 = ConvNet("small3", (2, 9, 10), (("conv", 3, 3, 3, 2, 1), ("avgpool", 2, 2), ("conv", 4, 2, 2, 1, 1),
+                                        ("fc", 5), ("softmax", 4)), "relu")
 
 
 def _data(net, n, seed=0):
@@ -94,14 +97,17 @@ def _mean_cost(impl, params, X, Y):
             if layer[0] == "conv":
                 Wt, b = next(it)
                 F, _, kh, kw = Wt.shape
-                Ho, Wo = a.shape[1] - kh + 1, a.shape[2] - kw + 1
-                z = np.array([[[np.sum(Wt[f] * a[:, i:i + kh, j:j + kw]) + b[f] for j in range(Wo)]
+                s, pad = layer[4], layer[5]
+                a = np.pad(a, ((0, 0), (pad, pad), (pad, pad)))
+                Ho, Wo = (a.shape[1] - kh) // s + 1, (a.shape[2] - kw) // s + 1
+                z = np.array([[[np.sum(Wt[f] * a[:, s * i:s * i + kh, s * j:s * j + kw]) + b[f] for j in range(Wo)]
                                for i in range(Ho)] for f in range(F)])
                 a = act(z)
-            elif layer[0] == "pool":
+            elif layer[0] in ("pool", "avgpool"):
                 ph, pw = layer[1:]
                 Hp, Wp = a.shape[1] // ph, a.shape[2] // pw
-                a = a[:, : Hp * ph, : Wp * pw].reshape(a.shape[0], Hp, ph, Wp, pw).max(axis=(2, 4))
+                win = a[:, : Hp * ph, : Wp * pw].reshape(a.shape[0], Hp, ph, Wp, pw)
+                a = win.max(axis=(2, 4)) if layer[0] == "pool" else win.mean(axis=(2, 4))
             else:
                 Wt, b = next(it)
                 z = Wt @ a.ravel() + b
@@ -113,7 +119,7 @@ def _mean_cost(impl, params, X, Y):
     return total / len(X)
 
 
-@pytest.mark.parametrize("net", [SMALL, SMALL2], ids=lambda n: n.name)
+@pytest.mark.parametrize("net", [SMALL, SMALL2, SMALL3], ids=lambda n: n.name)
 def test_im2col_step_is_minus_eta_times_finite_difference_gradient(net):
     """One full-batch step with η = 1 moves every parameter by −∂C/∂θ (central differences, float64)."""
     n = 5
@@ -158,7 +164,7 @@ def test_im2col_agrees_with_torch_in_float64():
     ok, why = TorchConvEager.available()
     if not ok:
         pytest.skip(why)
-    for net in (SMALL, SMALL2, NETS["dbl_conv"]):
+    for net in (SMALL, SMALL2, SMALL3, NETS["dbl_conv"], NETS["modern"]):
         a = _setup(NumpyIm2col, net, lmbda=0.3)
         b = _setup(TorchConvEager, net, lmbda=0.3)
         order = np.random.default_rng(3).permutation(24).astype(np.int64)[:23]  # a partial last batch, dropped
@@ -169,7 +175,7 @@ def test_im2col_agrees_with_torch_in_float64():
             np.testing.assert_allclose(ba, bb, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("net", [SMALL, SMALL2], ids=lambda n: n.name)
+@pytest.mark.parametrize("net", [SMALL, SMALL2, SMALL3, NETS["modern"]], ids=lambda n: n.name)
 def test_symbp_numba_agrees_with_the_im2col_baseline_in_float64(net):
     a = _setup(NumpyIm2col, net, lmbda=0.3)
     b = _setup(CONV_IMPLS["symbp-numba-epoch"], net, lmbda=0.3)
@@ -273,9 +279,11 @@ def test_conv_quick_suite_end_to_end(tmp_path):
                     memory=False)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["suite"] == "conv-quick" and data["settings"]["quick"]
-    assert [c["case"]["batch_size"] for c in data["cases"]] == [10, 100]
+    assert [(c["case"]["net"]["name"], c["case"]["batch_size"]) for c in data["cases"]] == [
+        ("dbl_conv", 10), ("dbl_conv", 100), ("modern", 10)]
     for case in data["cases"]:
-        assert case["flops_per_epoch"] == 9_222_000 * case["samples_per_epoch"]
+        flops = conv_flops(NETS[case["case"]["net"]["name"]])["total"]
+        assert case["flops_per_epoch"] == flops * case["samples_per_epoch"]
         assert case["s_per_50k_factor"] == pytest.approx(50_000 / case["samples_per_epoch"])
         ran = {k for k, v in case["impls"].items() if v["status"] == "ok"}
         assert {"numpy-im2col", "symbp-numba-epoch"} <= ran and set(case["cross_check"]["errors"]) == ran
