@@ -1,4 +1,4 @@
-"""The ``symbp`` command: ``train``, ``show``, ``bench`` and ``approx``.
+"""The ``symbp`` command: ``train``, ``show``, ``bench``, ``approx`` and ``data`` (see ``symbp.data.cli``).
 
 Takes: command-line arguments.  Gives: trained models and reports (``train``), derived equations and
 generated kernels (``show``), benchmark tables (``bench``), chapter 4's constructed networks, their error
@@ -265,7 +265,8 @@ def _data_args(d, limit_help: str) -> None:
     d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
     d.add_argument("--data-dir", default=None, metavar="DIR",
                    help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
-                        "(default: $SYMBP_DATA_DIR, else the cache, else a download)")
+                        "(default: $SYMBP_DATA_DIR, else the folder remembered by `symbp data`, else the cache, "
+                        "else a download)")
     d.add_argument("--limit", type=_positive_int, default=None, metavar="N", help=limit_help)
 
 
@@ -383,6 +384,9 @@ def parser() -> argparse.ArgumentParser:
     from symbp.sweep.cli import add_commands  # sweep and vote (dask.distributed is imported only by a sweep)
 
     add_commands(sub)
+    from symbp.data.cli import add_command as add_data_command  # symbp data: list, add, forget
+
+    add_data_command(sub)
     return top
 
 
@@ -508,7 +512,8 @@ def _check_data_dir(args) -> None:
 
     spec = get_spec(args.dataset)
     base = Path(args.data_dir).expanduser()
-    fallback = "without --data-dir, symbp looks in $SYMBP_DATA_DIR, then the cache, then downloads"
+    fallback = ("without --data-dir, symbp looks in $SYMBP_DATA_DIR, then the remembered folder (symbp data), "
+                "then the cache, then downloads")
     if not base.is_dir():
         what = "is not a folder" if base.exists() else "does not exist"
         raise ValueError(f"argument --data-dir: {base} {what} ({fallback})")
@@ -758,8 +763,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
     command = argv[0] if argv and argv[0] == "bench" else None
+    from symbp.data.locations import remembering  # a dataset found by --data-dir/$SYMBP_DATA_DIR is remembered
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), remembering():
             if command == "bench":
                 warnings.showwarning = _one_line_warning("bench")
                 return cmd_bench(argv[1:])
@@ -770,7 +777,7 @@ def main(argv=None) -> int:
                 return 0
             warnings.showwarning = _one_line_warning(command)
             if command not in ("train", "show", "approx"):
-                return args.handler(args)  # the commands added by add_commands (sweep, vote)
+                return args.handler(args)  # the commands added by add_commands (sweep, vote) and data
             return {"train": cmd_train, "show": cmd_show, "approx": cmd_approx}[command](args)
     except _ERRORS as exc:
         if isinstance(exc, BrokenPipeError):  # stdout closed early (symbp show | head): not an error of symbp

@@ -4,7 +4,8 @@ Takes: a dataset name and, optionally, a folder holding its original ``.gz`` IDX
 Gives: ``Splits(train, validation, test)`` of read-only ``(X, labels)`` arrays (``load_mnist``,
 ``load_fashion_mnist``, ``load_dataset``), the book's expanded training set (``expand_mnist``: each image and
 its four one-pixel shifts), the IDX reader/writer (``read_idx``, ``write_idx``) and the
-verified downloader (``fetch_file``).  See ``symbp.data.datasets`` for where the files are looked for.
+verified downloader (``fetch_file``).  See ``symbp.data.datasets`` for where the files are looked for, and
+``symbp.data.locations`` for the folders remembered once a command found a dataset (``symbp data``).
 """
 
 from symbp.data.datasets import (

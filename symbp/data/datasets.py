@@ -17,10 +17,14 @@ Where the files are looked for, in order (each file's SHA-256 is checked):
 1. ``data_dir`` -- a folder holding the four files directly, or a subfolder named after the dataset
    (``DIR/mnist/...``);
 2. ``$SYMBP_DATA_DIR/<name>/`` -- a folder with one subfolder per dataset;
-3. the cache folder ``<cache root>/datasets/<name>/`` (see ``symbp.data.download.cache_root``);
-4. if ``download`` is true, a download into the cache folder from the mirrors.
+3. the remembered folder of the dataset (``symbp.data.locations``: where a ``symbp`` command found it by 1 or 2
+   before, or ``symbp data add DIR``), if it still holds the four files with the right checksums;
+4. the cache folder ``<cache root>/datasets/<name>/`` (see ``symbp.data.download.cache_root``);
+5. if ``download`` is true, a download into the cache folder from the mirrors.
 
-A file with a wrong checksum in folders 1-2 is a ``ValueError``; in the cache it is downloaded again.
+A file with a wrong checksum in folders 1-2 is a ``ValueError``; a remembered folder that vanished or changed is
+passed over; in the cache a wrong file is downloaded again.  Inside ``locations.remembering()`` (every ``symbp``
+command), a dataset found by 1 or 2 is remembered for later commands.
 When the files are found nowhere, ``DatasetNotFoundError`` says where it looked, why each mirror
 failed and how to provide the files.
 """
@@ -36,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from symbp.data import locations
 from symbp.data.download import (
     DEFAULT_TIMEOUT,
     ENV_CACHE_DIR,
@@ -125,6 +130,8 @@ def _not_found_message(spec: DatasetSpec, looked: list[str], cache: Path, downlo
     lines += [f"  - {entry}" for entry in looked]
     lines += [download_note, "", "To provide the data, do one of:"]
     lines += [
+        f"  - run `symbp data add DIR` once, DIR holding the four files or {spec.name}/ with them: every later "
+        "command finds them there;",
         f"  - pass data_dir=DIR (--data-dir DIR on the command line), DIR holding the four files "
         f"or {spec.name}/ with them;",
         f"  - set {ENV_DATA_DIR} to a folder holding {spec.name}/ with the four .gz files ({names});",
@@ -133,6 +140,19 @@ def _not_found_message(spec: DatasetSpec, looked: list[str], cache: Path, downlo
         "base URLs to download from elsewhere).",
     ]
     return "\n".join(lines)
+
+
+def user_folders(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None) -> list[tuple[Path, str]]:
+    """The folders given by the user, in the order they are tried, each with its origin for messages:
+    ``data_dir`` and ``data_dir/<name>``, then ``$SYMBP_DATA_DIR/<name>``."""
+    out = []
+    if data_dir is not None:
+        base = Path(data_dir).expanduser()
+        out += [(base, "data_dir argument"), (base / spec.name, "data_dir argument")]
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        out.append((Path(env).expanduser() / spec.name, f"${ENV_DATA_DIR}/{spec.name}"))
+    return out
 
 
 def locate_dataset(
@@ -151,19 +171,22 @@ def locate_dataset(
     """
     spec = get_spec(name)
     looked: list[str] = []
-    if data_dir is not None:
-        base = Path(data_dir).expanduser()
-        for folder in (base, base / spec.name):
-            found = _complete(folder, spec, "data_dir argument", looked)
-            if found:
-                return _verify_user_files(found, spec)
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        found = _complete(Path(env).expanduser() / spec.name, spec, f"${ENV_DATA_DIR}/{spec.name}", looked)
+    for folder, origin in user_folders(spec, data_dir):
+        found = _complete(folder, spec, origin, looked)
         if found:
-            return _verify_user_files(found, spec)
-    else:
+            paths = _verify_user_files(found, spec)
+            locations.found(spec, folder)
+            return paths
+    if not os.environ.get(ENV_DATA_DIR):
         looked.append(f"${ENV_DATA_DIR}: not set")
+    folder = locations.remembered().get(spec.name)
+    if folder is not None:
+        why = locations.folder_problem(folder, spec)
+        if why is None:
+            return {f.role: folder / f.filename for f in spec.files}
+        looked.append(f"{folder} (remembered): {why}")
+    else:
+        looked.append("remembered folder: none")
 
     cache = dataset_cache_dir(spec)
     paths: dict[str, Path] = {}
