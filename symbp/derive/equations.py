@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbp.derive.render import factor_text, latex, sup, text  # noqa: F401  (re-exported)
+from symbp.derive.render import factor_text, latex, latex_text, sup, text  # noqa: F401  (re-exported)
 from symbp.symbols import a, y, z  # noqa: F401  (the symbols the equations are written in)
 
 #: g = ∂C/∂aˡ as it reaches a hidden layer from the next one ((wˡ⁺¹)ᵀ δˡ⁺¹ for a dense next layer, BP2).
@@ -116,27 +116,27 @@ class Equations:
         lines.append("")
         lines += [f"{label:<21}{txt}" for _, label, txt, _ in self._backward_rows()]
         with_params = [layer for layer in reversed(self.layers) if layer.has_params]
-        lines.append("BP3  biases          " + "      ".join(layer.bp3 for layer in with_params))
-        lines.append("BP4  weights         " + "      ".join(layer.bp4 for layer in with_params))
+        lines.append("BP3  biases          " + "      ".join(layer.bp3 for layer in with_params if layer.bp3))
+        lines.append("BP4  weights         " + "      ".join(layer.bp4 for layer in with_params if layer.bp4))
         wr, br = self.update_rule()
         lines += ["", f"Update    {wr};   {br}", f"          ({self._update_note()})"]
         lines += ["", "Simplifications"]
         lines += [f"  • {note}" for note in self.notes] or ["  • none"]
         return "\n".join(lines)
 
-    def latex(self) -> str:
-        """The equations as a LaTeX ``align*`` block (with the simplifications as a LaTeX comment list)."""
-        rows = [layer.forward_latex.replace(" = ", " &= ", 1) for layer in self.layers]
+    def _latex_rows(self) -> list[str]:
+        """The rows of ``latex()``, each with one alignment point ``&`` (before its first ``=`` or ``\\to``)."""
+        rows = [_align(layer.forward_latex) for layer in self.layers]
         for _, label, _, ltx in self._backward_rows():
             tag = label.split()[0] if label.startswith("BP") else label
-            rows.append(r"\text{%s:}\quad " % tag + ltx.replace(" = ", " &= ", 1))
+            rows.append(r"\text{%s:}\quad " % latex_text(tag) + _align(ltx))
         for layer in reversed(self.layers):
             if not layer.has_params:
                 continue
             l, p = layer.index, layer.index - 1
             own = getattr(layer, "param_rules_latex", None)  # a kind's own (BP3, BP4), e.g. a convolution's sums
             if own is not None:
-                rows.append(r"\text{BP3, BP4:}\quad " + own[0].replace(" = ", " &= ", 1) + r", \quad " + own[1])
+                rows.append(r"\text{BP3, BP4:}\quad " + _align(own[0]) + r", \quad " + own[1])
                 continue
             rows.append(r"\text{BP3, BP4:}\quad \frac{\partial C}{\partial b^{%d}_j} &= \delta^{%d}_j, \quad "
                         r"\frac{\partial C}{\partial w^{%d}_{jk}} = a^{%d}_k \delta^{%d}_j" % (l, l, l, p, l))
@@ -144,8 +144,13 @@ class Equations:
         rows.append(r"\text{SGD:}\quad " + wr.replace(r" \to ", r" &\to ", 1) + r", \quad " + br)
         cost = self.network.cost
         head = (r"C &= \sum_j %s, \quad \frac{\partial C}{\partial a_j} = %s"
-                % (sp.latex(cost.expr), sp.latex(self.cost_gradient)))
-        body = " \\\\\n".join([head] + rows)
+                % (latex(cost.expr), latex(self.cost_gradient)))
+        return [head] + rows
+
+    def latex(self) -> str:
+        """The equations as a LaTeX ``align*`` environment, for a document with ``\\usepackage{amsmath}`` (then
+        the simplifications as LaTeX comments).  Jupyter shows the same rows as ``aligned`` inside ``$$``."""
+        body = " \\\\\n".join(self._latex_rows())
         notes = "\n".join(f"% {n}" for n in self.notes)
         return f"\\begin{{align*}}\n{body}\n\\end{{align*}}\n{notes}".rstrip()
 
@@ -182,7 +187,10 @@ class Equations:
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
-        return "$$" + self.latex().split("\n%")[0] + "$$"
+        """``aligned`` inside ``$$``: display math that MathJax, KaTeX and LaTeX all read (``align*`` is an
+        environment of its own and does not belong inside ``$$``)."""
+        body = " \\\\\n".join(self._latex_rows())
+        return f"$$\\begin{{aligned}}\n{body}\n\\end{{aligned}}$$"
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -192,8 +200,14 @@ class Equations:
 
     def _repr_pretty_(self, p, cycle: bool) -> None:
         """IPython's text/plain (what a terminal or a notebook without MathJax shows): the full ``str(self)``;
-        ``repr`` stays one line for lists and other containers."""
-        p.text(repr(self) if cycle else str(self))
+        inside a list or another container (or a cycle) the one-line ``repr``."""
+        nested = len(getattr(p, "stack", ())) > 1
+        p.text(repr(self) if cycle or nested else str(self))
+
+
+def _align(row: str) -> str:
+    """``row`` with its alignment point: ``&`` before its first ``=``."""
+    return row.replace(" = ", " &= ", 1)
 
 
 def layer_back(layer, style: str = "text") -> str | None:

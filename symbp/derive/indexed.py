@@ -37,7 +37,7 @@ class IndexedRule:
 
     def latex(self) -> str:
         sums = ",".join(sp.latex(v) for v, _, _ in self.sums)
-        cond = ", ".join(f"{sp.latex(lo)} \\le {sp.latex(e)} \\le {sp.latex(hi)}" for e, lo, hi in self.conditions)
+        cond = ", ".join(f"{sp.latex(lo)} \\leq {sp.latex(e)} \\leq {sp.latex(hi)}" for e, lo, hi in self.conditions)
         body = sp.latex(self.term)
         rhs = f"\\sum_{{{sums}}} {body}" if sums else body
         return f"{sp.latex(self.target)} = {rhs}" + (f" \\quad ({cond})" if cond else "")

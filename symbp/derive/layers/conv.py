@@ -17,10 +17,11 @@ from functools import lru_cache
 
 import sympy as sp
 
-from symbp.derive.equations import factor_text, g, sup, text
+from symbp.derive.equations import g
 from symbp.derive.indexed import IndexedRule, backward_rule
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.layers.dense import _derivative
+from symbp.derive.render import factor_latex, factor_text, index_latex, index_text, latex, sup, text
 from symbp.layers.conv import Conv2D
 from symbp.symbols import a, z
 
@@ -33,16 +34,18 @@ def _i(name: str) -> sp.Symbol:
 f, c, p, q, i, j = (_i(n) for n in ("f", "c", "p", "q", "i", "j"))
 fo, co, po, qo, yy, xx = (_i(n) for n in ("f'", "c'", "p'", "q'", "y", "x"))
 #: symbolic extents, substituted by the layer's sizes in the lowering
-C, KH, KW, F, HO, WO = (sp.Symbol(n, integer=True, positive=True) for n in ("C", "KH", "KW", "F", "HO", "WO"))
+#: (shown with the layer's sizes substituted; the channel count is not called C, the cost's name)
+CIN, KH, KW, F, HO, WO = (sp.Symbol(n, integer=True, positive=True)
+                          for n in ("C_in", "KH", "KW", "F", "HO", "WO"))
 w, a_in, b, delta = sp.IndexedBase("w"), sp.IndexedBase("a"), sp.IndexedBase("b"), sp.IndexedBase("delta")
 
 
 @lru_cache(maxsize=1)
 def conv_rules() -> tuple[sp.Expr, dict[str, IndexedRule]]:
     """The forward map and its three derived rules (the same for every convolution: sizes are symbols)."""
-    zsum = sp.Sum(w[f, c, p, q] * a_in[c, i + p, j + q], (c, 0, C - 1), (p, 0, KH - 1), (q, 0, KW - 1)) + b[f]
+    zsum = sp.Sum(w[f, c, p, q] * a_in[c, i + p, j + q], (c, 0, CIN - 1), (p, 0, KH - 1), (q, 0, KW - 1)) + b[f]
     out = [(f, 0, F - 1), (i, 0, HO - 1), (j, 0, WO - 1)]
-    ranges = {fo: (0, F - 1), co: (0, C - 1), po: (0, KH - 1), qo: (0, KW - 1)}
+    ranges = {fo: (0, F - 1), co: (0, CIN - 1), po: (0, KH - 1), qo: (0, KW - 1)}
     rules = {
         "W": backward_rule(zsum, (f, i, j), out, delta, w[fo, co, po, qo], ranges),
         "b": backward_rule(zsum, (f, i, j), out, delta, b[fo], ranges),
@@ -77,7 +80,7 @@ class ConvEquations:
     @property
     def sizes(self) -> dict:
         (cin, _, _), (maps, ho, wo), (kh, kw) = self.in_shape, self.out_shape, self.layer.kernel
-        return {C: cin, KH: kh, KW: kw, F: maps, HO: ho, WO: wo}
+        return {CIN: cin, KH: kh, KW: kw, F: maps, HO: ho, WO: wo}
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -86,23 +89,95 @@ class ConvEquations:
             "contraction); ∂C/∂a is a full convolution of δ with the flipped kernel, its range conditions are the "
             "loop bounds.",)
 
-    def _sub(self, expr, l):
-        return expr.xreplace({w: sp.IndexedBase(f"w{sup(l)}"), a_in: sp.IndexedBase(f"a{sup(l - 1)}"),
-                              b: sp.IndexedBase(f"b{sup(l)}"), delta: sp.IndexedBase(f"δ{sup(l)}")})
+    # ------------------------------------------------------------------ renderings (text and LaTeX)
+    # Every extent is substituted by the layer's size (Σ_{c<20,p<5,q<5}), range conditions are printed after
+    # "where", and the rules' target indices f′, c′, p′, q′, x are shown as f, c, p, q, u (the sums they came
+    # from are contracted away; x is the network's input): the notation of the declared layers.
+
+    def _names(self, style: str) -> dict:
+        l = self.index
+        if style == "latex":
+            return {w: f"w^{{{l}}}", a_in: f"a^{{{l - 1}}}", b: f"b^{{{l}}}", delta: rf"\delta^{{{l}}}"}
+        return {w: f"w{sup(l)}", a_in: f"a{sup(l - 1)}", b: f"b{sup(l)}", delta: f"δ{sup(l)}"}
+
+    def _element(self, el: sp.Indexed, style: str) -> str:
+        name = self._names(style)[el.base]
+        if style == "latex":
+            return f"{name}_{{{','.join(index_latex(_shown(e)) for e in el.indices)}}}"
+        return f"{name}[{','.join(index_text(_shown(e)) for e in el.indices)}]"
+
+    def _product(self, term: sp.Expr, style: str) -> str:
+        """A derived term (a product of array elements) with δ first, then w, then a."""
+        order = {delta: 0, w: 1, a_in: 2, b: 3}
+        factors = sorted(sp.Mul.make_args(term), key=lambda e: order.get(getattr(e, "base", None), 4))
+        parts = [self._element(e, style) if isinstance(e, sp.Indexed) else
+                 (factor_latex(e) if style == "latex" else factor_text(e)) for e in factors]
+        return (r"\, " if style == "latex" else "·").join(parts)
+
+    def _bounds(self, sums, style: str) -> str:
+        """Σ's subscript: each summed index below its extent (c<20,p<5,q<5)."""
+        le = r" \leq " if style == "latex" else "≤"
+        out = []
+        for v, lo, hi in sums:
+            lo, hi = (int(sp.sympify(e).xreplace(self.sizes)) for e in (lo, hi))
+            out.append(f"{_shown(v)}<{hi + 1}" if lo == 0 else f"{lo}{le}{_shown(v)}<{hi + 1}")
+        return ",".join(out)
+
+    def _conditions(self, rule, style: str) -> str:
+        le = r" \leq " if style == "latex" else " ≤ "
+        show = index_latex if style == "latex" else index_text
+        size = self.sizes
+        return (r",\ " if style == "latex" else "; ").join(
+            f"{int(sp.sympify(lo).xreplace(size))}{le}{show(_shown(e))}{le}{int(sp.sympify(hi).xreplace(size))}"
+            for e, lo, hi in sorted(rule.conditions, key=lambda c: index_text(_shown(c[0]))[0] == "u"))
+
+    def _sum(self, term, sums, style: str) -> str:
+        body = self._product(term, style)
+        if not sums:
+            return body
+        bounds = self._bounds(sums, style)
+        return (r"\sum_{%s} %s" % (bounds, body)) if style == "latex" else f"Σ_{{{bounds}}} {body}"
+
+    def _rule(self, name: str, style: str, tag: str = "") -> str:
+        """∂C/∂target = the derived sum, where its range conditions."""
+        r = self.rules[name]
+        rhs = self._sum(r.term, r.sums, style)
+        cond = self._conditions(r, style)
+        if style == "latex":
+            out = r"\frac{\partial C}{\partial %s} = %s" % (self._element(r.target, "latex"), rhs)
+            out += r" \quad (%s)" % cond if cond else ""
+            return out + (r"\ \text{(%s)}" % tag if tag else "")
+        out = f"∂C/∂{self._element(r.target, 'text')} = {rhs}" + (f"   where {cond}" if cond else "")
+        return out + (f"   ({tag})" if tag else "")
+
+    def _forward_sum(self, style: str) -> str:
+        total = self.forward_map
+        sums = [t for t in sp.Add.make_args(total) if isinstance(t, sp.Sum)]
+        rest = [t for t in sp.Add.make_args(total) if not isinstance(t, sp.Sum)]
+        parts = [self._sum(s.function, s.limits, style) for s in sums]
+        parts += [self._element(t, style) if isinstance(t, sp.Indexed) else text(t) for t in rest]
+        return " + ".join(parts)
+
+    def _shape(self, style: str) -> tuple[str, str]:
+        (maps, ho, wo), (kh, kw) = self.out_shape, self.layer.kernel
+        if style == "latex":
+            return rf"{kh}\times {kw}", rf"{maps}\times {ho}\times {wo}"
+        return f"{kh}x{kw}", f"{maps}x{ho}x{wo}"
 
     @property
     def forward(self) -> str:
         l = self.index
-        (maps, ho, wo), (kh, kw) = self.out_shape, self.layer.kernel
-        fwd = text(self._sub(self.forward_map, l)).replace("Sum(", "Σ(")
-        return (f"z{sup(l)}[f,i,j] = {fwd}   (valid {kh}x{kw} cross-correlation → {maps}x{ho}x{wo})      "
+        kernel, out = self._shape("text")
+        return (f"z{sup(l)}[f,i,j] = {self._forward_sum('text')}   (valid {kernel} cross-correlation → {out})      "
                 f"a{sup(l)} = σ(z{sup(l)}), σ(z) = {text(self.activation.expr)}   [{self.activation.name}]")
 
     @property
     def forward_latex(self) -> str:
         l = self.index
-        return (r"z^{%d}_{f,i,j} = \sum_{c,p,q} w^{%d}_{f,c,p,q}\, a^{%d}_{c,i+p,j+q} + b^{%d}_f, \quad a^{%d} = "
-                r"\sigma(z^{%d}),\ \sigma(z) = %s" % (l, l, l - 1, l, l, l, sp.latex(self.activation.expr)))
+        kernel, out = self._shape("latex")
+        return (r"z^{%d}_{f,i,j} = %s, \quad a^{%d} = \sigma(z^{%d}),\ \sigma(z) = %s\ "
+                r"\text{(valid } %s \text{ cross-correlation} \to %s\text{)}"
+                % (l, self._forward_sum("latex"), l, l, latex(self.activation.expr), kernel, out))
 
     @property
     def markdown_forward(self) -> str:
@@ -110,55 +185,46 @@ class ConvEquations:
         return f"${self.forward_latex}$ ({self.activation.name})"
 
     def grad_in(self, back_text, back_latex):
+        """∂C/∂aˡ⁻¹, by name: the input rule's row (``backward_rows``) states it."""
         l = self.index
-        r = self.rules["input"]
-        return (f"(Σ_{{f,p,q}} δ{sup(l)}[f,y−p,x−q]·w{sup(l)}[f,c,p,q])",
-                r"(\sum_{f,p,q} \delta^{%d}_{f,y-p,x-q} w^{%d}_{f,c,p,q})" % (l, l)) if r else (None, None)
-
-    def _sub_latex(self, expr):
-        l = self.index
-        return expr.xreplace({w: sp.IndexedBase(f"w^{{{l}}}"), a_in: sp.IndexedBase(f"a^{{{l - 1}}}"),
-                              b: sp.IndexedBase(f"b^{{{l}}}"), delta: sp.IndexedBase(f"\\delta^{{{l}}}")})
-
-    def _rule_latex(self, name: str, what: str) -> str:
-        """∂C/∂(what) = the derived sum, its range conditions after it, in LaTeX."""
-        r = self.rules[name]
-        cond = ", ".join(f"{sp.latex(lo)} \\le {sp.latex(e)} \\le {sp.latex(hi)}" for e, lo, hi in r.conditions)
-        return (r"\frac{\partial C}{\partial %s} = %s" % (what, sp.latex(self._sub_latex(r.as_sum())))
-                + (r" \quad (%s)" % cond if cond else ""))
+        return (f"∂C/∂a{sup(l - 1)}", r"\frac{\partial C}{\partial a^{%d}}" % (l - 1)) if self.rules["input"] \
+            else (None, None)
 
     @property
     def param_rules_latex(self) -> tuple[str, str]:
         """(BP3, BP4) in LaTeX, for ``Equations.latex``/``markdown`` (the dense forms do not apply)."""
-        l = self.index
-        return (self._rule_latex("b", f"b^{{{l}}}_{{f'}}"),
-                self._rule_latex("W", f"w^{{{l}}}_{{f',c',p',q'}}") + r"\ \text{(valid correlation)}")
-
-    def _rule_text(self, name: str, what: str) -> str:
-        r = self.rules[name]
-        return f"∂C/∂{what} = " + self._sub(r.as_sum(), self.index).__str__().replace("*", "·") + (
-            "".join(f", {lo} ≤ {e} ≤ {hi}" for e, lo, hi in r.conditions).replace(", ", "  where ", 1))
+        return self._rule("b", "latex"), self._rule("W", "latex", "valid correlation")
 
     def backward_rows(self, back_text, back_latex):
         l = self.index
-        back = back_text or "g"
-        deriv = factor_text(self.activation_derivative.xreplace({a: sp.Symbol(f"a{sup(l)}"),
-                                                                  z: sp.Symbol(f"z{sup(l)}")}))
+        back, back_l = back_text or "g", back_latex or "g"
+        sym = {a: sp.Symbol(f"a{sup(l)}"), z: sp.Symbol(f"z{sup(l)}")}
+        sym_l = {a: sp.Symbol(f"a^{{{l}}}"), z: sp.Symbol(f"z^{{{l}}}")}
+        deriv = factor_text(self.activation_derivative.xreplace(sym))
+        deriv_l = factor_latex(self.activation_derivative.xreplace(sym_l))
         rows = [("BP2  conv error", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ {deriv}",
-                 r"\delta^{%d} = %s \odot \sigma'(z^{%d})" % (l, back_latex or "g", l))]
+                 r"\delta^{%d} = %s \odot \sigma'(z^{%d}) = %s \odot %s" % (l, back_l, l, back_l, deriv_l))]
         if l == 1:
             return rows  # the input needs no gradient
-        return rows + [("conv input", self._rule_text("input", f"a{sup(l - 1)}[c′,y,x]") + "   (full convolution, "
-                 "flipped kernel)", self._rule_latex("input", f"a^{{{l - 1}}}_{{c',y,x}}")
-                 + r"\ \text{(full convolution, flipped kernel)}")]
+        tag = "full convolution, flipped kernel"
+        return rows + [("conv input", self._rule("input", "text", tag), self._rule("input", "latex", tag))]
 
     @property
     def bp3(self) -> str:
-        return self._rule_text("b", f"b{sup(self.index)}[f′]")
+        return self._rule("b", "text")
 
     @property
     def bp4(self) -> str:
-        return self._rule_text("W", f"w{sup(self.index)}[f′,c′,p′,q′]") + "   (valid correlation)"
+        return self._rule("W", "text", "valid correlation")
+
+
+#: how the rules' index symbols are shown (the target's primed indices plainly; x, the input, as u)
+_SHOWN = {fo: sp.Symbol("f"), co: sp.Symbol("c"), po: sp.Symbol("p"), qo: sp.Symbol("q"), yy: sp.Symbol("y"),
+          xx: sp.Symbol("u")}
+
+
+def _shown(e):
+    return sp.sympify(e).xreplace(_SHOWN)
 
 
 @derive_layer.register

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.derive.adjoint import Adjoint, ScatterAdjoint, _lx, adjoint, scatter_adjoint
-from symbp.derive.equations import factor_text, g, sup, text
+from symbp.derive.equations import g
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.layers.dense import _derivative
+from symbp.derive.render import factor_latex, factor_text, latex, latex_text, ranges_latex, sup, text
 from symbp.layers.declared import Declared, Geometry
 from symbp.layers.index_map import Affine, positions, read_symbol
 from symbp.symbols import a, z
@@ -55,13 +56,17 @@ class DeclaredEquations:
         return bool(self.layer.params)
 
     def names(self, array: str, latex: bool = False) -> str:
-        """How an array of the map is shown: x as aˡ⁻¹, δ and the parameters with the layer number."""
+        """How an array of the map is shown: x as aˡ⁻¹, δ and the parameters with the layer number (in LaTeX a
+        name longer than one letter upright, as \\mathrm{Wq}^{2})."""
         l = self.index
         if array == "x":
             return f"a^{{{l - 1}}}" if latex else f"a{sup(l - 1)}"
         if array == "delta":
             return rf"\delta^{{{l}}}" if latex else f"δ{sup(l)}"
-        return f"{array}^{{{l}}}" if latex else f"{array}{sup(l)}"
+        if latex:
+            name = array if len(array) == 1 else rf"\mathrm{{{latex_text(array)}}}"
+            return f"{name}^{{{l}}}"
+        return f"{array}{sup(l)}"
 
     def _terms_text(self) -> str:
         parts = []
@@ -79,7 +84,7 @@ class DeclaredEquations:
             body = _body_latex(term.body, term.reads, self.names)
             if term.vars:
                 red = r"\sum" if term.kind == "sum" else r"\max"
-                body = f"{red}_{{{','.join(f'{v}<{n}' for v, n in term.vars)}}} {body}"
+                body = f"{red}_{{{ranges_latex(term.vars)}}} {body}"
             parts.append(body)
         return " + ".join(parts)
 
@@ -93,8 +98,10 @@ class DeclaredEquations:
     @property
     def forward_latex(self) -> str:
         l, outs = self.index, ",".join(self.layer.index_map.out_vars)
-        return (r"z^{%d}_{%s} = %s, \quad a^{%d} = \sigma(z^{%d}),\ \sigma(z) = %s"
-                % (l, outs, self._terms_latex(), l, l, sp.latex(self.activation.expr)))
+        shape = r"\times ".join(map(str, self.out_shape))
+        return (r"z^{%d}_{%s} = %s, \quad a^{%d} = \sigma(z^{%d}),\ \sigma(z) = %s\ \text{(%s} \to %s\text{)}"
+                % (l, outs, self._terms_latex(), l, l, latex(self.activation.expr), latex_text(self.layer.name),
+                   shape))
 
     @property
     def markdown_forward(self) -> str:
@@ -115,22 +122,39 @@ class DeclaredEquations:
         return [adj for adj in self.adjoints if adj.target == name]
 
     def grad_in(self, back_text, back_latex):
+        """∂C/∂aˡ⁻¹, by name: the input rows (``backward_rows``) state it."""
         l = self.index
-        return (f"(∂C/∂a{sup(l - 1)} of {self.layer.name})",
-                r"(\partial C/\partial a^{%d}\ \text{of %s})" % (l - 1, self.layer.name.replace("_", r"\_")))
+        return f"∂C/∂a{sup(l - 1)}", r"\frac{\partial C}{\partial a^{%d}}" % (l - 1)
 
     def backward_rows(self, back_text, back_latex):
         l = self.index
-        back = back_text or "g"
+        back, back_l = back_text or "g", back_latex or "g"
         deriv = factor_text(self.activation_derivative.xreplace({a: sp.Symbol(f"a{sup(l)}"),
                                                                   z: sp.Symbol(f"z{sup(l)}")}))
+        deriv_l = factor_latex(self.activation_derivative.xreplace({a: sp.Symbol(f"a^{{{l}}}"),
+                                                                     z: sp.Symbol(f"z^{{{l}}}")}))
         rows = [(f"BP2  {self.layer.name}", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ {deriv}",
-                 r"\delta^{%d} = %s \odot \sigma'(z^{%d})" % (l, back_latex or "g", l))]
+                 r"\delta^{%d} = %s \odot \sigma'(z^{%d}) = %s \odot %s" % (l, back_l, l, back_l, deriv_l))]
         if l == 1:
             return rows  # the input needs no gradient
-        for adj in self.input_adjoints():
-            rows.append((f"{self.layer.name} input", adj.text(self.names), adj.latex(self.names)))
+        for k, adj in enumerate(self.input_adjoints()):  # several reads of x: their contributions add up
+            txt, ltx = adj.text(self.names), self._adjoint_latex(adj)
+            if k and isinstance(adj, Adjoint):
+                txt, ltx = txt.replace(" = ", " += ", 1), ltx.replace(" = ", r" = \dots + ", 1)
+            rows.append((f"{self.layer.name} input", txt, ltx))
         return rows
+
+    def _adjoint_latex(self, adj) -> str:
+        """An adjoint in LaTeX: Σ's subscript with the extents (f<32,i<14,j<14), its guards with \\leq and \\mid."""
+        if isinstance(adj, ScatterAdjoint):
+            return adj.latex(self.names).replace("^*", r"^{\ast}")
+        body = _factor_latex(adj.factor, adj.reads, self.names)
+        delta = f"{self.names('delta', True)}_{{{','.join(_lx(e) for e in adj.out_index)}}}"
+        prod = delta if body == "1" else f"{delta}\\, {body}"
+        rhs = rf"\sum_{{{ranges_latex(adj.loops)}}} {prod}" if adj.loops else prod
+        where = r",\ ".join(_guard_latex(g) for g in adj.guards)
+        lhs = rf"\frac{{\partial C}}{{\partial {self.names(adj.target, True)}_{{{','.join(adj.target_vars)}}}}}"
+        return f"{lhs} = {rhs}" + (rf" \quad ({where})" if where else "") + rf"\ \text{{[{adj.form}]}}"
 
     def _param_rules(self, weights: bool, style: str) -> str:
         rules = []
@@ -138,7 +162,7 @@ class DeclaredEquations:
             if (n in self.geometry.weights) != weights:
                 continue
             for adj in self.param_adjoints(n):
-                rules.append(adj.text(self.names) if style == "text" else adj.latex(self.names))
+                rules.append(adj.text(self.names) if style == "text" else self._adjoint_latex(adj))
         return ("      " if style == "text" else r", \quad ").join(rules)
 
     @property
@@ -164,7 +188,19 @@ def _body_text(body, reads, names) -> str:
 def _body_latex(body, reads, names) -> str:
     rep = {read_symbol(k): sp.Symbol(f"{names(r.array, True)}_{{{','.join(_lx(e) for e in r.index)}}}")
            for k, r in enumerate(reads)}
-    return sp.latex(body.xreplace(rep))
+    return latex(body.xreplace(rep))
+
+
+_factor_latex = _body_latex  # ∂body/∂read, its reads shown as the body's
+
+
+def _guard_latex(g) -> str:
+    e = _lx(g.expr)
+    if g.kind == "divides":
+        return rf"{g.mod} \mid {e}"
+    if g.lo == g.hi:
+        return f"{e} = {g.lo}"
+    return rf"{g.lo} \leq {e} \leq {g.hi}"
 
 
 def derive_adjoints(layer: Declared, geo: Geometry) -> tuple:

@@ -16,8 +16,9 @@ import sympy as sp
 
 from symbp.activations import Activation
 from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
-from symbp.derive.equations import factor_text, g, latex, sup, text
+from symbp.derive.equations import g
 from symbp.derive.layers import LayerContext, OutputErrorAt, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
+from symbp.derive.render import factor_latex, factor_text, latex, sup, text
 from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
 
@@ -106,7 +107,7 @@ class LayerEquations:
     def forward_latex(self) -> str:
         l, p = self.index, self.index - 1
         sigma = (r"\mathrm{softmax}(z^{%d})" % l if self.activation.vector
-                 else r"\sigma(z^{%d}),\ \sigma(z) = %s" % (l, sp.latex(self.activation.expr)))
+                 else r"\sigma(z^{%d}),\ \sigma(z) = %s" % (l, latex(self.activation.expr)))
         return r"z^{%d} = w^{%d} a^{%d} + b^{%d}, \quad a^{%d} = %s" % (l, l, p, l, l, sigma)
 
     def grad_in(self, back_text: str, back_latex: str) -> tuple[str, str]:
@@ -137,7 +138,8 @@ class LayerEquations:
                        else r"\nabla_a C \odot \sigma'(z^{%d})" % l)
         else:
             back = self.back_latex or r"((w^{%d})^T \delta^{%d})" % (l + 1, l + 1)
-            general = r"%s \odot \sigma'(z^{%d})" % (back, l)
+            deriv = factor_latex(self.activation_derivative.xreplace(self._symbols("latex")))
+            return r"\delta^{%d} = %s \odot \sigma'(z^{%d}) = %s \odot %s" % (l, back, l, back, deriv)
         return r"\delta^{%d} = %s = %s" % (l, general, latex(self.delta.xreplace(self._symbols("latex"))))
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp.derive.equations import sup, text
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
+from symbp.derive.render import latex, sup, text
 from symbp.layers.dropout import Dropout
 
 #: the mask symbol of the forward map, and the layer's input
@@ -62,11 +62,11 @@ class DropoutEquations:
     def forward_latex(self) -> str:
         l = self.index
         fwd = self.forward_expr.xreplace({m: sp.Symbol(self._m("latex")), x: sp.Symbol(f"a^{{{l - 1}}}")})
-        return rf"a^{{{l}}} = {sp.latex(fwd)},\ m^{{{l}}}_j \sim \mathrm{{Bernoulli}}({1 - self.p:g})"
+        return rf"a^{{{l}}} = {latex(fwd)},\ m^{{{l}}}_j \sim \mathrm{{Bernoulli}}({1 - self.p:g})"
 
     def grad_in(self, back_text: str, back_latex: str) -> tuple[str, str]:
         f_text = text(self.factor.xreplace({m: sp.Symbol(self._m())}))
-        f_latex = sp.latex(self.factor.xreplace({m: sp.Symbol(self._m("latex"))}))
+        f_latex = latex(self.factor.xreplace({m: sp.Symbol(self._m("latex"))}))
         return f"({f_text} ⊙ {back_text})", rf"({f_latex} \odot {back_latex})"
 
     def backward_rows(self, back_text: str, back_latex: str) -> list[tuple[str, str, str]]:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp.derive.equations import sup
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.layers.conv import _image_shape
 from symbp.derive.limits import run_optional
+from symbp.derive.render import sup
 from symbp.layers.conv import Conv2D
 from symbp.layers.pool import AvgPool, MaxPool
 from symbp.layers.recognise import as_correlation, as_window_max
@@ -53,25 +53,49 @@ class PoolEquations:
             notes += (self.pool_first,)
         return notes
 
+    def _window_index(self, star: str = "") -> tuple[str, str]:
+        """The input row and column a window element is read from: 2i+p, 2j+q (``star``: 2i+p*, 2j+q*)."""
+        (ph, pw) = self.layer.window
+        return (f"{ph if ph > 1 else ''}i+p{star}", f"{pw if pw > 1 else ''}j+q{star}")
+
+    def _out(self, style: str = "text") -> str:
+        return ("x" if style == "text" else r"\times ").join(map(str, self.out_shape))
+
     @property
     def forward(self) -> str:
         l, (ph, pw) = self.index, self.layer.window
-        return f"a{sup(l)}[c,i,j] = max_{{p<{ph},q<{pw}}} a{sup(l - 1)}[c,{ph}i+p,{pw}j+q]   [max-pool]"
+        r, c = self._window_index()
+        return (f"a{sup(l)}[c,i,j] = max_{{p<{ph},q<{pw}}} a{sup(l - 1)}[c,{r},{c}]   "
+                f"(max-pool {ph}x{pw} → {self._out()})")
 
     @property
     def forward_latex(self) -> str:
         l, (ph, pw) = self.index, self.layer.window
-        return r"a^{%d}_{c,i,j} = \max_{p<%d,q<%d} a^{%d}_{c,%di+p,%dj+q}" % (l, ph, pw, l - 1, ph, pw)
+        r, c = self._window_index()
+        return (r"a^{%d}_{c,i,j} = \max_{p<%d,q<%d} a^{%d}_{c,%s,%s}\ \text{(max-pool } %d\times %d \to %s\text{)}"
+                % (l, ph, pw, l - 1, r, c, ph, pw, self._out("latex")))
 
     def grad_in(self, back_text, back_latex):
+        """∂C/∂aˡ⁻¹, by name: the pooling's row (``backward_rows``) states it."""
         l = self.index
-        return (f"(∂C/∂a{sup(l)} at each window's maximum)", r"(\partial C/\partial a^{%d}\ \text{at the max})" % l)
+        return f"∂C/∂a{sup(l - 1)}", r"\frac{\partial C}{\partial a^{%d}}" % (l - 1)
 
     def backward_rows(self, back_text, back_latex):
-        l = self.index
-        t, lt = self.grad_in(back_text, back_latex)
-        return [("max-pool", f"∂C/∂a{sup(l - 1)} = {t}; ∂C/∂a{sup(l)} = {back_text}",
-                 r"\frac{\partial C}{\partial a^{%d}} = %s" % (l - 1, lt))]
+        """∂C/∂aˡ⁻¹ at each window's first maximum is ∂C/∂aˡ there, 0 elsewhere (and ∂C/∂aˡ itself when it comes
+        from a dense layer: ((wˡ⁺¹)ᵀ δˡ⁺¹) as an image)."""
+        l, p = self.index, self.index - 1
+        r, c = self._window_index("*")
+        rl, cl = self._window_index(r"^{\ast}")
+        own, own_l = f"∂C/∂a{sup(l)}", r"\frac{\partial C}{\partial a^{%d}}" % l
+        txt = (f"∂C/∂a{sup(p)}[c,{r},{c}] = ∂C/∂a{sup(l)}[c,i,j], (p*,q*) the first maximum of the window of "
+               f"(c,i,j); 0 elsewhere")
+        ltx = (r"\frac{\partial C}{\partial a^{%d}_{c,%s,%s}} = \frac{\partial C}{\partial a^{%d}_{c,i,j}} \quad "
+               r"((p^{\ast},q^{\ast})\ \text{the first maximum of the window of}\ (c,i,j);\ 0\ \text{elsewhere})"
+               % (p, rl, cl, l))
+        if back_text and back_text != own:
+            txt += f";  ∂C/∂a{sup(l)} = {back_text} as {self._out()}"
+            ltx += r", \quad %s = %s" % (own_l, back_latex)
+        return [("max-pool", txt, ltx)]
 
     bp3 = ""
     bp4 = ""
