@@ -340,19 +340,39 @@ def _(step: Correlation, ind):
     ckk, n = cin * kh * kw, ho * wo
     lines = [_comment(ind, step.eq)]
     g = getattr(step.generic, "g", None)
-    if step.role == "weights":
+    G = step.groups
+    mg, kg = maps // G, ckk // G  # per group: its maps, and its rows of the patches (its channels × kh·kw)
+    i2, i3 = ind + _IND, ind + 2 * _IND
+    if step.role == "weights" and G == 1:
         d4 = _view(g.buffer, (maps, ho, wo), step.rows)
         return lines + [f"{ind}_rt.conv_weights({d4}, {step.cols}, {step.out}, {step.alpha}, {step.beta})"]
-    i2 = ind + _IND
-    lines += [f"{ind}_W2 = {step.W}.reshape(({maps}, {ckk}))", f"{ind}for _r in range({step.rows}):"]
+    if step.role == "weights":  # per group g: out[g] ← α·Σ_r δ[r][g]·colᵣ[g]ᵀ + β·out[g] (∂C/∂W, or W's SGD step)
+        lines += [f"{ind}_O2 = {step.out}.reshape(({maps}, {kg}))",
+                  f"{ind}if {step.rows} == 0:", f"{i2}_rt._scale(_O2, {step.beta})",
+                  f"{ind}for _r in range({step.rows}):", f"{i2}_d2 = {g.buffer}[_r].reshape(({maps}, {n}))",
+                  f"{i2}for _g in range({G}):",
+                  f"{i3}_rt.gemm_nt(_d2[_g * {mg}:(_g + 1) * {mg}], {step.cols}[_r][_g * {kg}:(_g + 1) * {kg}], "
+                  f"_O2[_g * {mg}:(_g + 1) * {mg}], {step.alpha}, {step.beta} if _r == 0 else 1.0)"]
+        return lines
+    lines.append(f"{ind}_W2 = {step.W}.reshape(({maps}, {kg}))")
+    lines.append(f"{ind}for _r in range({step.rows}):")
+
+    def product(call, A, B, C):
+        if G == 1:
+            return [f"{i2}_rt.{call}({A}, {B}, {C}, 1.0, 0.0)"]
+        blk = {"_W2": mg, "_col": kg, "_d2": mg, step.dcol: kg, "_z2": mg}
+        return [f"{i2}for _g in range({G}):",
+                f"{i3}_rt.{call}(" + ", ".join(f"{v}[_g * {blk[v]}:(_g + 1) * {blk[v]}]" for v in (A, B, C))
+                + ", 1.0, 0.0)"]
+
     if step.role == "forward":
         lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]", f"{i2}_col[...] = 0.0",
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
                   *_patch_loops(step, i2, lambda k: [f"{k}_col[_row, _i * {wo} + _j] = _x3[_c, _y, _x]"]),
-                  f"{i2}_rt.gemm_nn(_W2, _col, {step.out}[_r].reshape(({maps}, {n})), 1.0, 0.0)"]
+                  f"{i2}_z2 = {step.out}[_r].reshape(({maps}, {n}))", *product("gemm_nn", "_W2", "_col", "_z2")]
         return lines
     # input: ∂C/∂x[r] = col2im(Wᵀ·δ[r]), reads outside x dropped
-    lines += [f"{i2}_rt.gemm_tn(_W2, {g.buffer}[_r].reshape(({maps}, {n})), {step.dcol}, 1.0, 0.0)",
+    lines += [f"{i2}_d2 = {g.buffer}[_r].reshape(({maps}, {n}))", *product("gemm_tn", "_W2", "_d2", step.dcol),
               f"{i2}_g3 = {step.out}[_r].reshape(({cin}, {h}, {w}))"]
     if not step.accumulate:
         lines.append(f"{i2}_g3[...] = 0.0")

@@ -9,9 +9,10 @@ recognises the shape of a sum, whatever layer it came from:
 - ``bias_maps``: a term P[j] without reduction, added to a flat output, is an elementwise ``Map`` z += P, and its
   adjoint Σ_r δ[r, j] a ``ColSum``.
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
-  padding) is a ``Correlation``: im2col of each sample and a gemm; its input adjoint Pᵀ·δ and col2im, its
-  parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept (numba; the NumPy backend runs the
-  replaced step).
+  padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
+  Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
+  and a gemm; its input adjoint Pᵀ·δ and col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward
+  pass kept (numba; the NumPy backend runs the replaced step).
 
 Whole declared maps equal to a built-in's (``symbp.layers.recognise``: a valid stride-1 correlation plus a bias,
 a non-overlapping window max) are lowered by that kind's lowering (``symbp.compile.layers.declared``).
@@ -87,9 +88,36 @@ def _axis(e: Affine, i: str, p: str):
     return s, d, e.const
 
 
+def _group_axes(step: IndexReduce, w, x):
+    """(groups, maps, f, i, j, c, nc, p, kh, q, kw) of the three forms of a correlation's sum: plain
+    Σ_{c,p,q} P[f,c,p,q]·x[c,…] (groups 1); grouped z[k,f,i,j] = Σ_{c,p,q} P[mg·k+f,c,p,q]·x[cg·k+c,…];
+    depthwise z[f,i,j] = Σ_{p,q} P[f,0,p,q]·x[f,…] — else None."""
+    out, vs = step.out_shape, step.vars
+    if len(step.out_vars) == 3 and len(vs) == 3:
+        f, i, j = step.out_vars
+        (c, nc), (p, kh), (q, kw) = vs
+        if all(_plain(e, v) for e, v in zip(w.index, (f, c, p, q))) and _plain(x.index[0], c):
+            return 1, out[0], f, i, j, c, nc, p, kh, q, kw
+    if len(step.out_vars) == 4 and len(vs) == 3:
+        k, f, i, j = step.out_vars
+        (c, nc), (p, kh), (q, kw) = vs
+        g, mg = out[0], out[1]
+        if (w.index[0] == Affine.var(k).scale(mg) + Affine.var(f) and _plain(w.index[1], c)
+                and x.index[0] == Affine.var(k).scale(nc) + Affine.var(c) and x.shape[0] == g * nc):
+            return g, g * mg, f, i, j, c, nc, p, kh, q, kw
+    if len(step.out_vars) == 3 and len(vs) == 2:
+        f, i, j = step.out_vars
+        (p, kh), (q, kw) = vs
+        if _plain(w.index[0], f) and w.index[1] == Affine.of({}) and _plain(x.index[0], f) \
+                and x.shape[0] == out[0]:
+            return out[0], out[0], f, i, j, None, 1, p, kh, q, kw
+    return None
+
+
 def _correlation_shape(step: IndexReduce):
-    """The geometry of Σ_{c,p,q} P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′], else None."""
-    if step.kind != "sum" or step.accumulate or len(step.out_vars) != 3 or len(step.vars) != 3:
+    """The geometry of Σ_{c,p,q} P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′] (or its grouped or depthwise form,
+    ``_group_axes``), else None."""
+    if step.kind != "sum" or step.accumulate or len(step.out_vars) not in (3, 4):
         return None
     if step.body != read_symbol(0) * read_symbol(1) or len(step.operands) != 2:
         return None
@@ -98,21 +126,26 @@ def _correlation_shape(step: IndexReduce):
     if len(xs) != 1 or len(ps) != 1 or len(xs[0].shape) != 3 or len(ps[0].shape) != 4:
         return None
     x, w = xs[0], ps[0]
-    f, i, j = step.out_vars
-    (c, nc), (p, kh), (q, kw) = step.vars
-    if not all(_plain(e, v) for e, v in zip(w.index, (f, c, p, q))) or not _plain(x.index[0], c):
+    axes = _group_axes(step, w, x)
+    if axes is None:
+        return None
+    groups, maps, f, i, j, c, nc, p, kh, q, kw = axes
+    if c is not None and not _plain(w.index[1], c):
+        return None
+    if not (_plain(w.index[2], p) and _plain(w.index[3], q)):
         return None
     rows, cols = _axis(x.index[1], i, p), _axis(x.index[2], j, q)
-    if rows is None or cols is None or w.shape != (step.out_shape[0], nc, kh, kw) or x.shape[0] != nc:
+    if rows is None or cols is None or w.shape != (maps, nc, kh, kw) or x.shape[0] != groups * nc:
         return None
-    return dict(x=x, W=w, in_shape=tuple(x.shape), kernel=(kh, kw), out_shape=tuple(step.out_shape),
-                stride=(rows[0], cols[0]), dilation=(rows[1], cols[1]), offset=(rows[2], cols[2]))
+    ho, wo = step.out_shape[-2:]
+    return dict(x=x, W=w, in_shape=tuple(x.shape), kernel=(kh, kw), out_shape=(maps, ho, wo),
+                stride=(rows[0], cols[0]), dilation=(rows[1], cols[1]), offset=(rows[2], cols[2]), groups=groups)
 
 
 def _correlation(step, role, geo, **kw):
     return Correlation(role, step, geo["x"].buffer, geo["W"].buffer, kw.pop("out"), f"cols_{kw.pop('z')}",
                        kw.pop("dcol", None), kw.pop("rows"), geo["in_shape"], geo["kernel"], geo["out_shape"],
-                       geo["stride"], geo["dilation"], geo["offset"], **kw)
+                       geo["stride"], geo["dilation"], geo["offset"], groups=geo["groups"], **kw)
 
 
 def _rewrite(step):

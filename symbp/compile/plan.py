@@ -39,7 +39,7 @@ class PlanRow:
     block: str
     what: str
     path: str
-    flops: int  # per sample (an upper bound for a gather: the box its guards tighten)
+    flops: int  # per sample (for a gather: its loops' box, or the forward sum's count where that is smaller)
 
 
 class Plan:
@@ -122,8 +122,9 @@ def _row(kernel, block, s, sizes, elementwise):
                        flops)
     if isinstance(s, Correlation):
         (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
-        return PlanRow(kernel, block, f"correlation {s.role} (stride {s.stride[0]}x{s.stride[1]})", "im2col + gemm",
-                       2 * f * c * kh * kw * ho * wo)
+        grouped = f", {s.groups} groups" if s.groups > 1 else ""
+        return PlanRow(kernel, block, f"correlation {s.role} (stride {s.stride[0]}x{s.stride[1]}{grouped})",
+                       "im2col + gemm", 2 * f * c * kh * kw * ho * wo // s.groups)
     if isinstance(s, (WindowMax, ScatterMax)):
         c, h, w = s.shape
         return PlanRow(kernel, block, f"{type(s).__name__} {s.window[0]}x{s.window[1]}", "window max", c * h * w)
@@ -134,7 +135,11 @@ def _row(kernel, block, s, sizes, elementwise):
         return PlanRow(kernel, block, what,
                        "generated loops (declared map)", n)
     if isinstance(s, IndexGather):
-        n = math.prod(s.target_shape) * math.prod(n for _, n in s.loops) * (_ops(s.factor) + 1)
+        # each (output, reduction) pair of the forward sum is visited at most once (the guards' ranges tighten
+        # the loops), so the forward's count bounds the work too
+        fwd = s.forward
+        n = min(math.prod(s.target_shape) * math.prod(n for _, n in s.loops),
+                math.prod(fwd.out_shape) * math.prod(n for _, n in fwd.vars)) * (_ops(s.factor) + 1)
         what = "input gradient" if s.per_sample else f"∂C/∂{s.target.removeprefix('nabla_')}"
         return PlanRow(kernel, block, f"{what} (gather)", "generated loops (derived gather)", n)
     if isinstance(s, IndexScatterMax):

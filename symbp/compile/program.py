@@ -348,7 +348,10 @@ class IndexScatterMax:
 class Correlation:
     """A declared sum of correlation shape, found by ``passes.correlations``: z[f,i,j] = Σ_{c,p,q} W[f,c,p,q]·
     x[c, s₀·i + d₀·p + o₀, s₁·j + d₁·q + o₁] (strides s, dilations d, offsets o: a padding is a negative offset;
-    reads outside x are 0).  ``role``: "forward" (im2col of each sample into ``cols``, then W·col), "input"
+    reads outside x are 0); with ``groups`` G > 1 the channels and maps split into G groups, group g's maps reading
+    only its channels (x[cg·g + c, …], W[mg·g + f, c, p, q]; a depthwise convolution when cg = mg = 1): the
+    patches are the same, and each product is made per group on its block of rows.  ``role``: "forward" (im2col
+    of each sample into ``cols``, then W·col), "input"
     (Wᵀ·δ into ``dcol``, then col2im into ``out``; ``accumulate`` adds to it) or "weights" (W ← α·Σ_r δ[r]·colᵣᵀ +
     β·W over the patches the forward pass kept).  ``generic`` is the step it replaces (what backends without
     the product form run)."""
@@ -372,6 +375,7 @@ class Correlation:
     accumulate: bool = False
     cols_per_sample: bool = True
     eq: str = ""
+    groups: int = 1
 
 
 @dataclass

@@ -152,3 +152,29 @@ def test_plain_layers_keep_their_files_and_their_rules(tmp_path):
     X = np.random.default_rng(0).normal(size=(2, 36))
     assert np.array_equal(sb.load(tmp_path / "s").feedforward(X), strided.feedforward(X))
     assert "full convolution" in str(net.equations())
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (C(6, (3, 3), sb.relu, groups=2, stride=2, padding=1), (4, 7, 7)),
+    (C(3, (3, 3), sb.relu, groups=3, padding=1), (3, 6, 6)),  # depthwise
+    (C(4, (2, 2), sb.relu, groups=2, dilation=2), (4, 6, 5)),
+])
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_grouped_convs_are_products_per_group_and_train_as_the_generic_loops(layer, shape, momentum):
+    """The correlation pass takes grouped and depthwise convolutions (numba: im2col, then one product per group
+    and sample); the NumPy backend runs the generic declared steps.  SGD epochs (weight decay, momentum) agree."""
+    net = sb.Network([sb.Input(shape), sb.Conv2D(shape[0], (1, 1), NEG), layer, sb.Dense(3, sb.softmax)],
+                     cost=sb.log_likelihood)
+    a, b = (net.compile(backend=k, dtype="float64", seed=0) for k in ("numba", "numpy"))
+    rows = [r for r in a.plan().rows if r.kernel == "sgd_epoch" and r.block.startswith("layer 2")]
+    grouped = [r for r in rows if f"{layer.groups} groups" in r.what]
+    assert {r.what.split()[1] for r in grouped} == {"forward", "input", "weights"}
+    assert all(r.path == "im2col + gemm" for r in grouped)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(14, int(np.prod(shape)))), np.eye(3)[rng.integers(0, 3, 14)]
+    for m in (a, b):
+        m.fit((X, Y), epochs=2, batch_size=4, eta=0.1, lmbda=0.5, momentum=momentum, seed=1, progress=False)
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.gradients(X, Y)[1][0], b.gradients(X, Y)[1][0], rtol=1e-10, atol=1e-12)
