@@ -269,6 +269,7 @@ def test_conv_gemm_bound_runs_the_epochs_products():
 
 
 # ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_conv_quick_suite_end_to_end(tmp_path):
     """The quick conv suite on synthetic MNIST-shaped data: every available implementation (torch.compile
     apart: its compile takes minutes) passes the cross-check; results, Markdown and plots are written."""

@@ -184,7 +184,7 @@ def _finite_differences(model, X, Y, h=1e-6):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "depthwise" else c for c in CASES])
 def test_declared_layer_equals_the_oracles(case, backend):
     model = _model(case, backend)
     X, Y = _data(case)
@@ -273,6 +273,7 @@ def test_random_declared_maps_numpy_backend(drawn):
     _check_map(drawn, "numpy")
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(declared_maps())

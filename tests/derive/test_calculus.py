@@ -126,6 +126,7 @@ def random_activation(expr: sp.Expr) -> sb.Activation:
     return sb.Activation("random", expr)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS)
 def test_random_activation_derivative(expr):

@@ -92,6 +92,7 @@ def _lines(path):
     return path.read_text().count("\n") if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_again_then_vote_on_mnist(cli, data_dir, tmp_path):
     """The command in a subprocess with its own local cluster (worker processes spawned from ``python -m``), in a
     process group of its own; a Ctrl-C as a terminal sends it (SIGINT to the whole group) once the first trial is

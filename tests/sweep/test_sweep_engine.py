@@ -128,6 +128,7 @@ def test_a_scheduler_address_is_a_client(cluster, tmp_path, monkeypatch):
         run("tcp://127.0.0.1:9", tmp_path / "other", grid={"eta": [0.5]})
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_no_trial(cluster, tmp_path):
     _, client = cluster
     train = kit.data(12000, seed=3)
