@@ -51,9 +51,20 @@ class _Views:
         return [f"{ind}{name} = {src}" for name, src in self.lines]
 
 
-def _operand_lines(ops, views: _Views, ind: str, bounds_ok: list[str] | None = None, used=None) -> list[str]:
+def _inside(e, n: int, extents: dict[str, int] | None) -> bool:
+    """Does the index e stay in [0, n) for every value of its variables in their ranges (``extents``)?"""
+    if extents is None or e.den != 1 or any(v not in extents for v in e.vars):
+        return False
+    lo, hi = e.range(extents)
+    return lo >= 0 and hi < n
+
+
+def _operand_lines(ops, views: _Views, ind: str, bounds_ok: list[str] | None = None, used=None,
+                   extents: dict[str, int] | None = None) -> list[str]:
     """``_r{k} = operand k`` for each operand (0 outside a padded one; the inside-test is appended to
-    ``bounds_ok`` when given, for a max); only those whose symbol is in ``used`` when given."""
+    ``bounds_ok`` when given, for a max); only those whose symbol is in ``used`` when given.  ``extents``: the
+    ranges of the index variables (loops a guard tightens keep their full range): an axis whose index stays
+    inside them is not tested, and a read with no axis to test is a plain read."""
     lines = []
     for k, op in enumerate(ops):
         if used is not None and read_symbol(k) not in used:
@@ -61,8 +72,9 @@ def _operand_lines(ops, views: _Views, ind: str, bounds_ok: list[str] | None = N
         view = views.of(op.buffer, op.shape, op.per_row)
         idx = [_code(e) for e in op.index]
         ref = f"{view}[{'r, ' if op.per_row else ''}{', '.join(idx)}]"
-        if op.padded:
-            tests = [f"0 <= _k{k}_{d} < {n}" for d, n in enumerate(op.shape)]
+        tested = [d for d, (e, n) in enumerate(zip(op.index, op.shape)) if not _inside(e, n, extents)]
+        if op.padded and tested:
+            tests = [f"0 <= _k{k}_{d} < {op.shape[d]}" for d in tested]
             lines += [f"{ind}_k{k}_{d} = {i}" for d, i in enumerate(idx)]
             ref = f"{view}[{'r, ' if op.per_row else ''}{', '.join(f'_k{k}_{d}' for d in range(len(idx)))}]"
             test = " and ".join(tests)
@@ -99,12 +111,13 @@ def _(step: IndexReduce, ind):
         body_lines.append(f"{inner}for {_v(v)} in range({n}):")
         inner += _IND
     value = scalar_code(step.body, _names(len(step.operands)))
+    extents = dict(zip(step.out_vars, step.out_shape)) | dict(step.vars)
     if step.kind == "sum":
-        body_lines += _operand_lines(step.operands, views, inner)
+        body_lines += _operand_lines(step.operands, views, inner, extents=extents)
         body_lines.append(f"{inner}acc += {value}")
     else:
         tests: list[str] = []
-        reads = _operand_lines(step.operands, views, inner, tests)
+        reads = _operand_lines(step.operands, views, inner, tests, extents=extents)
         body_lines += reads
         ok = " and ".join(tests) or "True"
         body_lines += [f"{inner}if {ok}:", f"{inner}{_IND}v = {value}",
@@ -184,7 +197,8 @@ def _(step: IndexGather, ind):
         if tests[v]:
             lines.append(f"{inner}if {' and '.join(tests[v])}:")
             inner += _IND
-    lines += _operand_lines(step.operands, views, inner, used=step.factor.free_symbols)
+    extents = dict(zip(step.target_vars, step.target_shape)) | dict(step.loops)
+    lines += _operand_lines(step.operands, views, inner, used=step.factor.free_symbols, extents=extents)
     g_ref = f"{g_view}[r, {', '.join(_code(e) for e in step.g.index)}]"
     factor = scalar_code(step.factor, _names(len(step.operands)))
     lines.append(f"{inner}acc += {g_ref}" + ("" if step.factor == 1 else f" * ({factor})"))
@@ -321,17 +335,32 @@ def _index_code(var: str, s: int, d: int, o: int, k: str) -> str:
     return " + ".join(parts) + (f" + {o}" if o > 0 else f" - {-o}" if o < 0 else "")
 
 
+def _span(n_out: int, size: int, s: int, d: int, o: int, k: int) -> tuple[int, int]:
+    """The outputs i in [lo, hi) whose input position s·i + d·k + o lies inside [0, size) (kernel offset k)."""
+    return max(0, -((o + d * k) // s)), min(n_out, (size - 1 - o - d * k) // s + 1)
+
+
 def _patch_loops(step: Correlation, ind: str, body) -> list[str]:
     """Loops over (c, p, q, i, j) with the input position (_y, _x) of each patch element; ``body(ind)`` gives
-    the lines run where it lies inside the input (rows outside are skipped whole)."""
+    the lines run where it lies inside the input: the ranges of i and j are cut to those positions for each
+    kernel offset (p, q), so the inner loop has no test."""
     (cin, h, w), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
     (sh, sw), (dh, dw), (oh, ow) = step.stride, step.dilation, step.offset
-    i = [ind + _IND * k for k in range(7)]
+    i = [ind + _IND * k for k in range(6)]
+
+    def bounds(var, n_out, size, s, d, o, k):
+        if all(_span(n_out, size, s, d, o, kk) == (0, n_out) for kk in range(k[1])):
+            return f"range({n_out})"
+        lo = f"max(0, -(({o} + {d} * {k[0]}) // {s}))"
+        hi = f"min({n_out}, ({size - 1 - o} - {d} * {k[0]}) // {s} + 1)"
+        return f"range({lo}, {hi})"
+
     return [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):", f"{i[2]}for _q in range({kw}):",
-            f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q", f"{i[3]}for _i in range({ho}):",
-            f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[4]}if 0 <= _y < {h}:",
-            f"{i[5]}for _j in range({wo}):", f"{i[6]}_x = {_index_code('_j', sw, dw, ow, '_q')}",
-            f"{i[6]}if 0 <= _x < {w}:", *body(i[6] + _IND)]
+            f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q",
+            f"{i[3]}for _i in {bounds('_i', ho, h, sh, dh, oh, ('_p', kh))}:",
+            f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
+            f"{i[4]}for _j in {bounds('_j', wo, w, sw, dw, ow, ('_q', kw))}:",
+            f"{i[5]}_x = {_index_code('_j', sw, dw, ow, '_q')}", *body(i[5])]
 
 
 @numba_step.register
@@ -366,7 +395,8 @@ def _(step: Correlation, ind):
                 + ", 1.0, 0.0)"]
 
     if step.role == "forward":
-        lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]", f"{i2}_col[...] = 0.0",
+        # the patch elements in the padding are never written: they keep the zeros the buffer was made with
+        lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]",
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
                   *_patch_loops(step, i2, lambda k: [f"{k}_col[_row, _i * {wo} + _j] = _x3[_c, _y, _x]"]),
                   f"{i2}_z2 = {step.out}[_r].reshape(({maps}, {n}))", *product("gemm_nn", "_W2", "_col", "_z2")]
