@@ -18,11 +18,12 @@ from symbp.sweep import sweep, vote
 from symbp.symbols import a, w, y, z
 
 
-def load(path):
-    """Load a model saved with ``Model.save(path)`` (JSON + .npz; expressions re-parsed by the whitelist parser)."""
+def load(path, backend: str | None = None):
+    """Load a model saved with ``Model.save(path)`` (JSON + .npz; expressions re-parsed by the whitelist parser),
+    compiled for ``backend`` ("numba" or "numpy"; by default the one it was saved from)."""
     from symbp.train.serialize import load as _load
 
-    return _load(path)
+    return _load(path, backend=backend)
 
 
 __all__ = [
