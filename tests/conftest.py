@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# tests never remember data folders in the user's cache (the tests of that feature switch it on for themselves);
+# subprocesses (the CLI's end-to-end tests) inherit it
+os.environ.setdefault("SYMBP_REMEMBER_DATA", "0")
 
 
 @pytest.fixture(scope="session")
