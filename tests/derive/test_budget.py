@@ -174,7 +174,7 @@ def test_derivation_in_a_worker_thread_is_bounded():
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         seconds, d = pool.submit(derive).result(timeout=60)
-    assert seconds < 1 + 3
+    assert seconds < 1 + 8  # the budget's second, and slack for a loaded machine (unbounded, it takes minutes)
     assert _close_at(d.expr, sp.diff(d.activation.expr, z))
 
 

@@ -121,9 +121,9 @@ def test_a_corrupt_line_is_reported_and_its_trial_run_again(cluster, tmp_path):
 
 def test_a_scheduler_address_is_a_client(cluster, tmp_path, monkeypatch):
     lc, _ = cluster
-    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)
     results = run(lc.scheduler_address, tmp_path, grid={"eta": [0.5]}, security=lc.security)
     assert len(results) == 1 and not results.failed and results[0]["worker"].startswith("tls://127.0.0.1:")
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)  # for the address nothing listens on
     with pytest.raises(ValueError, match="cannot reach the dask scheduler"):
         run("tcp://127.0.0.1:9", tmp_path / "other", grid={"eta": [0.5]})
 
