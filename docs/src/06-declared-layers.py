@@ -86,9 +86,12 @@ print(str(check.compare(small, symbolic=False)).splitlines()[0])
 # Σ P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′] with any stride, dilation and padding im2col + gemm. A whole declared
 # map equal to a built-in's (`symbp/layers/recognise.py`: a valid correlation plus a bias, a dense product plus a
 # bias, a non-overlapping window max) is lowered as that kind: the book's `dbl_conv` declared by hand gives the
-# same kernel programs and generated source as the built-in net. The rest (depthwise convolutions, overlapping or
-# padded window maxima, an image map's bias, other maps) runs as generated loops; `model.plan()` and
-# `symbp show --plan` list each step's path.
+# same kernel programs and generated source as the built-in net. Grouped convolutions
+# (z[k,f,i,j] = Σ W[mg·k+f,c,p,q]·x[cg·k+c,…]) and depthwise ones (Σ_{p,q} W[f,0,p,q]·x[f,…]), as `sb.Conv2D`
+# declares them, are correlations too: im2col once, one product per group. The rest (overlapping or padded
+# window maxima, means, an image map's bias, other maps) runs as generated loops with constant extents (a read
+# whose index provably stays inside its array is not tested); `model.plan()` and `symbp show --plan` list each
+# step's path.
 #
 # The two backends agree on a small declared net trained for a few epochs on random data:
 
