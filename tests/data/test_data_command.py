@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,17 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datasets import closed_port_url
 
 from symbp import cli
 from symbp.data import DatasetNotFoundError, dataset_cache_dir, locate_dataset, locations, write_idx
 from symbp.data.registry import DATASETS, FileSpec
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(autouse=True)
