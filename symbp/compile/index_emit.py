@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbp.compile.codegen import _IND, _comment, numba_step, numpy_step
+from symbp.compile.codegen import _IND, _comment, _map_sums, numba_step, numpy_step
 from symbp.compile.printer import array_code, scalar_code
-from symbp.compile.program import Correlation, IndexGather, IndexReduce, IndexScatterMax, Operand
+from symbp.compile.program import Correlation, IndexGather, IndexReduce, IndexScatterMax, MapSums, Operand
 from symbp.layers.index_map import Affine, read_symbol
 
 
@@ -102,6 +102,12 @@ def _(step: IndexReduce, ind):
         body_lines.append(f"{cur}for {_v(v)} in range({n}):")
         cur += _IND
     o_ref = f"{out}[r, {', '.join(_v(v) for v in step.out_vars)}]"
+    extents = dict(zip(step.out_vars, step.out_shape)) | dict(step.vars)
+    if step.kind == "sum" and not step.vars:  # no reduction: the value itself, in the buffer's type
+        body_lines += _operand_lines(step.operands, views, cur, extents=extents)
+        body_lines.append(f"{cur}{o_ref} {'+=' if step.accumulate else '='} "
+                          f"{scalar_code(step.body, _names(len(step.operands)))}")
+        return [_comment(ind, step.eq), *views.emit(ind), f"{ind}for r in range({step.rows}):", *body_lines]
     if step.kind == "sum":
         body_lines.append(f"{cur}acc = 0.0")
     else:
@@ -111,7 +117,6 @@ def _(step: IndexReduce, ind):
         body_lines.append(f"{inner}for {_v(v)} in range({n}):")
         inner += _IND
     value = scalar_code(step.body, _names(len(step.operands)))
-    extents = dict(zip(step.out_vars, step.out_shape)) | dict(step.vars)
     if step.kind == "sum":
         body_lines += _operand_lines(step.operands, views, inner, extents=extents)
         body_lines.append(f"{inner}acc += {value}")
@@ -413,3 +418,16 @@ def _(step: Correlation, ind):
 @numpy_step.register
 def _(step: Correlation, ind):
     return numpy_step(step.generic, ind)  # the declared step itself (vectorised NumPy, scatters for adjoints)
+
+
+# ------------------------------------------------------------------------------ a map's bias sums
+@numba_step.register
+def _(step: MapSums, ind):
+    geometry = (None, None, (step.maps, 1, step.n))
+    return [_comment(ind, step.eq), f"{ind}_g2 = {_view(step.g, (step.maps * step.n,), step.rows)}",
+            *_map_sums("_g2", step.out, step.alpha, step.beta, geometry, step.rows, ind)]
+
+
+@numpy_step.register
+def _(step: MapSums, ind):
+    return numpy_step(step.generic, ind)  # the derived gather itself

@@ -7,7 +7,8 @@ recognises the shape of a sum, whatever layer it came from:
   reduction index k, indices plain variables, extents those of P) is a BLAS ``Gemm`` z = x·Pᵀ; its derived
   adjoints Σ_j δ[j]·P[j,k] (the input gradient) and Σ_r δ[r,j]·x[r,k] (∂C/∂P, or its SGD step) are ``Gemm``s too.
 - ``bias_maps``: a term P[j] without reduction, added to a flat output, is an elementwise ``Map`` z += P, and its
-  adjoint Σ_r δ[r, j] a ``ColSum``.
+  adjoint Σ_r δ[r, j] a ``ColSum``; added to the maps of an image output (P[f] to z[f,i,j]), its adjoint
+  Σ_{r,i,j} δ[r,f,i,j] is ``MapSums`` (each map summed in fixed-order partial sums).
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
@@ -35,6 +36,7 @@ from symbp.compile.program import (
     IndexReduce,
     Loop,
     Map,
+    MapSums,
     elem,
     per_col,
 )
@@ -78,6 +80,24 @@ def _bias_shape(step: IndexReduce):
     if p.per_row or len(p.index) != 1 or not _plain(p.index[0], step.out_vars[0]) or p.shape != step.out_shape:
         return None
     return p
+
+
+def _map_bias_shape(step: IndexReduce):
+    """(maps, positions per map) when ``step`` adds P[f] to an image output z[f,i,j] (or P[mg·k+f] to a grouped
+    one, z[k,f,i,j]), no reduction, else None."""
+    if step.kind != "sum" or not step.accumulate or step.vars or len(step.out_vars) not in (3, 4):
+        return None
+    if step.body != read_symbol(0) or len(step.operands) != 1:
+        return None
+    p, out = step.operands[0], step.out_shape
+    if p.per_row or len(p.index) != 1:
+        return None
+    if len(out) == 3:
+        maps, n, index = out[0], out[1] * out[2], Affine.var(step.out_vars[0])
+    else:
+        k, f = step.out_vars[:2]
+        maps, n, index = out[0] * out[1], out[2] * out[3], Affine.var(k).scale(out[1]) + Affine.var(f)
+    return (maps, n) if p.index[0] == index and p.shape == (maps,) else None
 
 
 def _axis(e: Affine, i: str, p: str):
@@ -190,6 +210,11 @@ def _rewrite(step):
                 return Gemm(step.target, step.g.buffer, x.buffer, True, False, step.alpha, step.beta,
                             eq=f"{step.target} = ({step.alpha})·{step.g.buffer}ᵀ · {x.buffer} + ({step.beta})·"
                                f"{step.target}  (as a product: {step.eq})")
+        image = _map_bias_shape(fwd)
+        if image is not None and not step.per_sample and step.factor == 1:
+            return MapSums(step.target, step.g.buffer, fwd.rows, *image, step, step.alpha, step.beta,
+                           eq=f"{step.target} = ({step.alpha})·Σ over each map of {step.g.buffer} + ({step.beta})·"
+                              f"{step.target}  (the sums of a map's bias: {step.eq})")
         bias = _bias_shape(fwd)
         if bias is not None and not step.per_sample and step.factor == 1:
             return ColSum(step.target, step.g.buffer, fwd.rows, fwd.out_shape[0], step.alpha, step.beta,

@@ -26,6 +26,7 @@ from symbp.compile.program import (
     IndexScatterMax,
     Loop,
     Map,
+    MapSums,
     ScatterMax,
     WindowMax,
 )
@@ -146,6 +147,9 @@ def _row(kernel, block, s, sizes, elementwise):
         what = "input gradient" if s.per_sample else f"∂C/∂{s.target.removeprefix('nabla_')}"
         return PlanRow(kernel, block, f"{what} at the argmax", "generated loops (argmax scatter)",
                        math.prod(s.forward.out_shape))
+    if isinstance(s, MapSums):
+        return PlanRow(kernel, block, f"∂C/∂{s.out.removeprefix('nabla_')} (sums per map)", "map sums",
+                       s.maps * s.n)
     if isinstance(s, Contract):
         n = _extent([n for _, n in s.loops]) * _extent([n for _, n in s.sums]) * 2
         return PlanRow(kernel, block, f"{s.out.buffer} contract", "generated loops (derived sum)", n)

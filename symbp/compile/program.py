@@ -379,6 +379,23 @@ class Correlation:
 
 
 @dataclass
+class MapSums:
+    """A per-map bias's adjoint, found by ``passes``: out[f] = α·Σ_r Σ_k g[r, f, k] + β·out[f] over the ``n``
+    positions of each of the ``maps`` maps (g read as (rows, maps, n)); numba sums each map in fixed-order
+    partial sums, backends without it run ``generic`` (the derived gather it replaces)."""
+
+    out: str
+    g: str
+    rows: str
+    maps: int
+    n: int
+    generic: object
+    alpha: str = "1.0"
+    beta: str = "0.0"
+    eq: str = ""
+
+
+@dataclass
 class Loop:
     body: list
     eq: str = ""

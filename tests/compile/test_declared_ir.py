@@ -7,7 +7,16 @@ import pytest
 
 import symbp as sb
 from symbp.compile.lower import lower
-from symbp.compile.program import ColSum, Correlation, Gemm, IndexGather, IndexReduce, IndexScatterMax, Map
+from symbp.compile.program import (
+    ColSum,
+    Correlation,
+    Gemm,
+    IndexGather,
+    IndexReduce,
+    IndexScatterMax,
+    Map,
+    MapSums,
+)
 from symbp.derive.adjoint import Guard
 from symbp.layers.index_map import Affine
 
@@ -77,6 +86,9 @@ def test_a_strided_padded_conv_becomes_im2col_and_the_rest_is_reported():
     assert back[2].out == "W2" and (back[2].alpha, back[2].beta) == ("-eta / m", "decay")
     assert progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 12, 12)
     assert progs["forward"].buffer("cols_z2").shape == (1, 12, 12)
+    sums = [s for s in _steps(progs["sgd_epoch"]) if isinstance(s, MapSums)]  # the bias's adjoint, per map
+    assert len(sums) == 1 and (sums[0].out, sums[0].maps, sums[0].n) == ("b2", 3, 12)
+    assert isinstance(sums[0].generic, IndexGather) and sums[0].generic.target == "b2"
     plan = net.compile(backend="numpy").plan()
     assert "im2col + gemm" in str(plan)
     generated = plan.generated()  # the bias term and its gather: cheap, and reported
