@@ -25,6 +25,8 @@ conv 32@3×3 stride 2 padding 1 twice, a global average pool, softmax 10; ReLU):
 - ``torch-compile``: the same module and step with the loss (forward and, through AOTAutograd, backward)
   compiled by ``torch.compile``; first tried in a fresh process with a time limit (``COMPILE_TIMEOUT``), and
   reported unavailable with the reason when it fails or takes too long.
+- ``jax-scan``: the whole epoch one jitted ``lax.scan`` over the mini-batches (``lax.conv_general_dilated``,
+  ``lax.reduce_window``, ``jax.grad`` of the mean log-likelihood), as the dense harness's JAX implementation.
 - ``symbp-numba-epoch`` / ``symbp-numpy``: symbp's compiled model (``sb.Network([sb.Input(...),
   sb.Conv2D(...), sb.MaxPool(...), ...], cost=sb.log_likelihood).compile(...)``) and ``model.run_epoch``.
 
@@ -604,6 +606,110 @@ def _compile_trial_main(spec: dict) -> dict:
     return {"first_step_s": times[0], "second_step_s": times[1]}
 
 
+# ---------------------------------------------------------------------------------------------- JAX
+def jax_conv_epoch(jax, jnp, net: ConvNet, m: int, eta: float, decay: float):
+    """The whole epoch ``epoch(params, X, Y, order) -> params`` of a conv net in JAX: one ``lax.scan`` over the
+    mini-batches (gathered by ``order`` inside it), each step ``jax.grad`` of the mean log-likelihood, then
+    W ← decay·W − η·∂C/∂W, b ← b − η·∂C/∂b.  Convolutions are ``lax.conv_general_dilated`` (NCHW / OIHW, the
+    net's stride and padding), max-pools ``lax.reduce_window`` with ``max``, average pools with ``add`` over the
+    window's size; X holds flat rows in (channel, row, column) order, Y one-hot rows."""
+    lax = jax.lax
+    act = jax.nn.sigmoid if net.activation == "sigmoid" else jax.nn.relu
+    C, H, W = net.input
+
+    def forward(params, x):
+        a, p = x.reshape((-1, C, H, W)), 0
+        for layer in net.layers:
+            kind = layer[0]
+            if kind == "conv":
+                Wt, b = params[p]
+                s, pad = layer[4], layer[5]
+                z = lax.conv_general_dilated(a, Wt, (s, s), [(pad, pad), (pad, pad)],
+                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                a, p = act(z + b[None, :, None, None]), p + 1
+            elif kind in ("pool", "avgpool"):
+                win = (1, 1, layer[1], layer[2])
+                if kind == "pool":
+                    a = lax.reduce_window(a, -jnp.inf, lax.max, win, win, "VALID")
+                else:
+                    a = lax.reduce_window(a, 0.0, lax.add, win, win, "VALID") / (layer[1] * layer[2])
+            else:
+                Wt, b = params[p]
+                z = a.reshape((a.shape[0], -1)) @ Wt.T + b
+                a, p = (z if kind == "softmax" else act(z)), p + 1
+        return a  # the softmax layer's z: the cost applies log-softmax
+
+    def cost(params, xb, yb):
+        return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(forward(params, xb)), axis=1))
+
+    grad = jax.grad(cost)
+
+    def step(params, X, Y, idx):
+        g = grad(params, X[idx], Y[idx])
+        return [(decay * Wt - eta * gW, b - eta * gb) for (Wt, b), (gW, gb) in zip(params, g, strict=True)]
+
+    def epoch(params, X, Y, order):
+        nb = order.shape[0] // m
+        params, _ = lax.scan(lambda q, idx: (step(q, X, Y, idx), None), params, order[: nb * m].reshape(nb, m))
+        return params
+
+    return epoch
+
+
+class JaxConvScan(ConvImpl):
+    """JAX: the whole epoch one jitted ``lax.scan`` (``jax_conv_epoch``); x64 enabled for the float64
+    cross-check.  ``compile_seconds``: the ahead-of-time lower + compile for the epoch's length."""
+
+    name = "jax-scan"
+
+    @classmethod
+    def available(cls):
+        try:
+            import jax  # noqa: F401
+        except Exception as exc:  # ImportError, or a broken install raising something else
+            return False, f"import jax failed: {exc}"
+        return True, ""
+
+    def _setup(self, params, X, Y):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        self._jax, self._jnp = jax, jnp
+        self.X = jax.device_put(np.ascontiguousarray(X, dtype=self.dtype))
+        self.Y = jax.device_put(np.ascontiguousarray(Y, dtype=self.dtype))
+        self.set_params(params)
+        decay = 1 - self.eta * self.lmbda / self.n
+        self._epoch_fn = jax.jit(jax_conv_epoch(jax, jnp, self.net, self.m, self.eta, decay), donate_argnums=0)
+        self._compiled: dict[int, object] = {}
+        t0 = time.perf_counter()
+        self._compiled_for((self.n // self.m) * self.m)
+        self.compile_seconds = time.perf_counter() - t0
+        self.info = {"jax": jax.__version__, "backend": jax.default_backend(),
+                     "threads": "XLA's CPU thread pool is not limited by the harness"}
+
+    def _compiled_for(self, length):
+        if length not in self._compiled:
+            order = self._jax.ShapeDtypeStruct((length,), self._jnp.int64)
+            self._compiled[length] = self._epoch_fn.lower(self._params, self.X, self.Y, order).compile()
+        return self._compiled[length]
+
+    def set_params(self, params):
+        jnp = self._jnp
+        self._params = [(jnp.asarray(np.array(W, dtype=self.dtype)), jnp.asarray(np.array(b, dtype=self.dtype)))
+                        for W, b in params]
+
+    def params(self):
+        return [(np.array(W), np.array(b)) for W, b in self._params]
+
+    def epoch(self, order):
+        order = np.asarray(order, dtype=np.int64)
+        length = (len(order) // self.m) * self.m
+        self._params = self._compiled_for(length)(self._params, self.X, self.Y, self._jnp.asarray(order[:length]))
+        self._jax.block_until_ready(self._params)
+
+
 # -------------------------------------------------------------------------------------------- symbp
 def symbp_layers(net: ConvNet, sb):
     act = {"sigmoid": sb.sigmoid, "relu": sb.relu}[net.activation]
@@ -648,6 +754,7 @@ class SymbpConvNumpy(_SymbpConv):
 
 
 CONV_IMPLS: dict[str, type[Impl]] = {
-    cls.name: cls for cls in (NumpyIm2col, TorchConvEager, TorchConvCompile, SymbpConvNumba, SymbpConvNumpy)
+    cls.name: cls for cls in (NumpyIm2col, TorchConvEager, TorchConvCompile, JaxConvScan, SymbpConvNumba,
+                              SymbpConvNumpy)
 }
 CONV_REFERENCE = NumpyIm2col.name

@@ -15,6 +15,7 @@ from symbp.bench.conv import (
     COST,
     NETS,
     ConvNet,
+    JaxConvScan,
     NumpyIm2col,
     TorchConvCompile,
     TorchConvEager,
@@ -81,7 +82,7 @@ def test_impls_are_resolved_per_kind():
     assert [c.name for c in resolve_impls("numpy-im2col,numpy-batched", "conv")] == ["numpy-im2col"]
     assert [c.name for c in resolve_impls("numpy-im2col,numpy-batched", "dense")] == ["numpy-batched"]
     assert resolve_impls("torch-eager", "conv") == [TorchConvEager]
-    assert set(CONV_IMPLS) >= {"numpy-im2col", "torch-eager", "torch-compile", "symbp-numba-epoch"}
+    assert set(CONV_IMPLS) >= {"numpy-im2col", "torch-eager", "torch-compile", "jax-scan", "symbp-numba-epoch"}
 
 
 # ------------------------------------------------------------------------------------------ the baseline
@@ -173,6 +174,21 @@ def test_im2col_agrees_with_torch_in_float64():
         for (Wa, ba), (Wb, bb) in zip(a.params(), b.params(), strict=True):
             np.testing.assert_allclose(Wa, Wb, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(ba, bb, rtol=1e-10, atol=1e-12)
+
+
+def test_jax_agrees_with_the_im2col_baseline_in_float64():
+    ok, why = JaxConvScan.available()
+    if not ok:
+        pytest.skip(why)
+    for net in (SMALL, SMALL3, NETS["modern"]):
+        a = _setup(NumpyIm2col, net, lmbda=0.3)
+        b = _setup(JaxConvScan, net, lmbda=0.3)
+        order = np.random.default_rng(3).permutation(24).astype(np.int64)[:23]
+        a.epoch(order)
+        b.epoch(order)
+        for (Wa, ba), (Wb, bb) in zip(a.params(), b.params(), strict=True):
+            np.testing.assert_allclose(Wb, Wa, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(bb, ba, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("net", [SMALL, SMALL2, SMALL3, NETS["modern"]], ids=lambda n: n.name)
