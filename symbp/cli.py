@@ -586,6 +586,25 @@ def check_train_args(args):
     return net, save, plot
 
 
+@contextlib.contextmanager
+def waiting(enabled: bool, console=None):
+    """A status line on stderr while the kernels are derived, generated and compiled: yields ``status(text)``,
+    which shows ``text`` beside a spinner with the seconds elapsed.  Shown only on a terminal (``console``: a
+    ``rich.console.Console``, by default one on stderr) and when ``enabled``; else ``status`` does nothing."""
+    if console is None and enabled:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda text: None
+        return
+    t0 = time.perf_counter()
+    with console.status("compiling") as live:
+        def status(text: str) -> None:
+            live.update(f"{text}  [dim]({time.perf_counter() - t0:.1f} s)[/dim]")
+        yield status
+
+
 def cmd_train(args) -> int:
     from symbp.data import load_dataset
 
@@ -605,9 +624,11 @@ def cmd_train(args) -> int:
     evaluation = splits.test if args.eval == "test" else splits.validation
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model = net.compile(backend=args.backend, dtype=args.dtype, seed=args.seed, init=args.init)
-    model.prepare(model.update_kernel(args.regularizer_obj, args.momentum, compact=splits.input_scale is not None),
-                  "forward", "cost")  # what fit uses
+    with waiting(not (args.no_progress or args.quiet)) as status:
+        model = net.compile(backend=args.backend, dtype=args.dtype, seed=args.seed, init=args.init, progress=status)
+        status("generating the update kernel")
+        update = model.update_kernel(args.regularizer_obj, args.momentum, compact=splits.input_scale is not None)
+        model.prepare(update, "forward", "cost", progress=status)  # what fit uses
     compile_s = time.perf_counter() - t0
     say(f"{net!r}: {X.shape[0]} training samples"
         + (f" ({n_images} images and their 4 one-pixel shifts)" if args.expand else "")

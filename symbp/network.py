@@ -153,11 +153,13 @@ class Network:
             return self._equations
         return self._equations.with_update(regularizer, momentum)
 
-    def compile(self, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default"):
-        """Generate, compile and load the kernels; return a ``Model`` with initialised parameters."""
+    def compile(self, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default",
+                progress=None):
+        """Generate, compile and load the kernels; return a ``Model`` with initialised parameters.
+        ``progress(text)``, when given, is told each stage as it starts (deriving, generating, from the cache)."""
         from symbp.train.model import Model
 
-        return Model(self, backend=backend, dtype=dtype, seed=seed, init=init)
+        return Model(self, backend=backend, dtype=dtype, seed=seed, init=init, progress=progress)
 
     def __repr__(self):
         return f"Network([{', '.join(layer.describe() for layer in self.layers)}], cost={self.cost.name})"

@@ -167,7 +167,8 @@ class History:
 class Model:
     """A network compiled for one backend and dtype, with its parameters."""
 
-    def __init__(self, network, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default"):
+    def __init__(self, network, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default",
+                 progress=None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -185,14 +186,19 @@ class Model:
         build = BACKENDS[backend]
         key = declaration_key(network, backend, dtype) if backend == "numba" else None
         self.kernels = None
+        say = progress or (lambda text: None)
         if key is not None:
             try:
                 # A declaration compiled before (any process) reuses its recorded kernels: no derivation needed.
                 self.kernels = build(network, None, dtype, key)
+                say("the kernels' source from the cache (no derivation)")
             except LookupError:
                 pass
         if self.kernels is None:
-            self.kernels = build(network, self.programs, dtype, key)
+            say("deriving BP1–BP4 (sympy) and lowering them to kernel programs")
+            programs = self.programs
+            say(f"generating the {backend} kernels' source")
+            self.kernels = build(network, programs, dtype, key)
         # The kernels are generated now (so a declaration the code generator cannot handle fails here) and
         # compiled by numba when first called: ``prepare`` compiles them at once.
         self.compile_seconds = time.perf_counter() - t0
@@ -219,12 +225,19 @@ class Model:
                   for spec in layer.param_specs(shape)}
         return plan(self.programs, shapes)
 
-    def prepare(self, *names: str) -> dict:
+    def prepare(self, *names: str, progress=None) -> dict:
         """Compile the kernels ``names`` now (default: every kernel generated so far) instead of when first
-        used; returns ``cache_info``."""
-        for name in names or list(self.kernels.sources):
+        used; returns ``cache_info``.  ``progress(text)``, when given, is told which kernel is compiled or loaded
+        (``compiling kernel 2 of 3: sgd_epoch``)."""
+        names = names or tuple(self.kernels.sources)
+        for name in names:
             if name not in self.kernels.sources:
                 raise ValueError(f"no kernel {name!r}; kernels: {', '.join(self.kernels.sources)}")
+        todo = [n for n in names if n not in self.kernels.compiled]
+        for k, name in enumerate(todo, start=1):
+            if progress is not None:
+                progress(f"compiling kernel {k} of {len(todo)}: {name} (numba, or its cache)"
+                         if self.backend == "numba" else f"loading kernel {k} of {len(todo)}: {name}")
             self.kernels[name]
         return self.cache_info
 
