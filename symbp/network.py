@@ -156,7 +156,8 @@ class Network:
     def compile(self, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default",
                 progress=None):
         """Generate, compile and load the kernels; return a ``Model`` with initialised parameters.
-        ``progress(text)``, when given, is told each stage as it starts (deriving, generating, from the cache)."""
+        ``progress(text)``, when given, is told each stage as it starts (deriving, generating), or that the
+        kernels' source came from the cache."""
         from symbp.train.model import Model
 
         return Model(self, backend=backend, dtype=dtype, seed=seed, init=init, progress=progress)

@@ -146,7 +146,8 @@ def cmd_add(directory: str) -> int:
     for name, folder in found.items():
         spec = DATASETS[name]
         if folder is None:
-            print(f"{_line(spec)}: not in {base} ({base / name}: {notes[name][-1].split(': ', 1)[1]})")
+            last = notes[name][-1]  # "folder: why" for base/<name>, the last place looked
+            print(f"{_line(spec)}: not in {base} ({base / name}: {last[len(str(base / name)) + 2:]})")
             continue
         changed = locations.remember(spec, folder)
         print(f"{_line(spec)}: {folder}  [{'remembered' if changed else 'already remembered'}]")

@@ -111,6 +111,10 @@ def remembered() -> dict[str, Path]:
         from symbp.paths import open_regular
 
         fd, size = open_regular(path, "remembered-folders file", ValueError)
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):  # replaced (by a link?) since lstat
+            os.close(fd)
+            raise ValueError("it changed while being read")
         with os.fdopen(fd, "rb") as f:
             raw = f.read(MAX_BYTES + 1) if size <= MAX_BYTES else b""
         if size > MAX_BYTES or len(raw) > MAX_BYTES:

@@ -320,11 +320,12 @@ def test_add_and_forget(fake, tmp_path, capsys):
     assert "already remembered" in run_cli(capsys, "data", "add", str(both))[1]
     assert locate_dataset("fashion-mnist", download=False)["test_images"].parent == both / "fashion-mnist"
 
-    # a folder holding one dataset's files directly: the checksums tell which
-    direct = put(fake, "fashion-mnist", tmp_path / "direct")
+    # a folder holding one dataset's files directly: the checksums tell which (": " in its name on purpose)
+    direct = put(fake, "fashion-mnist", tmp_path / "direct: data")
     rc, out, _ = run_cli(capsys, "data", "add", str(direct))
     assert rc == 0 and f"Fashion-MNIST (fashion-mnist): {direct}  [remembered]" in out
-    assert f"MNIST (mnist): not in {direct}" in out
+    assert f"MNIST (mnist): not in {direct} ({direct / 'mnist'}: " in out
+    assert f"{direct / 'mnist'}: {locations.folder_problem(direct / 'mnist', 'mnist')})" in out
     assert locations.remembered() == {"mnist": both / "mnist", "fashion-mnist": direct}
 
     rc, out, _ = run_cli(capsys, "data", "forget", "fashion-mnist")  # by name
