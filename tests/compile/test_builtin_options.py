@@ -178,3 +178,41 @@ def test_grouped_convs_are_products_per_group_and_train_as_the_generic_loops(lay
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a.gradients(X, Y)[1][0], b.gradients(X, Y)[1][0], rtol=1e-10, atol=1e-12)
+
+
+# hand-declared twins of the built-ins with options, other names for everything
+TWINS = [
+    (C(6, (3, 3), sb.relu, stride=2, padding=1),
+     ("conv_s2", "z[o,u,v] = sum(K[o,ch,s,t]*x[ch,2*u+s-1,2*v+t-1] for ch in range(4) for s in range(3) "
+                 "for t in range(3)) + B[o]", (6, 5, 5), {"K": (6, 4, 3, 3), "B": (6,)}, sb.relu)),
+    (C(6, (3, 3), sb.relu, groups=2, padding=1),
+     ("conv_g2", "z[g,o,u,v] = sum(K[3*g+o,ch,s,t]*x[2*g+ch,u+s-1,v+t-1] for ch in range(2) for s in range(3) "
+                 "for t in range(3)) + B[3*g+o]", (2, 3, 9, 9), {"K": (6, 2, 3, 3), "B": (6,)}, sb.relu)),
+    (P((3, 3), stride=2, padding=1),
+     ("max3s2", "z[ch,u,v] = max(x[ch,2*u+s-1,2*v+t-1] for s in range(3) for t in range(3))", (4, 5, 5), None,
+      None)),
+    (A((2, 2)), ("mean2", "z[ch,u,v] = sum(x[ch,2*u+s,2*v+t] for s in range(2) for t in range(2))/4", None, None,
+                 None)),
+]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("builtin, twin", TWINS, ids=[t[1][0] for t in TWINS])
+def test_builtins_with_options_train_bit_for_bit_like_hand_declared_twins(builtin, twin, backend):
+    """A built-in with options is nothing more than its declaration: a twin written by hand, with other names
+    for every index and parameter, trains to the same bits (SGD with weight decay and momentum)."""
+    name, text, out, params, act = twin
+    kw = {k: v for k, v in (("out", out), ("params", params), ("activation", act)) if v is not None}
+    mine = sb.Layer.parse(name, text, **kw)
+    nets = [sb.Network([sb.Input((4, 9, 9)), sb.Conv2D(4, (1, 1), sb.tanh), layer, sb.Dense(3, sb.softmax)],
+                       cost=sb.log_likelihood) for layer in (builtin, mine)]
+    a, b = (n.compile(backend=backend, dtype="float64", seed=0) for n in nets)
+    b.set_params(a.params)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(10, 324)), np.eye(3)[rng.integers(0, 3, 10)]
+    for m in (a, b):
+        m.fit((X, Y), epochs=2, batch_size=4, eta=0.1, lmbda=0.5, momentum=0.5, seed=1, progress=False)
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            assert np.array_equal(a_, b_)
+    assert np.array_equal(a.feedforward(X), b.feedforward(X))
