@@ -48,7 +48,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, _Symbp
+from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, JaxScan, _Symbp
 
 COST = "log-likelihood"
 ACTIVATIONS = ("sigmoid", "relu")
@@ -656,58 +656,17 @@ def jax_conv_epoch(jax, jnp, net: ConvNet, m: int, eta: float, decay: float):
     return epoch
 
 
-class JaxConvScan(ConvImpl):
-    """JAX: the whole epoch one jitted ``lax.scan`` (``jax_conv_epoch``); x64 enabled for the float64
-    cross-check.  ``compile_seconds``: the ahead-of-time lower + compile for the epoch's length."""
+class JaxConvScan(ConvImpl, JaxScan):
+    """JAX: the dense harness's ``jax-scan`` (the whole epoch one jitted ``lax.scan``, x64 enabled for the float64
+    cross-check, ``compile_seconds`` the ahead-of-time lower + compile for the epoch's length) with the conv
+    net's epoch (``jax_conv_epoch``); no fresh-process compile probe."""
 
-    name = "jax-scan"
+    def _make_epoch(self):
+        return jax_conv_epoch(self._jax, self._jnp, self.net, self.m, self.eta, 1 - self.eta * self.lmbda / self.n)
 
     @classmethod
-    def available(cls):
-        try:
-            import jax  # noqa: F401
-        except Exception as exc:  # ImportError, or a broken install raising something else
-            return False, f"import jax failed: {exc}"
-        return True, ""
-
-    def _setup(self, params, X, Y):
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        import jax.numpy as jnp
-
-        self._jax, self._jnp = jax, jnp
-        self.X = jax.device_put(np.ascontiguousarray(X, dtype=self.dtype))
-        self.Y = jax.device_put(np.ascontiguousarray(Y, dtype=self.dtype))
-        self.set_params(params)
-        decay = 1 - self.eta * self.lmbda / self.n
-        self._epoch_fn = jax.jit(jax_conv_epoch(jax, jnp, self.net, self.m, self.eta, decay), donate_argnums=0)
-        self._compiled: dict[int, object] = {}
-        t0 = time.perf_counter()
-        self._compiled_for((self.n // self.m) * self.m)
-        self.compile_seconds = time.perf_counter() - t0
-        self.info = {"jax": jax.__version__, "backend": jax.default_backend(),
-                     "threads": "XLA's CPU thread pool is not limited by the harness"}
-
-    def _compiled_for(self, length):
-        if length not in self._compiled:
-            order = self._jax.ShapeDtypeStruct((length,), self._jnp.int64)
-            self._compiled[length] = self._epoch_fn.lower(self._params, self.X, self.Y, order).compile()
-        return self._compiled[length]
-
-    def set_params(self, params):
-        jnp = self._jnp
-        self._params = [(jnp.asarray(np.array(W, dtype=self.dtype)), jnp.asarray(np.array(b, dtype=self.dtype)))
-                        for W, b in params]
-
-    def params(self):
-        return [(np.array(W), np.array(b)) for W, b in self._params]
-
-    def epoch(self, order):
-        order = np.asarray(order, dtype=np.int64)
-        length = (len(order) // self.m) * self.m
-        self._params = self._compiled_for(length)(self._params, self.X, self.Y, self._jnp.asarray(order[:length]))
-        self._jax.block_until_ready(self._params)
+    def probe_key(cls, case):
+        return None
 
 
 # -------------------------------------------------------------------------------------------- symbp

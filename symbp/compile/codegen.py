@@ -318,11 +318,10 @@ def _col2im(col: str, g: str, geometry, ind: str) -> list[str]:
             f"{i6}{g}[_c, _i + _p, _q + _j] += {col}[_row, _i * {wo} + _j]"]
 
 
-def _map_sums(delta: str, out: str, alpha: str, beta: str, geometry, rows: str, ind: str) -> list[str]:
-    """out[f] = α·Σ_r,k δ[r, f·Ho·Wo + k] + β·out[f]: LANES partial sums in float64 (each lane a fixed order,
-    so the vectorised sum is the same in every process), added pairwise at the end."""
-    _, _, (maps, ho, wo) = geometry
-    n = ho * wo
+def _map_sums(delta: str, out: str, alpha: str, beta: str, maps: int, n: int, rows: str, ind: str) -> list[str]:
+    """out[f] = α·Σ_r,k δ[r, f·n + k] + β·out[f] over the n positions of each of the ``maps`` maps: LANES
+    partial sums in float64 (each lane a fixed order, so the vectorised sum is the same in every process), added
+    pairwise at the end."""
     i2, i3 = ind + _IND, ind + 2 * _IND
     i4 = i3 + _IND
     full = n - n % LANES
@@ -358,7 +357,8 @@ def _(step: ConvGemm, ind):
         if not written_out:
             return numba_step(step.contract, ind)
         delta, out, alpha, beta = step.args
-        return lines + _map_sums(delta, out, alpha, beta, step.geometry, step.contract.sums[0][1], ind)
+        _, _, (maps, ho, wo) = step.geometry
+        return lines + _map_sums(delta, out, alpha, beta, maps, ho * wo, step.contract.sums[0][1], ind)
     lines += _views(step, ind)
     if step.role == "weights" or not written_out:
         return lines + [f"{ind}_rt.conv_{step.role}({', '.join(step.args)})"]

@@ -423,9 +423,8 @@ def _(step: Correlation, ind):
 # ------------------------------------------------------------------------------ a map's bias sums
 @numba_step.register
 def _(step: MapSums, ind):
-    geometry = (None, None, (step.maps, 1, step.n))
     return [_comment(ind, step.eq), f"{ind}_g2 = {_view(step.g, (step.maps * step.n,), step.rows)}",
-            *_map_sums("_g2", step.out, step.alpha, step.beta, geometry, step.rows, ind)]
+            *_map_sums("_g2", step.out, step.alpha, step.beta, step.maps, step.n, step.rows, ind)]
 
 
 @numpy_step.register

@@ -161,34 +161,23 @@ def test_pool_ties_go_to_the_first_maximum():
     np.testing.assert_allclose(W - W0, np.full((1, 1, 1, 2), 0.5 * s1), rtol=1e-12)
 
 
-def test_im2col_agrees_with_torch_in_float64():
-    ok, why = TorchConvEager.available()
+@pytest.mark.parametrize("peer, nets", [
+    (TorchConvEager, (SMALL, SMALL2, SMALL3, NETS["dbl_conv"], NETS["modern"])),
+    (JaxConvScan, (SMALL, SMALL3, NETS["modern"])),
+], ids=["torch-eager", "jax-scan"])
+def test_im2col_agrees_with_the_peers_in_float64(peer, nets):
+    ok, why = peer.available()
     if not ok:
         pytest.skip(why)
-    for net in (SMALL, SMALL2, SMALL3, NETS["dbl_conv"], NETS["modern"]):
+    for net in nets:
         a = _setup(NumpyIm2col, net, lmbda=0.3)
-        b = _setup(TorchConvEager, net, lmbda=0.3)
+        b = _setup(peer, net, lmbda=0.3)
         order = np.random.default_rng(3).permutation(24).astype(np.int64)[:23]  # a partial last batch, dropped
         a.epoch(order)
         b.epoch(order)
         for (Wa, ba), (Wb, bb) in zip(a.params(), b.params(), strict=True):
             np.testing.assert_allclose(Wa, Wb, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(ba, bb, rtol=1e-10, atol=1e-12)
-
-
-def test_jax_agrees_with_the_im2col_baseline_in_float64():
-    ok, why = JaxConvScan.available()
-    if not ok:
-        pytest.skip(why)
-    for net in (SMALL, SMALL3, NETS["modern"]):
-        a = _setup(NumpyIm2col, net, lmbda=0.3)
-        b = _setup(JaxConvScan, net, lmbda=0.3)
-        order = np.random.default_rng(3).permutation(24).astype(np.int64)[:23]
-        a.epoch(order)
-        b.epoch(order)
-        for (Wa, ba), (Wb, bb) in zip(a.params(), b.params(), strict=True):
-            np.testing.assert_allclose(Wb, Wa, rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(bb, ba, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("net", [SMALL, SMALL2, SMALL3, NETS["modern"]], ids=lambda n: n.name)
