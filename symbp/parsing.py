@@ -40,8 +40,8 @@ Security guarantees:
   attribute is ever looked up.
 * Bounded work: at most ``MAX_LENGTH`` (1000) characters, checked before anything else; only printable
   ASCII; at most ``MAX_DEPTH`` (50) levels of brackets and of nesting in the syntax tree (chains such as
-  ``a + b - c + ...`` or ``a * b / c`` count as one level), so neither ``ast.parse`` nor the walk can
-  exhaust the stack; ``RecursionError`` anywhere becomes ``ValueError``.
+  ``a + b - c + ...`` or ``a * b / c`` count as one level, of at most ``MAX_CHAIN`` (500) operations), so
+  neither ``ast.parse`` nor the walk can exhaust the stack; ``RecursionError`` anywhere becomes ``ValueError``.
 * No constant blow-up in sympy: integer literals are at most ``MAX_INT_LITERAL`` (10**6); a constant
   exponent must satisfy |p| <= ``MAX_EXPONENT`` (100), so ``z**(10**10)`` and ``9**9**9`` are refused
   before sympy evaluates them; exp-like functions (exp, expm1, sinh, cosh, sigmoid, softplus) refuse a
@@ -84,6 +84,8 @@ from symbp.symbols import SYMBOLS
 MAX_LENGTH = 1000
 #: Deepest accepted nesting, both of brackets and of the syntax tree.
 MAX_DEPTH = 50
+#: operations in one chain a + b − c + … (one level of MAX_DEPTH, but one frame each of the walk)
+MAX_CHAIN = 500
 #: Largest integer literal, in absolute value.
 MAX_INT_LITERAL = 10**6
 #: Largest constant exponent of a power, in absolute value.
@@ -357,11 +359,14 @@ class _Parser:
         return ValueError(f"syntax error at {self._position(offset)}: {message}\n    {line_text}\n    {pad}^")
 
     def _check_depth(self, root: ast.expr) -> None:
-        stack = [(root, 1)]
+        stack = [(root, 1, 1)]
         while stack:
-            node, depth = stack.pop()
+            node, depth, chain = stack.pop()
             if depth > MAX_DEPTH:
                 raise self._error(node, f"expression nested more than {MAX_DEPTH} levels deep at {{q}}")
+            if chain > MAX_CHAIN:  # the walk recurses once per link: bounded whatever the interpreter's stack
+                raise self._error(node, f"expression nested too deeply: a chain of more than {MAX_CHAIN} "
+                                        f"operations at {{q}}")
             for child in ast.iter_child_nodes(node):
                 if not isinstance(child, (ast.expr, ast.keyword)):
                     continue
@@ -369,7 +374,7 @@ class _Parser:
                     isinstance(node, ast.BinOp) and child is node.left and isinstance(child, ast.BinOp)
                     and _chain_group(node.op) is not None and _chain_group(child.op) == _chain_group(node.op)
                 )
-                stack.append((child, depth if same_chain else depth + 1))
+                stack.append((child, depth, chain + 1) if same_chain else (child, depth + 1, 1))
 
     # ----- values ---------------------------------------------------------------------------------
     def expr(self, node: ast.expr) -> sp.Expr:

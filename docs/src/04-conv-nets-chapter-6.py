@@ -64,30 +64,31 @@ print(modern.compile(dtype="float32", seed=0).plan())
 # %% [markdown]
 # ## How the rules are derived
 #
-# **Derived, not written by hand** (`symbp/derive/indexed.py`, `symbp/derive/layers/conv.py`): the forward map
-# is a sympy `Sum` over `Indexed` objects with symbolic extents; `sympy.diff` of it by W[f,c,p,q], b[f] and
-# a[c,y,u] gives `KroneckerDelta`s, the chain rule Σ δ[f,i,j]·∂z[f,i,j]/∂(·) is formed, and symbp contracts each
-# delta against a summation index, keeping its range as a condition. Out come ∂C/∂W[f,c,p,q] =
-# Σᵢⱼ δ[f,i,j]·a[c,i+p,j+q] (a valid correlation of the input with δ), ∂C/∂b[f] = Σᵢⱼ δ[f,i,j], and
-# ∂C/∂a[c,y,u] = Σ_{f,p,q} δ[f,y−p,u−q]·W[f,c,p,q] with 0 ≤ y−p ≤ Ho−1, 0 ≤ u−q ≤ Wo−1 (a full convolution with
-# the flipped kernel; the conditions are the loop bounds). Max-pooling's rule comes from `sympy.diff` of `Max` (a Heaviside at the maximum). `net.equations()`
-# prints all of them; the sum-over-paths check covers small conv and pool nets.
+# **A convolution is its declaration.** `sb.Conv2D(20, (5, 5), sb.sigmoid)` on a 1x28x28 input is the map
+# `z[f,i,j] = sum(W[f,c,p,q]*x[c,i+p,j+q] for c in range(1) for p in range(5) for q in range(5)) + b[f]`, and
+# `sb.MaxPool((2, 2))` is `z[c,i,j] = max(x[c,2*i+p,2*j+q] for p in range(2) for q in range(2))`: generated from
+# the layer's options (`layer.declaration(in_shape)` shows it) and derived like any declared layer
+# (`symbp/derive/adjoint.py`). Each read of W, b or x is differentiated by solving the index equations over the
+# integers: ∂C/∂W[f,c,p,q] = Σᵢⱼ δ[f,i,j]·a[c,i+p,j+q] (a valid correlation of the input with δ), ∂C/∂b[f] =
+# Σᵢⱼ δ[f,i,j], and ∂C/∂a[c,y,u] = Σ_{f,p,q} δ[f,y−p,u−q]·W[f,c,p,q] over the p, q that keep y−p and u−q inside
+# the output (a full convolution with the flipped kernel; those ranges become the loop bounds). The max's rule
+# sends δ to each window's first maximum. `net.equations()` prints all of them; the sum-over-paths check covers
+# small conv and pool nets.
 #
-# **Kernels**: each derived sum is a `Contract` step of the kernel program (affine index expressions, range
-# conditions). When its index structure is the valid correlation (checked on the derived terms), the numba
-# backend runs it as im2col + BLAS `gemm` per sample (the patches of the forward pass reused by ∂C/∂W), else as
-# loops with the derived bounds. A convolution whose patch matrix has 4,096 elements or more gets its im2col,
-# col2im and bias sums written into the kernel with its extents as constants; smaller ones call the shared
-# helpers in `runtime` (`conv_forward`, `conv_input`, `conv_weights`), compiled once for every network. The NumPy
-# backend emits the sum as one `einsum` per kernel offset. Activations are stored flat in (channel, row, column)
-# order, as `torch.flatten` does, so a `Dense` after a conv or pool layer reads them as they are.
+# **Kernels**: the passes over the kernel program (`symbp/compile/passes.py`) recognise what these sums are,
+# whatever layer declared them: a correlation (any stride, padding, dilation, groups) becomes im2col + BLAS
+# `gemm` per sample, the patches of the forward pass reused by ∂C/∂W, with its bias added after each product;
+# a bias's adjoint becomes per-map sums; a max over non-overlapping windows becomes a window max that keeps its
+# argmax, and its adjoint a scatter to it. The copies are written with the layer's extents as constants (im2col
+# in straight-line chunks that LLVM vectorises). The NumPy backend runs the declared sums themselves,
+# vectorised. Activations are stored flat in (channel, row, column) order, as `torch.flatten` does, so a `Dense`
+# after a conv or pool layer reads them as they are.
 #
-# **Pooling before σ** (network3's order): when sympy shows a conv layer's σ non-decreasing on the reals
-# (`sympy.is_increasing`: sigmoid, tanh, ReLU, softplus, linear), max σ(z) = σ(max z), so the kernels pool z and
-# apply σ and σ′ to the pooled values only — a quarter of them for 2x2 windows — and the pooling's scatter writes
-# the conv layer's δ = ∂C/∂z directly. `net.equations()` says so, per layer, with the reason; for a σ sympy cannot
-# show monotone (say z·tanh z) the pooling stays after σ. Outputs, gradients and epochs equal the unfused
-# kernels' (tested to 1e-12).
+# **Pooling before σ** (network3's order): when sympy shows a layer's σ non-decreasing on the reals
+# (`sympy.is_increasing`: sigmoid, tanh, ReLU, softplus, linear) and a max pool follows it, max σ(z) = σ(max z),
+# so the kernels pool z and apply σ and σ′ to the pooled values only — a quarter of them for 2x2 windows — and
+# the pooling's scatter writes the layer's δ = ∂C/∂z directly. `net.equations()` says so, per layer, with the
+# reason; for a σ sympy cannot show monotone (say z·tanh z) the pooling stays after σ.
 #
 # Not yet: fusing conv + bias + σ + pool into one loop; a batched gemm across the mini-batch; a backward that
 # reads the pooled δ (three quarters of a conv layer's δ are zero after max-pooling).

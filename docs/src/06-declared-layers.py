@@ -83,13 +83,13 @@ print(str(check.compare(small, symbolic=False)).splitlines()[0])
 # routes. **Passes** over the kernel program (`symbp/compile/passes.py`) replace the sums whose shape they
 # recognise, whatever layer they came from: a product Σ_k P[j,k]·x[k] and its two adjoints become BLAS `gemm`s
 # (the SGD step fused in), a flat bias a map and a column sum, a correlation
-# Σ P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′] with any stride, dilation and padding im2col + gemm. A whole declared
-# map equal to a built-in's (`symbp/layers/recognise.py`: a valid correlation plus a bias, a dense product plus a
-# bias, a non-overlapping window max) is lowered as that kind: the book's `dbl_conv` declared by hand gives the
-# same kernel programs and generated source as the built-in net. Grouped convolutions
+# Σ P[f,c,p,q]·x[c, s·i+d·p+o, s′·j+d′·q+o′] with any stride, dilation and padding im2col + gemm (its bias added
+# after each product), a max over non-overlapping windows a window max with its argmax, and a map's bias
+# adjoint per-map sums. The built-in `Conv2D`, `MaxPool` and `AvgPool` are declarations, so the book's `dbl_conv`
+# declared by hand gives the same kernel programs and generated source as the built-in net. Grouped convolutions
 # (z[k,f,i,j] = Σ W[mg·k+f,c,p,q]·x[cg·k+c,…]) and depthwise ones (Σ_{p,q} W[f,0,p,q]·x[f,…]), as `sb.Conv2D`
 # declares them, are correlations too: im2col once, one product per group. The rest (overlapping or padded
-# window maxima, means, an image map's bias, other maps) runs as generated loops with constant extents (a read
+# window maxima, means, other maps) runs as generated loops with constant extents (a read
 # whose index provably stays inside its array is not tested); `model.plan()` and `symbp show --plan` list each
 # step's path.
 #

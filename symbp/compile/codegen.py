@@ -21,8 +21,6 @@ from symbp.compile.program import (
     ArrayArg,
     Block,
     ColSum,
-    Contract,
-    ConvGemm,
     Gather,
     Gemm,
     Loop,
@@ -210,81 +208,10 @@ def _(step: Gather, ind):
     return lines + [f"{ind}if bad:  # stop before this mini-batch touches the parameters", f"{i2}return bad"]
 
 
-def _views(step, ind: str) -> list[str]:
-    """Image-shaped views of flat (rows × features) buffers: C-order reshapes, no copy."""
-    return [f"{ind}{name} = {src}.reshape(({', '.join(str(d) for d in shape)}))"
-            for name, (src, shape) in step.views.items()]
-
-
-@lru_cache(maxsize=65536)  # the same few index texts recur in every layer of a deep network
-def _affine(expr: str, var: str) -> tuple[int, str] | None:
-    """expr as coeff·var + rest (coeff ±1), or None when var does not appear."""
-    e = sp.sympify(expr, locals={v: sp.Symbol(v, integer=True) for v in _IDENT.findall(expr)})
-    v = sp.Symbol(var, integer=True)
-    if not e.has(v):
-        return None
-    coeff = e.coeff(v)
-    if coeff not in (1, -1) or (e - coeff * v).has(v):
-        raise ValueError(f"index {expr} is not of the form ±{var} + c")
-    return int(coeff), str(e - coeff * v)
-
-
-def _bounds(step: Contract, var: str, extent) -> tuple[str, str]:
-    """range(lo, hi) of a summation variable: its extent, tightened by every condition on it."""
-    lo, hi = ["0"], [str(extent)]
-    for e, clo, chi in step.conditions:
-        form = _affine(e, var)
-        if form is None:
-            continue
-        coeff, rest = form
-        if coeff == 1:  # clo ≤ var + rest ≤ chi
-            lo.append(f"{clo} - ({rest})")
-            hi.append(f"{chi} - ({rest}) + 1")
-        else:  # clo ≤ rest − var ≤ chi
-            lo.append(f"({rest}) - ({chi})")
-            hi.append(f"({rest}) - ({clo}) + 1")
-    return (lo[0] if len(lo) == 1 else f"max({', '.join(lo)})"), (hi[0] if len(hi) == 1 else f"min({', '.join(hi)})")
-
-
-@numba_step.register
-def _(step: Contract, ind):
-    lines = [_comment(ind, step.eq), *_views(step, ind)]
-    cur = ind
-    for var, n in step.loops:
-        lines.append(f"{cur}for {var} in range({n}):")
-        cur += _IND
-    lines.append(f"{cur}acc = 0.0")
-    for var, n in step.sums:
-        lo, hi = _bounds(step, var, n)
-        lines.append(f"{cur}for {var} in range({lo}, {hi})" + ":" if lo != "0" else f"{cur}for {var} in range({hi}):")
-        cur += _IND
-    names = {sym: _scalar_ref(acc) for sym, acc in step.reads.items()}
-    lines.append(f"{cur}acc += {scalar_code(step.term, names)}")
-    cur = ind + _IND * len(step.loops)
-    out = _scalar_ref(step.out)
-    rhs = _plus_beta("acc" if step.alpha == "1.0" else f"({step.alpha}) * acc", out, step.beta)
-    if step.bias is not None:
-        rhs += f" + {_scalar_ref(step.bias)}"
-    lines.append(f"{cur}{out} = {rhs}")
-    return lines
-
-
 #: Elements per straight-line chunk in the copies of a convolution: all loads of a chunk are written before
 #: its stores, so LLVM's SLP vectoriser turns them into vector moves without having to prove that the two
 #: arrays do not overlap (a loop over j it would not vectorise: measured 7× slower for a 20×12×12 im2col).
 LANES = 8
-
-
-def _im2col(x: str, col: str, geometry, ind: str) -> list[str]:
-    """col[(c·kh + p)·kw + q, i·Wo + j] = x[c, i + p, j + q], with constant extents."""
-    (cin, _, _), (kh, kw), (_, ho, wo) = geometry
-    i2, i3, i4, i5 = (ind + _IND * k for k in range(1, 5))
-    lines = [_comment(ind, f"im2col: {col}[(c·{kh} + p)·{kw} + q, i·{wo} + j] = {x}[c, i + p, j + q], in chunks of "
-                           f"{LANES}: a chunk's loads, then its stores"),
-             f"{ind}for _c in range({cin}):", f"{i2}for _p in range({kh}):", f"{i3}for _q in range({kw}):",
-             f"{i4}_row = (_c * {kh} + _p) * {kw} + _q", f"{i4}for _i in range({ho}):"]
-    return lines + _chunked(wo, i5, lambda k: [f"_t{k} = {x}[_c, _i + _p, _q + _j + {k}]"],
-                            lambda k: [f"{col}[_row, _i * {wo} + _j + {k}] = _t{k}"])
 
 
 def _chunked(n: int, ind: str, load, store) -> list[str]:
@@ -301,21 +228,6 @@ def _chunked(n: int, ind: str, load, store) -> list[str]:
         lines += [ind + ln for k in range(n - full) for ln in load(k)]
         lines += [ind + ln for k in range(n - full) for ln in store(k)]
     return lines
-
-
-def _col2im(col: str, g: str, geometry, ind: str) -> list[str]:
-    """g[c, i + p, j + q] = Σ col[(c·kh + p)·kw + q, i·Wo + j] (g overwritten; the terms of each element added
-    in ascending (p, q)).  Plain loops with constant extents: straight-line chunks were no faster here
-    (the additions read what earlier ones wrote) and took three times as long to compile (measured)."""
-    (cin, h, w_in), (kh, kw), (_, ho, wo) = geometry
-    i2, i3, i4, i5, i6 = (ind + _IND * k for k in range(1, 6))
-    return [_comment(ind, f"col2im: {g}[c, i + p, j + q] = Σ {col}[(c·{kh} + p)·{kw} + q, i·{wo} + j]"),
-            f"{ind}for _c in range({cin}):", f"{i2}for _y in range({h}):", f"{i3}for _x in range({w_in}):",
-            f"{i4}{g}[_c, _y, _x] = 0.0",
-            f"{ind}for _c in range({cin}):", f"{i2}for _p in range({kh}):", f"{i3}for _q in range({kw}):",
-            f"{i4}_row = (_c * {kh} + _p) * {kw} + _q", f"{i4}for _i in range({ho}):",
-            f"{i5}for _j in range({wo}):",
-            f"{i6}{g}[_c, _i + _p, _q + _j] += {col}[_row, _i * {wo} + _j]"]
 
 
 def _map_sums(delta: str, out: str, alpha: str, beta: str, maps: int, n: int, rows: str, ind: str) -> list[str]:
@@ -335,48 +247,6 @@ def _map_sums(delta: str, out: str, alpha: str, beta: str, maps: int, n: int, ro
     total = " + ".join(f"(_s{k} + _s{k + 1})" for k in range(0, LANES, 2))
     acc = "_acc" if alpha == "1.0" else f"({alpha}) * _acc"
     return lines + [f"{i2}_acc = {total}", f"{i2}{out}[_f] = {_plus_beta(acc, f'{out}[_f]', beta)}"]
-
-
-#: Convolutions whose patch matrix has at least this many elements (C·kh·kw × Ho·Wo) get their copies written
-#: out with constant extents; smaller ones call the shared runtime helpers, compiled once for every network.
-#: Measured on chapter 6's dbl_conv (14,400 and 32,000 elements): the written-out copies made the epoch 20%
-#: faster (im2col of its second layer 7× faster, the bias sums 3×) and its kernel twice as slow to compile.
-WRITE_OUT_FROM = 4096
-
-
-@numba_step.register
-def _(step: ConvGemm, ind):
-    """The product forms of a convolution (see ``ConvGemm``): large ones written out with the layer's extents
-    as constants (im2col in straight-line chunks, col2im and the bias sums as plain loops), small ones through
-    ``runtime.conv_<role>``; the products themselves always through ``runtime.gemm_*``."""
-    lines = [_comment(ind, step.eq)]
-    (cin, _, _), (kh, kw), (maps, ho, wo) = step.geometry
-    ckk, n = cin * kh * kw, ho * wo
-    written_out = ckk * n >= WRITE_OUT_FROM
-    if step.role == "bias":
-        if not written_out:
-            return numba_step(step.contract, ind)
-        delta, out, alpha, beta = step.args
-        _, _, (maps, ho, wo) = step.geometry
-        return lines + _map_sums(delta, out, alpha, beta, maps, ho * wo, step.contract.sums[0][1], ind)
-    lines += _views(step, ind)
-    if step.role == "weights" or not written_out:
-        return lines + [f"{ind}_rt.conv_{step.role}({', '.join(step.args)})"]
-    i2, i3 = ind + _IND, ind + 2 * _IND
-    rows = step.contract.loops[0][1]
-    if step.role == "forward":
-        x, W, b, z, cols = step.args
-        return lines + [
-            f"{ind}_W2 = {W}.reshape(({maps}, {ckk}))", f"{ind}for _r in range({rows}):",
-            f"{i2}_x3 = {x}[_r]", f"{i2}_col = {cols}[{'_r' if step.cols_per_sample else '0'}]",
-            *_im2col("_x3", "_col", step.geometry, i2),
-            f"{i2}_z2 = {z}[_r].reshape(({maps}, {n}))", f"{i2}_rt.gemm_nn(_W2, _col, _z2, 1.0, 0.0)",
-            f"{i2}for _f in range({maps}):", f"{i3}_bf = {b}[_f]", f"{i3}for _k in range({n}):",
-            f"{i3}{_IND}_z2[_f, _k] += _bf"]
-    d, W, g, dcol = step.args  # input: ∂C/∂a[r] = col2im(Wᵀ·δ[r])
-    return lines + [f"{ind}_W2 = {W}.reshape(({maps}, {ckk}))", f"{ind}for _r in range({rows}):",
-                    f"{i2}_rt.gemm_tn(_W2, {d}[_r].reshape(({maps}, {n})), {dcol}, 1.0, 0.0)",
-                    f"{i2}_g3 = {g}[_r]", *_col2im(dcol, "_g3", step.geometry, i2)]
 
 
 @numba_step.register
@@ -707,83 +577,6 @@ def _(step: Gather, ind):
         lines += [f"{ind}np.take({src}, rows, axis=0, out={dst})",
                   f"{ind}if not math.isfinite({dst}.sum()):", f"{ind}{_IND}bad |= not np.isfinite({dst}).all()"]
     return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
-
-
-@numpy_step.register
-def _(step: Contract, ind):
-    """Python loops over the kernel offsets only; for each, one einsum over slices of the other indices."""
-    lines = [_comment(ind, step.eq), *_views(step, ind)]
-    extents = dict(step.loops) | dict(step.sums)
-    vec = [v for v in extents if v not in step.offsets]
-    letters = {v: "abcdefghijklmnopqrstuvwxyz"[k] for k, v in enumerate(vec)}
-    out = step.out
-    if step.beta == "0.0":
-        lines.append(f"{ind}{_np_whole(out)}[...] = 0.0")
-    elif step.beta != "1.0":
-        lines.append(f"{ind}{_np_whole(out)}[...] *= {step.beta}")
-    cur = ind
-    for var in step.offsets:
-        lines.append(f"{cur}for {var} in range({extents[var]}):")
-        cur += _IND
-    # the valid range of each vectorised variable: its extent, the conditions, and every axis it indexes
-    lo = {v: ["0"] for v in vec}
-    hi = {v: [str(extents[v])] for v in vec}
-    for e, clo, chi in step.conditions:
-        for v in vec:
-            form = _affine(e, v)
-            if form is None:
-                continue
-            coeff, rest = form
-            if coeff != 1:
-                raise NotImplementedError(f"NumPy backend: condition on -{v}")
-            lo[v].append(f"{clo} - ({rest})")
-            hi[v].append(f"{chi} - ({rest}) + 1")
-    def rng(v):
-        a = lo[v][0] if len(lo[v]) == 1 else f"max({', '.join(lo[v])})"
-        b = hi[v][0] if len(hi[v]) == 1 else f"min({', '.join(hi[v])})"
-        return a, b
-
-    def ref(acc):
-        idx, subs = [], ""
-        for e in acc.index:
-            var = next((v for v in vec if _affine(e, v) is not None), None)
-            if var is None:
-                idx.append(e)
-                continue
-            _, rest = _affine(e, var)
-            a, b = rng(var)
-            idx.append(f"({a}) + ({rest}):({b}) + ({rest})" if rest != "0" else f"{a}:{b}")
-            subs += letters[var]
-        return f"{acc.buffer}[{', '.join(idx)}]", subs
-
-    operands, specs = [], []
-    for sym in sorted(step.term.free_symbols, key=lambda s: s.name):
-        r, subs = ref(step.reads[sym])
-        operands.append(r)
-        specs.append(subs)
-    others = step.term / sp.Mul(*sorted(step.term.free_symbols, key=lambda s: s.name))
-    if others.free_symbols:
-        raise NotImplementedError(f"NumPy backend: a contraction term must be a product of reads, got {step.term}")
-    target, out_subs = ref(out)
-    scale = "" if step.alpha == "1.0" else f"({step.alpha}) * "
-    coef = "" if others == 1 else f"({others}) * "
-    einsum = f"np.einsum('{','.join(specs)}->{out_subs}', {', '.join(operands)}, optimize=True)"
-    lines.append(f"{cur}{target} += {scale}{coef}{einsum}")
-    if step.bias is not None:
-        b, bsubs = ref(step.bias)
-        shape = "".join(":" if ch in bsubs else "None" for ch in out_subs)
-        index = ", ".join(":" if ch in bsubs else "None" for ch in out_subs)
-        lines.append(f"{ind}{_np_whole(out)} += {step.bias.buffer}[{index}]" if shape else "")
-    return lines
-
-
-def _np_whole(acc: Access) -> str:
-    return acc.buffer
-
-
-@numpy_step.register
-def _(step: ConvGemm, ind):
-    return numpy_step(step.contract, ind)  # the derived sum itself (einsum over kernel offsets)
 
 
 @numpy_step.register

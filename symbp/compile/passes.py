@@ -12,11 +12,15 @@ recognises the shape of a sum, whatever layer it came from:
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
-  and a gemm; its input adjoint Pᵀ·δ and col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward
-  pass kept (numba; the NumPy backend runs the replaced step).
+  and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ and
+  col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept (numba; the NumPy backend
+  runs the replaced steps).
+- ``window_maxima``: z[c,i,j] = max(x[c, ph·i+p, pw·j+q] for p < ph, q < pw) (non-overlapping windows, no
+  padding) is a ``WindowMax`` that keeps each window's argmax, and its adjoint a ``ScatterMax`` to it.
 
-Whole declared maps equal to a built-in's (``symbp.layers.recognise``: a valid stride-1 correlation plus a bias,
-a non-overlapping window max) are lowered by that kind's lowering (``symbp.compile.layers.declared``).
+The built-in ``Conv2D``, ``MaxPool`` and ``AvgPool`` are declarations, so these passes are their fast paths; a
+whole declared map equal to a dense layer (``symbp.layers.recognise``) is lowered as ``Dense``.  Pooling before
+a monotone σ is the lowering's (``symbp.compile.layers.declared``), as the derive stage states it.
 
 Each replacement computes the same sum as the generic loops, in BLAS's order for products: ``model.plan()``
 shows what each step became.  Everything not recognised stays generated loops (and the plan says so).
@@ -34,9 +38,12 @@ from symbp.compile.program import (
     Gemm,
     IndexGather,
     IndexReduce,
+    IndexScatterMax,
     Loop,
     Map,
     MapSums,
+    ScatterMax,
+    WindowMax,
     elem,
     per_col,
 )
@@ -162,6 +169,22 @@ def _correlation_shape(step: IndexReduce):
                 stride=(rows[0], cols[0]), dilation=(rows[1], cols[1]), offset=(rows[2], cols[2]), groups=groups)
 
 
+def _window_max_shape(step: IndexReduce):
+    """(input operand, (ph, pw)) when ``step`` is z[c,i,j] = max(x[c, ph·i+p, pw·j+q] for p < ph, q < pw) over
+    the whole input (non-overlapping windows, no padding, the remainder dropped), else None."""
+    if step.kind != "max" or step.accumulate or len(step.out_vars) != 3 or len(step.vars) != 2:
+        return None
+    if step.body != read_symbol(0) or len(step.operands) != 1:
+        return None
+    x, (c, i, j), ((p, ph), (q, pw)) = step.operands[0], step.out_vars, step.vars
+    if not x.per_row or len(x.shape) != 3 or not _plain(x.index[0], c):
+        return None
+    if x.index[1] != Affine.var(i).scale(ph) + Affine.var(p) or x.index[2] != Affine.var(j).scale(pw) + Affine.var(q):
+        return None
+    cin, h, w = x.shape
+    return (x, (ph, pw)) if step.out_shape == (cin, h // ph, w // pw) else None
+
+
 def _correlation(step, role, geo, **kw):
     return Correlation(role, step, geo["x"].buffer, geo["W"].buffer, kw.pop("out"), f"cols_{kw.pop('z')}",
                        kw.pop("dcol", None), kw.pop("rows"), geo["in_shape"], geo["kernel"], geo["out_shape"],
@@ -179,6 +202,12 @@ def _rewrite(step):
             x, p = dense
             return Gemm(step.out, x.buffer, p.buffer, False, True,
                         eq=f"{step.out} = {x.buffer} · {p.buffer}ᵀ  (dense product found in: {step.eq})")
+        window = _window_max_shape(step)
+        if window is not None:
+            x, (ph, pw) = window
+            return WindowMax(step.out, x.buffer, step.argmax, step.rows, tuple(x.shape), (ph, pw),
+                             eq=f"{step.out} = max over {ph}x{pw} windows of {x.buffer}  (window max found in: "
+                                f"{step.eq})")
         bias = _bias_shape(step)
         if bias is not None:
             n = step.out_shape[0]
@@ -196,6 +225,14 @@ def _rewrite(step):
             return _correlation(step, "weights", corr, out=step.target, z=step.forward.out, rows=step.rows,
                                 alpha=step.alpha, beta=step.beta,
                                 eq=f"{step.target}: Σ δ·colᵀ over the kept patches ({step.eq})")
+    if isinstance(step, IndexScatterMax):
+        window = _window_max_shape(step.forward)
+        if (window is not None and step.per_sample and step.read == 0 and step.factor == 1 and not step.accumulate
+                and (step.alpha, step.beta) == ("1.0", "0.0")):
+            x, (ph, pw) = window
+            return ScatterMax(step.target, step.g.buffer, step.argmax, step.forward.rows, tuple(x.shape), (ph, pw),
+                              eq=f"{step.target} = {step.g.buffer} at each window's maximum, 0 elsewhere  "
+                                 f"({step.eq})")
     if isinstance(step, IndexGather) and not step.accumulate:
         fwd = step.forward
         dense = _dense_shape(fwd)
@@ -223,6 +260,21 @@ def _rewrite(step):
     return step
 
 
+def _fuse_bias(out: list, step) -> bool:
+    """Adds a per-map bias term z[f,i,j] += P[f] (unreplaced ``step``) to the forward correlation just before it
+    that wrote the same z (``out[-1]``), as network3 does: each sample's maps get their bias after the product."""
+    prev = out[-1] if out else None
+    if not (isinstance(prev, Correlation) and prev.role == "forward" and prev.bias is None
+            and isinstance(step, IndexReduce) and step.out == prev.out):
+        return False
+    image = _map_bias_shape(step)
+    if image is None or image != (prev.out_shape[0], prev.out_shape[1] * prev.out_shape[2]):
+        return False
+    prev.bias, prev.bias_generic = step.operands[0].buffer, step
+    prev.eq += f"; + {prev.bias}[f] after each sample's product ({step.eq})"
+    return True
+
+
 def _walk(steps: list) -> list:
     out = []
     for s in steps:
@@ -230,7 +282,7 @@ def _walk(steps: list) -> list:
             out.append(Block(s.label, _walk(s.steps), s.eq))
         elif isinstance(s, Loop):
             out.append(Loop(_walk(s.body), s.eq))
-        else:
+        elif not _fuse_bias(out, s):
             out.append(_rewrite(s))
     return out
 

@@ -17,8 +17,6 @@ import sympy as sp
 from symbp.compile.program import (
     Block,
     ColSum,
-    Contract,
-    ConvGemm,
     Correlation,
     Gemm,
     IndexGather,
@@ -116,11 +114,6 @@ def _row(kernel, block, s, sizes, elementwise):
         else:
             flops = 2 * _extent(out)
         return PlanRow(kernel, block, f"{s.out} = gemm({s.A}, {s.B})", "BLAS gemm", flops)
-    if isinstance(s, ConvGemm):
-        (c, _, _), (kh, kw), (f, ho, wo) = s.geometry
-        flops = f * ho * wo if s.role == "bias" else 2 * f * c * kh * kw * ho * wo
-        return PlanRow(kernel, block, f"conv {s.role}", "im2col + gemm" if s.role != "bias" else "sums",
-                       flops)
     if isinstance(s, Correlation):
         (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
         grouped = f", {s.groups} groups" if s.groups > 1 else ""
@@ -128,7 +121,8 @@ def _row(kernel, block, s, sizes, elementwise):
                        "im2col + gemm", 2 * f * c * kh * kw * ho * wo // s.groups)
     if isinstance(s, (WindowMax, ScatterMax)):
         c, h, w = s.shape
-        return PlanRow(kernel, block, f"{type(s).__name__} {s.window[0]}x{s.window[1]}", "window max", c * h * w)
+        what = "window max" if isinstance(s, WindowMax) else "scatter to the window maxima"
+        return PlanRow(kernel, block, f"{what} {s.window[0]}x{s.window[1]}", "window max", c * h * w)
     if isinstance(s, IndexReduce):
         n = math.prod(s.out_shape) * math.prod(n for _, n in s.vars) * (_ops(s.body) + 1)
         what = f"{s.out} {'+' if s.accumulate else ''}= {s.kind} over ({','.join(v for v, _ in s.vars)})" \
@@ -150,9 +144,6 @@ def _row(kernel, block, s, sizes, elementwise):
     if isinstance(s, MapSums):
         return PlanRow(kernel, block, f"∂C/∂{s.out.removeprefix('nabla_')} (sums per map)", "map sums",
                        s.maps * s.n)
-    if isinstance(s, Contract):
-        n = _extent([n for _, n in s.loops]) * _extent([n for _, n in s.sums]) * 2
-        return PlanRow(kernel, block, f"{s.out.buffer} contract", "generated loops (derived sum)", n)
     if isinstance(s, (Map, ColSum)):
         elementwise[0] += s.cols if isinstance(s.cols, int) else 0
     return None

@@ -15,9 +15,9 @@ extent an int or the name of a row count such as ``m``) and a dtype (``float`` =
 - ``ColSum``  out ← β·out + α·Σᵢ src[i, :] (bias gradients and updates: a batch reduction),
 - ``Gather``  copy the rows ``order[start:start+m]`` of X and Y into the mini-batch buffers (8-bit input codes
               converted on the way: x = scale·X),
-- ``Contract`` an indexed sum with affine index expressions and range conditions (convolutions, as derived),
-- ``ConvGemm`` such a sum (a convolution's valid correlation, or its bias sum) done as im2col + gemm,
-- ``WindowMax``/``ScatterMax`` max-pooling and its derivative (the gradient goes to each window's maximum),
+- ``IndexReduce``/``IndexGather``/``IndexScatterMax`` a declared map's terms and their derived adjoints,
+- ``Correlation``/``MapSums``/``WindowMax``/``ScatterMax`` what the passes find in them: im2col + gemm, a
+              map's bias sums, max-pooling of non-overlapping windows and its derivative,
 - ``Update``  out[k] ← expr for every element k of same-shaped arrays of any rank (the update rules of
               regularisers and momentum: w ← w − (ηλ/n)·R′(w), v ← μ·v − ..., w ← w + v),
 - ``Random``  out[i, j] = a uniform number in [0, 1) hashed from (seed, epoch, layer, sample id, unit j),
@@ -183,51 +183,10 @@ class Random:
 
 
 @dataclass
-class Contract:
-    """An indexed sum, as derived: out[out_index] = α·Σ_{sums} term + β·out (+ bias), for every value of the
-    loop variables ``loops``.  ``reads`` map the term's symbols to accesses whose per-axis index expressions are
-    affine in the loop variables (``"i + p"``, ``"y - p"``); ``conditions`` (expr, lo, hi) restrict summation
-    variables (lo ≤ expr ≤ hi) and become loop bounds; ``views`` give buffers an image shape
-    (name → (buffer, shape)); ``offsets`` are the kernel-offset variables (the NumPy backend loops over them and
-    vectorises the rest).  Extents are ints or row-count names."""
-
-    out: Access
-    loops: list[tuple[str, object]]
-    sums: list[tuple[str, object]]
-    reads: dict[sp.Symbol, Access]
-    term: sp.Expr
-    conditions: list[tuple[str, str, str]] = field(default_factory=list)
-    alpha: str = "1.0"
-    beta: str = "0.0"
-    bias: Access | None = None
-    views: dict[str, tuple[str, tuple]] = field(default_factory=dict)
-    offsets: tuple[str, ...] = ()
-    eq: str = ""
-
-
-@dataclass
-class ConvGemm:
-    """A convolution's derived sum (``contract``) in product form, role by role: "forward" (im2col of each
-    sample, then W·col and the bias), "input" (Wᵀ·δ of each sample, then col2im), "weights" (Σ_r δ[r]·col[r]ᵀ,
-    one gemm per sample) and "bias" (Σ_r,i,j δ[r, f, i, j]).  ``args`` name the buffers (see the numba
-    emitter); ``geometry`` is the layer's (C, H, W), (kh, kw) and (F, Ho, Wo), so the numba backend writes
-    the copies with constant extents; ``cols_per_sample`` says whether ``cols`` holds one patch matrix per
-    sample (training) or a single reused one.  Backends without the product form emit ``contract`` itself,
-    the sum as derived."""
-
-    role: str
-    contract: Contract
-    args: tuple[str, ...]
-    views: dict[str, tuple[str, tuple]] = field(default_factory=dict)
-    eq: str = ""
-    geometry: tuple = ()
-    cols_per_sample: bool = True
-
-
-@dataclass
 class WindowMax:
     """out[r, c, i, j] = max over the (ph, pw) window at (i·ph, j·pw) of src[r, c, ...]; ``argmax`` (int64, if
-    given) keeps the position p·pw + q of the first maximum in row-major order."""
+    given) keeps the position p·pw + q of the first maximum in row-major order.  Found by ``passes`` in a
+    declared max over non-overlapping windows."""
 
     out: str
     src: str
@@ -376,6 +335,10 @@ class Correlation:
     cols_per_sample: bool = True
     eq: str = ""
     groups: int = 1
+    #: a forward correlation's per-map bias P[f] (``passes``: the declared map's next term, added after each
+    #: sample's product), and the step it replaced (run by backends without the product form)
+    bias: str | None = None
+    bias_generic: object = None
 
 
 @dataclass
@@ -517,27 +480,6 @@ def _(step: Block, ind):
     for s in step.steps:
         lines += describe_step(s, ind)
     return lines
-
-
-@describe_step.register
-def _(step: Contract, ind):
-    sums = ",".join(v for v, _ in step.sums)
-    conds = "".join(f", {lo} ≤ {e} ≤ {hi}" for e, lo, hi in step.conditions)
-    loops = ", ".join(f"{v}<{n}" for v, n in step.loops)
-    rhs = f"Σ_{{{sums}}} {_expr(step.term, step.reads)}" if sums else _expr(step.term, step.reads)
-    if step.alpha != "1.0":
-        rhs = f"({step.alpha})·{rhs}"
-    if step.beta != "0.0":
-        rhs += f" + ({step.beta})·{_ref(step.out)}"
-    if step.bias is not None:
-        rhs += f" + {_ref(step.bias)}"
-    return [f"{ind}{_ref(step.out)} = contract[{loops}] {rhs}" + (f"   ({conds[2:]})" if conds else "")]
-
-
-@describe_step.register
-def _(step: ConvGemm, ind):
-    inner = describe_step(step.contract, "")[0]
-    return [f"{ind}conv_{step.role}({', '.join(step.args)})  # im2col + gemm of: {inner}"]
 
 
 @describe_step.register

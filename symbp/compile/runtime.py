@@ -345,59 +345,8 @@ def uniform_np(key, samples, units):
         return (h >> _S11).astype(np.float64) * _UNIT
 
 
-# Convolutions as products (im2col): the lowering maps the derived correlation sums of a Conv2D layer onto these
-# when their index structure is the valid correlation z[f,i,j] = Σ w[f,c,p,q]·a[c,i+p,j+q] (checked there).
-# The numba backend calls them for convolutions below ``codegen.WRITE_OUT_FROM``; larger ones get the same copies
-# written into the kernel with constant extents (and the same products through gemm_nn/gemm_tn/gemm_nt).
-# Per sample r: col = the (C·kh·kw) × (Ho·Wo) patches of a[r]; z[r] = W·col + b; ∂C/∂W += δ[r]·colᵀ;
-# ∂C/∂a[r] = col2im(Wᵀ·δ[r]) (the full convolution with the flipped kernel, as a scatter of the patches).
-@njit(cache=True, nogil=True)
-def im2col(x3, kh, kw, col):
-    """col[(c·kh + p)·kw + q, i·Wo + j] = x3[c, i + p, j + q]."""
-    C, H, W = x3.shape
-    Ho, Wo = H - kh + 1, W - kw + 1
-    for c in range(C):
-        for p in range(kh):
-            for q in range(kw):
-                row = (c * kh + p) * kw + q
-                for i in range(Ho):
-                    for j in range(Wo):
-                        col[row, i * Wo + j] = x3[c, i + p, j + q]
-
-
-@njit(cache=True, nogil=True)
-def col2im(col, kh, kw, g3):
-    """g3[c, i + p, j + q] = Σ col[(c·kh + p)·kw + q, i·Wo + j] (g3 is overwritten)."""
-    C, H, W = g3.shape
-    Ho, Wo = H - kh + 1, W - kw + 1
-    g3[:, :, :] = 0.0
-    for c in range(C):
-        for p in range(kh):
-            for q in range(kw):
-                row = (c * kh + p) * kw + q
-                for i in range(Ho):
-                    for j in range(Wo):
-                        g3[c, i + p, j + q] += col[row, i * Wo + j]
-
-
-@njit(cache=True, nogil=True)
-def conv_forward(x4, W4, b, z4, cols):
-    """z4[r] = W·im2col(x4[r]) + b for every sample; the patches stay in ``cols`` (one per sample while
-    training, else a single reused one)."""
-    F, C, kh, kw = W4.shape
-    m, _, Ho, Wo = z4.shape
-    W2 = W4.reshape((F, C * kh * kw))
-    for r in range(m):
-        col = cols[r if cols.shape[0] > 1 else 0]
-        im2col(x4[r], kh, kw, col)
-        z2 = z4[r].reshape((F, Ho * Wo))
-        gemm_nn(W2, col, z2, 1.0, 0.0)
-        for f in range(F):
-            bf = b[f]
-            for k in range(Ho * Wo):
-                z2[f, k] += bf
-
-
+# BP4 of a convolution found by ``passes.correlations``: the sum over each sample's patches (the forward pass
+# kept them, one (C·kh·kw) × (Ho·Wo) matrix per sample) as one gemm per sample.
 @njit(cache=True, nogil=True)
 def conv_weights(d4, cols, W4, alpha, beta):
     """W ← α·Σ_r δ[r]·colᵣᵀ + β·W (BP4 of a convolution: ∂C/∂W, or the SGD update with β = 1 − ηλ/n)."""
@@ -408,14 +357,3 @@ def conv_weights(d4, cols, W4, alpha, beta):
         _scale(W2, beta)
     for r in range(m):
         gemm_nt(d4[r].reshape((F, Ho * Wo)), cols[r], W2, alpha, beta if r == 0 else 1.0)
-
-
-@njit(cache=True, nogil=True)
-def conv_input(d4, W4, g4, dcol):
-    """g4[r] = col2im(Wᵀ·δ[r]): ∂C/∂a of the layer's input, the full convolution of δ with the flipped kernel."""
-    F, C, kh, kw = W4.shape
-    m, _, Ho, Wo = d4.shape
-    W2 = W4.reshape((F, C * kh * kw))
-    for r in range(m):
-        gemm_tn(W2, d4[r].reshape((F, Ho * Wo)), dcol, 1.0, 0.0)
-        col2im(dcol, kh, kw, g4[r])

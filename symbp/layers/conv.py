@@ -4,9 +4,9 @@ and ``groups`` as PyTorch has them (``groups = maps = channels``: a depthwise co
 
 Takes: the number of feature maps, the kernel size (kh, kw), an activation and the options.  Gives: ``Conv2D``:
 output (maps, Ho, Wo) by PyTorch's formula; parameters W of shape (maps, C/groups, kh, kw) and b of shape
-(maps,).  With the default options (a valid correlation, stride 1) its backward rules are derived from the
-indexed sum in ``symbp.derive.layers.conv``; with any other it *is* its declaration (``declaration``), a map of
-the index language derived and compiled like any declared layer.
+(maps,).  The layer *is* its declaration (``declaration``): a map of the index language, generated from the
+options, derived and compiled like any declared layer (``symbp.layers.declared``); the compile stage's passes
+find its im2col + gemm products.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from symbp.activations import Activation
 from symbp.layers import windows
 from symbp.layers.base import (
     Layer,
-    ParamSpec,
     activation_config,
     activation_from_config,
     as_activation,
     check_size,
-    fan_in_weights,
-    normal_biases,
     register_layer,
 )
 
@@ -99,36 +96,21 @@ class Conv2D(Layer):
 
     @property
     def plain(self) -> bool:
-        """The default options: a valid correlation, stride 1 (the book's, with its own derived rules)."""
+        """The default options: a valid correlation, stride 1 (the book's)."""
         return self.stride == (1, 1) and self.padding == (0, 0) and self.dilation == (1, 1) and self.groups == 1
 
     def declaration(self, in_shape):
         """The layer as a map of the index language (``symbp.layers.declared``), for its input shape."""
-        return _conv_declaration(self, tuple(in_shape))
-
-    def out_shape(self, in_shape):
-        if not self.plain:
-            windows.geometry("Conv2D", tuple(in_shape), self.kernel, self.stride, self.padding, self.dilation)
-            c = in_shape[0]
-            if c % self.groups:
-                raise ValueError(f"Conv2D: {c} input channels cannot be split into {self.groups} groups")
-            return (self.maps, *self.declaration(in_shape).out_shape(in_shape)[-2:])
         if len(in_shape) != 3:
             raise ValueError(f"Conv2D needs an image-shaped input (channels, height, width), got {in_shape}: "
                              "declare sb.Input((C, H, W)) and put convolutions before flat layers")
-        c, h, w = in_shape
-        kh, kw = self.kernel
-        if kh > h or kw > w:
-            raise ValueError(f"Conv2D: a {kh}x{kw} kernel is larger than its {h}x{w} input")
-        return (self.maps, h - kh + 1, w - kw + 1)
+        return _conv_declaration(self, tuple(in_shape))
+
+    def out_shape(self, in_shape):
+        return (self.maps, *self.declaration(in_shape).out_shape(in_shape)[-2:])
 
     def param_specs(self, in_shape):
-        if not self.plain:
-            return self.declaration(in_shape).param_specs(in_shape)
-        c = in_shape[0]
-        kh, kw = self.kernel
-        return [ParamSpec("W", (self.maps, c, kh, kw), fan_in_weights(c * kh * kw), weight=True),
-                ParamSpec("b", (self.maps,), normal_biases)]
+        return self.declaration(in_shape).param_specs(in_shape)
 
     def _options(self) -> dict:
         """The options that differ from the defaults (model files of plain convolutions stay as they were)."""
@@ -159,14 +141,4 @@ class Conv2D(Layer):
         return f"{_conv_name(self)}:{self.activation.name}"
 
     def reference(self, params, x):
-        if not self.plain:
-            return self.declaration(x.shape[1:]).reference(params, x)
-        import numpy as np
-        from numpy.lib.stride_tricks import sliding_window_view
-
-        from symbp.layers.dense import _numpy_function
-
-        W, b = (np.asarray(p, np.float64) for p in params)
-        win = sliding_window_view(x, self.kernel, axis=(2, 3))  # (n, C, Ho, Wo, kh, kw)
-        z = np.einsum("ncijpq,fcpq->nfij", win, W) + b[None, :, None, None]
-        return np.broadcast_to(_numpy_function(self.activation)(z), z.shape).astype(np.float64)
+        return self.declaration(x.shape[1:]).reference(params, x)

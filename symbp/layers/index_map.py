@@ -146,7 +146,7 @@ class Affine:
 
     def __str__(self) -> str:
         parts = []
-        for v, c in self.coeffs:
+        for v, c in sorted(self.coeffs, key=lambda vc: vc[1] < 0):  # y−2i+1, not −2i+y+1: positive terms first
             term = v if abs(c) == 1 else f"{abs(c)}{v}"
             parts.append(("−" if c < 0 else "+") + term)
         if self.const or not parts:

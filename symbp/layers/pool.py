@@ -4,10 +4,10 @@ window dropped (PyTorch's floor mode, the book's ignore_border).  Padding is lef
 with −∞) and counted in a mean (``count_include_pad=True``); a global average pool is ``AvgPool`` over the
 whole image.
 
-Takes: the window (ph, pw), stride and padding.  Gives: ``MaxPool`` (non-overlapping windows without padding
-keep their own rules: ``symbp.derive.layers.pool``; any other is its declaration) and ``AvgPool`` (always its
-declaration, ``symbp.layers.declared``).  No parameters.  A max's gradient goes to the window's maximum; on
-ties to the first in row-major order.
+Takes: the window (ph, pw), stride and padding.  Gives: ``MaxPool`` and ``AvgPool``, each its declaration
+(``symbp.layers.declared``), a map of the index language generated from the options; the compile stage's
+passes find the window max of non-overlapping windows and pool before a monotone σ.  No parameters.  A max's
+gradient goes to the window's maximum; on ties to the first in row-major order.
 """
 
 from __future__ import annotations
@@ -88,22 +88,14 @@ class MaxPool(Layer):
 
     @property
     def plain(self) -> bool:
-        """Non-overlapping windows without padding (the book's, with their own rules and kernels)."""
+        """Non-overlapping windows without padding (the book's)."""
         return self.stride == self.window and self.padding == (0, 0)
 
     def declaration(self, in_shape):
         return _pool_declaration(self, tuple(in_shape))
 
     def out_shape(self, in_shape):
-        if not self.plain:
-            return self.declaration(in_shape).out_shape(in_shape)
-        if len(in_shape) != 3:
-            raise ValueError(f"MaxPool needs an image-shaped input (channels, height, width), got {in_shape}")
-        c, h, w = in_shape
-        ph, pw = self.window
-        if h // ph == 0 or w // pw == 0:
-            raise ValueError(f"MaxPool: a {ph}x{pw} window leaves nothing of a {h}x{w} input")
-        return (c, h // ph, w // pw)
+        return self.declaration(in_shape).out_shape(in_shape)
 
     config = _config
     from_config = classmethod(_from_config)
@@ -113,12 +105,7 @@ class MaxPool(Layer):
         return _pool_name(self)
 
     def reference(self, params, x):
-        if not self.plain:
-            return self.declaration(x.shape[1:]).reference(params, x)
-        ph, pw = self.window
-        n, c, h, w = x.shape
-        ho, wo = h // ph, w // pw
-        return x[:, :, :ho * ph, :wo * pw].reshape(n, c, ho, ph, wo, pw).max(axis=(3, 5))
+        return self.declaration(x.shape[1:]).reference(params, x)
 
 
 @register_layer

@@ -67,8 +67,11 @@ def geometry(kind: str, in_shape: tuple, kernel, stride, pad, dilation) -> tuple
         before, after = (same_before(k, d), d * (k - 1) - same_before(k, d)) if pad == "same" else (p, p)
         n = out_size(size, k, s, d, before, after)
         if n < 1:
-            raise ValueError(f"{kind}: a {kernel[0]}x{kernel[1]} window (dilation {dilation}, padding {pad}) "
-                             f"leaves nothing of a {h}x{w} input")
+            plain = pad == (0, 0) and tuple(dilation) == (1, 1)
+            if plain and kind == "Conv2D":
+                raise ValueError(f"{kind}: a {kernel[0]}x{kernel[1]} kernel is larger than its {h}x{w} input")
+            raise ValueError(f"{kind}: a {kernel[0]}x{kernel[1]} window" + (
+                "" if plain else f" (dilation {dilation}, padding {pad})") + f" leaves nothing of a {h}x{w} input")
         befores.append(before)
         outs.append(n)
     return tuple(befores), tuple(outs)

@@ -153,7 +153,8 @@ def _unit(act) -> _Unit:
 
 
 def _conv_z(layer, theta, x) -> np.ndarray:
-    """z of a ``Conv2D`` (its ``reference`` with σ = linear) as one BLAS contraction: 5x faster than its einsum."""
+    """z of a plain ``Conv2D`` (stride 1, no padding, dilation or groups: its ``reference`` with σ = linear) as one
+    BLAS contraction: 5x faster than its einsum."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     W, b = theta
@@ -186,6 +187,8 @@ def _linear_map(layer):
         from symbp.layers import Conv2D, Dense
 
         _LINEAR_MAPS.update({Dense: _dense_z, Conv2D: _conv_z})
+    if not getattr(layer, "plain", True):  # a strided, padded, dilated or grouped convolution: its own map
+        return _reference_z
     return _LINEAR_MAPS.get(type(layer), _reference_z)
 
 

@@ -151,7 +151,9 @@ def test_plain_layers_keep_their_files_and_their_rules(tmp_path):
     strided.save(tmp_path / "s")
     X = np.random.default_rng(0).normal(size=(2, 36))
     assert np.array_equal(sb.load(tmp_path / "s").feedforward(X), strided.feedforward(X))
-    assert "full convolution" in str(net.equations())
+    text = str(net.equations())  # the rules of the layers' declarations
+    assert "∂C/∂W¹[f,c,p,q] = Σ_{i<4,j<4} δ¹[f,i,j]·a⁰[c,i+p,j+q]" in text
+    assert "z²[c,i,j] = max_{p<2,q<2} a¹[c,2i+p,2j+q]" in text
 
 
 @pytest.mark.parametrize("layer, shape", [
@@ -216,3 +218,41 @@ def test_builtins_with_options_train_bit_for_bit_like_hand_declared_twins(builti
         for a_, b_ in zip(pa, pb):
             assert np.array_equal(a_, b_)
     assert np.array_equal(a.feedforward(X), b.feedforward(X))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_pooling_before_sigma_with_overlapping_padded_windows(backend, monkeypatch):
+    """A tanh convolution then a 3x3 max pool of stride 2 and padding 1: the max pool runs before σ (σ on the
+    pooled values; the padding left out of the max, as PyTorch's −∞), and outputs and every gradient equal
+    pooling after σ (and PyTorch's autograd where installed)."""
+    from symbp.derive.layers import declared as declared_rules
+    from symbp.train import model as model_module
+
+    def make():
+        return sb.Network([sb.Input((2, 7, 7)), C(3, (3, 3), sb.tanh, padding=1), P((3, 3), stride=2, padding=1),
+                           sb.Dense(3, sb.softmax)], cost=sb.log_likelihood)
+
+    fused = make().compile(backend=backend, dtype="float64", seed=2)
+    assert fused.network.equations().layers[1].pool_first
+    assert "a1" not in {b.name for b in fused.programs["sgd_epoch"].buffers}
+    monkeypatch.setattr(declared_rules, "_pool_first", lambda layer, ctx: None)
+    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)
+    after = make().compile(backend=backend, dtype="float64", seed=2)
+    assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers}
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(5, 98)), np.eye(3)[rng.integers(0, 3, 5)]
+    after.set_params(fused.params)
+    np.testing.assert_allclose(fused.feedforward(X), after.feedforward(X), rtol=1e-13, atol=1e-15)
+    grads = fused.gradients(X, Y)
+    for pa, pb in zip(grads, after.gradients(X, Y)):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-12, atol=1e-14)
+    if torch is not None:
+        ts = [tuple(torch.tensor(p, dtype=torch.float64, requires_grad=True) for p in pair) for pair in fused.params]
+        x = torch.tensor(X, dtype=torch.float64).reshape(5, 2, 7, 7)
+        a2 = F.max_pool2d(torch.tanh(F.conv2d(x, *ts[0], padding=1)), 3, 2, 1)
+        logp = F.log_softmax(a2.reshape(5, -1) @ ts[1][0].T + ts[1][1], dim=1)
+        (-(torch.tensor(Y) * logp).sum(dim=1).mean()).backward()
+        for pair, tpair in zip(grads, ts):
+            for g_, t_ in zip(pair, tpair):
+                np.testing.assert_allclose(g_, t_.grad.numpy(), rtol=1e-8, atol=1e-10)

@@ -657,17 +657,19 @@ def test_equations_render_the_derived_rules():
     net = deep()
     eqs = net.equations()
     text, tex, md = str(eqs), eqs.latex(), eqs.markdown()
-    for out in (text, tex, md):
-        assert "full convolution" in out and "valid correlation" in out
-    assert "∂C/∂a³[c,y,u] = Σ_{f<" in text and "δ⁴[f,y−p,u−q]" in text  # the second convolution's input rule
-    assert "valid 3x3 cross-correlation → 2x6x5" in text and "max-pool" in text
-    assert any("first in row-major order on ties" in note for note in eqs.notes)
-    assert any("KroneckerDelta" in note for note in eqs.notes)
+    # the built-ins are their declarations: each rule solved from the index equations, printed as BP1–BP4 rows
+    assert "z¹[f,i,j] = Σ_{c<1,p<3,q<3} W¹[f,c,p,q]·a⁰[c,i+p,j+q] + b¹[f]   (conv2x3x3 → 2x6x5)" in text
+    assert "z²[c,i,j] = max_{p<2,q<2} a¹[c,2i+p,2j+q]   (maxpool2x2 → 2x3x2)      a² = z²" in text
+    # the second convolution's input rule, a full convolution: its range condition a loop bound
+    assert "∂C/∂a³[c,y,u] = Σ_{f<3,i<2,j<1} δ⁴[f,i,j]·W⁴[f,c,y−i,u−j]   where 0 ≤ y−i ≤ 1   [gather]" in text
+    assert "∂C/∂W⁴[f,c,p,q] = Σ_{i<2,j<1} δ⁴[f,i,j]·a³[c,i+p,j+q]" in text
+    assert "(p*,q*) the first maximum of the window of (c,i,j)" in text
+    assert any("pooling before σ: layer 1's σ = relu" in note for note in eqs.notes)
     assert tex.startswith("\\begin{align*}") and tex.count("\\begin{align*}") == 1
     body = tex.split("\\end{align*}")[0]
     rows = body.split("\\\\\n")[1:]
     assert all(row.count("&=") + row.count("&\\to") == 1 for row in rows), body  # one alignment point per row
-    assert r"\frac{\partial C}{\partial w^{4}_{f,c,p,q}}" in tex and r"a^{3}_{c,i+p,j+q}" in tex
+    assert r"\frac{\partial C}{\partial W^{4}_{f,c,p,q}}" in tex and r"a^{3}_{c,i+p,j+q}" in tex
     assert r"\frac{\partial C}{\partial w^{4}_{jk}}" not in tex  # no dense BP4 for a convolution
     assert r"| forward | 1 | $z^{1}_{f,i,j} = \sum_{c<" in md
     assert r"| BP4 | 5 | $\partial C/\partial w^{5}_{jk}" in md
@@ -703,7 +705,7 @@ def _assert_same_epoch(m1, m2, X, Y, order, batch_size):
 def test_pooling_before_a_monotone_activation_changes_nothing(backend, act, monkeypatch):
     """A conv layer whose σ sympy shows non-decreasing is pooled before σ (network3's order): the same outputs,
     gradients and epoch as pooling after σ, with σ and σ′ at a quarter of the positions."""
-    from symbp.derive.layers import pool as pool_rules
+    from symbp.derive.layers import declared as declared_rules
 
     def make():
         return sb.Network([I((2, 9, 8)), C(3, (3, 2), ACTS[act]), P((2, 2)), C(2, (2, 2), ACTS[act]), P((1, 2)),
@@ -714,13 +716,14 @@ def test_pooling_before_a_monotone_activation_changes_nothing(backend, act, monk
     assert eqs.layers[1].pool_first and eqs.layers[3].pool_first
     assert f"layer 1's σ = {act} is non-decreasing" in str(eqs)
     names = {b.name for b in fused.programs["sgd_epoch"].buffers}
-    assert {"zp2", "zp4"} <= names and not {"a1", "a3"} & names  # σ of the conv layers: on the pooled values
-    monkeypatch.setattr(pool_rules, "_pool_first", lambda ctx: None)
+    assert not {"a1", "a3"} & names  # σ of the conv layers: on the pooled values, in the pools' buffers
+    assert "layer 1's σ on the pooled values" in fused.source("sgd_epoch")
+    monkeypatch.setattr(declared_rules, "_pool_first", lambda layer, ctx: None)
     monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the fused kernels from the index
     after = make().compile(backend=backend, seed=0)
     assert not after.network.equations().layers[1].pool_first
-    assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers} and "zp2" not in after.source("sgd_epoch")
-    assert "zp2" in fused.source("sgd_epoch")
+    assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers}
+    assert "on the pooled values" not in after.source("sgd_epoch")
     rng = np.random.default_rng(7)
     X, Y = data(fused.network, 23, rng)
     params = random_params(fused, rng)
@@ -740,26 +743,24 @@ def test_no_pooling_before_an_activation_that_is_not_monotone():
     assert "a1" in {b.name for b in net.compile(backend="numpy").programs["sgd_epoch"].buffers}
 
 
-# ------------------------------------------------------------------ large convolutions written out
-def test_written_out_convolutions_equal_the_runtime_helpers(monkeypatch):
-    """Convolutions with large patch matrices get im2col, col2im and the bias sums written out with constant
-    extents (``codegen.WRITE_OUT_FROM``); the same network with every convolution through the runtime helpers
-    gives the same outputs and epoch (the copies exactly, the bias sums in another order).  The gradients
-    kernel is left out: the epoch runs the same backward steps, and each compile here costs seconds."""
-    from symbp.compile import codegen
+# ------------------------------------------------------------------ im2col in straight-line chunks
+def test_chunked_im2col_equals_the_patch_loops(monkeypatch):
+    """Correlations whose patch rows copy whole runs of input columns get im2col written in straight-line chunks
+    (``index_emit._contiguous_rows``); the same network with the plain patch loops gives the same bits.  The
+    gradients kernel is left out: the epoch runs the same backward steps, and each compile here costs seconds."""
+    from symbp.compile import index_emit
 
-    def make():  # both patch matrices above the threshold (6,400 and 5,292 elements); widths 16 and 14: whole
-        # straight-line chunks, and a chunk plus a remainder
+    def make():  # widths 16 and 14: whole straight-line chunks, and a chunk plus a remainder
         return sb.Network([I((1, 20, 20)), C(3, (5, 5), sb.tanh), C(4, (3, 3), sb.sigmoid), P((2, 2)),
                            D(3, sb.softmax)], cost=sb.log_likelihood)
 
     out = make().compile(backend="numba", seed=0)
     src = out.source("sgd_epoch")
-    assert "_rt.conv_forward" not in src and "_rt.conv_input" not in src and "_s7 +=" in src
-    monkeypatch.setattr(codegen, "WRITE_OUT_FROM", 10**9)
+    assert "_t7 = _x3[" in src and "_s7 +=" in src
+    monkeypatch.setattr(index_emit, "_contiguous_rows", lambda step: False)
     monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the kernels from the index
     helpers = make().compile(backend="numba", seed=0)
-    assert "_rt.conv_forward" in helpers.source("sgd_epoch") and "_rt.conv_input" in helpers.source("sgd_epoch")
+    assert "_t7 = _x3[" not in helpers.source("sgd_epoch")
     rng = np.random.default_rng(3)
     X, Y = data(out.network, 17, rng)
     params = random_params(out, rng)

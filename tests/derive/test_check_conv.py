@@ -1,6 +1,6 @@
-"""The sum-over-paths check for tiny convolution and max-pooling nets (symbp.derive.check through the conv and
-pool kinds' ``unroll_layer``): BP1–BP4 as derived (the indexed rules of ``ConvEquations``, the derivative of Max of
-``PoolEquations``) equal the chain rule over every path, and a wrong rule is caught."""
+"""The sum-over-paths check for tiny convolution and max-pooling nets: the built-in ``Conv2D`` and ``MaxPool``
+are their declarations, and their derived adjoints (gathers, the argmax scatter of the max) equal the chain rule
+over every path (symbp.derive.check through ``UnrolledDeclared``); a wrong rule is caught."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ import sympy as sp
 
 import symbp as sb
 from symbp.derive.check import MAX_IMAGE_UNITS, MAX_UNITS, Unrolled, bp_gradients, compare, sum_over_paths_gradients
-from symbp.derive.indexed import IndexedRule
 from symbp.derive.layers import Units, unroll_layer
-from symbp.derive.layers import conv as cr
-from symbp.derive.layers.conv import UnrolledConv
-from symbp.derive.layers.pool import UnrolledPool
+from symbp.derive.layers.declared import UnrolledDeclared
 
 I, C, P, D, Drop = sb.Input, sb.Conv2D, sb.MaxPool, sb.Dense, sb.Dropout
 
@@ -72,21 +69,21 @@ def test_names_and_layout():
     net = net_of(I((1, 3, 3)), C(2, (2, 2), sb.tanh), P((2, 2)), D(2, sb.sigmoid))
     u = Unrolled(net)
     conv, pool = u.units[1], u.units[2]
-    assert isinstance(conv, UnrolledConv) and isinstance(pool, UnrolledPool)
-    assert [p.name for p in conv.params] == [f"w1_{f}0{p}{q}" for f in range(2) for p in range(2) for q in range(2)] \
-        + ["b1_0", "b1_1"]
+    assert isinstance(conv, UnrolledDeclared) and isinstance(pool, UnrolledDeclared)
+    assert [p.name for p in conv.params] == [f"w1_{f}_0_{p}_{q}" for f in range(2) for p in range(2)
+                                             for q in range(2)] + ["b1_0", "b1_1"]
     assert len(conv.outputs) == 8 and len(pool.outputs) == 2 and pool.params == []
     x = sp.symbols("x0:9", real=True)
     w = {s.name: s for s in conv.params}
-    z1_3 = conv.hidden_exprs(u.x)[3]  # map 0, row 1, column 1
-    assert sp.expand(z1_3 - (w["w1_0000"] * x[4] + w["w1_0001"] * x[5] + w["w1_0010"] * x[7] + w["w1_0011"] * x[8]
-                             + w["b1_0"])) == 0
+    z1_3 = conv.z_exprs(u.x)[3]  # map 0, row 1, column 1
+    assert sp.expand(z1_3 - (w["w1_0_0_0_0"] * x[4] + w["w1_0_0_0_1"] * x[5] + w["w1_0_0_1_0"] * x[7]
+                             + w["w1_0_0_1_1"] * x[8] + w["b1_0"])) == 0
     a1 = conv.outputs
     assert pool.in_hidden(a1) == [sp.Max(*a1[:4]), sp.Max(*a1[4:])]
     assert set(bp_gradients(net, form="placeholders")) == set(u.parameters)
     # a 5x5 input under a 2x2 pool: the last row and column feed no unit, so their gradient is exactly zero
     big = net_of(I((1, 5, 5)), P((2, 2)), D(2, sb.sigmoid))  # 25 input units: past the check's limit, so by hand
-    pool5 = UnrolledPool(big.layers[1], 1, Units(sp.symbols("x0:25", real=True), (1, 5, 5)))
+    pool5 = unroll_layer(big.layers[1], 1, Units(sp.symbols("x0:25", real=True), (1, 5, 5)))
     g_in = pool5.backprop(big.equations().layers[0], [sp.Integer(1)] * 4, None)[1]
     assert [k for k, e in enumerate(g_in) if e == 0] == [4, 9, 14, 19, 20, 21, 22, 23, 24]
 
@@ -112,11 +109,9 @@ def test_sum_over_paths_equals_direct_differentiation():
                 assert abs(d - r) < mpmath.mpf("1e-25") * max(1, abs(d)), p
 
 
-def test_windows_larger_than_the_rendered_derivative():
-    """The equations state ∂max/∂x₀ with at most four arguments; a 3x2 window (six) still gets its full Max."""
-    net = net_of(I((1, 3, 4)), P((3, 2)), D(2, sb.sigmoid))
-    assert len(net.equations().layers[0].derivative.free_symbols) == 4
-    result = compare(net)
+def test_a_window_of_six():
+    """A 3x2 window: each unit the Max of six inputs, its gradient to the first maximum."""
+    result = compare(net_of(I((1, 3, 4)), P((3, 2)), D(2, sb.sigmoid)))
     assert result.ok, str(result)
 
 
@@ -151,10 +146,11 @@ def _with_layer_equations(net, index: int, eq):
     return real.layers[index - 1]
 
 
-def _with_rule(net, index: int, name: str, change):
+def _with_adjoint(net, index: int, target: str, change):
+    """The layer's equations with every adjoint for ``target`` ("x", "W", "b") replaced by ``change(adj)``."""
     real = net.equations().layers[index - 1]
-    rule = real.rules[name]
-    _with_layer_equations(net, index, dataclasses.replace(real, rules=real.rules | {name: change(rule)}))
+    adjoints = tuple(change(adj) if adj.target == target else adj for adj in real.adjoints)
+    _with_layer_equations(net, index, dataclasses.replace(real, adjoints=adjoints))
 
 
 def _names(net, *layers) -> set[str]:
@@ -162,26 +158,25 @@ def _names(net, *layers) -> set[str]:
     return {p.name for l in layers for p in u.units[l].params}
 
 
-def _unflipped(rule: IndexedRule) -> IndexedRule:
-    """∂C/∂a as a valid correlation with the kernel not flipped: δ[f, y−p, x−q]·w[f, c, kh−1−p, kw−1−q]."""
-    return dataclasses.replace(rule, term=rule.term.xreplace(
-        {cr.w[cr.f, cr.co, cr.p, cr.q]: cr.w[cr.f, cr.co, cr.KH - 1 - cr.p, cr.KW - 1 - cr.q]}))
+def _swap_axes(adj, array: str):
+    """The adjoint with its read of ``array`` transposed in its last two axes (rows ↔ columns)."""
+    reads = tuple(dataclasses.replace(r, index=(*r.index[:-2], r.index[-1], r.index[-2])) if r.array == array
+                  else r for r in adj.reads)
+    return dataclasses.replace(adj, reads=reads)
 
 
 WRONG = {
-    "dW-flipped-offsets": ("W", lambda r: dataclasses.replace(r, term=r.term.xreplace(
-        {cr.a_in[cr.co, cr.i + cr.po, cr.j + cr.qo]: cr.a_in[cr.co, cr.i + cr.KH - 1 - cr.po,
-                                                            cr.j + cr.KW - 1 - cr.qo]}))),
-    "dW-one-row-only": ("W", lambda r: dataclasses.replace(r, sums=r.sums[1:] + ((cr.i, 0, 0),))),
-    "db-twice": ("b", lambda r: dataclasses.replace(r, term=2 * r.term)),
+    "dW-transposed-patch": ("W", lambda adj: _swap_axes(adj, "x")),
+    "dW-one-row-only": ("W", lambda adj: dataclasses.replace(adj, loops=((adj.loops[0][0], 1), *adj.loops[1:]))),
+    "db-twice": ("b", lambda adj: dataclasses.replace(adj, factor=2 * adj.factor)),
 }
 
 
 @pytest.mark.parametrize("name,change", WRONG.values(), ids=WRONG.keys())
 def test_wrong_conv_parameter_rule_is_caught(name, change):
-    """A wrong ∂C/∂w or ∂C/∂b of the first convolution: exactly the layer's weights (or biases) fail."""
-    net = brief_net()
-    _with_rule(net, 1, name, change)
+    """A wrong ∂C/∂W or ∂C/∂b of the first convolution: exactly the layer's weights (or biases) fail."""
+    net = net_of(I((1, 3, 4)), C(2, (2, 3), sb.tanh), P((2, 2)), D(2, sb.sigmoid))
+    _with_adjoint(net, 1, name, change)
     result = compare(net, symbolic=False)
     assert not result.ok and "MISMATCH" in str(result)
     failed = {gc.parameter for gc in result.failures}
@@ -189,32 +184,22 @@ def test_wrong_conv_parameter_rule_is_caught(name, change):
     assert all(gc.ok for gc in result.gradients if gc.parameter.startswith(("w3", "b3")))
 
 
-@pytest.mark.parametrize("change", [_unflipped, lambda r: dataclasses.replace(r, term=r.term.xreplace(
-    {cr.delta[cr.f, cr.yy - cr.p, cr.xx - cr.q]: cr.delta[cr.f, cr.yy - cr.p, cr.xx - cr.q] / 2}))],
-    ids=["kernel-not-flipped", "halved"])
+@pytest.mark.parametrize("change", [lambda adj: _swap_axes(adj, "W"),
+                                    lambda adj: dataclasses.replace(adj, factor=adj.factor / 2)],
+                         ids=["kernel-transposed", "halved"])
 def test_wrong_conv_input_rule_is_caught(change):
-    """A wrong full convolution ∂C/∂a² in the second convolution: exactly the parameters below it fail."""
+    """A wrong full convolution ∂C/∂a¹ in the second convolution: exactly the parameters below it fail."""
     net = net_of(I((1, 3, 3)), C(2, (2, 2), sb.tanh), C(1, (2, 2), sb.sigmoid), D(2, sb.sigmoid))
-    _with_rule(net, 2, "input", change)
+    _with_adjoint(net, 2, "x", change)
     result = compare(net, symbolic=False)
     assert {gc.parameter for gc in result.failures} == _names(net, 1)
 
 
-def test_a_rule_without_its_range_conditions_is_refused():
-    """Without its conditions the full convolution reads δ outside its array: named, not silently padded."""
-    net = net_of(I((1, 3, 3)), C(2, (2, 2), sb.tanh), C(1, (2, 2), sb.sigmoid), D(2, sb.sigmoid))
-    _with_rule(net, 2, "input", lambda r: dataclasses.replace(r, conditions=()))
-    with pytest.raises(ValueError, match="layer 2: the rule .* outside its"):
-        compare(net, symbolic=False)
-
-
-@pytest.mark.parametrize("wrong", [sp.Rational(1, 4), sp.Integer(1)], ids=["average", "every-element"])
+@pytest.mark.parametrize("wrong", [sp.Rational(1, 4), sp.Integer(2)], ids=["quarter", "twice"])
 def test_wrong_pool_derivative_is_caught(wrong):
-    """∂max/∂x₀ replaced by average pooling's 1/4 (or 1): the convolution below the pool fails."""
+    """The argmax scatter of the max with a wrong factor: the convolution below the pool fails."""
     net = brief_net()
-    real = net.equations().layers[1]
-    assert real.derivative.has(sp.Heaviside)
-    _with_layer_equations(net, 2, dataclasses.replace(real, derivative=wrong))
+    _with_adjoint(net, 2, "x", lambda adj: dataclasses.replace(adj, factor=wrong * adj.factor))
     result = compare(net, symbolic=False)
     assert {gc.parameter for gc in result.failures} == _names(net, 1)
 

@@ -244,17 +244,18 @@ def test_conv_and_pool_rules_in_the_notation_of_bp1_to_bp4():
     """A convolution's and a max-pool's rules: Σ with the layer's extents, conditions after "where", targets
     indexed as the declared layers' are, the channel count never called C (the cost)."""
     text = str(_equations("chapter 6"))
-    assert "z¹[f,i,j] = Σ_{c<1,p<5,q<5} w¹[f,c,p,q]·a⁰[c,i+p,j+q] + b¹[f]" in text
-    assert "z³[f,i,j] = Σ_{c<20,p<5,q<5} w³[f,c,p,q]·a²[c,i+p,j+q] + b³[f]" in text
-    assert ("∂C/∂a²[c,y,u] = Σ_{f<40,p<5,q<5} δ³[f,y−p,u−q]·w³[f,c,p,q]   where 0 ≤ y−p ≤ 7; 0 ≤ u−q ≤ 7"
+    assert "z¹[f,i,j] = Σ_{c<1,p<5,q<5} W¹[f,c,p,q]·a⁰[c,i+p,j+q] + b¹[f]" in text
+    assert "z³[f,i,j] = Σ_{c<20,p<5,q<5} W³[f,c,p,q]·a²[c,i+p,j+q] + b³[f]" in text
+    assert ("∂C/∂a²[c,y,u] = Σ_{f<40,i<8,j<8} δ³[f,i,j]·W³[f,c,y−i,u−j]   where 0 ≤ y−i ≤ 4; 0 ≤ u−j ≤ 4"
             in text)
     assert "∂C/∂b³[f] = Σ_{i<8,j<8} δ³[f,i,j]" in text
-    assert "∂C/∂w¹[f,c,p,q] = Σ_{i<24,j<24} δ¹[f,i,j]·a⁰[c,i+p,j+q]" in text
-    assert "∂C/∂a³[c,2i+p*,2j+q*] = ∂C/∂a⁴[c,i,j], (p*,q*) the first maximum of the window of (c,i,j)" in text
-    assert "δ³ = ∂C/∂a³ ⊙ σ′(z³)" in text and "at each window's maximum)" not in text
-    assert "a²[c,i,j] = max_{p<2,q<2} a¹[c,2i+p,2j+q]   (max-pool 2x2 → 20x12x12)" in text
+    assert "∂C/∂W¹[f,c,p,q] = Σ_{i<24,j<24} δ¹[f,i,j]·a⁰[c,i+p,j+q]" in text
+    assert "∂C/∂a³[c,2i+p*,2j+q*] += δ⁴[c,i,j], (p*,q*) the first maximum of the window of (c,i,j)" in text
+    assert "δ³ = ∂C/∂a³ ⊙ σ′(z³)" in text and "BP2  maxpool2x2      δ² = ∂C/∂a²   (no σ)" in text
+    assert "z²[c,i,j] = max_{p<2,q<2} a¹[c,2i+p,2j+q]   (maxpool2x2 → 20x12x12)      a² = z²" in text
     tex = _equations("chapter 6").latex()
-    assert r"\sum_{f<40,p<5,q<5} \delta^{3}_{f,y-p,u-q}\, w^{3}_{f,c,p,q} \quad (0 \leq y-p \leq 7,\ 0 \leq u-q" in tex
+    assert (r"\sum_{f<40,i<8,j<8} \delta^{3}_{f,i,j}\, W^{3}_{f,c,y-i,u-j} \quad (0 \leq y-i \leq 4,\ 0 \leq u-j"
+            in tex)
 
 
 def test_piecewise_and_abs_are_inline():

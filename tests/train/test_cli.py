@@ -214,7 +214,7 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
     assert "conv20x29x29 (item 1): a 29x29 kernel is larger than its 28x28 input" in \
         errors["train --layers conv20x29x29,softmax10"]
     assert "conv40x13x13 (item 3)" in errors["train --layers conv20x5x5,pool2,conv40x13x13,softmax10"]
-    assert "GB of memory" in errors["train --layers conv1000000x5x5,softmax10"]
+    assert "(1000000, 24, 24) is too large" in errors["train --layers conv1000000x5x5,softmax10"]
     assert "not allowed with" in errors["train --lmbda-network3 0.1 --lmbda 1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written: no orphan .npz, no plot
 

@@ -154,7 +154,7 @@ def test_conv_nets_and_the_sample(conv_model, data, images):
     # the feature maps' z by the layer's own reference (σ = linear) and by the faster contraction agree
     z_ref = dg._reference_z(conv_model.network.layers[1], (W1, b1), images[:30])
     z_fast = dg._conv_z(conv_model.network.layers[1], (W1, b1), images[:30])
-    np.testing.assert_allclose(z_fast, z_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(z_fast.reshape(30, -1), z_ref.reshape(30, -1), rtol=1e-12, atol=1e-14)
     assert r["saturation"][0] == float(np.mean(z_ref <= 0))  # relu: the units with z ≤ 0
     assert r["speed"] == dg.learning_speed(conv_model, images[:30], y[:30])
     assert r["w_std"][0] == float(W1.std())
@@ -199,3 +199,19 @@ def test_fit_with_diagnostics_records_epoch_zero_and_every_epoch(data):
         again = recorder.compute(p)
         np.testing.assert_allclose(rec["speed"], again["speed"], rtol=1e-12)
         np.testing.assert_allclose(rec["w_std"], again["w_std"], rtol=1e-12)
+
+
+def test_convolutions_with_options_use_their_own_map():
+    """A strided, padded convolution's z is its declared map's, not the plain contraction's."""
+    net = sb.Network([sb.Input((1, 6, 6)), sb.Conv2D(2, (3, 3), sb.tanh, stride=2, padding=1),
+                      sb.Dense(3, sb.softmax)], cost=sb.log_likelihood)
+    model = net.compile(backend="numpy", seed=0)
+    X = np.random.default_rng(0).normal(size=(4, 36))
+    (z1, a1), _ = dg.weighted_inputs(model, X)
+    W, b = model.params[0]
+    x = X.reshape(4, 1, 6, 6)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.array([[[[np.sum(W[f] * xp[r, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3]) + b[f] for j in range(3)]
+                       for i in range(3)] for f in range(2)] for r in range(4)])
+    np.testing.assert_allclose(z1, want, rtol=1e-12)
+    np.testing.assert_allclose(a1, np.tanh(want), rtol=1e-12)

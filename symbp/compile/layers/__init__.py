@@ -123,4 +123,4 @@ class LowerContext:
         return name
 
 
-from symbp.compile.layers import conv, declared, dense, dropout, pool  # noqa: E402,F401  (registration)
+from symbp.compile.layers import declared, dense, dropout  # noqa: E402,F401  (registration)

@@ -29,12 +29,24 @@ _COEFFS = {"-eta / m": -_ETA / _M, "1.0": sp.Integer(1), "decay": _DECAY, "mu": 
            "0.0": sp.Integer(0)}
 
 
+def _pools_next(eq, ctx) -> bool:
+    """Does the next layer pool this layer's z before σ (its ``pool_first``)? Then this layer leaves z and no σ."""
+    nxt = ctx.eqs.layers[eq.index] if eq.index < len(ctx.eqs.layers) else None
+    return bool(getattr(nxt, "pool_first", None))
+
+
+def _sigma_eq(eq, ctx):
+    """The equations whose σ this layer applies: its own, or, when it pools first, the previous layer's."""
+    return ctx.eqs.layers[eq.index - 2] if eq.pool_first else eq
+
+
 def _operands(eq, reads, ctx) -> tuple[Operand, ...]:
     l, geo = eq.index, eq.geometry
+    x = f"z{l - 1}" if eq.pool_first else ctx.act(l - 1)  # pooling first reads the previous layer's z
     ops = []
     for r in reads:
         if r.array == "x":
-            ops.append(Operand(ctx.act(l - 1), geo.x_shape, r.index, per_row=True, padded=True))
+            ops.append(Operand(x, geo.x_shape, r.index, per_row=True, padded=True))
         else:
             ops.append(Operand(f"{r.array}{l}", dict(eq.layer.params)[r.array], r.index, per_row=False))
     return tuple(ops)
@@ -56,19 +68,17 @@ _BUILTIN: dict[int, tuple] = {}
 
 
 def builtin(eq, ctx):
-    """(lowering, equations) of the built-in kind recognised in the declared map (``symbp.layers.recognise``), or
-    None: the declared layer is then lowered exactly as that kind."""
+    """(lowering, equations) of the dense layer the declared map equals (``symbp.layers.recognise``), or None:
+    the declared layer is then lowered exactly as ``Dense`` (its matrix products, its bias in the product)."""
     key = id(eq)
     if key not in _BUILTIN or _BUILTIN[key][0] is not eq:
         from symbp.compile.layers import LOWERINGS
         from symbp.derive.layers import LayerContext, derive_layer
-        from symbp.layers.recognise import as_correlation, as_dense, as_window_max
+        from symbp.layers.recognise import as_dense
 
-        found, names = as_correlation(eq.layer, eq.geometry) or as_dense(eq.layer, eq.geometry), None
+        found, names = as_dense(eq.layer, eq.geometry), None
         if found is not None:
             found, *names = found
-        else:
-            found = as_window_max(eq.layer, eq.geometry)
         result = None
         if found is not None:
             lctx = LayerContext(eq.index, eq.in_shape, eq.out_shape, False, ctx.eqs.network, eq.back_text,
@@ -92,12 +102,13 @@ class DeclaredLowering:
         fast = builtin(eq, ctx)
         if fast is not None:
             return fast[0].scratch(fast[1], ctx)
-        l, n = eq.index, math.prod(eq.out_shape)
+        l, n, pooled = eq.index, math.prod(eq.out_shape), _pools_next(eq, ctx)
         ctx.buffer(f"z{l}", ctx.rows, n)
-        ctx.buffer(f"a{l}", ctx.rows, n)
+        if not pooled:  # else σ acts on the pooled values, in the next layer's buffers
+            ctx.buffer(f"a{l}", ctx.rows, n)
         if ctx.grads:
             ctx.buffer(f"delta{l}", ctx.rows, n)
-            if _keeps_sp(eq, ctx):
+            if _keeps_sp(_sigma_eq(eq, ctx), ctx) and not pooled:
                 ctx.buffer(f"sp{l}", ctx.rows, n)
             for ti, term in enumerate(eq.layer.index_map.terms):
                 if term.kind == "max":
@@ -112,11 +123,16 @@ class DeclaredLowering:
             return fast[0].forward(fast[1], ctx)
         l, n = eq.index, math.prod(eq.out_shape)
         steps: list = _forward_steps(eq, ctx, f"z{l}", ctx.grads)
-        writes = [(elem(f"a{l}"), stabilise(eq.activation.expr))]
-        text = f"a{l} = σ(z{l}) = {eq.activation.text}"
-        if _keeps_sp(eq, ctx):
-            writes.append((elem(f"sp{l}"), stabilise(eq.derivative.expr)))
+        if _pools_next(eq, ctx):
+            return steps  # σ follows the next layer's pooling
+        sig = _sigma_eq(eq, ctx)
+        writes = [(elem(f"a{l}"), stabilise(sig.activation.expr))]
+        text = f"a{l} = σ(z{l}) = {sig.activation.text}"
+        if _keeps_sp(sig, ctx):
+            writes.append((elem(f"sp{l}"), stabilise(sig.derivative.expr)))
             text += f";  sp{l} = σ′(z{l})"
+        if sig is not eq:
+            text += f"  (layer {l - 1}'s σ on the pooled values)"
         steps.append(Map(ctx.rows, n, {z: elem(f"z{l}")}, writes, eq=text))
         return steps
 
@@ -125,13 +141,17 @@ class DeclaredLowering:
         if fast is not None:
             return fast[0].backward(fast[1], ctx)
         l, n, rows = eq.index, math.prod(eq.out_shape), ctx.rows
+        sig = _sigma_eq(eq, ctx)
         reads = {g: elem(f"delta{l}"), a: elem(f"a{l}"), z: elem(f"z{l}")}
-        expr = eq.delta
-        if not eq.derivative.uses_a:
+        expr = sig.delta
+        if not sig.derivative.uses_a:
             reads[sp_] = elem(f"sp{l}")
             expr = g * sp_
-        steps: list = [Map(rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))],
-                           eq=f"BP2: δ{l} = ∂C/∂a{l} ⊙ σ′(z{l})")]
+        # after pooling first, the next layer has written δ = ∂C/∂z itself (σ′ at the pooled values)
+        steps: list = [] if _pools_next(eq, ctx) else [Map(
+            rows, n, reads, [(elem(f"delta{l}"), stabilise(expr))],
+            eq=f"BP2: δ{l} = ∂C/∂a{l} ⊙ σ′(z{l})" if sig is eq else
+            f"δ{l - 1} at the pooled positions: ∂C/∂a{l} ⊙ σ′(z{l})  (layer {l - 1}'s σ)")]
         fwd = _forward_steps(eq, ctx, f"z{l}", True)
         g_op = Operand(f"delta{l}", eq.geometry.out, (), per_row=True)
         back = ctx.grad(l - 1)

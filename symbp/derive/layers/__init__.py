@@ -6,8 +6,8 @@ needs.  Every equations object has ``index``, ``layer``, ``in_shape``, ``out_sha
 ``has_params``, ``notes``; ``forward``/``forward_latex`` (its forward map as text / LaTeX);
 ``backward_rows()`` — (label, text, latex) rows for its backward rule; ``bp3``/``bp4`` (empty without
 parameters); and ``grad_in(text, latex)``, how it turns ∂C/∂aˡ (given as text) into ∂C/∂aˡ⁻¹, which the
-layer before it shows inside its own error (BP2).  Optional, where the dense forms do not apply (a convolution):
-``param_rules_latex`` — (BP3, BP4) in LaTeX — and ``markdown_forward``, the forward row of ``markdown()``.
+layer before it shows inside its own error (BP2).  Optional, where the dense forms do not apply (a declared
+map): ``param_rules_latex`` — (BP3, BP4) in LaTeX — and ``markdown_forward``, the forward row of ``markdown()``.
 
 For the independent sum-over-paths check (``symbp.derive.check``) each kind also registers ``unroll_layer``:
 its forward map written out unit by unit as scalar sympy expressions (an ``UnrolledLayer``: parameter symbols,
@@ -127,4 +127,4 @@ def unroll_layer(layer, index: int, inputs: list) -> UnrolledLayer:
                      "(register one with symbp.derive.layers.unroll_layer.register)")
 
 
-from symbp.derive.layers import conv, declared, dense, dropout, pool  # noqa: E402,F401  (registration)
+from symbp.derive.layers import declared, dense, dropout  # noqa: E402,F401  (registration)

@@ -11,6 +11,7 @@ derived adjoints evaluated index by index on those units.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ from symbp.derive.adjoint import Adjoint, ScatterAdjoint, _lx, adjoint, scatter_
 from symbp.derive.equations import g
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.layers.dense import _derivative
+from symbp.derive.limits import run_optional
 from symbp.derive.render import factor_latex, factor_text, latex, latex_text, ranges_latex, sup, text
+from symbp.layers.conv import Conv2D
 from symbp.layers.declared import Declared, Geometry
 from symbp.layers.index_map import Affine, positions, read_symbol
+from symbp.layers.pool import AvgPool, MaxPool
 from symbp.symbols import a, z
 
 
@@ -40,7 +44,7 @@ class DeclaredEquations:
     back_text: str | None = None
     back_latex: str | None = None
     is_output: bool = False
-    #: why the previous (convolution-shaped) layer's σ may follow this window max (as ``PoolEquations``), else None
+    #: why the previous layer's σ may follow this max pool (``_pool_first``), else None
     pool_first: str | None = None
 
     @property
@@ -92,25 +96,32 @@ class DeclaredEquations:
     def forward(self) -> str:
         l, outs = self.index, ",".join(self.layer.index_map.out_vars)
         shape = "x".join(map(str, self.out_shape))
-        return (f"z{sup(l)}[{outs}] = {self._terms_text()}   ({self.layer.name} → {shape})      "
-                f"a{sup(l)} = σ(z{sup(l)}), σ(z) = {text(self.activation.expr)}   [{self.activation.name}]")
+        act = f"a{sup(l)} = z{sup(l)}" if self.linear else \
+            f"a{sup(l)} = σ(z{sup(l)}), σ(z) = {text(self.activation.expr)}   [{self.activation.name}]"
+        return f"z{sup(l)}[{outs}] = {self._terms_text()}   ({self.layer.name} → {shape})      {act}"
 
     @property
     def forward_latex(self) -> str:
         l, outs = self.index, ",".join(self.layer.index_map.out_vars)
         shape = r"\times ".join(map(str, self.out_shape))
-        return (r"z^{%d}_{%s} = %s, \quad a^{%d} = \sigma(z^{%d}),\ \sigma(z) = %s\ \text{(%s} \to %s\text{)}"
-                % (l, outs, self._terms_latex(), l, l, latex(self.activation.expr), latex_text(self.layer.name),
-                   shape))
+        act = r"a^{%d} = z^{%d}" % (l, l) if self.linear else \
+            r"a^{%d} = \sigma(z^{%d}),\ \sigma(z) = %s" % (l, l, latex(self.activation.expr))
+        return (r"z^{%d}_{%s} = %s, \quad %s\ \text{(%s} \to %s\text{)}"
+                % (l, outs, self._terms_latex(), act, latex_text(self.layer.name), shape))
+
+    @property
+    def linear(self) -> bool:
+        """No activation (σ the identity: a pool, say): a = z, δ = ∂C/∂a, nothing to say about σ′."""
+        return self.activation.expr == z
 
     @property
     def markdown_forward(self) -> str:
-        return f"${self.forward_latex}$ ({self.layer.name}, {self.activation.name})"
+        return f"${self.forward_latex}$ ({self.layer.name}" + ("" if self.linear else f", {self.activation.name}") + ")"
 
     @property
     def notes(self) -> tuple[str, ...]:
         forms = sorted({adj.form for adj in self.adjoints})
-        return tuple(self.derivative.notes) + (
+        return (() if self.linear else tuple(self.derivative.notes)) + (
             f"declared layer {self.layer.name}: every backward rule from solving the map's index equations over the "
             f"integers (forms: {', '.join(forms)}); guards become loop bounds.",) + (
             (self.pool_first,) if self.pool_first else ())
@@ -133,7 +144,9 @@ class DeclaredEquations:
                                                                   z: sp.Symbol(f"z{sup(l)}")}))
         deriv_l = factor_latex(self.activation_derivative.xreplace({a: sp.Symbol(f"a^{{{l}}}"),
                                                                      z: sp.Symbol(f"z^{{{l}}}")}))
-        rows = [(f"BP2  {self.layer.name}", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ {deriv}",
+        rows = [(f"BP2  {self.layer.name}", f"δ{sup(l)} = {back}   (no σ)", r"\delta^{%d} = %s" % (l, back_l))
+                if self.linear else
+                (f"BP2  {self.layer.name}", f"δ{sup(l)} = {back} ⊙ σ′(z{sup(l)}) = {back} ⊙ {deriv}",
                  r"\delta^{%d} = %s \odot \sigma'(z^{%d}) = %s \odot %s" % (l, back_l, l, back_l, deriv_l))]
         if l == 1:
             return rows  # the input needs no gradient
@@ -221,12 +234,56 @@ def _(layer: Declared, ctx: LayerContext) -> DeclaredEquations:
                          "end with sb.Dense(n, ...)")
     geo = layer.geometry(ctx.in_shape)
     deriv = _derivative(layer.activation)
-    from symbp.derive.layers.pool import _pool_first
-    from symbp.layers.recognise import as_window_max
-
-    pool_first = _pool_first(ctx) if as_window_max(layer, geo) is not None and ctx.index > 1 else None
+    pool_first = _pool_first(layer, ctx)
     return DeclaredEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, geo, deriv, g * deriv.expr,
                              derive_adjoints(layer, geo), ctx.back_text, ctx.back_latex, pool_first=pool_first)
+
+
+def _pools_x(layer) -> bool:
+    """Is the map a max of x itself, z[o] = max(x[…] for …), with no activation (a max pool, any window,
+    stride or padding)?"""
+    imap = layer.index_map
+    return (imap.is_max and imap.terms[0].body == read_symbol(0) and imap.terms[0].reads[0].array == "x"
+            and layer.activation.expr == z)
+
+
+def _declaration(layer, in_shape):
+    """The declared map a layer is (a ``Declared`` itself, or a built-in's ``declaration``), else None."""
+    if isinstance(layer, Declared):
+        return layer
+    return layer.declaration(in_shape) if hasattr(layer, "declaration") else None
+
+
+def _pool_first(layer, ctx: LayerContext) -> str | None:
+    """Why this max pool may run before the previous layer's σ, or None.  The previous layer must be a declared
+    map that is not itself a max (a convolution, say) with an elementwise σ shown non-decreasing on the reals by
+    sympy within the derivation budget (not shown in time: pooling stays after σ): then max σ(z) = σ(max z),
+    and the kernels pool z and apply σ and σ′ to the pooled values only."""
+    if ctx.index < 2 or not _pools_x(layer):
+        return None
+    prev = _declaration(ctx.network.layers[ctx.index - 1], ctx.network.shapes[ctx.index - 2])
+    if prev is None or prev.index_map.is_max or prev.activation.vector or prev.activation.expr == z \
+            or not _non_decreasing(prev.activation.expr):
+        return None
+    l, n_in, n_out = ctx.index, math.prod(ctx.in_shape), math.prod(ctx.out_shape)
+    ties = ("σ is strictly increasing, so the maximum is at the same place" if _strictly_increasing(
+        prev.activation.expr) else "σ is not strictly increasing: where a window's values tie in σ(z) on a flat "
+        "part of σ, the gradient goes to the largest z (times σ′ there) instead of the first tie")
+    return (f"pooling before σ: layer {l - 1}'s σ = {prev.activation.name} is non-decreasing (sympy: "
+            f"is_increasing on the reals), so a{sup(l)} = max σ(z{sup(l - 1)}) = σ(max z{sup(l - 1)}): the kernels "
+            f"pool z{sup(l - 1)} and apply σ and σ′ to the pooled values only ({n_out} of {n_in}); {ties}.")
+
+
+@functools.lru_cache(maxsize=64)
+def _non_decreasing(expr: sp.Expr) -> bool:
+    value, done = run_optional(lambda: sp.is_increasing(expr, sp.S.Reals, z), share=0.25, seconds=2.0)
+    return bool(done and value is True)
+
+
+@functools.lru_cache(maxsize=64)
+def _strictly_increasing(expr: sp.Expr) -> bool:
+    value, done = run_optional(lambda: sp.is_strictly_increasing(expr, sp.S.Reals, z), share=0.25, seconds=2.0)
+    return bool(done and value is True)
 
 
 # ------------------------------------------------------------------------- unrolled, for the sum over paths
@@ -352,6 +409,25 @@ def _flat(idx, shape) -> int:
 @unroll_layer.register
 def _(layer: Declared, index: int, inputs: list) -> UnrolledDeclared:
     return UnrolledDeclared(layer, index, inputs)
+
+
+# The built-in convolution and pools are their declarations: derived, unrolled and checked as declared maps.
+@derive_layer.register(Conv2D)
+@derive_layer.register(MaxPool)
+@derive_layer.register(AvgPool)
+def _(layer, ctx: LayerContext) -> DeclaredEquations:
+    return derive_layer(layer.declaration(ctx.in_shape), ctx)
+
+
+@unroll_layer.register(Conv2D)
+@unroll_layer.register(MaxPool)
+@unroll_layer.register(AvgPool)
+def _(layer, index: int, inputs: list) -> UnrolledDeclared:
+    shape = tuple(getattr(inputs, "shape", (len(inputs),)))
+    if len(shape) != 3:
+        raise ValueError(f"layer {index}: unrolling a {type(layer).__name__} needs its input's (channels, height, "
+                         f"width) layout (give the placeholders as symbp.derive.layers.Units), got shape {shape}")
+    return unroll_layer(layer.declaration(shape), index, inputs)
 
 
 __all__ = ["Adjoint", "Affine", "DeclaredEquations", "ScatterAdjoint", "UnrolledDeclared", "derive_adjoints"]
