@@ -368,16 +368,9 @@ def _patch_loops(step: Correlation, ind: str, body) -> list[str]:
             f"{i[5]}_x = {_index_code('_j', sw, dw, ow, '_q')}", *body(i[5])]
 
 
-def _contiguous_rows(step: Correlation) -> bool:
-    """Does each patch row copy whole runs of input columns (column stride 1, every column of every kernel
-    offset inside the input)?  Then im2col is written in straight-line chunks."""
-    (_, _, w), (_, kw), (_, _, wo) = step.in_shape, step.kernel, step.out_shape
-    return step.stride[1] == 1 and all(_span(wo, w, 1, step.dilation[1], step.offset[1], q) == (0, wo)
-                                       for q in range(kw))
-
-
 def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
-    """im2col whose inner copies are straight-line chunks of LANES columns, all loads before the stores: LLVM's
+    """im2col of a correlation whose patch rows are whole runs of input columns (column stride 1, no column in
+    the padding; rows may be): straight-line chunks of LANES columns, all loads before the stores: LLVM's
     SLP vectoriser makes them vector moves without proving that the arrays do not overlap (a loop over j it does
     not vectorise; measured 7× slower for a 20×12×12 im2col)."""
     (cin, h, _), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
@@ -395,6 +388,63 @@ def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
             f"{i[3]}for _i in {rows_range()}:", f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
             *_chunked(wo, i[4], lambda k: [f"_t{k} = _x3[_c, _y, _x0 + _j + {k}]"],
                       lambda k: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
+
+
+def _plus(c: int) -> str:
+    return f" + {c}" if c > 0 else f" - {-c}" if c < 0 else ""
+
+
+def _phase_runs(step: Correlation, ind: str, body) -> list[str]:
+    """Static loops over the column phases φ and, for each, the input columns x = s·u + φ − left inside the input
+    (u a run of constant extent): ``body(ind, phi, u0, count)`` gives the lines for row _y (of c = _c)."""
+    (cin, h, w) = step.in_shape
+    top, left, _, sw, _ = step.phases()
+    lines = [f"{ind}for _c in range({cin}):", f"{ind}{_IND}for _y in range({h}):"]
+    for phi in range(sw):
+        u0 = max(0, -(-(left - phi) // sw))  # the first u with s·u + φ − left ≥ 0
+        u1 = (w - 1 + left - phi) // sw + 1  # past the last with s·u + φ − left ≤ w − 1
+        if u1 > u0:
+            lines += body(ind + 2 * _IND, phi, u0, u1 - u0)
+    return lines
+
+
+def _phase_patches(step: Correlation, ind: str, load, store) -> list[str]:
+    """Loops over the patch rows (c, p, i), the kernel columns q written out one by one, each row a contiguous
+    run of Wo elements of the phase-split sample at row _yp, phase φ_q, from u_q (constants: the indices are
+    known non-negative, so nothing stands between LLVM and vector moves); ``load``/``store`` as ``_chunked``'s,
+    called with the lane k and (φ_q, u_q)."""
+    (cin, _, _), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
+    (sh, _), (dh, dw), (oh, ow) = step.stride, step.dilation, step.offset
+    top, left, _, sw, _ = step.phases()
+    i = [ind + _IND * k for k in range(6)]
+    lines = [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):",
+             f"{i[2]}_row0 = (_c * {kh} + _p) * {kw}", f"{i[2]}for _i in range({ho}):",
+             f"{i[3]}_yp = {_index_code('_i', sh, dh, oh + top, '_p')}"]
+    for q in range(kw):
+        phi, u0 = divmod(dw * q + ow + left, sw)[::-1]
+        lines += [f"{i[3]}_row = _row0 + {q}"]
+        lines += _chunked(wo, i[3], lambda k, phi=phi, u0=u0: load(k, phi, u0),
+                          lambda k, phi=phi, u0=u0: store(k, phi, u0))
+    return lines
+
+
+def _phased_im2col(step: Correlation, ind: str) -> list[str]:
+    """im2col through the padded, phase-split sample (``Correlation.phases``): first the sample's values into it
+    (its border stays zero), then every patch row a contiguous run, copied in straight-line chunks.  Strided
+    and padded convolutions copy as fast as the book's."""
+    top, left, _, sw, _ = step.phases()
+    wo, xph = step.out_shape[2], "xph_" + step.cols.removeprefix("cols_")
+
+    def fill(i, phi, u0, n):
+        return _chunked(n, i, lambda k: [f"_t{k} = _x3[_c, _y, {sw} * (_j + {k + u0}){_plus(phi - left)}]"
+                                         if sw > 1 else f"_t{k} = _x3[_c, _y, _j{_plus(k + u0 + phi - left)}]"],
+                        lambda k: [f"{xph}[_c, _y{_plus(top)}, {phi}, _j{_plus(k + u0)}] = _t{k}"])
+
+    return [_comment(ind, f"the sample into {xph}[c, y{_plus(top)}, φ, u] = x[c, y, {sw}·u + φ{_plus(-left)}] (the "
+                          "border stays zero), then each patch row a run of it"),
+            *_phase_runs(step, ind, fill),
+            *_phase_patches(step, ind, lambda k, phi, u0: [f"_t{k} = {xph}[_c, _yp, {phi}, _j + {u0 + k}]"],
+                            lambda k, phi, u0: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
 
 
 @numba_step.register
@@ -432,8 +482,7 @@ def _(step: Correlation, ind):
         # the patch elements in the padding are never written: they keep the zeros the buffer was made with
         lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]",
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
-                  *(_chunked_im2col(step, i2) if _contiguous_rows(step) else
-                    _patch_loops(step, i2, lambda k: [f"{k}_col[_row, _i * {wo} + _j] = _x3[_c, _y, _x]"])),
+                  *(_phased_im2col(step, i2) if step.phased else _chunked_im2col(step, i2)),
                   f"{i2}_z2 = {step.out}[_r].reshape(({maps}, {n}))", *product("gemm_nn", "_W2", "_col", "_z2")]
         if step.bias:
             lines += [f"{i2}for _f in range({maps}):", f"{i3}_bf = {step.bias}[_f]", f"{i3}for _k in range({n}):",

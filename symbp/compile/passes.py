@@ -288,8 +288,8 @@ def _walk(steps: list) -> list:
 
 
 def _correlation_buffers(steps: list) -> list[Buffer]:
-    """The patches of every correlation (one per sample where a weights step reads them again, else one) and
-    the input gradients' column buffers."""
+    """The patches of every correlation (one per sample where a weights step reads them again, else one), the
+    input gradients' column buffers, and the padded, phase-split copies of a sample (``Correlation.phases``)."""
     flat = []
 
     def visit(ss):
@@ -309,6 +309,10 @@ def _correlation_buffers(steps: list) -> list[Buffer]:
             out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk, n))
         if s.role == "input":
             out[s.dcol] = Buffer(s.dcol, (ckk, n))
+        if s.phased:  # the padded, phase-split sample (its border stays zero)
+            _, _, hp, sw, wq = s.phases()
+            name = "xph_" + s.cols.removeprefix("cols_")
+            out[name] = Buffer(name, (s.in_shape[0], hp, sw, wq))
     return list(out.values())
 
 

@@ -340,6 +340,32 @@ class Correlation:
     bias: str | None = None
     bias_generic: object = None
 
+    # -- geometry the numba backend's copies use --------------------------------------------------------
+    def inside(self, axis: int) -> bool:
+        """Does every kernel offset read only inside the input along ``axis`` (0 rows, 1 columns), for every
+        output position (no padding reached)?"""
+        n_out, size = self.out_shape[1 + axis], self.in_shape[1 + axis]
+        s, d, o, k = self.stride[axis], self.dilation[axis], self.offset[axis], self.kernel[axis]
+        return o >= 0 and s * (n_out - 1) + d * (k - 1) + o < size
+
+    @property
+    def phased(self) -> bool:
+        """Is im2col made through the padded, column-phase-split sample (``phases``)?  Where the columns are
+        strided or reach the padding (else each patch row is whole runs of input columns)."""
+        return self.role == "forward" and (self.stride[1] != 1 or not self.inside(1))
+
+    def phases(self) -> tuple[int, int, int, int, int]:
+        """(top, left, Hp, s, Wq): the sample padded by ``top`` rows and ``left`` columns of zeros (to Hp rows,
+        s·Wq columns), its columns split by phase: xph[c, y, φ, u] = x_padded[c, y, s·u + φ], s the column
+        stride.  A patch row (c, p, q, i) is then the contiguous run xph[c, s_h·i + d_h·p + o_h + top, φ_q,
+        u_q : u_q + Wo], φ_q + s·u_q = d_w·q + o_w + left."""
+        (_, h, w), (kh, kw), (_, ho, wo) = self.in_shape, self.kernel, self.out_shape
+        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.offset
+        top, left = max(0, -oh), max(0, -ow)
+        hp = max(h + top, sh * (ho - 1) + dh * (kh - 1) + oh + top + 1)
+        wp = max(w + left, sw * (wo - 1) + dw * (kw - 1) + ow + left + 1)
+        return top, left, hp, sw, -(-wp // sw)
+
 
 @dataclass
 class MapSums:

@@ -744,11 +744,12 @@ def test_no_pooling_before_an_activation_that_is_not_monotone():
 
 
 # ------------------------------------------------------------------ im2col in straight-line chunks
-def test_chunked_im2col_equals_the_patch_loops(monkeypatch):
-    """Correlations whose patch rows copy whole runs of input columns get im2col written in straight-line chunks
-    (``index_emit._contiguous_rows``); the same network with the plain patch loops gives the same bits.  The
-    gradients kernel is left out: the epoch runs the same backward steps, and each compile here costs seconds."""
-    from symbp.compile import index_emit
+def test_phase_split_im2col_equals_the_direct_copies(monkeypatch):
+    """im2col copies whole runs of input columns in straight-line chunks; strided or padded convolutions copy
+    through the padded, phase-split sample instead (``Correlation.phased``).  Forced through the phase-split
+    path, the book's unpadded stride-1 convolutions give the same bits.  The gradients kernel is left out: the
+    epoch runs the same backward steps, and each compile here costs seconds."""
+    from symbp.compile.program import Correlation
 
     def make():  # widths 16 and 14: whole straight-line chunks, and a chunk plus a remainder
         return sb.Network([I((1, 20, 20)), C(3, (5, 5), sb.tanh), C(4, (3, 3), sb.sigmoid), P((2, 2)),
@@ -756,11 +757,11 @@ def test_chunked_im2col_equals_the_patch_loops(monkeypatch):
 
     out = make().compile(backend="numba", seed=0)
     src = out.source("sgd_epoch")
-    assert "_t7 = _x3[" in src and "_s7 +=" in src
-    monkeypatch.setattr(index_emit, "_contiguous_rows", lambda step: False)
+    assert "_t7 = _x3[" in src and "xph_" not in src and "_s31 +=" in src
+    monkeypatch.setattr(Correlation, "phased", property(lambda self: self.role == "forward"))
     monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the kernels from the index
     helpers = make().compile(backend="numba", seed=0)
-    assert "_t7 = _x3[" not in helpers.source("sgd_epoch")
+    assert "xph_z1[_c, _y, 0, _j" in helpers.source("sgd_epoch")
     rng = np.random.default_rng(3)
     X, Y = data(out.network, 17, rng)
     params = random_params(out, rng)
