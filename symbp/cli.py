@@ -276,7 +276,11 @@ def _data_args(d, limit_help: str) -> None:
 
 
 def _compile_args(p):
-    p.add_argument("--backend", choices=["numba", "numpy"], default="numba", help="kernel backend (default: numba)")
+    from symbp.compile.backends import BACKENDS
+
+    p.add_argument("--backend", choices=list(BACKENDS), default=next(iter(BACKENDS)),
+                   help="kernel backend: " + "; ".join(f"{n}: {b.description}" for n, b in BACKENDS.items())
+                        + f" (default: {next(iter(BACKENDS))})")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: float64)")
 
 

@@ -48,7 +48,7 @@ print(model.plan())
 #   by 1/(1 − p); `feedforward`, `cost`, `gradients` and `evaluate` run with it off (the identity), which in
 #   expectation is the book's network3 (drop without scaling, scale the weights by 1 − p at inference).
 #   Masks are drawn inside the whole-epoch kernel from a counter-based hash of (seed, epoch, layer, sample,
-#   unit) (`symbp/compile/runtime.py`), so the numba and NumPy backends and any mini-batch order draw the same
+#   unit) (`symbp/compile/backends/masks.py`), so the numba and NumPy backends and any mini-batch order draw the same
 #   masks, and `fit(..., seed=s)` is reproducible. `Dropout(0)` trains exactly like no dropout layer.
 #   Layers are numbered by position (the input is layer 0), so a dropout layer has a number too.
 

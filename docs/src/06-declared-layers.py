@@ -79,7 +79,7 @@ print(str(check.compare(small, symbolic=False)).splitlines()[0])
 # Each term is an `IndexReduce` step with structured affine indices, each rule an `IndexGather` (or
 # `IndexScatterMax`). numba runs the derived gathers as loops with constant extents, the guards as loop bounds
 # (floor and ceiling divisions for strides); the NumPy backend runs each rule as a scatter over the forward
-# positions (`np.bincount`, in `symbp/compile/index_np.py`), so the two backends compute every gradient by two
+# positions (`np.bincount`, in `symbp/compile/backends/numpy/runtime.py`), so the two backends compute every gradient by two
 # routes. **Passes** over the kernel program (`symbp/compile/passes.py`) replace the sums whose shape they
 # recognise, whatever layer they came from: a product Σ_k P[j,k]·x[k] and its two adjoints become BLAS `gemm`s
 # (the SGD step fused in), a flat bias a map and a column sum, a correlation

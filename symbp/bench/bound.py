@@ -20,7 +20,7 @@ import numpy as np
 def _kernel():
     from numba import njit
 
-    from symbp.compile import runtime as rt
+    from symbp.compile.backends.numba import runtime as rt
 
     @njit(nogil=True, cache=True)
     def products(acts, deltas, weights, n_batches, alpha):
@@ -44,7 +44,7 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
     global _PRODUCTS
     if _PRODUCTS is None:
         _PRODUCTS = _kernel()
-    from symbp.compile.runtime import aligned_copy  # on cache-line boundaries, as symbp's buffers and parameters
+    from symbp.compile.backends.host import aligned_copy  # on cache-line boundaries, as symbp's buffers and parameters
 
     rng = np.random.default_rng(0)
     sizes = [int(n) for n in layers]
@@ -77,7 +77,7 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 def _conv_kernels():
     from numba import njit
 
-    from symbp.compile import runtime as rt
+    from symbp.compile.backends.numba import runtime as rt
 
     @njit(nogil=True, cache=True)
     def gemms(cW, cols, cz, dcols, c_input, fW, facts, fdeltas, n_batches, alpha):
@@ -121,7 +121,7 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     if _CONV is None:
         _CONV = _conv_kernels()
     from symbp.bench.conv import as_net
-    from symbp.compile.runtime import aligned_copy
+    from symbp.compile.backends.host import aligned_copy
 
     net = as_net(net)
     m = int(batch_size)
@@ -154,5 +154,5 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     cz3 = tuple(z.reshape(m, z.shape[1], -1) for z in cz4)
     out = _timed(gemms, (cW2, tuple(cols), cz3, tuple(dcols), flags, fW, facts, fdeltas), n_batches, repeats)
     out["what"] = ("per sample and conv layer: W·col (forward), Wᵀ·δ (input δ, not for the first layer), δ·colᵀ "
-                   "(update); per mini-batch the fc products; through symbp.compile.runtime's gemm entry points")
+                   "(update); per mini-batch the fc products; through the numba runtime's gemm entry points")
     return out

@@ -56,6 +56,7 @@ from symbp.bench.conv import (
     NETS,
     ConvNet,
     NumpyIm2col,
+    SymbpConvNumpy,
     as_net,
     conv_epoch_flops,
     conv_flops,
@@ -71,6 +72,8 @@ from symbp.bench.impls import (
     Impl,
     ImplUnavailable,
     NumpyBatched,
+    SymbpNumpy,
+    backend_impls,
     init_params,
 )
 from symbp.paths import check_writable_folder
@@ -340,10 +343,16 @@ def _as_xy(data, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
+def _registry(kind: str) -> dict[str, type[Impl]]:
+    """The implementations of ``kind``, with an adapter for every symbp backend registered since import."""
+    base = SymbpNumpy if kind == "dense" else SymbpConvNumpy
+    return {**REGISTRIES[kind], **backend_impls(REGISTRIES[kind], base)}
+
+
 def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
     """Implementation classes of ``kind`` ("dense" or "conv") from names (or classes); None: every registered
     implementation of that kind.  A name or class of another kind is left out; an unknown name is an error."""
-    registry = REGISTRIES[kind]
+    registry = _registry(kind)
     if impls is None:
         return list(registry.values())
     registry = {**registry, **EXTRAS[kind]}
@@ -356,8 +365,8 @@ def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
                 out.append(item)
         elif item in registry:
             out.append(registry[item])
-        elif not any(item in r for r in (*REGISTRIES.values(), *EXTRAS.values())):
-            known = dict.fromkeys(n for r in (*REGISTRIES.values(), *EXTRAS.values()) for n in r)
+        elif not any(item in r for r in (*map(_registry, REGISTRIES), *EXTRAS.values())):
+            known = dict.fromkeys(n for r in (*map(_registry, REGISTRIES), *EXTRAS.values()) for n in r)
             raise ValueError(f"unknown implementation {item!r}; known: {', '.join(known)}")
     names = [c.name for c in out]
     if len(set(names)) != len(names):
@@ -968,7 +977,7 @@ def run_from_args(args: argparse.Namespace, prog: str = "python -m symbp.bench")
     if args.list:
         for name, s in load_suites(args.suites_file).items():
             print(f"suite {name}: {len(s.cases)} cases. {s.description}")
-        for extra, registries in ((False, REGISTRIES), (True, EXTRAS)):
+        for extra, registries in ((False, {k: _registry(k) for k in REGISTRIES}), (True, EXTRAS)):
             for kind, registry in registries.items():
                 for name, cls in registry.items():
                     ok, why = cls.available()

@@ -680,10 +680,9 @@ class _Symbp(Impl):
         return True, ""
 
     def set_threads(self, threads):
-        if self.backend == "numba":
-            import numba
+        from symbp.compile.backends import get_backend
 
-            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        get_backend(self.backend).set_threads(int(threads))
 
     @classmethod
     def probe_key(cls, case):
@@ -805,5 +804,16 @@ IMPLS: dict[str, type[Impl]] = {
     )
 }
 REFERENCE = NumpyBatched.name
+
+
+def backend_impls(registry: dict[str, type[Impl]], base: type[Impl]) -> dict[str, type[Impl]]:
+    """An adapter ``symbp-<name>`` (whole epochs, ``base`` with another backend) for every registered backend
+    that no adapter in ``registry`` runs: a backend plugged in with ``register_backend`` is benchmarked too."""
+    from symbp.compile.backends import BACKENDS
+
+    covered = {getattr(cls, "backend", None) for cls in registry.values()}
+    return {f"symbp-{name}": type(f"Symbp_{name}", (base,), {
+        "name": f"symbp-{name}", "backend": name, "__doc__": f"symbp, the {name} backend ({impl.description})."})
+        for name, impl in BACKENDS.items() if name not in covered}
 #: variants run only when named (``--impl NAME``): measured slower than the registered variant of the same library
 EXTRA_IMPLS: dict[str, type[Impl]] = {cls.name: cls for cls in (PytensorNumbaPerBatch, PytensorCScan)}

@@ -4,7 +4,8 @@ otherwise zeroed; at inference the layer is the identity.
 Takes: the drop probability p ∈ [0, 1).  Gives: ``Dropout`` (no parameters, output shape = input shape).
 In expectation this equals the book's network3, which drops without scaling and multiplies the next layer's
 weights by 1 − p at inference.  Masks come from a counter-based hash of (seed, epoch, sample, unit) inside the
-whole-epoch kernel (``symbp.compile.runtime.uniform``), so every backend and mini-batch order draws the same.
+whole-epoch kernel (``symbp.compile.backends.masks.uniform``), so every backend and mini-batch order draws the
+same.
 """
 
 from __future__ import annotations

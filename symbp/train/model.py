@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from symbp.compile.backends import BACKENDS
-from symbp.compile.cache import declaration_key
+from symbp.compile.backends import build, get_backend
+from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 from symbp.compile.lower import lower
-from symbp.compile.runtime import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 from symbp.layers import INIT_SCHEMES
 
 DTYPES = ("float64", "float32")
@@ -169,38 +168,36 @@ class Model:
 
     def __init__(self, network, backend: str = "numba", dtype: str = "float64", seed=None, init: str = "default",
                  progress=None):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        impl = get_backend(backend)
         dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         _check_constants(network, dtype)
         self.network = network
-        self.backend = backend
+        self.backend = impl.name
         self.dtype = np.dtype(dtype)
         #: (layer index, [ParamSpec, ...]) of every layer with parameters, in order
         specs = [(l, layer.param_specs(network.shapes[l - 1])) for l, layer in enumerate(network.layers[1:], start=1)]
         self._specs = [(l, s) for l, s in specs if s]
         t0 = time.perf_counter()
         self._programs = None
-        build = BACKENDS[backend]
-        key = declaration_key(network, backend, dtype) if backend == "numba" else None
+        key = impl.declaration_key(network, dtype)
         self.kernels = None
         say = progress or (lambda text: None)
         if key is not None:
             try:
                 # A declaration compiled before (any process) reuses its recorded kernels: no derivation needed.
-                self.kernels = build(network, None, dtype, key)
+                self.kernels = build(impl, network, None, dtype, key)
                 say("the kernels' source from the cache (no derivation)")
             except LookupError:
                 pass
         if self.kernels is None:
             say("deriving BP1–BP4 (sympy) and lowering them to kernel programs")
             programs = self.programs
-            say(f"generating the {backend} kernels' source")
-            self.kernels = build(network, programs, dtype, key)
+            say(f"generating the {impl.name} kernels' source")
+            self.kernels = build(impl, network, programs, dtype, key)
         # The kernels are generated now (so a declaration the code generator cannot handle fails here) and
-        # compiled by numba when first called: ``prepare`` compiles them at once.
+        # compiled (or loaded) by the backend when first called: ``prepare`` compiles them at once.
         self.compile_seconds = time.perf_counter() - t0
         self.sizes = network.sizes
         self._rng = np.random.default_rng(seed)
@@ -236,8 +233,8 @@ class Model:
         todo = [n for n in names if n not in self.kernels.compiled]
         for k, name in enumerate(todo, start=1):
             if progress is not None:
-                progress(f"compiling kernel {k} of {len(todo)}: {name} (numba, or its cache)"
-                         if self.backend == "numba" else f"loading kernel {k} of {len(todo)}: {name}")
+                progress(f"{self.kernels.impl.loading} kernel {k} of {len(todo)}: {name}"
+                         + (f" ({self.backend}, or its cache)" if self.kernels.key else ""))
             self.kernels[name]
         return self.cache_info
 
@@ -275,6 +272,11 @@ class Model:
         return self.programs[name]
 
     # -- parameters ----------------------------------------------------------------------------------
+    def _array(self, a):
+        """A parameter (or velocity) as the backend's kernels take it: for the host backends a copy on a 64-byte
+        boundary (``aligned_copy``), for a device backend its own array."""
+        return self.kernels.impl.array(a)
+
     # The kernels update the parameters in place; they live on 64-byte boundaries (see ``aligned_copy``).
     def init_params(self, init: str = "default", seed=None) -> None:
         """``default``: W ~ N(0, 1/n_in), b ~ N(0, 1); ``large``: W ~ N(0, 1) (the book's chapter 1).  Each layer
@@ -282,7 +284,7 @@ class Model:
         if init not in INIT_SCHEMES:
             raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
         rng = self._rng if seed is None else np.random.default_rng(seed)
-        self._params = [tuple(aligned_copy(spec.init(rng, init, spec.shape).astype(self.dtype)) for spec in specs)
+        self._params = [tuple(self._array(spec.init(rng, init, spec.shape).astype(self.dtype)) for spec in specs)
                         for _, specs in self._specs]
         self._velocities = None
 
@@ -302,7 +304,7 @@ class Model:
 
     def _velocity_arrays(self) -> list[np.ndarray]:
         if self._velocities is None:
-            self._velocities = [tuple(aligned_copy(np.zeros_like(p)) for p in pair) for pair in self._params]
+            self._velocities = [tuple(self._array(np.zeros_like(p)) for p in pair) for pair in self._params]
         return [v for pair in self._velocities for v in pair]
 
     @property
@@ -346,7 +348,7 @@ class Model:
                 arr = np.ascontiguousarray(arr, dtype=self.dtype)
                 if not np.isfinite(arr).all():
                     raise ValueError(f"{name} contains NaN or inf")
-                checked.append(aligned_copy(arr))
+                checked.append(self._array(arr))
             new.append(tuple(checked))
         return new
 
@@ -616,7 +618,7 @@ class Model:
                 order = rng.permutation(n).astype(np.int64)
                 before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
                 velocities_before = (None if self._velocities is None else  # momentum's state goes back too
-                                     [tuple(aligned_copy(v) for v in pair) for pair in self._velocities])
+                                     [tuple(self._array(v) for v in pair) for pair in self._velocities])
                 t0 = time.perf_counter()
                 self.run_epoch(X, Y, order, int(batch_size), eta_now, float(lmbda), n, seed=mask_seed,
                                epoch=epoch, regularizer=regularizer, momentum=momentum, input_scale=scale,
@@ -667,7 +669,7 @@ class Model:
             if bar is not None:
                 bar.close()
         if early_stopping and best_params is not None:
-            self._params = [tuple(aligned_copy(p) for p in pair) for pair in best_params]
+            self._params = [tuple(self._array(p) for p in pair) for pair in best_params]
             self._velocities = None
         _warn_if_chance(hist, self.sizes[-1], eta)
         return hist

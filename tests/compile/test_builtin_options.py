@@ -10,6 +10,7 @@ import pytest
 from test_declared_kernels import NEG, _finite_differences
 
 import symbp as sb
+from symbp.compile.backends.numba import NumbaBackend
 
 try:
     import torch
@@ -226,7 +227,6 @@ def test_pooling_before_sigma_with_overlapping_padded_windows(backend, monkeypat
     pooled values; the padding left out of the max, as PyTorch's −∞), and outputs and every gradient equal
     pooling after σ (and PyTorch's autograd where installed)."""
     from symbp.derive.layers import declared as declared_rules
-    from symbp.train import model as model_module
 
     def make():
         return sb.Network([sb.Input((2, 7, 7)), C(3, (3, 3), sb.tanh, padding=1), P((3, 3), stride=2, padding=1),
@@ -236,7 +236,7 @@ def test_pooling_before_sigma_with_overlapping_padded_windows(backend, monkeypat
     assert fused.network.equations().layers[1].pool_first
     assert "a1" not in {b.name for b in fused.programs["sgd_epoch"].buffers}
     monkeypatch.setattr(declared_rules, "_pool_first", lambda layer, ctx: None)
-    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)
+    monkeypatch.setattr(NumbaBackend, "declaration_key", lambda self, network, dtype: None)
     after = make().compile(backend=backend, dtype="float64", seed=2)
     assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers}
     rng = np.random.default_rng(4)

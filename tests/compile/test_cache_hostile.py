@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import symbp as sb
-from symbp.compile.backends import Kernels, numba_module_source
-from symbp.compile.cache import KernelCacheError, cache_key, declaration_key, lookup_declaration
+from symbp.compile.backends import Kernels
+from symbp.compile.backends.numba.cache import KernelCacheError, cache_key, declaration_key, lookup_declaration
+from symbp.compile.backends.numba.emit import numba_source
 from symbp.compile.lower import lower
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +97,9 @@ def test_unwritable_cache_on_a_miss_is_reported_as_such(tmp_path, monkeypatch):
 def test_stray_file_where_the_key_folder_should_be_is_repaired(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMBP_CACHE_DIR", str(tmp_path))
     net = _net(9)
-    kernels = Kernels("numba", net, "float64", numba_module_source(net, lower(net), "float64")[0])  # writes nothing
-    folder = tmp_path / "kernels" / cache_key(kernels._module("forward"))
+    sources = {n: numba_source(p, "float64") for n, p in lower(net).items()}
+    kernels = Kernels("numba", net, "float64", sources)  # writes nothing
+    folder = tmp_path / "kernels" / cache_key(kernels.module("forward"))
     folder.parent.mkdir(parents=True)
     folder.write_text("a file where the entry's folder belongs")
     model = net.compile(seed=0)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import symbp as sb
 from symbp import a, y, z
-from symbp.train import model as model_module
+from symbp.compile.backends.numba import NumbaBackend
 from symbp.train import serialize
 
 I, C, P, D, Drop = sb.Input, sb.Conv2D, sb.MaxPool, sb.Dense, sb.Dropout
@@ -719,7 +719,8 @@ def test_pooling_before_a_monotone_activation_changes_nothing(backend, act, monk
     assert not {"a1", "a3"} & names  # σ of the conv layers: on the pooled values, in the pools' buffers
     assert "layer 1's σ on the pooled values" in fused.source("sgd_epoch")
     monkeypatch.setattr(declared_rules, "_pool_first", lambda layer, ctx: None)
-    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the fused kernels from the index
+    # not the fused kernels from the declaration index
+    monkeypatch.setattr(NumbaBackend, "declaration_key", lambda self, network, dtype: None)
     after = make().compile(backend=backend, seed=0)
     assert not after.network.equations().layers[1].pool_first
     assert "a1" in {b.name for b in after.programs["sgd_epoch"].buffers}
@@ -759,7 +760,8 @@ def test_phase_split_im2col_equals_the_direct_copies(monkeypatch):
     src = out.source("sgd_epoch")
     assert "_t7 = _x3[" in src and "xph_" not in src and "_s31 +=" in src
     monkeypatch.setattr(Correlation, "phased", property(lambda self: self.role == "forward"))
-    monkeypatch.setattr(model_module, "declaration_key", lambda *args: None)  # not the kernels from the index
+    # not the kernels from the declaration index
+    monkeypatch.setattr(NumbaBackend, "declaration_key", lambda self, network, dtype: None)
     helpers = make().compile(backend="numba", seed=0)
     assert "xph_z1[_c, _y, 0, _j" in helpers.source("sgd_epoch")
     rng = np.random.default_rng(3)

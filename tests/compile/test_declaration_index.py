@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 import symbp as sb
-from symbp.compile.cache import declaration_key, lookup_declaration
+from symbp.compile.backends.numba.cache import declaration_key, lookup_declaration
 
 
 def _net():

@@ -149,9 +149,9 @@ def _twin_of_dbl_conv(names=("W", "b")):
     w, b = names
 
     def conv(maps, c, k):
-        return sb.Layer.parse(f"conv{maps}x{k}x{k}", f"z[f,i,j] = sum({w}[f,c,p,q]*x[c,i+p,j+q] for c in range({c}) for p in range({k}) "
-                              f"for q in range({k})) + {b}[f]", params={w: (maps, c, k, k), b: (maps,)},
-                              activation=sb.relu)
+        return sb.Layer.parse(f"conv{maps}x{k}x{k}", f"z[f,i,j] = sum({w}[f,c,p,q]*x[c,i+p,j+q] for c in range({c}) "
+                              f"for p in range({k}) for q in range({k})) + {b}[f]",
+                              params={w: (maps, c, k, k), b: (maps,)}, activation=sb.relu)
 
     pool = sb.Layer.parse("maxpool2x2", "z[c,i,j] = max(x[c,2*i+p,2*j+q] for p in range(2) for q in range(2))")
     dense = sb.Layer.parse("d", f"z[j] = sum({w}[j,k]*x[k] for k in range(640)) + {b}[j]",

@@ -9,7 +9,7 @@ import pytest
 
 import symbp as sb
 from symbp.compile import backends
-from symbp.compile.codegen import comment_text
+from symbp.compile.emit import comment_text
 
 PAYLOAD = 'x"""\nopen("pwned.txt", "w").write("pwned")\n"""\r\u2028\x0c# '
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from numba import njit
 
-from symbp.compile import runtime as rt
+from symbp.compile.backends.numba import runtime as rt
 
 
 @njit(cache=False)

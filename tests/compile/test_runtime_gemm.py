@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symbp.compile import runtime as rt
+from symbp.compile.backends.numba import runtime as rt
 
 CASES = {  # name: (function, how to build A and B for C of shape (M, N) with inner size K, reference)
     "nt": (rt.gemm_nt, lambda r, M, N, K: (r.standard_normal((M, K)), r.standard_normal((N, K))), lambda A, B: A @ B.T),

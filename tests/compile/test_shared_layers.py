@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 import symbp as sb
-from symbp.compile.backends import numba_module_source
-from symbp.compile.codegen import numba_source
+from symbp.compile.backends import Kernels
+from symbp.compile.backends.numba.emit import numba_source
 from symbp.compile.lower import lower
 
 
 def _source(depth: int) -> str:
     net = sb.Network([4] * (depth + 1), activation=sb.sigmoid, cost=sb.quadratic)
-    return numba_module_source(net, lower(net), "float64")[1]
+    programs = lower(net)
+    return Kernels("numba", net, "float64", {n: numba_source(p, "float64") for n, p in programs.items()}).module_source
 
 
 def test_deep_equal_layers_share_their_functions():

@@ -1,6 +1,7 @@
 """Dropout (``sb.Dropout(p)``, inverted): gradients with a fixed mask against finite differences of an independent
-NumPy cost, masks from the counter-based hash (``symbp.compile.runtime``), reproducible training, the two backends
-alike, ``Dropout(0)`` exactly no layer, inference the identity, validation, cache keys and the rendered equations.
+NumPy cost, masks from the counter-based hash (``symbp.compile.backends.masks``), reproducible training, the two
+backends alike, ``Dropout(0)`` exactly no layer, inference the identity, validation, cache keys and the rendered
+equations.
 
 Masks: for dropout layer l, sample (row) r and unit j in epoch e of a ``fit``/``run_epoch`` keyed by seed s, unit j of
 sample r is kept iff ``uniform_np(stream_key_np(s, e, l), r, j) >= p`` and then scaled by 1/(1 − p).
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 
 import symbp as sb
-from symbp.compile.cache import declaration_key
-from symbp.compile.runtime import stream_key, stream_key_np, uniform, uniform_np
+from symbp.compile.backends.numba.cache import declaration_key
+from symbp.compile.backends.numba.runtime import stream_key, uniform
+from symbp.compile.backends.numpy.runtime import stream_key_np, uniform_np
 
 BACKENDS = ("numpy", "numba")
 P1, P3 = 0.25, 0.5  # the rates of the two dropout layers of the main network

@@ -41,22 +41,22 @@ t0 = time.perf_counter()
 net.equations()
 out["derive_s"] = time.perf_counter() - t0
 
-from symbp.compile.backends import numba_module_source  # noqa: E402
-from symbp.compile.cache import load_module  # noqa: E402
+from symbp.compile.backends import Kernels  # noqa: E402
+from symbp.compile.backends.numba.cache import load_module  # noqa: E402
+from symbp.compile.backends.numba.emit import numba_source  # noqa: E402
 from symbp.compile.lower import lower  # noqa: E402
 
 t0 = time.perf_counter()
 programs = lower(net, training=True)
 out["lower_s"] = time.perf_counter() - t0
 t0 = time.perf_counter()
-sources, _ = numba_module_source(net, programs, "float64")
+sources = {name: numba_source(prog, "float64") for name, prog in programs.items()}
 out["codegen_s"] = time.perf_counter() - t0
 
-from symbp.compile import backends  # noqa: E402
-
+modules = Kernels("numba", net, "float64", sources)
 kernels = {}
 for name in ("forward", "cost", "sgd_epoch"):
-    module_source = backends._header(net, "numba", "float64") + backends._NUMBA_IMPORTS + sources[name]
+    module_source = modules.module(name)
     t0 = time.perf_counter()
     module, info = load_module(module_source, [name])
     wall = time.perf_counter() - t0

@@ -1,10 +1,11 @@
-"""Plain-NumPy runtime of declared maps: the NumPy backend's generated code calls these with its own index
-functions and bodies.
+"""The NumPy backend's runtime: what its generated code calls besides NumPy itself.
 
-Takes: views of the kernel's buffers, the map's body (a generated function of the operand values) and each
-operand's index function (generated from its affine index).  Gives: ``reduce`` (a term's sum or max, with the
-argmax of a max), ``scatter`` (an adjoint as a scatter over the forward positions, summed with ``np.bincount``
-in a fixed order) and ``scatter_max`` (a max's adjoint at the recorded argmax).
+Gives: the dropout masks (``stream_key_np``, ``uniform_np``: ``symbp.compile.backends.masks`` on arrays, the
+numba kernels' bits), ``np_softplus``, and the declared maps' steps.  Those take views of the kernel's buffers,
+the map's body (a generated function of the operand values) and each operand's index function (generated from
+its affine index): ``reduce`` (a term's sum or max, with the argmax of a max), ``scatter`` (an adjoint as a
+scatter over the forward positions, summed with ``np.bincount`` in a fixed order) and ``scatter_max`` (a max's
+adjoint at the recorded argmax).
 
 Vectorised over the rows, the output positions and the innermost reduction variables (as many as keep a block
 near ``BLOCK`` numbers); the outer reduction variables are Python loops.  Reads of a padded operand outside its
@@ -17,6 +18,26 @@ import itertools
 import math
 
 import numpy as np
+
+from symbp.compile.backends import masks
+
+
+def stream_key_np(seed, epoch, layer):
+    """``masks.stream_key`` (the same bits as the numba kernels')."""
+    with np.errstate(over="ignore"):
+        return masks.stream_key(seed, epoch, layer)
+
+
+def uniform_np(key, samples, units):
+    """``masks.uniform`` over broadcast arrays of sample ids and unit indices (the same bits)."""
+    with np.errstate(over="ignore"):
+        return masks.uniform(key, np.asarray(samples), np.asarray(units))
+
+
+def np_softplus(x):
+    """log(1 + eˣ) = max(x, 0) + log1p(e^−|x|), exact for large |x|."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
 
 #: numbers per row in one vectorised block (output positions × vectorised reduction positions)
 BLOCK = 1 << 15

@@ -4,10 +4,11 @@ Takes: generated module source.  Gives: an imported module whose numba functions
 from numba's cache) — and whether that was a cache hit.
 
 Layout: ``<cache root>/kernels/<key>/symbp_<key>.py`` plus numba's own ``__pycache__`` beside it.  The key
-is a SHA-256 of the source, the runtime helpers' source and the versions of symbp, numba, llvmlite and
-numpy, so any change to any of them gives a new entry.  The root is ``$SYMBP_CACHE_DIR`` or the user cache
-folder (platformdirs).  Files are written atomically (temporary file + ``os.replace``) and only when
-missing or different, because numba keys its own cache on the file's modification time.  A corrupt or
+is a SHA-256 of the source, the runtime helpers' source (``runtime.py``, ``masks.py``) and the versions of
+symbp, numba, llvmlite and numpy, so any change to any of them gives a new entry.  The root is
+``$SYMBP_CACHE_DIR`` or the user cache folder (platformdirs).  Files are written atomically (temporary file
++ ``os.replace``) and only when missing or different, because numba keys its own cache on the file's
+modification time.  A corrupt or
 half-written entry (source that does not match, numba index or data files that fail to load) is removed
 and rebuilt once.  Two processes compiling the same kernel at once both succeed: each write is atomic.
 
@@ -76,7 +77,8 @@ def _versions() -> str:
 
 
 def cache_key(source: str) -> str:
-    runtime = Path(__file__).with_name("runtime.py").read_bytes()
+    here = Path(__file__).resolve().parent
+    runtime = (here / "runtime.py").read_bytes() + (here.parent / "masks.py").read_bytes()
     h = hashlib.sha256()
     for part in (source.encode(), runtime, _versions().encode(), sys.version.encode()):
         h.update(part)
@@ -141,7 +143,7 @@ def _code_digest() -> bytes:
     """A digest of every symbp source file that influences generated code."""
     global _DIGEST
     if _DIGEST is None:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[3]  # symbp/
         h = hashlib.sha256()
         for name in _CODEGEN_FILES:
             p = root / name

@@ -1,23 +1,54 @@
-"""Program → Python source text, one emitter per backend and step type (``functools.singledispatch``).
+"""The numba backend's emitter: kernel programs → the source of ``nopython`` kernels.
 
-Takes: a ``Program``.  Gives: readable source for a numba ``nopython`` kernel (explicit loops over
-elements, BLAS through ``runtime.gemm_nt``/``gemm_nn``/``gemm_tn``) or for plain vectorised NumPy.
+Takes: a ``Program`` and a dtype.  Gives: ``numba_source`` — one ``@njit`` function per program (explicit loops
+over elements; BLAS through ``runtime.gemm_nt``/``gemm_nn``/``gemm_tn``; layer blocks shared between kernels
+where that saves compile time), by ``numba_step``, one emitter per step type (``functools.singledispatch``).
 Every step is preceded by a comment with the equation it implements; elementwise expressions go through
-``sympy.cse`` first, so the activation and its derivative computed in one pass share their common
-subexpressions.
+``sympy.cse`` first.  The steps of declared maps: loops with constant extents, every index an integer expression
+of the loop variables (renamed ``i_<name>`` so no user name meets a kernel name), the adjoints as the derived
+gathers (a loop per variable left after solving the index equations, bounds from the guards, divisibility as
+tests, reads outside a padded input as 0); correlations as im2col + gemm with their copies written in
+straight-line chunks; a map's bias sums in fixed-order partial sums.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache, singledispatch
+from functools import singledispatch
 
-import sympy as sp
-
-from symbp.compile.printer import array_code, scalar_code
+from symbp.compile.emit import (
+    IND as _IND,
+)
+from symbp.compile.emit import (
+    L1MA_DOC as _L1MA_DOC,
+)
+from symbp.compile.emit import (
+    comment as _comment,
+)
+from symbp.compile.emit import (
+    cse as _cse,
+)
+from symbp.compile.emit import (
+    docstring as _docstring,
+)
+from symbp.compile.emit import (
+    inplace as _inplace,
+)
+from symbp.compile.emit import (
+    loop_lines as _loop,
+)
+from symbp.compile.emit import (
+    plus_beta as _plus_beta,
+)
+from symbp.compile.emit import (
+    preamble as _preamble,
+)
+from symbp.compile.emit import (
+    scalar_ref as _scalar_ref,
+)
+from symbp.compile.printer import scalar_code
 from symbp.compile.program import (
-    Access,
     ArrayArg,
     Block,
     ColSum,
@@ -35,70 +66,8 @@ from symbp.compile.program import (
     WindowMax,
 )
 
-_IND = "    "
 #: runtime's product entry point for each (transpose A, transpose B) case that lowering makes.
 _GEMM = {(False, True): "gemm_nt", (False, False): "gemm_nn", (True, False): "gemm_tn"}
-#: How both backends compute log(1 − a) of a softmax row (the comment above that block).
-_L1MA_DOC = ("log(1 − aⱼ): log1p(−aⱼ) off the row's maximum (there aⱼ ≤ ½); at the maximum, the",
-             "log-sum-exp of the other z minus the row's, finite even when aⱼ rounds to 1")
-
-
-def comment_text(text: str) -> str:
-    """``text`` made safe for a one-line ``#`` comment: characters that could end the line (newlines, other
-    control and separator characters) are written as escapes, so a comment can never become code."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
-
-
-def _comment(ind: str, text: str) -> str:
-    return f"{ind}# {comment_text(text)}"
-
-
-def _docstring(text: str) -> str:
-    """A docstring line for a generated function, as a string literal (``repr``): it cannot end early."""
-    return f"    {text + '.'!r}"
-
-
-def _scalar_ref(acc: Access) -> str:
-    """The element an access reads in a loop over (i, j): one index expression per axis."""
-    return f"{acc.buffer}[{', '.join(acc.index)}]"
-
-
-#: How NumPy code reads an access over a whole (rows × cols) block, by index pattern: broadcasting does the rest.
-_ARRAY_REFS = {("i", "j"): "{}", ("j",): "{}", ("i",): "{}[:, None]"}
-
-
-def _array_ref(acc: Access) -> str:
-    try:
-        return _ARRAY_REFS[tuple(acc.index)].format(acc.buffer)
-    except KeyError:
-        raise NotImplementedError(f"NumPy backend: no array form for {acc.buffer}[{', '.join(acc.index)}]") from None
-
-
-def _plus_beta(rhs: str, out: str, beta: str) -> str:
-    """rhs + β·out, written once for every backend and step (β = 0: nothing added, as BLAS does)."""
-    if beta == "0.0":
-        return rhs
-    return f"{rhs} + {out}" if beta == "1.0" else f"{rhs} + ({beta}) * {out}"
-
-
-def _inplace(step: Map):
-    """A map that writes a buffer it reads (z += b) reads it into a local first, so every write sees the old
-    value: (locals, the other reads, the write expressions in the locals)."""
-    local = {sym: sp.Symbol(f"_{sym.name}") for sym, acc in step.reads.items()
-             if acc.elementwise and any(acc.buffer == w.buffer for w, _ in step.writes)}
-    reads = {s: acc for s, acc in step.reads.items() if s not in local}
-    return local, reads, [e.xreplace(local) for _, e in step.writes]
-
-
-def _cse(exprs: list[sp.Expr]):
-    tmps, reduced = _cse_cached(tuple(exprs))
-    return list(tmps), list(reduced)  # the callers' own lists: the cached ones stay as they are
-
-
-@lru_cache(maxsize=4096)  # a deep network repeats the same few maps
-def _cse_cached(exprs: tuple[sp.Expr, ...]):
-    tmps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("t"), optimizations="basic")
-    return tmps, reduced
 
 
 # ---------------------------------------------------------------------------------------------- numba
@@ -214,7 +183,7 @@ def _(step: Gather, ind):
 LANES = 8
 
 
-def _chunked(n: int, ind: str, load, store) -> list[str]:
+def chunked(n: int, ind: str, load, store) -> list[str]:
     """range(n) in straight-line chunks of LANES (a loop over the chunks, _j their start), then the rest:
     every chunk's loads (``load(k)`` lines for lane k) come before its stores."""
     full, i2 = n - n % LANES, ind + _IND
@@ -235,7 +204,7 @@ def _chunked(n: int, ind: str, load, store) -> list[str]:
 SUM_LANES = 32
 
 
-def _map_sums(delta: str, out: str, alpha: str, beta: str, maps: int, n: int, rows: str, ind: str) -> list[str]:
+def map_sums(delta: str, out: str, alpha: str, beta: str, maps: int, n: int, rows: str, ind: str) -> list[str]:
     """out[f] = α·Σ_r,k δ[r, f·n + k] + β·out[f] over the n positions of each of the ``maps`` maps: SUM_LANES
     partial sums in float64 (each lane a fixed order, so the vectorised sum is the same in every process), added
     pairwise at the end."""
@@ -313,33 +282,6 @@ def _(step: Random, ind):
             f"{ind}for i in range({step.rows}):", f"{i2}r = {step.ids}[{step.start} + i]",
             f"{i2}for j in range({step.cols}):", f"{i3}{step.out}[i, j] = _rt.uniform(key, r, j)"]
 
-
-def _loop(step: Loop, ind: str, emit) -> list[str]:
-    lines = [_comment(ind, step.eq), f"{ind}for k in range(order.shape[0] // m):", f"{ind}{_IND}start = k * m"]
-    for s in step.body:
-        lines += emit(s, ind + _IND)
-    return lines
-
-
-def _np_dtype(buffer_dtype: str, dtype: str) -> str:
-    return dtype if buffer_dtype == "float" else {"bool": "bool_"}.get(buffer_dtype, buffer_dtype)
-
-
-def _preamble(prog: Program, dtype: str, aligned: bool = False) -> list[str]:
-    """Row counts and the scratch buffers, allocated once per call (for numba on 64-byte boundaries: numba's
-    own arrays start 32 bytes off one, and a 64-byte vector load across two cache lines costs twice)."""
-    lines = [f"    {var} = {how}" for var, how in prog.row_vars.items()]
-    for b in prog.buffers:
-        dt = _np_dtype(b.dtype, dtype)
-        if aligned and b.rank in (1, 2):
-            alloc = f"aligned_zeros({b.shape[0]}, {b.shape[1]}" if b.rank == 2 else f"aligned_zeros1({b.shape[0]}"
-            lines.append(f"    {b.name} = _rt.{alloc}, np.{dt})")
-            continue
-        shape = "(" + ", ".join(str(s) for s in b.shape) + ("," if b.rank == 1 else "") + ")"
-        lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dt})")
-    if prog.returns:
-        lines.append(f"    {prog.returns} = {'False' if prog.returns == 'bad' else '0.0'}")
-    return lines
 
 
 @numba_step.register
@@ -484,177 +426,4 @@ def numba_source(prog: Program, dtype: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------- numpy
-@singledispatch
-def numpy_step(step, ind: str) -> list[str]:
-    raise TypeError(f"no NumPy emitter for {type(step).__name__}")
-
-
-@numpy_step.register
-def _(step: Gemm, ind):
-    """In place, no more temporaries than the product itself: at mini-batch 10 each NumPy call costs about a
-    microsecond, so the count of calls is the NumPy backend's speed.  The arithmetic is BLAS's α·(A·B) + β·C."""
-    a = f"{step.A}.T" if step.trans_a else step.A
-    b = f"{step.B}.T" if step.trans_b else step.B
-    lines = [_comment(ind, step.eq)]
-    scale = [] if step.alpha == "1.0" else [f"{ind}{{}} *= ({step.alpha})"]
-    if step.beta == "0.0":
-        lines.append(f"{ind}np.matmul({a}, {b}, out={step.out})")
-        return lines + [line.format(step.out) for line in scale]
-    lines.append(f"{ind}_p = {a} @ {b}")
-    lines += [line.format("_p") for line in scale]
-    if step.beta != "1.0":  # e.g. the weight decay 1 − ηλ/n, a run-time value: skipped when it is 1
-        lines += [f"{ind}if ({step.beta}) != 1.0:", f"{ind}{_IND}{step.out} *= ({step.beta})"]
-    return lines + [f"{ind}{step.out} += _p"]
-
-
-@numpy_step.register
-def _(step: Map, ind):
-    """Whole-array expressions make new arrays, so a map that writes a buffer it reads (z += b) needs no copy
-    of it: only a result that would be read after that buffer is written is computed first."""
-    names = {sym: _array_ref(acc) for sym, acc in step.reads.items()}
-    written = {w.buffer for w, _ in step.writes}
-    tmps, reduced = _cse([e for _, e in step.writes])
-    lines = [_comment(ind, step.eq)] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
-    rhs = []
-    for k, e in enumerate(reduced):
-        code = array_code(e, names)
-        reads_written = any(sym in step.reads and step.reads[sym].buffer in written for sym in e.free_symbols)
-        if k and reads_written:  # a buffer written by an earlier target: evaluate before any is written
-            lines.append(f"{ind}_r{k} = " + (f"np.array({code})" if e.is_Symbol else code))  # a new array
-            code = f"_r{k}"
-        rhs.append(code)
-    lines += [f"{ind}{w.buffer}[...] = {code}" for (w, _), code in zip(step.writes, rhs)]
-    return lines
-
-
-@numpy_step.register
-def _(step: RowSoftmax, ind):
-    lines = [_comment(ind, step.eq), f"{ind}{step.z} += {step.bias}",
-             f"{ind}zmax = {step.z}.max(axis=1, keepdims=True)",
-             f"{ind}e = np.exp({step.z} - zmax)", f"{ind}esum = e.sum(axis=1, keepdims=True)",
-             f"{ind}{step.a}[...] = e / esum"]
-    if step.lse or step.l1ma:
-        lines.append(f"{ind}lse_rows = zmax + np.log(esum)")
-    if step.lse:
-        lines.append(f"{ind}{step.lse}[...] = lse_rows[:, 0]")
-    if step.l1ma:
-        lines += [f"{ind}# {line}" for line in _L1MA_DOC] + [
-                  f"{ind}rows_ = np.arange({step.z}.shape[0])",
-                  f"{ind}jmax = {step.z}.argmax(axis=1)",
-                  f"{ind}rest = {step.z}.copy()",
-                  f"{ind}rest[rows_, jmax] = -np.inf",
-                  f"{ind}rmax = rest.max(axis=1, keepdims=True)",
-                  f"{ind}rsum = np.exp(rest - rmax).sum(axis=1, keepdims=True)",
-                  f"{ind}{step.l1ma}[...] = {step.a}",
-                  f"{ind}{step.l1ma}[rows_, jmax] = 0.0",
-                  f"{ind}{step.l1ma}[...] = np.log1p(-{step.l1ma})",
-                  f"{ind}{step.l1ma}[rows_, jmax] = (rmax + np.log(rsum) - lse_rows)[:, 0]"]
-    return lines
-
-
-@numpy_step.register
-def _(step: RowSum, ind):
-    names = {sym: _array_ref(acc) for sym, acc in step.reads.items()}
-    tmps, (red,) = _cse([step.expr])
-    lines = [_comment(ind, step.eq)] + [f"{ind}{t} = {array_code(e, names)}" for t, e in tmps]
-    term = f"np.broadcast_to({array_code(red, names)}, ({step.rows}, {step.cols}))"
-    if step.out == "@total":
-        lines.append(f"{ind}total += float({term}.sum())")
-    else:
-        lines.append(f"{ind}{step.out}[...] = {term}.sum(axis=1)")
-    return lines
-
-
-@numpy_step.register
-def _(step: ColSum, ind):
-    total = f"({step.alpha}) * {step.src}.sum(axis=0)"
-    if step.beta == "1.0":  # b ← b + α·Σ (the bias update): in place
-        return [_comment(ind, step.eq), f"{ind}{step.out} += {total}"]
-    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {_plus_beta(total, step.out, step.beta)}"]
-
-
-@numpy_step.register
-def _(step: Gather, ind):
-    lines = [_comment(ind, step.eq), f"{ind}rows = {step.order}[{step.start}:{step.start} + {step.rows}]"]
-    for src, dst in step.pairs:
-        if src in step.scale:
-            lines.append(f"{ind}{dst}[...] = {src}[rows] * {step.scale[src]}")
-            continue
-        # a sum is one cheap pass; only a non-finite sum (NaN/inf, or an overflow) is looked at element-wise
-        lines += [f"{ind}np.take({src}, rows, axis=0, out={dst})",
-                  f"{ind}if not math.isfinite({dst}.sum()):", f"{ind}{_IND}bad |= not np.isfinite({dst}).all()"]
-    return lines + [f"{ind}if bad:", f"{ind}{_IND}return bad"]
-
-
-@numpy_step.register
-def _(step: WindowMax, ind):
-    (c, h, w), (ph, pw) = step.shape, step.window
-    ho, wo = h // ph, w // pw
-    lines = [_comment(ind, step.eq),
-             f"{ind}_win = {step.src}.reshape(({step.rows}, {c}, {h}, {w}))[:, :, :{ho * ph}, :{wo * pw}]"
-             f".reshape(({step.rows}, {c}, {ho}, {ph}, {wo}, {pw})).transpose(0, 1, 2, 4, 3, 5)"
-             f".reshape(({step.rows}, {c}, {ho}, {wo}, {ph * pw}))",
-             f"{ind}_at = _win.argmax(axis=-1)  # the first maximum in row-major order",
-             f"{ind}{step.out}[...] = np.take_along_axis(_win, _at[..., None], axis=-1).reshape({step.rows}, -1)"]
-    if step.argmax:
-        lines.append(f"{ind}{step.argmax}[...] = _at.reshape({step.rows}, -1)")
-    return lines
-
-
-@numpy_step.register
-def _(step: ScatterMax, ind):
-    (c, h, w), (ph, pw) = step.shape, step.window
-    ho, wo = h // ph, w // pw
-    return [_comment(ind, step.eq),
-            f"{ind}_win = np.zeros(({step.rows}, {c}, {ho}, {wo}, {ph * pw}), dtype={step.dst}.dtype)",
-            f"{ind}np.put_along_axis(_win, {step.argmax}.reshape(({step.rows}, {c}, {ho}, {wo}, 1)), "
-            f"{step.g}.reshape(({step.rows}, {c}, {ho}, {wo}, 1)), axis=-1)",
-            f"{ind}_dst = {step.dst}.reshape(({step.rows}, {c}, {h}, {w}))",
-            f"{ind}_dst[...] = 0.0",
-            f"{ind}_dst[:, :, :{ho * ph}, :{wo * pw}] = _win.reshape(({step.rows}, {c}, {ho}, {wo}, {ph}, {pw}))"
-            f".transpose(0, 1, 2, 4, 3, 5).reshape(({step.rows}, {c}, {ho * ph}, {wo * pw}))"]
-
-
-@numpy_step.register
-def _(step: Update, ind):
-    names = dict(step.reads)
-    names.update(step.scalars)
-    return [_comment(ind, step.eq), f"{ind}{step.out}[...] = {array_code(step.expr, names)}"]
-
-
-@numpy_step.register
-def _(step: Random, ind):
-    key = f"_rt.stream_key_np({step.seed}, {step.epoch}, {step.layer})"
-    ids = f"{step.ids}[{step.start}:{step.start} + {step.rows}, None]"
-    return [_comment(ind, step.eq),
-            f"{ind}{step.out}[...] = _rt.uniform_np({key}, {ids}, np.arange({step.cols})[None, :])"]
-
-
-@numpy_step.register
-def _(step: Block, ind):
-    lines = [f"{ind}# {step.label}"]
-    for s in step.steps:
-        lines += numpy_step(s, ind)
-    return lines
-
-
-@numpy_step.register
-def _(step: Loop, ind):
-    return _loop(step, ind, numpy_step)
-
-
-def numpy_source(prog: Program, dtype: str) -> str:
-    lines = [f"def {prog.name}({', '.join(prog.arg_names)}):", _docstring(prog.doc)]
-    lines += _preamble(prog, dtype)
-    with_err = ["    with np.errstate(all='ignore'):  # non-finite results are found and reported by the Model"]
-    body = []
-    for step in prog.steps:
-        body += numpy_step(step, "        ")
-    lines += with_err + body
-    if prog.returns:
-        lines.append(f"    return {prog.returns}")
-    return "\n".join(lines) + "\n"
-
-
-from symbp.compile import index_emit  # noqa: E402,F401  (the declared maps' steps register their emitters)
+__all__ = ["chunked", "map_sums", "numba_source", "numba_step"]

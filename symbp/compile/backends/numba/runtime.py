@@ -2,8 +2,8 @@
 
 Takes: nothing at import but scipy's BLAS.  Gives: ``gemm_nt``/``gemm_nn``/``gemm_tn`` (row-major
 C = α·op(A)·op(B) + β·C on 2-d arrays, small products as plain loops, larger ones through scipy's
-``dgemm``/``sgemm``), and
-``sigmoid``/``softplus``/``log_sigmoid`` in overflow-free forms.
+``dgemm``/``sgemm``), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout masks'
+``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and ``conv_weights``.
 
 BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
 through addresses baked into the compiled code, so kernels that call it can be cached on disk by numba
@@ -21,6 +21,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
+
+from symbp.compile.backends import masks
+from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 
 #: Products with at most this many multiply-adds run as plain loops (BLAS call overhead dominates below).
 SMALL_GEMM = 4096
@@ -96,10 +99,6 @@ def like(typingctx, x, ref):
     return target(x, ref), codegen
 
 
-#: Byte alignment of kernel buffers and model parameters: one AVX-512 vector, one cache line.
-ALIGN = 64
-
-
 @njit(cache=True, nogil=True)
 def aligned_zeros1(n, dtype):
     """Zeros of shape (n,) starting on an ``ALIGN``-byte boundary.
@@ -115,18 +114,6 @@ def aligned_zeros1(n, dtype):
 def aligned_zeros(rows, cols, dtype):
     """Zeros of shape (rows, cols), C order, starting on an ``ALIGN``-byte boundary."""
     return aligned_zeros1(rows * cols, dtype).reshape((rows, cols))
-
-
-def aligned_copy(a) -> np.ndarray:
-    """A C-contiguous copy of ``a`` starting on an ``ALIGN``-byte boundary (the model's parameters, like the
-    kernels' buffers).  NumPy's large arrays start 16 bytes past one; BLAS then splits every 64-byte load of the
-    weights across two cache lines (measured: the ch.1 epoch up to 12% slower)."""
-    a = np.asarray(a)
-    raw = np.empty(a.nbytes + ALIGN, dtype=np.uint8)
-    off = -raw.ctypes.data % ALIGN
-    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    return out
 
 
 def readonly(dtype, ndim: int):
@@ -286,63 +273,15 @@ def softplus(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-def np_softplus(x):
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-
-
-# Counter-based random numbers (dropout masks): a pure function of (seed, epoch, layer, sample, unit), so every
-# backend and any mini-batch order draws the same mask for the same sample.  The mixer is splitmix64's
-# finaliser; numba and NumPy both compute it in wrapping uint64 arithmetic, bit for bit alike.
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_UNIT = 1.0 / 9007199254740992.0  # 2⁻⁵³
-
-
-@njit(cache=True, nogil=True)
+# Dropout masks: the counter-based hash of ``symbp.compile.backends.masks``, compiled (the NumPy backend runs the
+# same functions on arrays).
+@overload(masks.mix, jit_options={"cache": True})
 def _mix(h):
-    h = (h ^ (h >> _S30)) * _M1
-    h = (h ^ (h >> _S27)) * _M2
-    return h ^ (h >> _S31)
+    return masks.mix  # the plain function, compiled where a kernel or the functions below call it
 
 
-@njit(cache=True, nogil=True)
-def stream_key(seed, epoch, layer):
-    """The hash key of one layer's masks in one epoch."""
-    h = _mix(np.uint64(seed) + _GOLDEN)
-    h = _mix(h ^ (np.uint64(epoch) * _GOLDEN + np.uint64(1)))
-    return _mix(h ^ (np.uint64(layer) * _GOLDEN + np.uint64(2)))
-
-
-@njit(cache=True, nogil=True)
-def uniform(key, sample, unit):
-    """A uniform number in [0, 1) for one (sample, unit) of a stream: 53 bits of the mixed counter.  ``key`` is
-    taken as uint64 (a key below 2⁶³ passed from Python arrives as int64, whose xor and shift would differ)."""
-    h = _mix(np.uint64(key) ^ _mix(np.uint64(sample) * _GOLDEN + np.uint64(unit)))
-    return np.float64(h >> _S11) * _UNIT
-
-
-def _mix_np(h):
-    h = (h ^ (h >> _S30)) * _M1
-    h = (h ^ (h >> _S27)) * _M2
-    return h ^ (h >> _S31)
-
-
-def stream_key_np(seed, epoch, layer):
-    """``stream_key`` in NumPy (the same bits)."""
-    with np.errstate(over="ignore"):
-        h = _mix_np(np.uint64(seed) + _GOLDEN)
-        h = _mix_np(h ^ (np.uint64(epoch) * _GOLDEN + np.uint64(1)))
-        return _mix_np(h ^ (np.uint64(layer) * _GOLDEN + np.uint64(2)))
-
-
-def uniform_np(key, samples, units):
-    """``uniform`` over broadcast arrays of sample ids and unit indices (the same bits)."""
-    with np.errstate(over="ignore"):
-        c = np.asarray(samples).astype(np.uint64) * _GOLDEN + np.asarray(units).astype(np.uint64)
-        h = _mix_np(np.uint64(key) ^ _mix_np(c))
-        return (h >> _S11).astype(np.float64) * _UNIT
+stream_key = njit(cache=True, nogil=True)(masks.stream_key)
+uniform = njit(cache=True, nogil=True)(masks.uniform)
 
 
 # BP4 of a convolution found by ``passes.correlations``: the sum over each sample's patches (the forward pass

@@ -1,35 +1,29 @@
-"""Code for the steps of declared maps (``IndexReduce``, ``IndexGather``, ``IndexScatterMax``), both backends.
+"""The numba backend's code for the steps of declared maps and what the passes made of them.
 
-Takes: the steps (``symbp.compile.program``).  Gives: source lines, registered on ``codegen.numba_step`` and
-``codegen.numpy_step``.  numba: loops with constant extents, every index an integer expression of the loop
-variables (renamed ``i_<name>`` so no user name meets a kernel name), the adjoints as the derived gathers: a loop
-per variable left after solving the index equations, its bounds from the guards (an exact floor or ceiling
-division for a coefficient other than ±1), divisibility guards as tests, reads outside a padded input as 0.
-NumPy: calls of ``symbp.compile.index_np`` with generated index functions and bodies; the adjoints as scatters
-over the forward positions (``np.bincount``), so the two backends compute every gradient by two routes.
+Takes: ``IndexReduce``, ``IndexGather``, ``IndexScatterMax``, ``Correlation`` and ``MapSums`` steps.  Gives: their
+source lines, registered on ``emit.numba_step``: loops with constant extents, every index an integer expression
+of the loop variables (renamed ``i_<name>`` so no user name meets a kernel name); the adjoints as the derived
+gathers (a loop per variable left after solving the index equations, its bounds from the guards, an exact floor
+or ceiling division for a coefficient other than ±1, divisibility guards as tests, reads outside a padded input
+as 0); correlations as im2col (straight-line chunks; strided or padded ones through the padded, phase-split
+sample) and gemm per sample and group, col2im with tight loop ranges, BP4 over the kept patches; a map's bias
+sums in fixed-order partial sums.
 """
 
 from __future__ import annotations
 
-import sympy as sp
-
-from symbp.compile.codegen import _IND, _chunked, _comment, _map_sums, numba_step, numpy_step
-from symbp.compile.printer import array_code, scalar_code
-from symbp.compile.program import Correlation, IndexGather, IndexReduce, IndexScatterMax, MapSums, Operand
-from symbp.layers.index_map import Affine, read_symbol
-
-
-def _v(name: str) -> str:
-    return f"i_{name}"
-
-
-def _code(e: Affine) -> str:
-    return e.rename({v: _v(v) for v in e.vars}).code()
-
-
-def _view(op_buffer: str, shape, rows: str | None) -> str:
-    dims = ", ".join(str(s) for s in ((rows,) if rows else ()) + tuple(shape))
-    return f"{op_buffer}.reshape(({dims}{',' if len(shape) + bool(rows) == 1 else ''}))"
+from symbp.compile.backends.numba.emit import chunked as _chunked
+from symbp.compile.backends.numba.emit import map_sums as _map_sums
+from symbp.compile.backends.numba.emit import numba_step
+from symbp.compile.emit import IND as _IND
+from symbp.compile.emit import comment as _comment
+from symbp.compile.emit import index_code as _code
+from symbp.compile.emit import index_var as _v
+from symbp.compile.emit import read_names as _names
+from symbp.compile.emit import view as _view
+from symbp.compile.printer import scalar_code
+from symbp.compile.program import Correlation, IndexGather, IndexReduce, IndexScatterMax, MapSums
+from symbp.layers.index_map import read_symbol
 
 
 class _Views:
@@ -87,9 +81,6 @@ def _operand_lines(ops, views: _Views, ind: str, bounds_ok: list[str] | None = N
             lines.append(f"{ind}_r{k} = {ref}")
     return lines
 
-
-def _names(n: int) -> dict:
-    return {read_symbol(k): f"_r{k}" for k in range(n)}
 
 
 # ---------------------------------------------------------------------------------------------- numba
@@ -253,85 +244,6 @@ def _(step: IndexScatterMax, ind):
     lines.append(f"{cur}{target}[{'r, ' if step.per_sample else ''}{idx}] += {scale}{value}")
     return [_comment(ind, step.eq), *views.emit(ind), *lines]
 
-
-# ---------------------------------------------------------------------------------------------- numpy
-def _np_index_fn(index, names) -> str:
-    """A lambda of the variables (as keywords) giving the index tuple."""
-    args = ", ".join(f"{_v(v)}=0" for v in names)
-    items = ", ".join(_code(e) for e in index)
-    return f"lambda {args}, **_: ({items}{',' if len(index) == 1 else ''})"
-
-
-def _np_operands(ops, step_rows: str, names, ind: str) -> list[str]:
-    lines = [f"{ind}["]
-    for op in ops:
-        arr = op.buffer if not op.per_row else _view(op.buffer, op.shape, step_rows)
-        lines.append(f"{ind}{_IND}({arr}, {op.per_row}, {tuple(op.shape)}, {op.padded}, "
-                     f"{_np_index_fn(op.index, names)}),")
-    lines.append(f"{ind}]")
-    return lines
-
-
-def _np_fn(name: str, expr: sp.Expr, n: int, ind: str) -> list[str]:
-    args = ", ".join(f"_r{k}" for k in range(n))
-    return [f"{ind}def {name}({args}):", f"{ind}{_IND}return {array_code(expr, _names(n))}"]
-
-
-def _vars(step_out_vars, term_vars) -> list[str]:
-    return list(step_out_vars) + [v for v, _ in term_vars]
-
-
-def _renamed(names):
-    return tuple(_v(v) for v in names)
-
-
-@numpy_step.register
-def _(step: IndexReduce, ind):
-    names = _vars(step.out_vars, step.vars)
-    lines = [_comment(ind, step.eq), *_np_fn("_body", step.body, len(step.operands), ind)]
-    lines.append(f"{ind}_ix.reduce({_view(step.out, step.out_shape, step.rows)}, {step.kind!r}, _body, ")
-    lines += _np_operands(step.operands, step.rows, names, ind + _IND)
-    argmax = _view(step.argmax, step.out_shape, step.rows) if step.argmax else None
-    lines[-1] += (f", {_renamed(step.out_vars)}, {tuple(step.out_shape)}, "
-                  f"{tuple((_v(v), n) for v, n in step.vars)}, accumulate={step.accumulate}, argmax={argmax})")
-    return lines
-
-
-@numpy_step.register
-def _(step: IndexGather, ind):
-    fwd = step.forward
-    names = _vars(fwd.out_vars, fwd.vars)
-    read = fwd.operands[step.read]
-    grad = sp.diff(fwd.body, read_symbol(step.read))
-    lines = [_comment(ind, step.eq + "  (NumPy: as a scatter over the forward positions)"),
-             *_np_fn("_grad", grad, len(fwd.operands), ind)]
-    lines.append(f"{ind}_ix.scatter({step.target}, {step.per_sample}, _grad, ")
-    lines += _np_operands(fwd.operands, fwd.rows, names, ind + _IND)
-    g_idx = _np_index_fn(tuple(Affine.var(v) for v in fwd.out_vars), names)
-    lines[-1] += (f", {_view(step.g.buffer, step.g.shape, fwd.rows)}, {g_idx}, {_np_index_fn(read.index, names)}, "
-                  f"{tuple(step.target_shape)}, {read.padded}, {_renamed(fwd.out_vars)}, {tuple(fwd.out_shape)}, "
-                  f"{tuple((_v(v), n) for v, n in fwd.vars)}, alpha={step.alpha}, beta={step.beta}, "
-                  f"accumulate={step.accumulate})")
-    return lines
-
-
-@numpy_step.register
-def _(step: IndexScatterMax, ind):
-    fwd = step.forward
-    names = _vars(fwd.out_vars, fwd.vars)
-    read = fwd.operands[step.read]
-    lines = [_comment(ind, step.eq), *_np_fn("_grad", step.factor, len(fwd.operands), ind)]
-    lines.append(f"{ind}_ix.scatter_max({step.target}, {step.per_sample}, _grad, ")
-    lines += _np_operands(fwd.operands, fwd.rows, names, ind + _IND)
-    lines[-1] += (f", {_view(step.g.buffer, step.g.shape, fwd.rows)}, "
-                  f"{_view(step.argmax, fwd.out_shape, fwd.rows)}, {_np_index_fn(read.index, names)}, "
-                  f"{tuple(step.target_shape)}, {_renamed(fwd.out_vars)}, {tuple(fwd.out_shape)}, "
-                  f"{tuple((_v(v), n) for v, n in fwd.vars)}, alpha={step.alpha}, beta={step.beta}, "
-                  f"accumulate={step.accumulate})")
-    return lines
-
-
-__all__ = ["Operand"]
 
 
 # ------------------------------------------------------------------------------ correlations (numba)
@@ -497,11 +409,6 @@ def _(step: Correlation, ind):
     return lines
 
 
-@numpy_step.register
-def _(step: Correlation, ind):
-    # the declared steps themselves (vectorised NumPy, scatters for adjoints)
-    return numpy_step(step.generic, ind) + (numpy_step(step.bias_generic, ind) if step.bias_generic else [])
-
 
 # ------------------------------------------------------------------------------ a map's bias sums
 @numba_step.register
@@ -510,6 +417,5 @@ def _(step: MapSums, ind):
             *_map_sums("_g2", step.out, step.alpha, step.beta, step.maps, step.n, step.rows, ind)]
 
 
-@numpy_step.register
-def _(step: MapSums, ind):
-    return numpy_step(step.generic, ind)  # the derived gather itself
+
+__all__: list[str] = []  # registrations only
