@@ -9,7 +9,7 @@ derivation and code generation).  numba itself is imported when the first kernel
 
 from __future__ import annotations
 
-from symbp.compile.backends import Backend, register_backend
+from symbp.compile.backends.base import Backend, register_backend
 from symbp.compile.backends.numba import index as _index  # noqa: F401  (the declared maps' emitters)
 from symbp.compile.backends.numba.emit import numba_source
 

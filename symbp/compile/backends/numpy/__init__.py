@@ -11,7 +11,7 @@ from __future__ import annotations
 import linecache
 import types
 
-from symbp.compile.backends import Backend, register_backend
+from symbp.compile.backends.base import Backend, register_backend
 from symbp.compile.backends.numpy.emit import numpy_source
 
 
