@@ -8,7 +8,7 @@ import ast
 import pytest
 
 import symbp as sb
-from symbp.compile import backends
+from symbp.compile.backends.base import module_header
 from symbp.compile.emit import comment_text
 
 PAYLOAD = 'x"""\nopen("pwned.txt", "w").write("pwned")\n"""\r\u2028\x0c# '
@@ -34,7 +34,7 @@ def test_hostile_repr_never_runs(backend, tmp_path, monkeypatch, symbp_cache_dir
     monkeypatch.chdir(tmp_path)
     net = _Hostile([3, 2], activation=sb.sigmoid, cost=sb.quadratic)
     model = net.compile(backend=backend, seed=0)
-    header = backends._header(net, backend, "float64")
+    header = module_header(net, backend, "float64")
     assert all(line.startswith("#") for line in header.splitlines())
     assert model.feedforward([[0.0, 1.0, 2.0]]).shape == (1, 2)
     assert not (tmp_path / "pwned.txt").exists()

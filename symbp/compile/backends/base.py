@@ -104,7 +104,7 @@ def get_backend(name) -> Backend:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}") from None
 
 
-def _header(network, backend: str, dtype: str) -> str:
+def module_header(network, backend: str, dtype: str) -> str:
     """The module's opening lines.  Only text symbp generated goes into source, and text derived from user
     declarations (the network's repr, which holds names) only as ``repr`` in a comment: it can never end the
     comment or open a string."""
@@ -141,14 +141,14 @@ class Kernels(Mapping):
     def module(self, name: str) -> str:
         """The whole module of kernel ``name``: header, imports, its source."""
         if name not in self._modules:
-            self._modules[name] = _header(self.network, self.backend, self.dtype) + self.impl.imports + \
+            self._modules[name] = module_header(self.network, self.backend, self.dtype) + self.impl.imports + \
                 self.sources[name]
         return self._modules[name]
 
     @property
     def module_source(self) -> str:
         """Every generated kernel as one module's text (what ``symbp show --source module`` prints)."""
-        return _header(self.network, self.backend, self.dtype) + self.impl.imports + \
+        return module_header(self.network, self.backend, self.dtype) + self.impl.imports + \
             "\n\n".join(self.sources.values())
 
     def add(self, name: str, program: Program) -> None:
@@ -220,4 +220,5 @@ def build(backend, network, programs: dict[str, Program] | None, dtype: str, key
     return kernels
 
 
-__all__ = ["BACKENDS", "Backend", "INFERENCE", "Kernels", "PROGRAMS", "build", "get_backend", "register_backend"]
+__all__ = ["BACKENDS", "Backend", "INFERENCE", "Kernels", "PROGRAMS", "build", "get_backend", "module_header",
+           "register_backend"]

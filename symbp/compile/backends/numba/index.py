@@ -257,27 +257,33 @@ def _span(n_out: int, size: int, s: int, d: int, o: int, k: int) -> tuple[int, i
     return max(0, -((o + d * k) // s)), min(n_out, (size - 1 - o - d * k) // s + 1)
 
 
-def _patch_loops(step: Correlation, ind: str, body) -> list[str]:
-    """Loops over (c, p, q, i, j) with the input position (_y, _x) of each patch element; ``body(ind)`` gives
-    the lines run where it lies inside the input: the ranges of i and j are cut to those positions for each
-    kernel offset (p, q), so the inner loop has no test."""
-    (cin, h, w), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
+def _rows_range(step: Correlation) -> str:
+    """range(...) of the output rows i whose input row s·i + d·_p + o lies inside the input (kernel row _p)."""
+    (_, h, _), (kh, _), (_, ho, _) = step.in_shape, step.kernel, step.out_shape
+    sh, dh, oh = step.stride[0], step.dilation[0], step.offset[0]
+    if all(_span(ho, h, sh, dh, oh, p) == (0, ho) for p in range(kh)):
+        return f"range({ho})"
+    return f"range(max(0, -(({oh} + {dh} * _p) // {sh})), min({ho}, ({h - 1 - oh} - {dh} * _p) // {sh} + 1))"
+
+
+def _row_col2im(step: Correlation, ind: str) -> list[str]:
+    """col2im gathered row by row: for each patch row block (c, p, i), every column x of its input row y gets the
+    sum of the kernel columns q that reach it (x = s·j + d·q + o for an output column j), written out with the
+    layer's extents as constants, so each element of ∂C/∂x is read and written once per (c, p, i) instead of
+    once per q (strided convolutions: no strided read-modify-writes; padding: columns outside never visited).
+    Measured against loops over (c, p, q, i, j): the modern net's epoch 5% faster, dbl_conv's 5%."""
+    (cin, _, w), (kh, kw), (_, _, wo) = step.in_shape, step.kernel, step.out_shape
     (sh, sw), (dh, dw), (oh, ow) = step.stride, step.dilation, step.offset
-    i = [ind + _IND * k for k in range(6)]
-
-    def bounds(var, n_out, size, s, d, o, k):
-        if all(_span(n_out, size, s, d, o, kk) == (0, n_out) for kk in range(k[1])):
-            return f"range({n_out})"
-        lo = f"max(0, -(({o} + {d} * {k[0]}) // {s}))"
-        hi = f"min({n_out}, ({size - 1 - o} - {d} * {k[0]}) // {s} + 1)"
-        return f"range({lo}, {hi})"
-
-    return [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):", f"{i[2]}for _q in range({kw}):",
-            f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q",
-            f"{i[3]}for _i in {bounds('_i', ho, h, sh, dh, oh, ('_p', kh))}:",
-            f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
-            f"{i[4]}for _j in {bounds('_j', wo, w, sw, dw, ow, ('_q', kw))}:",
-            f"{i[5]}_x = {_index_code('_j', sw, dw, ow, '_q')}", *body(i[5])]
+    i = [ind + _IND * k for k in range(4)]
+    lines = [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):",
+             f"{i[2]}_row0 = (_c * {kh} + _p) * {kw}", f"{i[2]}for _i in {_rows_range(step)}:",
+             f"{i[3]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[3]}_o = _i * {wo}"]
+    for x in range(w):
+        terms = [f"{step.dcol}[_row0 + {q}, _o + {(x - dw * q - ow) // sw}]" for q in range(kw)
+                 if (x - dw * q - ow) % sw == 0 and 0 <= (x - dw * q - ow) // sw < wo]
+        if terms:
+            lines.append(f"{i[3]}_g3[_c, _y, {x}] += " + " + ".join(terms))
+    return lines
 
 
 def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
@@ -285,19 +291,14 @@ def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
     the padding; rows may be): straight-line chunks of LANES columns, all loads before the stores: LLVM's
     SLP vectoriser makes them vector moves without proving that the arrays do not overlap (a loop over j it does
     not vectorise; measured 7× slower for a 20×12×12 im2col)."""
-    (cin, h, _), (kh, kw), (_, ho, wo) = step.in_shape, step.kernel, step.out_shape
+    (cin, _, _), (kh, kw), (_, _, wo) = step.in_shape, step.kernel, step.out_shape
     (sh, _), (dh, dw), (oh, ow) = step.stride, step.dilation, step.offset
     i = [ind + _IND * k for k in range(6)]
-
-    def rows_range():
-        if all(_span(ho, h, sh, dh, oh, p) == (0, ho) for p in range(kh)):
-            return f"range({ho})"
-        return f"range(max(0, -(({oh} + {dh} * _p) // {sh})), min({ho}, ({h - 1 - oh} - {dh} * _p) // {sh} + 1))"
 
     x0 = ("_q" if dw == 1 else f"{dw} * _q") + (f" + {ow}" if ow > 0 else f" - {-ow}" if ow < 0 else "")
     return [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):", f"{i[2]}for _q in range({kw}):",
             f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q", f"{i[3]}_x0 = {x0}",
-            f"{i[3]}for _i in {rows_range()}:", f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
+            f"{i[3]}for _i in {_rows_range(step)}:", f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
             *_chunked(wo, i[4], lambda k: [f"_t{k} = _x3[_c, _y, _x0 + _j + {k}]"],
                       lambda k: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
 
@@ -405,8 +406,7 @@ def _(step: Correlation, ind):
               f"{i2}_g3 = {step.out}[_r].reshape(({cin}, {h}, {w}))"]
     if not step.accumulate:
         lines.append(f"{i2}_g3[...] = 0.0")
-    lines += _patch_loops(step, i2, lambda k: [f"{k}_g3[_c, _y, _x] += {step.dcol}[_row, _i * {wo} + _j]"])
-    return lines
+    return lines + _row_col2im(step, i2)
 
 
 
