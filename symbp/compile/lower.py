@@ -87,7 +87,7 @@ class _Lowerer:
         out, L = self.out, self.L
         vector = out.activation.vector
         c = self.net.cost.expr
-        # log(1 − aⱼ) of a softmax from its own row step (see codegen): a saturated aⱼ rounds to exactly 1.
+        # log(1 − aⱼ) of a softmax from its own row step (see the emitters): a saturated aⱼ rounds to exactly 1.
         keep_l1ma = vector and out.n_out > 1 and c.has(sp.log(1 - a))
         ctx = self._context("X", "n")
         steps = self._forward(ctx, keep_lse=vector, keep_l1ma=keep_l1ma)
