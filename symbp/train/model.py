@@ -277,6 +277,10 @@ class Model:
         boundary (``aligned_copy``), for a device backend its own array."""
         return self.kernels.impl.array(a)
 
+    def _host(self, a) -> np.ndarray:
+        """A NumPy copy of a parameter (or velocity) the backend holds."""
+        return np.array(self.kernels.impl.host(a), copy=True)
+
     # The kernels update the parameters in place; they live on 64-byte boundaries (see ``aligned_copy``).
     def init_params(self, init: str = "default", seed=None) -> None:
         """``default``: W ~ N(0, 1/n_in), b ~ N(0, 1); ``large``: W ~ N(0, 1) (the book's chapter 1).  Each layer
@@ -293,7 +297,7 @@ class Model:
         """Copies of the momentum velocities [(vW1, vb1), ...] (shaped as ``params``), or None before any
         training with momentum.  They carry over from one ``fit``/``run_epoch`` call to the next (and are saved
         with the model); new parameters (``set_params``, ``init_params``) start them again from zero."""
-        return None if self._velocities is None else [tuple(v.copy() for v in pair) for pair in self._velocities]
+        return None if self._velocities is None else [tuple(self._host(v) for v in pair) for pair in self._velocities]
 
     def set_velocities(self, velocities) -> None:
         """Set the momentum velocities (shaped as ``params``; None: none, as before training)."""
@@ -311,7 +315,7 @@ class Model:
     def params(self) -> list[tuple[np.ndarray, ...]]:
         """Copies of [(W1, b1), (W2, b2), ...]: the parameters of every layer that has them, in layer order
         (a dense layer's W of shape (n_out, n_in), b of shape (n_out,))."""
-        return [tuple(p.copy() for p in pair) for pair in self._params]
+        return [tuple(self._host(p) for p in pair) for pair in self._params]
 
     def set_params(self, params) -> None:
         self._params = self._checked_params(params)
