@@ -22,6 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # tests never remember data folders in the user's cache (the tests of that feature switch it on for themselves);
 # subprocesses (the CLI's end-to-end tests) inherit it
 os.environ.setdefault("SYMBP_REMEMBER_DATA", "0")
+# one process per test worker: pytest-xdist already uses the cores (the parallel compile has tests of its own)
+os.environ.setdefault("SYMBP_COMPILE_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

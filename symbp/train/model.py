@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -163,6 +164,17 @@ class History:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _compile_workers() -> int:
+    """Processes ``prepare`` may compile kernels in: ``$SYMBP_COMPILE_WORKERS``, else the usable cores."""
+    raw = os.environ.get("SYMBP_COMPILE_WORKERS", "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ValueError(f"SYMBP_COMPILE_WORKERS must be a whole number, got {raw!r}") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class Model:
     """A network compiled for one backend and dtype, with its parameters."""
 
@@ -224,18 +236,30 @@ class Model:
 
     def prepare(self, *names: str, progress=None) -> dict:
         """Compile the kernels ``names`` now (default: every kernel generated so far) instead of when first
-        used; returns ``cache_info``.  ``progress(text)``, when given, is told which kernel is compiled or loaded
-        (``compiling kernel 2 of 3: sgd_epoch``)."""
+        used; returns ``cache_info``.  Several kernels not in the cache are compiled in parallel, one process
+        per core (``$SYMBP_COMPILE_WORKERS`` sets how many; 1: in this process only), then loaded.
+        ``progress(text)``, when given, is told which kernel is compiled or loaded (``compiling kernel 2 of 3:
+        sgd_epoch``)."""
         names = names or tuple(self.kernels.sources)
         for name in names:
             if name not in self.kernels.sources:
                 raise ValueError(f"no kernel {name!r}; kernels: {', '.join(self.kernels.sources)}")
         todo = [n for n in names if n not in self.kernels.compiled]
-        for k, name in enumerate(todo, start=1):
-            if progress is not None:
-                progress(f"{self.kernels.impl.loading} kernel {k} of {len(todo)}: {name}"
-                         + (f" ({self.backend}, or its cache)" if self.kernels.key else ""))
-            self.kernels[name]
+        workers = _compile_workers()
+        wait = self.kernels.impl.compile_ahead(self.kernels, todo, workers) if len(todo) > 1 and workers > 1 \
+            else (lambda cancel=False: None)
+        try:
+            for k, name in enumerate(todo, start=1):
+                if progress is not None:
+                    progress(f"{self.kernels.impl.loading} kernel {k} of {len(todo)}: {name}"
+                             + (f" ({self.backend}, or its cache)" if self.kernels.key else ""))
+                if k == 2:
+                    wait()  # the others, compiled meanwhile by the backend's workers
+                self.kernels[name]
+        except BaseException:  # an error or Ctrl-C: no worker left running
+            wait(cancel=True)
+            raise
+        wait()
         return self.cache_info
 
     def update_kernel(self, regularizer=None, momentum: float = 0.0, compact: bool = False) -> str:

@@ -150,3 +150,37 @@ def test_import_symbp_and_the_numpy_backend_do_not_import_numba():
         print(model.feedforward(X[:1]).shape)
     """)
     assert out.strip() == "(1, 2)"
+
+
+def test_kernels_compiled_in_parallel_give_the_bits_of_a_serial_compile(tmp_path):
+    """Cold caches, ``prepare`` with two compile processes (the update kernel here, forward and cost in a
+    worker) and with one: the same parameters after an epoch, bit for bit; a third process then loads every
+    kernel from the cache without compiling."""
+    script = """
+        import os, sys
+        import numpy as np
+        import symbp as sb
+        net = sb.Network([sb.Input((1, 6, 6)), sb.Conv2D(2, (3, 3), sb.tanh), sb.MaxPool((2, 2)),
+                          sb.Dense(3, sb.softmax)], cost=sb.log_likelihood)
+        model = net.compile(seed=0)
+        info = model.prepare('sgd_epoch', 'forward', 'cost')
+        rng = np.random.default_rng(0)
+        X, Y = rng.random((20, 36)), np.eye(3)[rng.integers(0, 3, 20)]
+        model.run_epoch(X, Y, np.arange(20), 5, 0.3)
+        np.save(sys.argv[1], np.concatenate([p.ravel() for pair in model.params for p in pair]))
+        print(*(info['kernels'][n]['hit'] for n in ('sgd_epoch', 'forward', 'cost')))
+    """
+    path = tmp_path / "run.py"
+    path.write_text(textwrap.dedent(script))
+    hits = {}
+    for label, workers, cache in (("parallel", "2", "a"), ("serial", "1", "b"), ("again", "2", "a")):
+        env = {**__import__("os").environ, "SYMBP_COMPILE_WORKERS": workers,
+               "SYMBP_CACHE_DIR": str(tmp_path / cache), "NUMBA_CACHE_DIR": str(tmp_path / cache / "numba")}
+        out = subprocess.run([sys.executable, str(path), str(tmp_path / f"{label}.npy")], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        hits[label] = out.stdout.split()
+    assert hits["parallel"] == ["False", "True", "True"]  # the first compiled here, the others by the worker
+    assert hits["serial"] == ["False", "False", "False"] and hits["again"] == ["True", "True", "True"]
+    runs = [np.load(tmp_path / f"{label}.npy") for label in ("parallel", "serial", "again")]
+    assert runs[0].tobytes() == runs[1].tobytes() == runs[2].tobytes()

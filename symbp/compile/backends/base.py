@@ -35,7 +35,8 @@ class Backend:
     - Cache policy: ``declaration_key(network, dtype)`` (None: no cache), ``lookup(key)`` (a recorded
       ``{"sources", "modules"}`` for a declaration, letting a warm process skip derivation), ``record(key,
       modules, sources)`` and ``prepare(kernels)`` (called once the kernels are generated, before any is
-      loaded: the numba backend writes their modules to its cache there).
+      loaded: the numba backend writes their modules to its cache there); ``compile_ahead(kernels, names,
+      workers)``: compile several kernels in parallel into that cache before they are loaded.
     - ``loading``: what the status line says while a kernel is loaded (``compiling``, ``loading``);
       ``set_threads(n)``: the most threads its kernels may use.
     """
@@ -76,6 +77,12 @@ class Backend:
 
     def prepare(self, kernels: Kernels) -> None:
         return None
+
+    def compile_ahead(self, kernels: Kernels, names: list[str], workers: int):
+        """Start compiling the kernels ``names`` (but the first, which the caller loads at once) into the
+        backend's cache, using up to ``workers`` processes in all; returns a function that waits for that work
+        (``wait(cancel=True)`` stops it; by default there is none: each kernel is compiled when it is loaded)."""
+        return lambda cancel=False: None
 
     def __repr__(self) -> str:
         return f"<symbp backend {self.name!r}: {self.description}>"

@@ -322,3 +322,16 @@ def load_module(source: str, functions: list[str]):
     misses = sum(sum(getattr(module, f).stats.cache_misses.values()) for f in functions)
     return module, CacheInfo(hit=hits > 0 and misses == 0, path=str(path), key=key, rebuilt=rebuilt,
                              in_process=False)
+
+
+def is_compiled(source: str, function: str) -> bool:
+    """Does numba's cache beside the module of ``source`` hold ``function`` (an index file for it)?  A cheap
+    look before deciding to compile ahead; ``load_module`` still verifies everything."""
+    key = cache_key(source)
+    return any((cache_root() / "kernels" / key / "__pycache__").glob(f"symbp_{key}.{function}-*.nbi"))
+
+
+def module_path(source: str) -> Path:
+    """The content-addressed file holding a module's source (written now if missing or different)."""
+    write_module(source)
+    return _module_path(cache_key(source))
