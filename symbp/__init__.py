@@ -20,7 +20,8 @@ from symbp.symbols import a, w, y, z
 
 def load(path, backend: str | None = None):
     """Load a model saved with ``Model.save(path)`` (JSON + .npz; expressions re-parsed by the whitelist parser),
-    compiled for ``backend`` ("numba" or "numpy"; by default the one it was saved from)."""
+    compiled for ``backend`` (a registered backend's name: "numba", "numpy" or one of your own; by default the one
+    it was saved from)."""
     from symbp.train.serialize import load as _load
 
     return _load(path, backend=backend)

@@ -570,7 +570,8 @@ def _(step: IndexScatterMax, ind):
 @describe_step.register
 def _(step: Correlation, ind):
     geo = f"stride {step.stride}, dilation {step.dilation}, offset {step.offset}"
-    return [f"{ind}correlation_{step.role}({step.x}, {step.W}, {step.out}) {geo}  # im2col + gemm of: "
+    bias = f" + {step.bias}[f] after each product" if step.bias else ""
+    return [f"{ind}correlation_{step.role}({step.x}, {step.W}, {step.out}) {geo}{bias}  # im2col + gemm of: "
             + describe_step(step.generic, "")[0]]
 
 

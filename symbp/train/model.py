@@ -23,6 +23,7 @@ import hashlib
 import math
 import numbers
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -165,13 +166,20 @@ class History:
 
 
 def _compile_workers() -> int:
-    """Processes ``prepare`` may compile kernels in: ``$SYMBP_COMPILE_WORKERS``, else the usable cores."""
+    """Processes ``prepare`` may compile kernels in: ``$SYMBP_COMPILE_WORKERS``, else the usable cores (one
+    inside a sweep's dask worker: the sweep already runs a worker per core)."""
     raw = os.environ.get("SYMBP_COMPILE_WORKERS", "").strip()
     if raw:
         try:
             return max(1, int(raw))
         except ValueError:
             raise ValueError(f"SYMBP_COMPILE_WORKERS must be a whole number, got {raw!r}") from None
+    if "distributed" in sys.modules:
+        try:
+            sys.modules["distributed"].get_worker()
+            return 1
+        except (ValueError, AttributeError):  # not in a worker
+            pass
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -246,20 +254,23 @@ class Model:
                 raise ValueError(f"no kernel {name!r}; kernels: {', '.join(self.kernels.sources)}")
         todo = [n for n in names if n not in self.kernels.compiled]
         workers = _compile_workers()
-        wait = self.kernels.impl.compile_ahead(self.kernels, todo, workers) if len(todo) > 1 and workers > 1 \
-            else (lambda cancel=False: None)
+        wait = None
         try:
+            if len(todo) > 1 and workers > 1:
+                wait = self.kernels.impl.compile_ahead(self.kernels, todo, workers)
             for k, name in enumerate(todo, start=1):
                 if progress is not None:
                     progress(f"{self.kernels.impl.loading} kernel {k} of {len(todo)}: {name}"
                              + (f" ({self.backend}, or its cache)" if self.kernels.key else ""))
-                if k == 2:
+                if k == 2 and wait is not None:
                     wait()  # the others, compiled meanwhile by the backend's workers
                 self.kernels[name]
         except BaseException:  # an error or Ctrl-C: no worker left running
-            wait(cancel=True)
+            if wait is not None:
+                wait(cancel=True)
             raise
-        wait()
+        if wait is not None:
+            wait()
         return self.cache_info
 
     def update_kernel(self, regularizer=None, momentum: float = 0.0, compact: bool = False) -> str:

@@ -256,3 +256,26 @@ def test_pooling_before_sigma_with_overlapping_padded_windows(backend, monkeypat
         for pair, tpair in zip(grads, ts):
             for g_, t_ in zip(pair, tpair):
                 np.testing.assert_allclose(g_, t_.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_no_pooling_before_sigma_after_a_map_lowered_as_dense(backend):
+    """A declared dense map is lowered as ``Dense``, which applies its own σ: a max pool after it stays after σ
+    (pooling first would apply σ′ twice), and the gradients equal central differences of the cost."""
+    d = sb.Layer.parse("d", "z[j] = sum(W[j,k]*x[k] for k in range(6)) + b[j]", params={"W": (8, 6), "b": (8,)},
+                       activation=sb.tanh)
+    p = sb.Layer.parse("p", "z[i] = max(x[2*i+q] for q in range(2))")
+    net = sb.Network([sb.Input(6), d, p, sb.Dense(3, sb.softmax)], cost=sb.log_likelihood)
+    assert net.equations().layers[1].pool_first is None
+    model = net.compile(backend=backend, dtype="float64", seed=3)
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(5, 6)), np.eye(3)[rng.integers(0, 3, 5)]
+    (dW, db), _ = model.gradients(X, Y)
+    params = model.params
+    for idx in ((0, 0), (3, 5), (7, 2)):
+        def cost(h, idx=idx):
+            W = params[0][0].copy()
+            W[idx] += h
+            model.set_params([(W, params[0][1]), params[1]])
+            return model.cost(X, Y)
+        assert dW[idx] == pytest.approx((cost(1e-6) - cost(-1e-6)) / 2e-6, rel=1e-5, abs=1e-8)

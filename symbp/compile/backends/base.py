@@ -22,8 +22,8 @@ INFERENCE = ("forward", "cost")
 
 class Backend:
     """What a backend implements.  Subclass it, set ``name``, ``description`` and ``imports``, implement ``emit``
-    and ``load``, and pass an instance to ``register_backend``; ``Network.compile(backend=name)``, ``symbp train
-    --backend`` and the bench then offer it.
+    and ``load``, and pass an instance to ``register_backend``; ``Network.compile(backend=name)``, model files and
+    the bench's in-process runs then offer it (the command line offers the backends registered when it starts).
 
     - ``emit(program, dtype)``: the source text of one kernel, a function named ``program.name`` taking
       ``program.arg_names`` (the lowering's IR: ``symbp.compile.program``; every step carries its equation).

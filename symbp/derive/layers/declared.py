@@ -28,6 +28,7 @@ from symbp.layers.conv import Conv2D
 from symbp.layers.declared import Declared, Geometry
 from symbp.layers.index_map import Affine, positions, read_symbol
 from symbp.layers.pool import AvgPool, MaxPool
+from symbp.layers.recognise import as_dense
 from symbp.symbols import a, z
 
 
@@ -265,6 +266,8 @@ def _pool_first(layer, ctx: LayerContext) -> str | None:
     if prev is None or prev.index_map.is_max or prev.activation.vector or prev.activation.expr == z \
             or not _non_decreasing(prev.activation.expr):
         return None
+    if as_dense(prev, prev.geometry(ctx.network.shapes[ctx.index - 2])) is not None:
+        return None  # lowered as Dense, which applies its own σ: it cannot leave σ to the pool
     l, n_in, n_out = ctx.index, math.prod(ctx.in_shape), math.prod(ctx.out_shape)
     ties = ("σ is strictly increasing, so the maximum is at the same place" if _strictly_increasing(
         prev.activation.expr) else "σ is not strictly increasing: where a window's values tie in σ(z) on a flat "

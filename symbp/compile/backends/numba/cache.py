@@ -325,10 +325,18 @@ def load_module(source: str, functions: list[str]):
 
 
 def is_compiled(source: str, function: str) -> bool:
-    """Does numba's cache beside the module of ``source`` hold ``function`` (an index file for it)?  A cheap
+    """Does numba's cache hold ``function`` of the module of ``source`` (an index file for it)?  Beside the
+    module, or where ``$NUMBA_CACHE_DIR`` puts it (numba's own sub-folder for the module's folder).  A cheap
     look before deciding to compile ahead; ``load_module`` still verifies everything."""
     key = cache_key(source)
-    return any((cache_root() / "kernels" / key / "__pycache__").glob(f"symbp_{key}.{function}-*.nbi"))
+    path = _module_path(key)
+    folders = [path.parent / "__pycache__"]
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        from numba.core.caching import _CacheLocator
+
+        folders.append(Path(user) / _CacheLocator.get_suitable_cache_subpath(str(path)))
+    return any(any(folder.glob(f"symbp_{key}.{function}-*.nbi")) for folder in folders)
 
 
 def module_path(source: str) -> Path:
