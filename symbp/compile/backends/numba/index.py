@@ -247,9 +247,14 @@ def _(step: IndexScatterMax, ind):
 
 
 # ------------------------------------------------------------------------------ correlations (numba)
+def _plus(c: int) -> str:
+    """A constant term added to an index: " + 3", " - 2", or nothing for 0."""
+    return f" + {c}" if c > 0 else f" - {-c}" if c < 0 else ""
+
+
 def _index_code(var: str, s: int, d: int, o: int, k: str) -> str:
     parts = [var if s == 1 else f"{s} * {var}", k if d == 1 else f"{d} * {k}"]
-    return " + ".join(parts) + (f" + {o}" if o > 0 else f" - {-o}" if o < 0 else "")
+    return " + ".join(parts) + _plus(o)
 
 
 def _span(n_out: int, size: int, s: int, d: int, o: int, k: int) -> tuple[int, int]:
@@ -301,10 +306,6 @@ def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
             f"{i[3]}for _i in {_rows_range(step)}:", f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
             *_chunked(wo, i[4], lambda k: [f"_t{k} = _x3[_c, _y, _x0 + _j + {k}]"],
                       lambda k: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
-
-
-def _plus(c: int) -> str:
-    return f" + {c}" if c > 0 else f" - {-c}" if c < 0 else ""
 
 
 def _phase_runs(step: Correlation, ind: str, body) -> list[str]:
