@@ -1,8 +1,8 @@
 """The canonical sympy symbols of symbp.
 
 Takes: nothing.  Gives: real sympy symbols ``z`` (weighted input), ``a`` (activation), ``y`` (target),
-``w`` (a weight, in regularisers) and ``canonical``.  The whitelist parser is ``symbp.parsing`` (which
-imports this module, not the other way round); ``symbols.parse`` is kept as a name for it.
+``w`` (a weight, in regularisers), ``canonical`` and ``numpy_function``.  The whitelist parser is
+``symbp.parsing``, which imports this module, not the other way round.
 
 Expressions written by users with plain ``sympy.Symbol("z")`` are accepted everywhere: ``canonical``
 matches symbols by name and swaps in the real ones, so ``Abs``/``Max`` differentiate usefully.
@@ -26,14 +26,6 @@ def canonical(expr: sp.Expr) -> sp.Expr:
     expr = sp.sympify(expr) if not isinstance(expr, sp.Basic) else expr
     swap = {s: SYMBOLS[s.name] for s in expr.free_symbols if s.name in SYMBOLS and s != SYMBOLS[s.name]}
     return expr.xreplace(swap) if swap else expr
-
-
-def __getattr__(name):  # ``symbols.parse``, the parser's old home: resolved on use, so no import cycle
-    if name == "parse":
-        from symbp.parsing import parse
-
-        return parse
-    raise AttributeError(name)
 
 
 def numpy_function(args, expr: sp.Expr):

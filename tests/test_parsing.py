@@ -81,11 +81,6 @@ def test_symbols_are_the_canonical_real_ones():
     assert all(s.is_real for s in got.free_symbols)
 
 
-def test_symbols_parse_delegates_here():
-    assert symbols.parse("z^2") == z**2
-    assert symbols.parse("a - y", allowed=AY) == a - y
-
-
 def test_other_allowed_names_become_real_symbols():
     got = parse_expression("w*z", allowed=("w", "z"))
     w = sp.Symbol("w", real=True)
