@@ -38,14 +38,14 @@ def check_name(kind: str, name) -> str:
 
 def describe(expr, limit: int = 80) -> str:
     """Short text for an expression in messages (without printing a huge tree in full)."""
-    if isinstance(expr, sp.Basic) and _node_count(expr, 4 * limit) > 4 * limit:
+    if isinstance(expr, sp.Basic) and node_count(expr, 4 * limit) > 4 * limit:
         text = f"{type(expr).__name__}({', '.join(str(x)[:20] for x in expr.args[:3])}, ...)"
     else:
         text = str(expr)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _node_count(expr: sp.Basic, limit: int) -> int:
+def node_count(expr: sp.Basic, limit: int) -> int:
     """Nodes of the expression tree, counting stops after ``limit`` (so a huge shared-subtree tree is cheap)."""
     n, stack = 0, [expr]
     while stack and n <= limit:
@@ -59,7 +59,7 @@ def check_size(where: str, what: str, expr: sp.Expr, max_ops: int | None = None)
     """``ValueError`` if ``expr`` (``what`` of ``where``, for the message) is larger than ``max_ops`` operations
     (default ``limits.current().max_ops``, ``MAX_OPS`` unless changed with ``sb.derive.budget``)."""
     max_ops = limits.current().max_ops if max_ops is None else max_ops
-    nodes = _node_count(expr, 20 * max_ops)
+    nodes = node_count(expr, 20 * max_ops)
     ops = math.inf if nodes > 20 * max_ops else sp.count_ops(expr)
     if ops > max_ops:
         size = f"more than {20 * max_ops} tree nodes" if ops == math.inf else f"{ops} operations"
@@ -320,7 +320,7 @@ def _check_expression(kind: str, name: str, expr: sp.Expr, allowed: set[sp.Symbo
     sympy holds it (after merging powers); every constant within the float64 range."""
     if isinstance(expr, str):
         raise TypeError(f"{kind} {name!r}: give a sympy expression, or use {kind}.parse(name, text) for text")
-    if isinstance(expr, sp.Basic) and _node_count(expr, limits.MAX_NODES) > limits.MAX_NODES:
+    if isinstance(expr, sp.Basic) and node_count(expr, limits.MAX_NODES) > limits.MAX_NODES:
         raise ValueError(f"{kind} {name!r}: the expression has more than {limits.MAX_NODES} tree nodes")
     try:
         expr = canonical(expr)
@@ -418,6 +418,10 @@ class Activation:
     def __call__(self, x):
         """σ applied to a sympy expression ``x`` (elementwise form)."""
         return self.expr.subs(z, x)
+
+    def numpy_function(self):
+        """σ as a NumPy function of z, elementwise on arrays (the plain form, also for a vector activation)."""
+        return numpy_function(z, self.expr)
 
     def __eq__(self, other):
         """Same name, same kind and the same function of z (see ``_same_function``: bounded in time)."""

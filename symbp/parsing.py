@@ -258,12 +258,15 @@ def parse_expression(text: str, allowed: tuple[str, ...] = ("z",)) -> sp.Expr:
     if len(text) > MAX_LENGTH:
         raise ValueError(f"expression is {len(text)} characters long; at most {MAX_LENGTH} are allowed")
     try:
-        return _Parser(text, symbols).parse()
+        return Parser(text, symbols).parse()
     except RecursionError:
         raise ValueError(f"expression is too deeply nested (at most {MAX_DEPTH} levels)") from None
 
 
-class _Parser:
+class Parser:
+    """The whitelist parser of one text: ``Parser(text, symbols).parse()`` walks the text's Python ``ast`` into
+    sympy, refusing every node it does not know (``symbp.layers.index_map`` extends it for index maps)."""
+
     def __init__(self, text: str, symbols: dict[str, sp.Symbol]):
         self.text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
         self.symbols = symbols
@@ -621,7 +624,7 @@ def did_you_mean(names: Iterable[str]) -> str:
     return f"; did you mean {listed}?"
 
 
-#: A syntax error's quoted line and caret, as ``_Parser._syntax_error`` writes them under its first line.
+#: A syntax error's quoted line and caret, as ``Parser._syntax_error`` writes them under its first line.
 _CARET_BLOCK = re.compile(r"\n    ([^\n]*)\n    [ \t]*\^(?=\n|$)")
 
 

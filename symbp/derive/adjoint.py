@@ -85,7 +85,7 @@ class Adjoint:
 
     def latex(self, names) -> str:
         body = _factor_latex(self.factor, self.reads, names)
-        delta = f"{names('delta', True)}_{{{','.join(_lx(e) for e in self.out_index)}}}"
+        delta = f"{names('delta', True)}_{{{','.join(latex_affine(e) for e in self.out_index)}}}"
         prod = delta if body == "1" else f"{delta}\\, {body}"
         sums = ",".join(self_v for self_v, _ in self.loops)
         rhs = f"\\sum_{{{sums}}} {prod}" if sums else prod
@@ -126,7 +126,7 @@ class ScatterAdjoint:
         outs = ",".join(v for v, _ in self.out_vars)
         delta = f"{names('delta', True)}_{{{outs}}}"
         prod = delta if body == "1" else f"{delta}\\, {body}"
-        idx = ",".join(_lx(e) for e in self.index)
+        idx = ",".join(latex_affine(e) for e in self.index)
         for v, _ in self._window_vars():
             idx = re.sub(rf"\b{v}\b", f"{v}^*", idx)
         return (rf"\frac{{\partial C}}{{\partial {names(self.target, True)}_{{{idx}}}}} = {prod} + \dots"
@@ -137,7 +137,8 @@ class ScatterAdjoint:
         return [(v, 0) for v in dict.fromkeys(v for e in self.index for v in e.vars) if v not in outs]
 
 
-def _lx(e: Affine) -> str:
+def latex_affine(e: Affine) -> str:
+    """An affine index expression as LaTeX (its text with a plain minus)."""
     return str(e).replace("−", "-")
 
 
@@ -148,7 +149,7 @@ def _factor_text(factor: sp.Expr, reads, names) -> str:
 
 
 def _factor_latex(factor: sp.Expr, reads, names) -> str:
-    rep = {read_symbol(k): sp.Symbol(f"{names(r.array, True)}_{{{','.join(_lx(e) for e in r.index)}}}")
+    rep = {read_symbol(k): sp.Symbol(f"{names(r.array, True)}_{{{','.join(latex_affine(e) for e in r.index)}}}")
            for k, r in enumerate(reads)}
     return sp.latex(factor.xreplace(rep))
 

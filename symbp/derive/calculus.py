@@ -36,7 +36,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symbp.activations import Activation, _node_count, check_size, describe
+from symbp.activations import Activation, check_size, describe, node_count
 from symbp.costs import Cost
 from symbp.derive import limits
 from symbp.derive.render import text
@@ -59,6 +59,8 @@ MIN_OUTPUT_SHARE = 0.25
 
 #: The sum Σₖ aₖ gₖ over a layer's units that a normalised (softmax) layer's Jacobian needs.
 S = sp.Symbol("S", real=True)
+#: g = ∂C/∂aˡ as it reaches a hidden layer from the next one ((wˡ⁺¹)ᵀ δˡ⁺¹ for a dense next layer, BP2).
+g = sp.Symbol("g", real=True)
 
 def _txt(expr: sp.Expr) -> str:
     return text(expr)
@@ -123,7 +125,7 @@ def _positive_factors(expr: sp.Expr) -> sp.Expr:
 def _small(expr: sp.Expr) -> bool:
     """Within the size bound (``MAX_OPS``)?  Larger candidates are dropped, never built upon."""
     max_ops = limits.current().max_ops
-    return _node_count(expr, limits.MAX_NODES) <= limits.MAX_NODES and sp.count_ops(expr) <= max_ops
+    return node_count(expr, limits.MAX_NODES) <= limits.MAX_NODES and sp.count_ops(expr) <= max_ops
 
 
 def _candidates(expr: sp.Expr) -> list[sp.Expr]:

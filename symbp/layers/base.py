@@ -3,7 +3,9 @@
 Takes: nothing (base classes and a registry).  Gives: ``Layer`` — the base of every layer kind — with
 shape inference (``out_shape``), its parameters (``param_specs``: names, shapes, init schemes), its
 hyper-parameters for model files (``config``/``from_config``) and for cache keys (``key_parts``); the
-``LAYER_KINDS`` registry (kind name → class), filled by ``@register_layer``; ``ParamSpec``.
+``LAYER_KINDS`` registry (kind name → class), filled by ``@register_layer``; ``ParamSpec``.  ``Layer.parse``
+and ``Layer.declare`` build the kind registered as ``"declared"`` (``symbp.layers.declared.Declared``, which
+``symbp.layers`` imports), so this base imports none of its kinds.
 
 The other stages keep their own registries keyed by the layer class (``symbp.derive.layers`` for the
 backward rule and its rendering, ``symbp.compile.layers`` for the lowering to kernel steps), so a new kind is
@@ -21,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from symbp.activations import BUILTIN_ACTIVATIONS, Activation
+from symbp.parsing import close_names, did_you_mean, parse
 
 #: kind name → layer class, for model files and the CLI.
 LAYER_KINDS: dict[str, type] = {}
@@ -52,8 +55,6 @@ def as_activation(act, where: str = "") -> Activation:
         try:
             return BUILTIN_ACTIVATIONS[act]
         except KeyError:
-            from symbp.parsing import close_names, did_you_mean
-
             known = ", ".join(BUILTIN_ACTIVATIONS)
             raise ValueError(f"{where}unknown activation {act!r}{did_you_mean(close_names(act, BUILTIN_ACTIVATIONS))} "
                              f"(built-ins: {known}; or give sb.Activation(name, expr))") from None
@@ -100,8 +101,6 @@ def activation_config(act: Activation) -> dict:
 
 def activation_from_config(doc: dict) -> Activation:
     """The inverse of ``activation_config``: the expression goes through the whitelist parser."""
-    from symbp.parsing import parse
-
     return Activation(doc["name"], parse(doc["expr"], allowed=("z",)), vector=bool(doc.get("vector", False)))
 
 
@@ -146,17 +145,13 @@ class Layer:
         ``Layer.parse("conv", "z[f,i,j] = sum(W[f,c,p,q]*x[c,i+p,j+q] for c in range(3) for p in range(3) for q in
         range(3)) + b[f]", params={"W": (16, 3, 3, 3), "b": (16,)}, activation=sb.relu)`` (see
         ``symbp.layers.declared``)."""
-        from symbp.layers.declared import parse_layer
-
-        return parse_layer(name, text, out, params, activation, init)
+        return LAYER_KINDS["declared"].create(name, text, out, params, activation, init)
 
     @staticmethod
     def declare(name: str, lhs, rhs, out=None, params=None, activation=None, init=None) -> Layer:
         """A layer declared from sympy objects: ``lhs`` = ``z[f,i,j]`` (``IndexedBase("z")``), ``rhs`` a
         ``Sum`` of products of ``Indexed`` reads of ``x`` and the parameters (see ``Layer.parse``)."""
-        from symbp.layers.declared import declare_layer
-
-        return declare_layer(name, lhs, rhs, out, params, activation, init)
+        return LAYER_KINDS["declared"].create(name, rhs, out, params, activation, init, lhs=lhs)
 
     @property
     def trains(self) -> bool:

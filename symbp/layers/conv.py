@@ -24,6 +24,7 @@ from symbp.layers.base import (
     check_size,
     register_layer,
 )
+from symbp.layers.declared import Declared
 
 
 def _conv_name(layer) -> str:
@@ -39,8 +40,6 @@ def _conv_name(layer) -> str:
 
 @lru_cache(maxsize=256)
 def _conv_declaration(layer, in_shape):
-    from symbp.layers.declared import Declared
-
     (bh, bw), (ho, wo) = windows.geometry("Conv2D", in_shape, layer.kernel, layer.stride, layer.padding,
                                           layer.dilation)
     (kh, kw), (sh, sw), (dh, dw), g = layer.kernel, layer.stride, layer.dilation, layer.groups

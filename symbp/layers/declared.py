@@ -16,7 +16,9 @@ a parameter leaves it; give ``out`` for padding on the far side.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from symbp.activations import Activation
+from symbp.activations import BUILTIN_ACTIVATIONS, Activation
 from symbp.layers.base import (
     Layer,
     ParamSpec,
@@ -36,7 +38,9 @@ from symbp.layers.base import (
     normal_biases,
     register_layer,
 )
-from symbp.layers.index_map import MAX_EXTENT, IndexMap, from_sympy, parse_map, read_symbol
+from symbp.layers.index_map import MAX_EXTENT, IndexMap, from_sympy, parse_map, positions, read_symbol
+from symbp.paths import open_regular
+from symbp.symbols import numpy_function
 
 #: Most output elements per sample, parameter elements per layer, and multiply-adds per sample.
 MAX_OUT, MAX_PARAMS, MAX_WORK = 1 << 24, 1 << 28, 1 << 32
@@ -169,17 +173,12 @@ class Declared(Layer):
     def reference(self, params, x):
         """The map evaluated directly (float64, rows = samples): one vectorised pass per position of each
         reduction, reads of x outside it zero (left out inside max)."""
-        from symbp.layers.dense import _numpy_function
-
         z = map_values(self, params, x)
-        return np.broadcast_to(_numpy_function(self.activation)(z), z.shape).astype(np.float64)
+        return np.broadcast_to(self.activation.numpy_function()(z), z.shape).astype(np.float64)
 
 
 def map_values(layer: Declared, params, x) -> np.ndarray:
     """z for the rows of ``x`` (any shape with the rows first), straight from the map (see ``reference``)."""
-    from symbp.layers.index_map import positions
-    from symbp.symbols import numpy_function
-
     x = np.asarray(x, np.float64)
     geo = layer.geometry(tuple(x.shape[1:]) if x.ndim > 2 else (x.shape[1],))
     x = x.reshape((x.shape[0], *geo.x_shape))
@@ -375,8 +374,6 @@ def _check_windows(imap: IndexMap, out: tuple[int, ...], x_shape: tuple[int, ...
     if math.prod(out) * term.size > 1 << 16:
         raise ValueError("a max over more than one read of x, or over window variables shared by its axes, is "
                          f"checked position by position: at most {1 << 16} output × window positions")
-    from symbp.layers.index_map import positions
-
     grids = np.meshgrid(*(np.arange(n) for n in out), indexing="ij")
     env_out = dict(zip(imap.out_vars, grids))
     any_ok = np.zeros(out, bool)
@@ -403,12 +400,6 @@ def read_declarations(path) -> dict[str, Declared]:
     ``name: {"map": text, "params": {name: shape}, "out": [extents] (optional), "activation": name or
     expression in z (optional, default linear)}``.  Read as a regular file of bounded size; every map and
     activation goes through the whitelist parser; any problem is a ValueError naming the file and the entry."""
-    import json
-    import os
-
-    from symbp.activations import BUILTIN_ACTIVATIONS, Activation
-    from symbp.paths import open_regular
-
     path = os.fspath(path)
     try:
         fd, size = open_regular(path, "file of declarations")
@@ -475,13 +466,3 @@ def _check_windows_by_axis(imap, out, x_shape, read, window: dict) -> None:
         if not np.all(ok):
             raise ValueError(f"a window of the max lies wholly outside x (shape {x_shape}) along its axis {d}: max "
                              "over no element; use less padding or a smaller output")
-
-
-def parse_layer(name, text, out=None, params=None, activation=None, init=None) -> Declared:
-    """``sb.Layer.parse``: a layer from its map as text (see the module docstring)."""
-    return Declared.create(name, text, out, params, activation, init)
-
-
-def declare_layer(name, lhs, rhs, out=None, params=None, activation=None, init=None) -> Declared:
-    """``sb.Layer.declare``: a layer from sympy objects, ``lhs`` = ``z[f,i,j]`` and ``rhs`` (``Sum``/``Indexed``)."""
-    return Declared.create(name, rhs, out, params, activation, init, lhs=lhs)

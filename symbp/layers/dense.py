@@ -68,11 +68,4 @@ class Dense(Layer):
         if self.activation.vector:
             e = np.exp(zv - zv.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
-        return np.broadcast_to(_numpy_function(self.activation)(zv), zv.shape).astype(np.float64)
-
-
-def _numpy_function(act: Activation):
-
-    from symbp.symbols import numpy_function, z
-
-    return numpy_function(z, act.expr)
+        return np.broadcast_to(self.activation.numpy_function()(zv), zv.shape).astype(np.float64)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp.parsing import CONSTANTS, FUNCTIONS, MAX_DEPTH, _Parser
+from symbp.parsing import CONSTANTS, FUNCTIONS, MAX_DEPTH, Parser
 
 #: Longest declaration text, in characters (checked before anything else).
 MAX_TEXT = 2000
@@ -249,7 +249,7 @@ def parse_map(text: str, params: tuple[str, ...]) -> IndexMap:
     return _assemble(rhs, walker, tuple(names), " ".join(text.split()))
 
 
-class _MapParser(_Parser):
+class _MapParser(Parser):
     """The whitelist parser, extended by reads ``A[i, …]`` and reductions ``sum/max(… for v in range(n))``."""
 
     def __init__(self, text: str, out_vars: tuple[str, ...], params: tuple[str, ...]):

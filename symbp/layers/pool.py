@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from symbp.layers import windows
 from symbp.layers.base import Layer, register_layer
+from symbp.layers.declared import Declared
 
 
 def _options(layer, kind: str) -> None:
@@ -60,8 +61,6 @@ def _pool_name(layer) -> str:
 
 @lru_cache(maxsize=256)
 def _pool_declaration(layer, in_shape):
-    from symbp.layers.declared import Declared
-
     kind = "MaxPool" if layer.kind == "maxpool" else "AvgPool"
     (bh, bw), (ho, wo) = windows.geometry(kind, in_shape, layer.window, layer.stride, layer.padding, (1, 1))
     (kh, kw), (sh, sw) = layer.window, layer.stride

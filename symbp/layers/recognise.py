@@ -9,6 +9,7 @@ and pools need no such recognition: they are declarations themselves, and the co
 
 from __future__ import annotations
 
+from symbp.layers.dense import Dense
 from symbp.layers.index_map import Affine, read_symbol
 
 
@@ -26,8 +27,6 @@ def _bias_ok(layer, bias, var: str, weight: str, n: int) -> bool:
 def as_dense(layer, geo):
     """(Dense, weight name, bias name) when a declared map is z[j] = Σ_k P[j,k]·x[k] + B[j] over the whole
     (flattened) input, else None."""
-    from symbp.layers.dense import Dense
-
     if getattr(layer, "index_map", None) is None:
         return None
     imap = layer.index_map

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp.derive.adjoint import Adjoint, ScatterAdjoint, _lx, adjoint, scatter_adjoint
-from symbp.derive.equations import g
+from symbp.derive.adjoint import Adjoint, ScatterAdjoint, adjoint, latex_affine, scatter_adjoint
+from symbp.derive.calculus import activation_derivative, g
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
-from symbp.derive.layers.dense import _derivative
 from symbp.derive.limits import run_optional
 from symbp.derive.render import factor_latex, factor_text, latex, latex_text, ranges_latex, sup, text
 from symbp.layers.conv import Conv2D
@@ -163,7 +162,7 @@ class DeclaredEquations:
         if isinstance(adj, ScatterAdjoint):
             return adj.latex(self.names).replace("^*", r"^{\ast}")
         body = _factor_latex(adj.factor, adj.reads, self.names)
-        delta = f"{self.names('delta', True)}_{{{','.join(_lx(e) for e in adj.out_index)}}}"
+        delta = f"{self.names('delta', True)}_{{{','.join(latex_affine(e) for e in adj.out_index)}}}"
         prod = delta if body == "1" else f"{delta}\\, {body}"
         rhs = rf"\sum_{{{ranges_latex(adj.loops)}}} {prod}" if adj.loops else prod
         where = r",\ ".join(_guard_latex(g) for g in adj.guards)
@@ -200,7 +199,7 @@ def _body_text(body, reads, names) -> str:
 
 
 def _body_latex(body, reads, names) -> str:
-    rep = {read_symbol(k): sp.Symbol(f"{names(r.array, True)}_{{{','.join(_lx(e) for e in r.index)}}}")
+    rep = {read_symbol(k): sp.Symbol(f"{names(r.array, True)}_{{{','.join(latex_affine(e) for e in r.index)}}}")
            for k, r in enumerate(reads)}
     return latex(body.xreplace(rep))
 
@@ -209,7 +208,7 @@ _factor_latex = _body_latex  # ∂body/∂read, its reads shown as the body's
 
 
 def _guard_latex(g) -> str:
-    e = _lx(g.expr)
+    e = latex_affine(g.expr)
     if g.kind == "divides":
         return rf"{g.mod} \mid {e}"
     if g.lo == g.hi:
@@ -234,7 +233,7 @@ def _(layer: Declared, ctx: LayerContext) -> DeclaredEquations:
         raise ValueError(f"layer {ctx.index}: a declared layer ({layer.name}) as the output layer is not supported; "
                          "end with sb.Dense(n, ...)")
     geo = layer.geometry(ctx.in_shape)
-    deriv = _derivative(layer.activation)
+    deriv = activation_derivative(layer.activation)
     pool_first = _pool_first(layer, ctx)
     return DeclaredEquations(ctx.index, layer, ctx.in_shape, ctx.out_shape, geo, deriv, g * deriv.expr,
                              derive_adjoints(layer, geo), ctx.back_text, ctx.back_latex, pool_first=pool_first)

@@ -15,20 +15,11 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.activations import Activation
-from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, output_error
-from symbp.derive.equations import g
+from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, g, output_error
 from symbp.derive.layers import LayerContext, OutputErrorAt, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
 from symbp.derive.render import factor_latex, factor_text, latex, sup, text
 from symbp.layers.dense import Dense
 from symbp.symbols import a, y, z
-
-
-def _derivative(act: Activation) -> ActivationDerivative:
-    return activation_derivative(act)  # cached by calculus, per derivation budget
-
-
-def _output_error(act: Activation, cost, n_out: int) -> OutputError:
-    return output_error(act, cost, n_out)
 
 
 @dataclass(frozen=True)
@@ -148,12 +139,12 @@ def _(layer: Dense, ctx: LayerContext) -> LayerEquations:
     net, l = ctx.network, ctx.index
     act = layer.activation
     n_in, n_out = ctx.in_shape[0] if len(ctx.in_shape) == 1 else int(sp.prod(ctx.in_shape)), ctx.out_shape[0]
-    deriv = None if act.vector else _derivative(act)
+    deriv = None if act.vector else activation_derivative(act)  # cached by calculus, per budget
     notes = list(deriv.notes) if deriv is not None else []
     out = None
     if ctx.is_output:
         try:
-            out = _output_error(act, net.cost, n_out)
+            out = output_error(act, net.cost, n_out)
         except ValueError as exc:
             raise ValueError(f"layer {l} ({act.name}) with cost {net.cost.name!r}: {exc}") from None
         delta = out.expr
