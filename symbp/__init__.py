@@ -10,22 +10,15 @@ from symbp import approx, data
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
 from symbp.costs import Cost, cross_entropy, log_likelihood, quadratic
+from symbp.derive.equations import Equations  # registers the "derive" stage of Network (net.equations())
 from symbp.layers import AvgPool, Conv2D, Dense, Dropout, Input, Layer, MaxPool
 from symbp.network import Network
 from symbp.parsing import parse
 from symbp.regularizers import L1, L2, Regularizer
 from symbp.sweep import sweep, vote
 from symbp.symbols import a, w, y, z
-
-
-def load(path, backend: str | None = None):
-    """Load a model saved with ``Model.save(path)`` (JSON + .npz; expressions re-parsed by the whitelist parser),
-    compiled for ``backend`` (a registered backend's name: "numba", "numpy" or one of your own; by default the one
-    it was saved from)."""
-    from symbp.train.serialize import load as _load
-
-    return _load(path, backend=backend)
-
+from symbp.train.model import Model  # registers the "compile" stage of Network (net.compile())
+from symbp.train.serialize import load
 
 __all__ = [
     "__version__",
@@ -35,11 +28,13 @@ __all__ = [
     "Cost",
     "Dense",
     "Dropout",
+    "Equations",
     "Input",
     "Layer",
     "L1",
     "L2",
     "MaxPool",
+    "Model",
     "Network",
     "Regularizer",
     "a",

@@ -5,21 +5,50 @@ Nielsen's shorthand ``Network([784, 30, 10], activation=sigmoid, cost=quadratic)
 by layer (each kind's ``out_shape``), so an impossible stack is refused here, naming the layer.
 Gives: ``.equations()`` (the derived BP1–BP4, inspectable) and ``.compile(...)`` (a ``Model`` running
 kernels generated from those equations).
+
+The declaration imports no later stage: each later stage registers itself here with ``register_stage``
+(``"derive"``: ``symbp.derive.equations.derive``; ``"compile"``: ``symbp.train.model.Model``), and
+``import symbp`` imports both, so ``.equations()`` and ``.compile()`` find them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
+
+import sympy as sp
 
 from symbp.activations import Activation
 from symbp.costs import BUILTIN_COSTS, Cost
 from symbp.layers import Dense, Input, Layer, as_activation
+from symbp.parsing import close_names, did_you_mean
+from symbp.symbols import z
 
 #: The most layers a network may have, ``Input`` included: what a model file may hold (``symbp.train.serialize``),
 #: so every network that trains can be saved and loaded again.
 MAX_LAYERS = 1024
+
+#: The stages after the declaration, by name: ``"derive"`` (network → ``Equations``) and ``"compile"``
+#: (network, options → ``Model``), each registered by the module that implements it.
+STAGES: dict[str, Callable] = {}
+
+
+def register_stage(name: str):
+    """Decorator: the decorated function (or class) becomes the stage ``name`` of every network."""
+    def register(fn):
+        if name in STAGES and STAGES[name] is not fn:
+            raise ValueError(f"the {name!r} stage is registered twice")
+        STAGES[name] = fn
+        return fn
+    return register
+
+
+def _stage(name: str) -> Callable:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise RuntimeError(f"no {name!r} stage is registered: import symbp (it imports every stage)") from None
 
 
 def as_cost(cost) -> Cost:
@@ -29,8 +58,6 @@ def as_cost(cost) -> Cost:
         try:
             return BUILTIN_COSTS[cost.replace("-", "_")]
         except KeyError:
-            from symbp.parsing import close_names, did_you_mean
-
             known = ", ".join(BUILTIN_COSTS)
             raise ValueError(f"unknown cost {cost!r}{did_you_mean(close_names(cost, BUILTIN_COSTS))} (built-ins: "
                              f"{known}; or give sb.Cost(name, expr))") from None
@@ -124,10 +151,6 @@ class Network:
         """Why gradient descent cannot train this network, or None when it can: an activation whose σ′ is zero
         almost everywhere (a step, ``Heaviside(z)``: the perceptron of the book's chapter 1), so that no small
         change of a weight changes the cost.  Such a network still runs ``feedforward`` and ``cost``."""
-        import sympy as sp
-
-        from symbp.symbols import z
-
         for l, layer in enumerate(self.layers[1:], start=1):
             act = layer.activation
             if act is None:
@@ -142,9 +165,7 @@ class Network:
 
     @cached_property
     def _equations(self):
-        from symbp.derive.equations import derive
-
-        return derive(self)
+        return _stage("derive")(self)
 
     def equations(self, regularizer=None, momentum: float = 0.0):
         """BP1–BP4 derived for this network (see ``symbp.derive.equations.Equations``), with the SGD update rule
@@ -158,9 +179,7 @@ class Network:
         """Generate, compile and load the kernels; return a ``Model`` with initialised parameters.
         ``progress(text)``, when given, is told each stage as it starts (deriving, generating), or that the
         kernels' source came from the cache."""
-        from symbp.train.model import Model
-
-        return Model(self, backend=backend, dtype=dtype, seed=seed, init=init, progress=progress)
+        return _stage("compile")(self, backend=backend, dtype=dtype, seed=seed, init=init, progress=progress)
 
     def __repr__(self):
         return f"Network([{', '.join(layer.describe() for layer in self.layers)}], cost={self.cost.name})"

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import sympy as sp
 
+from symbp.derive.calculus import g  # noqa: F401  (re-exported: ∂C/∂aˡ from the next layer, BP2)
+from symbp.derive.layers import LayerContext, derive_layer
+from symbp.derive.layers.dense import LayerEquations  # noqa: F401  (re-exported)
 from symbp.derive.render import factor_text, latex, latex_text, sup, text  # noqa: F401  (re-exported)
+from symbp.network import register_stage
 from symbp.symbols import a, y, z  # noqa: F401  (the symbols the equations are written in)
-
-#: g = ∂C/∂aˡ as it reaches a hidden layer from the next one ((wˡ⁺¹)ᵀ δˡ⁺¹ for a dense next layer, BP2).
-g = sp.Symbol("g", real=True)
 
 
 class Equations:
@@ -215,11 +216,10 @@ def layer_back(layer, style: str = "text") -> str | None:
     return getattr(layer, "back_latex" if style == "latex" else "back_text", None)
 
 
+@register_stage("derive")
 def derive(network) -> Equations:
     """Instantiate the backward rules of every layer of ``network``, last layer first (each needs to know how
     ∂C/∂aˡ reaches it from the layer after it)."""
-    from symbp.derive.layers import LayerContext, derive_layer
-
     layers = network.layers
     L = len(layers) - 1
     out: list = [None] * (L + 1)
@@ -232,10 +232,3 @@ def derive(network) -> Equations:
     eqs = out[1:]
     return Equations(network, eqs, eqs[-1].output)
 
-
-def __getattr__(name):  # LayerEquations moved to the dense layer's module; kept importable here
-    if name == "LayerEquations":
-        from symbp.derive.layers.dense import LayerEquations
-
-        return LayerEquations
-    raise AttributeError(name)

@@ -35,6 +35,8 @@ from symbp.compile.backends import build, get_backend
 from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 from symbp.compile.lower import lower
 from symbp.layers import INIT_SCHEMES
+from symbp.network import register_stage
+from symbp.train.serialize import save
 
 DTYPES = ("float64", "float32")
 #: rows converted at a time from uint8 codes to floats by feedforward, cost and evaluate (a few MB)
@@ -183,6 +185,7 @@ def _compile_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+@register_stage("compile")
 class Model:
     """A network compiled for one backend and dtype, with its parameters."""
 
@@ -755,8 +758,6 @@ class Model:
 
     def save(self, path) -> None:
         """Write the network as JSON and the parameters as .npz (see ``symbp.train.serialize``)."""
-        from symbp.train.serialize import save
-
         return save(self, path)
 
     def __repr__(self):

@@ -61,10 +61,17 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from symbp.activations import Activation
+from symbp.compile.backends import BACKENDS
+from symbp.costs import Cost
+from symbp.layers import LAYER_KINDS, Dense, Input
 from symbp.network import MAX_LAYERS as _MAX_LAYERS
+from symbp.network import Network
+from symbp.parsing import parse
 from symbp.paths import open_regular
 
 FORMAT = "symbp-model"
@@ -238,24 +245,14 @@ def _decode_dense(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -
 
 
 def _decode_registered(entry: dict, in_shape, jpath: Path, where: str, cache: dict) -> _Layer:
-    """A kind without an entry here but registered in ``symbp.layers.LAYER_KINDS`` (if that registry exists):
-    built at once by its ``from_config`` (which must check its own fields), shapes from the built layer."""
-    import symbp.layers as layers
-
-    cls = getattr(layers, "LAYER_KINDS", {})[entry["kind"]]
+    """A kind without an entry here but registered in ``symbp.layers.LAYER_KINDS``: built at once by its
+    ``from_config`` (which must check its own fields), shapes from the built layer."""
+    cls = LAYER_KINDS[entry["kind"]]
     config = {k: v for k, v in entry.items() if k != "kind"}
     layer = _named(jpath, f"{where}: ", lambda: cls.from_config(config, where))
     shape = _named(jpath, f"{where}: ", lambda: tuple(layer.out_shape(in_shape)))
     specs = _named(jpath, f"{where}: ", lambda: layer.param_specs(in_shape))
     return _Layer(shape, tuple((spec.name, tuple(spec.shape)) for spec in specs), lambda sb: layer)
-
-
-def _registered_kinds() -> dict:
-    try:
-        import symbp.layers as layers
-    except ImportError:
-        return {}
-    return dict(getattr(layers, "LAYER_KINDS", {}))
 
 
 #: One decoder per layer kind: ``(entry, in_shape, jpath, where, cache) -> _Layer``, ``in_shape`` being the
@@ -279,8 +276,6 @@ class _Manifest:
 
 
 def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
-    from symbp.compile.backends import BACKENDS
-
     try:
         doc = json.loads(raw.decode("utf-8"))
     except RecursionError:
@@ -297,7 +292,7 @@ def _decode_manifest(raw: bytes, jpath: Path) -> _Manifest:
         _fail(jpath, f"layers must be a list of 2 to {_MAX_LAYERS} entries, got {len(layers_doc)}")
     cache: dict = {}
     layers: list[_Layer] = []
-    registered = _registered_kinds()
+    registered = dict(LAYER_KINDS)
     for i, entry in enumerate(layers_doc):
         where = f"layer {i}"
         if not isinstance(entry, dict):
@@ -450,22 +445,15 @@ def _named(jpath: Path, where: str, fn):
         raise _Invalid(f"{jpath}: not a valid symbp model file: {where}{type(exc).__name__}: {exc}") from exc
 
 
-def _declarations():
-    """The declaration stage's constructors (not the top-level package: no stage imports it)."""
-    from types import SimpleNamespace
-
-    from symbp.activations import Activation
-    from symbp.costs import Cost
-    from symbp.layers import Dense, Input
-    from symbp.network import Network
-    from symbp.parsing import parse
-
-    return SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network, parse=parse)
+#: The declaration stage's constructors, as a layer entry's ``build(sb)`` takes them (not the top-level package:
+#: no stage imports it).
+_DECLARATIONS = SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network,
+                                parse=parse)
 
 
 def _build(m: _Manifest, jpath: Path):
     """The ``Network``: expressions parsed by the whitelist parser; any refusal names the model file."""
-    sb = _declarations()
+    sb = _DECLARATIONS
     layers = [_named(jpath, f"layer {i}: ", lambda layer=layer: layer.build(sb)) for i, layer in enumerate(m.layers)]
     name, expr = m.cost
     cost = _named(jpath, "cost: ", lambda: sb.Cost(name, sb.parse(expr, allowed=("a", "y"))))
@@ -490,12 +478,12 @@ def _read_model_files(jpath: Path, npath: Path) -> tuple[_Manifest, Path, bytes]
 
 
 def load(path, backend: str | None = None):
-    """Rebuild the network (expressions through the whitelist parser), compile it and load the parameters.
+    """Load a model saved with ``Model.save(path)``: rebuild the network (expressions through the whitelist
+    parser), compile it for ``backend`` (a registered backend's name: "numba", "numpy" or one of your own; by
+    default the one it was saved from) and load the parameters.
 
     Every check of the files comes first (see the module docstring); a malformed file is a ``ValueError``
     naming it, a missing one a ``FileNotFoundError``."""
-    from symbp.compile.backends import BACKENDS
-
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     jpath, npath = _paths(path)
