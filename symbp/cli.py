@@ -24,29 +24,33 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
-from symbp.activations import BUILTIN_ACTIVATIONS, Activation
-from symbp.costs import BUILTIN_COSTS, Cost
-
-LAYER_SYNTAX = """layers: --layers takes comma-separated items, the output last:
-  N, fcN            a dense layer of N units with --activation; a leading N followed by more items is the input
-                    (784,30,10, the book's chapter-1 network, means what it always meant)
-  softmaxN, sigmoidN, reluN, tanhN, linearN, softplusN
-                    a dense layer of N units with that activation (softmax: the output layer only)
-  convMAPSxKHxKW    MAPS feature maps of KHxKW kernels with --activation; PyTorch's options as suffixes:
-                    sS stride, pP padding (psame: padding="same"), dD dilation, gG groups, e.g. conv32x3x3s2p1
-  poolP, poolPHxPW  max-pooling over PxP (PHxPW) windows (stride = window); maxpool3s2, maxpool3s2p1: with
-                    stride S and padding P (maxpool is the same item as pool)
-  avgpoolP          average pooling, the same options (avgpool7: a global average pool of 7x7 maps)
-  dropoutP          dropout of the next layer's inputs with probability P in [0, 1), e.g. dropout0.5
-  @NAME             a layer declared by its index expression in the JSON file of --declare, e.g.
-                    {"conv_s2": {"map": "z[f,i,j] = sum(W[f,c,p,q]*x[c,2*i+p-1,2*j+q-1] for c in range(1)
-                     for p in range(3) for q in range(3)) + b[f]", "out": [16, 14, 14],
-                     "params": {"W": [16, 1, 3, 3], "b": [16]}, "activation": "relu"}}
-  The input is implied by the data: 1x28x28 when the first item is conv or pool, else 784 (a leading 784 or
-  1x28x28 may be written).  The last item must be a dense one; --output-activation applies to a last N or fcN.
-"""
+from symbp.arguments import (  # noqa: F401  (activation_arg, cost_arg: re-exported)
+    LAYER_SYNTAX,
+    ArgumentParser,
+    activation_arg,
+    build_network,
+    check_data_dir,
+    check_memory,
+    compile_args,
+    cost_arg,
+    data_args,
+    integer,
+    missing_folder,
+    momentum_number,
+    network_args,
+    non_negative_int,
+    non_negative_number,
+    option_value,
+    plot_target,
+    positive_int,
+    positive_number,
+    regularizer_arg,
+    save_targets,
+    say_created,
+)
+from symbp.data.cli import add_command as add_data_command
+from symbp.sweep.cli import add_commands
 
 EPILOG_TRAIN = LAYER_SYNTAX + """
 examples:
@@ -99,191 +103,6 @@ examples:
 """
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (``symbp train: error: argument --seed: ...``), exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
-
-def _integer(text: str, least: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _integer(text, 1, "a positive integer")
-
-
-def _non_negative_int(text: str) -> int:
-    return _integer(text, 0, "a non-negative integer")
-
-
-def _number(text: str, positive: bool) -> float:
-    what = "a positive, finite number" if positive else "a non-negative, finite number"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _momentum_number(text: str) -> float:
-    v = _number(text, positive=False)
-    if not v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), like 0.9, got {text!r}")
-    return v
-
-
-def _positive_number(text: str) -> float:
-    return _number(text, positive=True)
-
-
-def _non_negative_number(text: str) -> float:
-    return _number(text, positive=False)
-
-
-class LayerText(str):
-    """The text of ``--layers`` (normalised: lower case, no spaces) with its items, checked for syntax."""
-
-    items: tuple
-
-
-def _layers(text: str) -> LayerText:
-    """The syntax check of ``--layers`` (while the arguments are parsed); shapes are checked by ``build_network``
-    once the data's shape and the activations are known."""
-    from symbp.layer_spec import parse_items
-
-    try:
-        items = parse_items(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    out = LayerText(",".join(item.text for item in items))
-    out.items = tuple(items)
-    return out
-
-
-def _named(kind: str, text: str, names: list[str], allowed: tuple[str, ...], example: str, parse):
-    """``parse(text)``; if it fails and ``text`` looks like a name (letters, digits, ``_`` and ``-``, no part of it a
-    symbol or constant of the expressions), a ``ValueError`` that names the built-ins (``names``) it looks like
-    and lists them all."""
-    from symbp.activations import NAME_PATTERN
-    from symbp.parsing import CONSTANTS, FUNCTIONS, close_names, did_you_mean
-
-    try:
-        return parse(text)
-    except ValueError:
-        name = text.strip()
-        if not NAME_PATTERN.fullmatch(name) or name in FUNCTIONS or any(
-                part in allowed or part in CONSTANTS for part in name.split("-")):
-            raise
-    close = close_names(name.replace("_", "-"), names) or [f"{f}(...)" for f in close_names(name, FUNCTIONS)]
-    raise ValueError(f"unknown {kind} {name!r}{did_you_mean(close)} (built-in {kind}s: {', '.join(names)}; or an "
-                     f"expression in {' and '.join(allowed)} such as {example!r})") from None
-
-
-def activation_arg(text: str) -> Activation:
-    if text in BUILTIN_ACTIVATIONS:
-        return BUILTIN_ACTIVATIONS[text]
-    return _named("activation", text, list(BUILTIN_ACTIVATIONS), ("z",), "z/(1+abs(z))",
-                  lambda t: Activation.parse("custom", t))
-
-
-def cost_arg(text: str) -> Cost:
-    key = text.replace("-", "_")
-    if key in BUILTIN_COSTS:
-        return BUILTIN_COSTS[key]
-    return _named("cost", text, [name.replace("_", "-") for name in BUILTIN_COSTS], ("a", "y"), "(a-y)**2/2",
-                  lambda t: Cost.parse("custom", t))
-
-
-def _network_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("network")
-    g.add_argument("--layers", type=_layers, default="784,30,10", metavar="ITEMS",
-                   help="the layers, comma-separated: sizes, input first, as 784,30,10 (the default), or items "
-                        "such as conv20x5x5,pool2,fc100,softmax10 (see 'layers' below)")
-    g.add_argument("--activation", default="sigmoid", metavar="ACT",
-                   help=f"activation of every layer: {', '.join(BUILTIN_ACTIVATIONS)} or an expression in z "
-                        "such as 'z/(1+abs(z))' (default: sigmoid)")
-    g.add_argument("--output-activation", default=None, metavar="ACT",
-                   help="activation of the output layer, if different (e.g. softmax)")
-    g.add_argument("--declare", default=None, metavar="FILE",
-                   help="a JSON file of layers declared by their index expressions, used as @NAME in --layers "
-                        "(see 'layers' below)")
-    g.add_argument("--cost", default="quadratic", metavar="COST",
-                   help=f"{', '.join(c.replace('_', '-') for c in BUILTIN_COSTS)} or an expression in a and y "
-                        "(default: quadratic)")
-
-
-def _option(option: str, parse, text: str):
-    """``parse(text)``; a ``ValueError`` is raised again naming ``option``."""
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise ValueError(f"argument {option}: {exc}") from exc
-
-
-def _regularizer_arg(text: str):
-    from symbp.regularizers import Regularizer
-
-    return Regularizer.parse("custom", text)
-
-
-def build_network(args, check_input: bool = True):
-    """The network of ``--layers``, ``--activation``, ``--output-activation`` and ``--cost`` (expressions are
-    read by the whitelist parser; an error names the option).  The input is implied by the dataset (MNIST's
-    for ``show``); with ``check_input`` a written input must be the dataset's."""
-    import symbp as sb
-    from symbp.data.datasets import IMAGE_SHAPE
-    from symbp.data.registry import get_spec
-    from symbp.layer_spec import parse_layers
-
-    act = _option("--activation", activation_arg, args.activation)
-    out_act = _option("--output-activation", activation_arg, args.output_activation) \
-        if args.output_activation else None
-    last = args.layers.items[-1]
-    if out_act is not None and last.kind == "act":
-        raise ValueError(f"argument --output-activation: the last item of --layers, {last.text}, names its "
-                         f"activation already; end --layers with fc{last.values[0]} to use --output-activation")
-    dataset = getattr(args, "dataset", "mnist")
-    declared = {}
-    if getattr(args, "declare", None):
-        from symbp.layers.declared import read_declarations
-
-        declared = _option("--declare", read_declarations, args.declare)
-    layers = _option("--layers", lambda text: parse_layers(
-        list(args.layers.items), (1, *IMAGE_SHAPE), act, out_act, check_input=check_input,
-        data_name=get_spec(dataset).title, declared=declared), args.layers)
-    cost = _option("--cost", cost_arg, args.cost)
-    return _option("--layers", lambda _: sb.Network(layers, cost=cost), args.layers)
-
-
-def _data_args(d, limit_help: str) -> None:
-    """--dataset, --data-dir and --limit: where the training data comes from (train and sweep)."""
-    d.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="(default: mnist)")
-    d.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding the dataset's four .gz files, or mnist/ and fashion-mnist/ with them "
-                        "(default: $SYMBP_DATA_DIR, else the folder remembered by `symbp data`, else the cache, "
-                        "else a download)")
-    d.add_argument("--limit", type=_positive_int, default=None, metavar="N", help=limit_help)
-
-
-def _compile_args(p):
-    from symbp.compile.backends import BACKENDS
-
-    p.add_argument("--backend", choices=list(BACKENDS), default=next(iter(BACKENDS)),
-                   help="kernel backend: " + "; ".join(f"{n}: {b.description}" for n, b in BACKENDS.items())
-                        + f" (default: {next(iter(BACKENDS))})")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default: float64)")
-
-
 def parser() -> argparse.ArgumentParser:
     top = ArgumentParser(
         prog="symbp",
@@ -296,48 +115,48 @@ def parser() -> argparse.ArgumentParser:
                        description="Train a network with Nielsen's mini-batch SGD (one whole-epoch kernel call per "
                                    "epoch) and report accuracy per epoch.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _network_args(t)
+    network_args(t)
     o = t.add_argument_group("training")
-    o.add_argument("--epochs", type=_non_negative_int, default=30, help="(default: 30)")
-    o.add_argument("--batch-size", type=_positive_int, default=10, help="mini-batch size (default: 10)")
-    o.add_argument("--eta", type=_positive_number, default=3.0, help="learning rate η (default: 3.0)")
+    o.add_argument("--epochs", type=non_negative_int, default=30, help="(default: 30)")
+    o.add_argument("--batch-size", type=positive_int, default=10, help="mini-batch size (default: 10)")
+    o.add_argument("--eta", type=positive_number, default=3.0, help="learning rate η (default: 3.0)")
     reg = o.add_mutually_exclusive_group()
-    reg.add_argument("--lmbda", type=_non_negative_number, default=0.0,
+    reg.add_argument("--lmbda", type=non_negative_number, default=0.0,
                      help="L2 regularisation λ as in the book's network2 (chapter 3): the cost gets λ/2n·Σw² over "
                           "all weights, no biases, n the number of training samples (default: 0)")
-    reg.add_argument("--lmbda-network3", type=_non_negative_number, default=None, metavar="LMBDA",
+    reg.add_argument("--lmbda-network3", type=non_negative_number, default=None, metavar="LMBDA",
                      help="L2 regularisation given as the book's network3 (chapter 6) λ, which adds "
                           "0.5·λ·Σw²/num_training_batches: the same as --lmbda LMBDA × --batch-size")
-    reg.add_argument("--l1", type=_non_negative_number, default=None, metavar="LMBDA",
+    reg.add_argument("--l1", type=non_negative_number, default=None, metavar="LMBDA",
                      help="L1 regularisation (chapter 3): the cost gets λ/n·Σ|w|, the update w → w − (ηλ/n)·sgn(w) "
                           "− η·∂C₀/∂w")
     reg.add_argument("--regularizer", default=None, metavar="EXPR",
                      help="a penalty R(w) of your own, in the weight w (e.g. \"abs(w)/2 + w^2/4\"): the cost gets "
                           "1/n·Σ R(w) over the weights; sympy derives R′ for the generated update")
-    o.add_argument("--momentum", type=_momentum_number, default=0.0, metavar="MU",
+    o.add_argument("--momentum", type=momentum_number, default=0.0, metavar="MU",
                    help="momentum SGD (chapter 3, eqs. 107-108): v → μv − η∇C, w → w + v; 0 is plain SGD "
                         "(default: 0)")
     o.add_argument("--schedule", choices=["halve"], default=None,
                    help="learning-rate schedule: halve η after --patience epochs without a better evaluation "
                         "accuracy; stop when η would reach η/128 (the book's chapter 3)")
-    o.add_argument("--patience", type=_positive_int, default=10, metavar="N",
+    o.add_argument("--patience", type=positive_int, default=10, metavar="N",
                    help="epochs without improvement before --schedule halve halves η (default: 10)")
     o.add_argument("--diagnostics", action="store_true",
                    help="record chapter 5's diagnostics per epoch (speed of learning ‖∂C/∂bˡ‖, ‖∂C/∂wˡ‖, saturated "
                         "units, weight statistics) on 1,000 training images; with --plot, also plot them")
     o.add_argument("--init", choices=["default", "large"], default="default",
                    help="weights N(0, 1/n_in) (default) or the book's chapter-1 N(0, 1) (large)")
-    o.add_argument("--seed", type=_non_negative_int, default=0,
+    o.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed for initialisation and shuffling (default: 0)")
-    o.add_argument("--early-stop", type=_positive_int, default=None, metavar="N",
+    o.add_argument("--early-stop", type=positive_int, default=None, metavar="N",
                    help="stop after N epochs without better evaluation accuracy; keep the best parameters")
     o.add_argument("--monitor-training", action="store_true", help="also report training cost and accuracy")
     o.add_argument("--drop-last", action="store_true",
                    help="skip a short last mini-batch when the training set is not a multiple of --batch-size "
                         "(by default it is trained too, with η/its size, as the book's network.py)")
-    _compile_args(o)
+    compile_args(o)
     d = t.add_argument_group("data and output")
-    _data_args(d, "train on the first N training samples (with --expand: the first N images, expanded)")
+    data_args(d, "train on the first N training samples (with --expand: the first N images, expanded)")
     d.add_argument("--inputs", choices=["uint8", "float"], default="uint8",
                    help="uint8: the pixels as bytes, read as pixel/255 by the kernels (8× less memory and data "
                         "moved than float64); float: pixel/255 stored in --dtype (default: uint8)")
@@ -357,14 +176,14 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print the derived equations or the generated kernels",
                        description="Print BP1-BP4 as derived for a network, or the kernel source generated from them.",
                        epilog=EPILOG_SHOW, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _network_args(s)
+    network_args(s)
     s.add_argument("--format", choices=["text", "latex", "markdown"], default="text", help="(default: text)")
     s.add_argument("--source", choices=["forward", "cost", "backward", "sgd_epoch", "module"], default=None,
                    help="print this generated kernel instead of the equations")
     s.add_argument("--plan", action="store_true",
                    help="print the kernel plan instead: which path each step takes (BLAS gemm, im2col + gemm, "
                         "window max, or generated loops) and its work in FLOP")
-    _compile_args(s)
+    compile_args(s)
 
     ap = sub.add_parser("approx", help="chapter 4: build the book's network approximating a function",
                         description="Build Nielsen's chapter-4 network (steep sigmoid steps paired into bumps, or "
@@ -377,11 +196,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dims", type=int, choices=[1, 2], default=1, help="(default: 1)")
     ap.add_argument("--box", type=_box_arg, default=(0.0, 1.0), metavar="LO,HI",
                     help="the interval (each axis in 2-D); a negative LO as --box=-1,1 (default: 0,1)")
-    ap.add_argument("--w-per-bump", type=_positive_number, default=60.0, metavar="WD",
+    ap.add_argument("--w-per-bump", type=positive_number, default=60.0, metavar="WD",
                     help="step steepness as w times the bump width d (default: 60)")
-    ap.add_argument("--copies", type=_positive_int, default=1, metavar="M",
+    ap.add_argument("--copies", type=positive_int, default=1, metavar="M",
                     help="M shifted copies at 1/M of the height (1-D; default: 1)")
-    ap.add_argument("--epochs", type=_non_negative_int, default=300,
+    ap.add_argument("--epochs", type=non_negative_int, default=300,
                     help="epochs of the trained comparison on 200 samples (1-D; 0: none; default: 300)")
     ap.add_argument("--plot", default=None, metavar="FILE",
                     help="write the error against N to FILE and the steps and bumps (1-D) or the towers (2-D) "
@@ -390,157 +209,19 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark symbp against NumPy, PyTorch and JAX", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
 
-    from symbp.sweep.cli import add_commands  # sweep and vote (dask.distributed is imported only by a sweep)
-
-    add_commands(sub)
-    from symbp.data.cli import add_command as add_data_command  # symbp data: list, add, forget
-
-    add_data_command(sub)
+    add_commands(sub)  # sweep and vote (dask.distributed is imported only by a sweep)
+    add_data_command(sub)  # symbp data: list, add, forget
     return top
-
-
-# -- checks done before anything is loaded or compiled -----------------------------------------------------
-def _memory_limit() -> int | None:
-    """Bytes this process can use at most: physical memory, or less under an address-space or cgroup limit."""
-    limits = []
-    try:
-        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        pass
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY and soft > 0:
-            limits.append(soft)
-    except (ImportError, AttributeError, ValueError, OSError):
-        pass
-    try:
-        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if text.isdigit():
-            limits.append(int(text))
-    except OSError:
-        pass
-    return min(limits) if limits else None
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
-
-
-def _check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
-                  batch_size: int = 0, data_itemsize: int | None = None) -> None:
-    """Refuse (``ValueError`` naming --layers) a network whose parameters and buffers cannot fit in memory.
-
-    The estimate counts the parameters four times (the model's, the copy an epoch can be undone from, the
-    best epoch's for early stopping, one more while saving), the data set (its inputs ``data_itemsize`` bytes
-    each: 1 for uint8 pixels), the per-row activations z and a of every layer for the largest set evaluated at
-    once, and the mini-batch buffers."""
-    itemsize = 4 if dtype == "float32" else 8
-    data_itemsize = itemsize if data_itemsize is None else data_itemsize
-    params = sum(spec.size for layer, in_shape in zip(net.layers[1:], net.shapes)
-                 for spec in layer.param_specs(in_shape))
-    n_in, n_out = math.prod(net.shapes[0]), math.prod(net.shapes[-1])
-    units = sum(math.prod(shape) for shape in net.shapes[1:])
-    need = (itemsize * (4 * params + data_rows * n_out + eval_rows * (2 * units + n_out)
-                        + batch_size * (4 * units + n_in + n_out)) + data_itemsize * data_rows * n_in)
-    limit = _memory_limit()
-    if limit is not None and need > limit:
-        what = "training" if data_rows else "compiling"
-        raise ValueError(
-            f"argument --layers: {text} has {params:,} parameters; {what} it needs about "
-            f"{_gb(need)} of memory ({dtype} parameters and their copies"
-            + (f", the data, activations of {eval_rows:,} rows" if data_rows else "")
-            + f"), more than the {_gb(limit)} this machine has")
-
-
-def _check_folder(option: str, folder: Path) -> None:
-    """``folder`` is, or can be created in, a folder this process can write in."""
-    from symbp.paths import check_writable_folder
-
-    check_writable_folder(folder, f"argument {option}")
-
-
-def _missing_folder(path: Path) -> Path | None:
-    """The folder ``path`` goes in if it does not exist yet (writing the file creates it), else None."""
-    return None if path.parent.exists() else path.parent
-
-
-def _say_created(folder: Path | None) -> None:
-    """``--save`` and ``--plot`` create a missing folder, and say so in one line."""
-    if folder is not None and folder.is_dir():
-        print(f"created the folder {folder}")
-
-
-def _check_not_folder(option: str, path: Path) -> None:
-    if path.exists() and not path.is_file():
-        what = "a folder" if path.is_dir() else "not a regular file"
-        raise ValueError(f"argument {option}: {path} is {what}; it would be replaced by a file")
-
-
-def _save_targets(text: str) -> tuple[Path, Path]:
-    """The files ``--save PATH`` writes, PATH.json and PATH.npz, after checking that they can be written."""
-    if not text or text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
-        raise ValueError(f"argument --save: expected PATH such as models/ch1 (it writes PATH.json and PATH.npz), "
-                         f"got {text!r}")
-    base = Path(text)
-    if base.suffix in (".json", ".npz"):
-        base = base.with_suffix("")
-    if base.name in ("", ".", ".."):
-        raise ValueError(f"argument --save: expected PATH such as models/ch1 (it writes PATH.json and PATH.npz), "
-                         f"got {text!r}")
-    jpath, npath = base.with_name(base.name + ".json"), base.with_name(base.name + ".npz")
-    for target in (jpath, npath, npath.with_name(npath.name + ".new")):  # .npz.new: the save's pending file
-        _check_not_folder("--save", target)
-    _check_folder("--save", base.parent)
-    return jpath, npath
-
-
-def _plot_target(text: str) -> Path:
-    """The file ``--plot`` writes (``.png`` added when there is no suffix), after checking it can be written."""
-    from importlib.util import find_spec
-
-    from symbp.train.plot import plot_path
-
-    if text and Path(text).is_dir():
-        raise ValueError(f"argument --plot: {text} is a folder: expected a file name such as "
-                         f"{Path(text) / 'curves.png'}")
-    if find_spec("matplotlib") is None:
-        raise ValueError("argument --plot: needs matplotlib: pip install 'symbp[plot]'")
-    path = _option("--plot", plot_path, text)
-    _check_not_folder("--plot", path)
-    _check_folder("--plot", path.parent)
-    return path
-
-
-def _check_data_dir(args) -> None:
-    """``--data-dir`` exists and holds the dataset's four files (directly or in a subfolder named after it)."""
-    if args.data_dir is None:
-        return
-    from symbp.data.registry import get_spec
-
-    spec = get_spec(args.dataset)
-    base = Path(args.data_dir).expanduser()
-    fallback = ("without --data-dir, symbp looks in $SYMBP_DATA_DIR, then the remembered folder (symbp data), "
-                "then the cache, then downloads")
-    if not base.is_dir():
-        what = "is not a folder" if base.exists() else "does not exist"
-        raise ValueError(f"argument --data-dir: {base} {what} ({fallback})")
-    for folder in (base, base / spec.name):
-        if all((folder / name).is_file() for name in spec.filenames):
-            return
-    raise ValueError(f"argument --data-dir: neither {base} nor {base / spec.name} holds the four {spec.title} files "
-                     f"({', '.join(spec.filenames)}; {fallback})")
 
 
 def cmd_show(args) -> int:
     net = build_network(args, check_input=False)
     if args.plan:
-        _check_memory(net, args.layers, args.dtype)
+        check_memory(net, args.layers, args.dtype)
         print(net.compile(backend=args.backend, dtype=args.dtype, seed=0).plan())
         return 0
     if args.source:
-        _check_memory(net, args.layers, args.dtype)
+        check_memory(net, args.layers, args.dtype)
         model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)
         print(model.source(None if args.source == "module" else args.source))
         return 0
@@ -556,9 +237,9 @@ def check_train_args(args):
     from symbp.data.expand import EXPANSION
     from symbp.data.registry import get_spec
 
-    _check_data_dir(args)
-    save = _save_targets(args.save) if args.save is not None else None
-    plot = _plot_target(args.plot) if args.plot is not None else None
+    check_data_dir(args)
+    save = save_targets(args.save) if args.save is not None else None
+    plot = plot_target(args.plot) if args.plot is not None else None
     if save and plot and plot.resolve() in (save[0].resolve(), save[1].resolve()):
         raise ValueError(f"argument --plot: {plot} is also written by --save")
     if args.expand and args.dataset != "mnist":
@@ -582,7 +263,7 @@ def check_train_args(args):
 
         args.regularizer_obj = L1(args.l1)
     elif args.regularizer is not None:
-        args.regularizer_obj = _option("--regularizer", _regularizer_arg, args.regularizer)
+        args.regularizer_obj = option_value("--regularizer", regularizer_arg, args.regularizer)
     net = build_network(args)
     out = net.layers[-1]
     if getattr(out, "n", N_CLASSES) < N_CLASSES:
@@ -590,7 +271,7 @@ def check_train_args(args):
                          f"layer needs at least {N_CLASSES} units, got {args.layers.items[-1].where}")
     rows = max(10_000, n_train if args.monitor_training else 0)
     # the loaded splits (70,000 rows), and with --expand the expanded copy of the training images
-    _check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
+    check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
                   eval_rows=rows, batch_size=args.batch_size, data_itemsize=1 if args.inputs == "uint8" else None)
     return net, save, plot
 
@@ -672,12 +353,12 @@ def cmd_train(args) -> int:
               f"final {hist.evaluation_accuracy[-1]:.2%}; {n_ep} epochs, training time {train_s:.2f} s "
               f"({train_s / max(1, n_ep):.3f} s/epoch)" + (" (stopped early)" if hist.stopped_early else ""))
     if save:
-        new_folder = _missing_folder(save[0])
+        new_folder = missing_folder(save[0])
         try:
             jpath, npath = model.save(save[0])
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --save: cannot save the model: {exc}") from exc
-        _say_created(new_folder)
+        say_created(new_folder)
         print(f"saved model to {jpath} and {npath}")
     if hist.diagnostics:
         last = hist.diagnostics[-1]
@@ -688,7 +369,7 @@ def cmd_train(args) -> int:
     if plot:
         from symbp.train.plot import plot_history
 
-        new_folder = _missing_folder(plot)
+        new_folder = missing_folder(plot)
         try:
             written = [plot_history(hist, plot, title=repr(net), evaluation_label=args.eval)]
             if hist.diagnostics:
@@ -698,7 +379,7 @@ def cmd_train(args) -> int:
                 written.append(plot_weight_tiles(model, plot.with_name(f"{plot.stem}-weights{plot.suffix}")))
         except (OSError, ValueError) as exc:
             raise ValueError(f"argument --plot: cannot write the curves: {exc}") from exc
-        _say_created(new_folder)
+        say_created(new_folder)
         print("wrote " + ", ".join(map(str, written)))
     return 0
 
@@ -707,7 +388,7 @@ def _neuron_list(text: str) -> list[int]:
     items = [t.strip() for t in text.split(",")]
     if not text.strip() or not all(items):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 5,10,20, got {text!r}")
-    values = [_integer(t, 1, "a positive integer") for t in items]
+    values = [integer(t, 1, "a positive integer") for t in items]
     if max(values) > 2000:
         raise argparse.ArgumentTypeError(f"at most 2000 bumps per axis, got {max(values)}")
     return values
@@ -733,7 +414,7 @@ def cmd_approx(args) -> int:
                          f"{max(args.neurons)}")
     if args.dims == 2 and args.copies != 1:
         raise ValueError("argument --copies: M shifted copies are built in 1-D only")
-    plot = _plot_target(args.plot) if args.plot is not None else None
+    plot = plot_target(args.plot) if args.plot is not None else None
     print(f"f = {args.function} on {' x '.join([f'[{args.box[0]:g}, {args.box[1]:g}]'] * args.dims)}, "
           f"w·d = {args.w_per_bump:g}" + (f", M = {args.copies}" if args.dims == 1 else ""))
     if args.dims == 1:
@@ -744,7 +425,7 @@ def cmd_approx(args) -> int:
         rows = approx.table2d(args.function, args.neurons, box=args.box, w_per_bump=args.w_per_bump)
         print(approx.format_table2d(rows))
     if plot is not None:
-        new_folder = _missing_folder(plot)
+        new_folder = missing_folder(plot)
         first = approx.construct(args.function, args.neurons[0], box=args.box, dims=args.dims, m=args.copies,
                                  w=args.w_per_bump * args.neurons[0] / (args.box[1] - args.box[0]))
         if args.dims == 1:
@@ -753,7 +434,7 @@ def cmd_approx(args) -> int:
         else:
             written = [approx.plot_errors2d(rows, plot, f"f = {args.function}: towers, error against N"),
                        approx.plot_towers(first, plot.with_name(plot.stem + "-towers" + plot.suffix))]
-        _say_created(new_folder)
+        say_created(new_folder)
         print("wrote " + ", ".join(map(str, written)))
     return 0
 

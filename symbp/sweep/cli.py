@@ -24,6 +24,22 @@ import time
 import warnings
 from pathlib import Path
 
+from symbp.arguments import (
+    LAYER_SYNTAX,
+    build_network,
+    check_data_dir,
+    check_folder,
+    check_memory,
+    compile_args,
+    data_args,
+    network_args,
+    non_negative_int,
+    non_negative_number,
+    plot_target,
+    positive_int,
+    positive_number,
+)
+
 EPILOG_SWEEP = """\
 Each trial is one training run, exactly net.compile(seed=s).fit(train, ..., seed=s) with the trial's values;
 the same trial run alone in one process gives bit-identical results.  Results go to DIR/results.jsonl (one line
@@ -127,16 +143,6 @@ def _scheduler(text: str) -> str:
 
 def add_commands(subparsers) -> None:
     """Add ``sweep`` and ``vote`` to the ``symbp`` sub-parsers."""
-    from symbp.cli import (
-        LAYER_SYNTAX,
-        _compile_args,
-        _data_args,
-        _network_args,
-        _non_negative_int,
-        _non_negative_number,
-        _positive_int,
-        _positive_number,
-    )
 
     s = subparsers.add_parser(
         "sweep", help="train every configuration of a grid (eta, lmbda, batch size, seeds, ...) on a dask cluster",
@@ -144,40 +150,40 @@ def add_commands(subparsers) -> None:
                     "lists given), fanned out over dask.distributed workers; at the end, a table of the trials\n"
                     "sorted by accuracy, the best configuration and a plot.",
         epilog=EPILOG_SWEEP + "\n" + LAYER_SYNTAX, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _network_args(s)
+    network_args(s)
     g = s.add_argument_group("the grid (comma-separated lists: every combination is one trial)")
-    g.add_argument("--eta", type=_list(_positive_number, "positive numbers"), default=None, metavar="LIST",
+    g.add_argument("--eta", type=_list(positive_number, "positive numbers"), default=None, metavar="LIST",
                    help="learning rates η, e.g. 0.1,0.5,3 (default: fit's 3.0)")
-    g.add_argument("--lmbda", type=_list(_non_negative_number, "non-negative numbers"), default=None,
+    g.add_argument("--lmbda", type=_list(non_negative_number, "non-negative numbers"), default=None,
                    metavar="LIST", help="L2 regularisation λ (the book's network2), e.g. 0,5 (default: 0)")
-    g.add_argument("--batch-size", type=_list(_positive_int, "positive integers"), default=None, metavar="LIST",
+    g.add_argument("--batch-size", type=_list(positive_int, "positive integers"), default=None, metavar="LIST",
                    help="mini-batch sizes, e.g. 10,100 (default: 10)")
     g.add_argument("--seeds", type=_seeds, default=[0], metavar="SEEDS",
                    help="seeds of initialisation and shuffling: 0-4, 0,3,7 or 0-2,10 (default: 0)")
     g.add_argument("--grid", type=_grid_item, action="append", default=[], metavar="NAME=LIST",
                    help="any other keyword of Model.fit and its values, e.g. early_stopping=5,10 (repeatable)")
     t = s.add_argument_group("training (the same for every trial)")
-    t.add_argument("--epochs", type=_non_negative_int, default=30, help="epochs of each trial (default: 30)")
-    t.add_argument("--early-stop", type=_positive_int, default=None, metavar="N",
+    t.add_argument("--epochs", type=non_negative_int, default=30, help="epochs of each trial (default: 30)")
+    t.add_argument("--early-stop", type=positive_int, default=None, metavar="N",
                    help="stop a trial after N epochs without better accuracy; keep its best parameters")
     t.add_argument("--init", choices=["default", "large"], default="default",
                    help="weights N(0, 1/n_in) (default) or the book's chapter-1 N(0, 1) (large)")
-    _compile_args(t)
+    compile_args(t)
     d = s.add_argument_group("data and output")
     d.add_argument("--out", required=True, metavar="DIR",
                    help="folder of the results (DIR/results.jsonl) and the models (DIR/models/); required")
-    _data_args(d, "train on the first N training samples")
+    data_args(d, "train on the first N training samples")
     d.add_argument("--eval", choices=["validation", "test"], default="validation",
                    help="data that ranks the trials (default: validation; keep test for the end)")
     d.add_argument("--plot", default=None, metavar="FILE",
                    help="write the plots to FILE (default: DIR/sweep.png when matplotlib is installed)")
-    d.add_argument("--top", type=_positive_int, default=20, metavar="N", help="rows of the table (default: 20)")
+    d.add_argument("--top", type=positive_int, default=20, metavar="N", help="rows of the table (default: 20)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     e = s.add_argument_group("engine (dask.distributed)")
     where = e.add_mutually_exclusive_group()
     where.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
                        help="use the dask cluster of this scheduler, e.g. tcp://10.0.0.5:8786")
-    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    where.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="worker processes of the local cluster (default: one per CPU core; at most "
                             "two per core)")
     e.add_argument("--tls-ca-file", default=None, metavar="FILE",
@@ -187,7 +193,7 @@ def add_commands(subparsers) -> None:
                    help="with --scheduler tls://...: this client's certificate (PEM; may hold the key too)")
     e.add_argument("--tls-key", default=None, metavar="FILE",
                    help="with --scheduler tls://...: this client's private key (PEM), if not in --tls-cert")
-    e.add_argument("--retries", type=_non_negative_int, default=1, metavar="N",
+    e.add_argument("--retries", type=non_negative_int, default=1, metavar="N",
                    help="re-runs of a trial that raised (default: 1; a killed worker's trial is re-run anyway)")
     s.set_defaults(handler=cmd_sweep)
 
@@ -233,14 +239,13 @@ def check_sweep_args(args):
     """Every check that needs no data: the network, the grid (the number of trials), the folders."""
     from importlib.util import find_spec
 
-    from symbp.cli import _check_data_dir, _check_folder, _check_memory, _plot_target, build_network
     from symbp.data.datasets import N_CLASSES, N_TRAIN
     from symbp.data.registry import get_spec
     from symbp.sweep.engine import MAX_TRIALS, expand_grid
 
     if find_spec("distributed") is None:
         raise ValueError("symbp sweep runs on dask.distributed, which is not installed: pip install 'symbp[sweep]'")
-    _check_data_dir(args)
+    check_data_dir(args)
     if not args.out.strip():
         raise ValueError("argument --out: expected a folder name, got an empty one")
     if args.scheduler is None:
@@ -254,7 +259,7 @@ def check_sweep_args(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"argument --out: {out} is a file: expected a folder")
-    _check_folder("--out", out)
+    check_folder("--out", out)
     grid, fixed = _grid(args)
     count = math.prod(len(v) for v in grid.values())
     if count > MAX_TRIALS:  # the lists' product, before any trial is built
@@ -273,10 +278,10 @@ def check_sweep_args(args):
     if getattr(net.layers[-1], "n", N_CLASSES) < N_CLASSES:
         raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {N_CLASSES} classes: the output "
                          f"layer needs at least {N_CLASSES} units, got {args.layers.items[-1].where}")
-    _check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=10_000,
+    check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=10_000,
                   batch_size=max(grid.get("batch_size", [10])))
     if args.plot is not None:
-        plot = _plot_target(args.plot)
+        plot = plot_target(args.plot)
     else:
         plot = out / "sweep.png" if find_spec("matplotlib") is not None else None
     if args.scheduler is not None:  # last (it may wait up to the connection timeout), before any data is loaded
@@ -442,13 +447,12 @@ def cmd_vote(args) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from symbp.cli import _check_data_dir
     from symbp.data import load_dataset
     from symbp.sweep.report import safe_text
     from symbp.sweep.vote import MAX_MODELS, check_ensemble, select_members, vote_report
     from symbp.train.serialize import load
 
-    _check_data_dir(args)
+    check_data_dir(args)
     paths = model_paths(args.models)
     if len(paths) > MAX_MODELS:
         raise ValueError(f"argument --models: at most {MAX_MODELS} models (each is compiled, a few seconds apiece), "

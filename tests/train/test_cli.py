@@ -121,7 +121,7 @@ def assert_one_line_error(rc, out, err, option, argv):
 
 
 def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
-    from symbp.cli import _memory_limit
+    from symbp.arguments import memory_limit
 
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
@@ -187,7 +187,7 @@ def test_bad_arguments_are_one_line_before_data_is_loaded(tmp_path):
         (["--lmbda-network3", "0.1", "--lmbda", "1"], "--lmbda"),
     ]
     cases = [(["train", *argv], option) for argv, option in cases]
-    if (_memory_limit() or 0) < 150e9:  # the network of the report: 795e6 parameters, about 186 GB to train
+    if (memory_limit() or 0) < 150e9:  # the network of the report: 795e6 parameters, about 186 GB to train
         cases.append((["train", "--layers", "784,1000000,10"], "--layers"))
     cases += [
         (["show", "--layers", "784,x,10"], "--layers"),
@@ -269,7 +269,7 @@ def test_plot_path_is_the_path_written(tmp_path):
 def test_layer_syntax_builds_the_network(monkeypatch):
     """784,30,10 is the network it always was; the compact items build the book's chapter-6 nets."""
     import symbp as sb
-    from symbp import cli
+    from symbp import arguments, cli
 
     def network(*argv):
         args = cli.parser().parse_args(["train", *argv])
@@ -302,7 +302,7 @@ def test_layer_syntax_builds_the_network(monkeypatch):
     assert args.lmbda == 0.0
 
     # the memory estimate counts the expanded data and a conv net's activations
-    monkeypatch.setattr(cli, "_memory_limit", lambda: 1_700_000_000)  # about 1.4 GB without --expand, 2.0 GB with
+    monkeypatch.setattr(arguments, "memory_limit", lambda: 1_700_000_000)  # 1.4 GB; 2.0 GB with --expand
     conv = ["--layers", "conv20x5x5,pool2,fc100,softmax10", "--dtype", "float32", "--inputs", "float"]
     cli.check_train_args(cli.parser().parse_args(["train", *conv]))
     with pytest.raises(ValueError, match="^argument --layers: conv20x5x5,pool2,fc100,softmax10 has 289,630 param"):
