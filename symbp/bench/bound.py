@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from symbp.bench.conv import as_net
+
 
 def _kernel():
     from numba import njit
@@ -120,7 +122,6 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     global _CONV
     if _CONV is None:
         _CONV = _conv_kernels()
-    from symbp.bench.conv import as_net
     from symbp.compile.backends.host import aligned_copy
 
     net = as_net(net)

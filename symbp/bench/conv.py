@@ -23,7 +23,7 @@ conv 32@3×3 stride 2 padding 1 twice, a global average pool, softmax 10; ReLU):
   mini-batch) and ``torch.optim.SGD`` (lr = η; weight decay λ/n on the weights only), one step per
   mini-batch, ``torch.set_num_threads(threads)``.
 - ``torch-compile``: the same module and step with the loss (forward and, through AOTAutograd, backward)
-  compiled by ``torch.compile``; first tried in a fresh process with a time limit (``COMPILE_TIMEOUT``), and
+  compiled by ``torch.compile``; first tried in a fresh process with a time limit (``impls.COMPILE_TIMEOUT``), and
   reported unavailable with the reason when it fails or takes too long.
 - ``jax-scan``: the whole epoch one jitted ``lax.scan`` over the mini-batches (``lax.conv_general_dilated``,
   ``lax.reduce_window``, ``jax.grad`` of the mean log-likelihood), as the dense harness's JAX implementation.
@@ -37,23 +37,26 @@ The update per mini-batch: W ← (1 − ηλ/n)·W − (η/m)·Σ_x ∂C_x/∂W,
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from symbp.bench.impls import DTYPES, Impl, ImplUnavailable, JaxScan, _Symbp
+from symbp.bench.impls import (
+    COMPILE_TIMEOUT,
+    DTYPES,
+    Impl,
+    ImplUnavailable,
+    JaxScan,
+    SymbpAdapter,
+    keep_torch_threads,
+    torch_compile_trial,
+)
 
 COST = "log-likelihood"
 ACTIVATIONS = ("sigmoid", "relu")
 #: seconds the fresh-process torch.compile trial may take before torch-compile is reported unavailable
-COMPILE_TIMEOUT = float(os.environ.get("SYMBP_BENCH_COMPILE_TIMEOUT", "420"))
 
 
 # -------------------------------------------------------------------------------------------- net specs
@@ -516,7 +519,7 @@ class TorchConvEager(ConvImpl):
         return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in self.model.mods]
 
     def epoch(self, order):
-        _keep_torch_threads(self)
+        keep_torch_threads(self)
         m, opt, loss = self.m, self.opt, self.loss
         order_t = self._torch.as_tensor(np.asarray(order, dtype=np.int64))
         for k in range(len(order) // m):
@@ -524,17 +527,6 @@ class TorchConvEager(ConvImpl):
             opt.zero_grad(set_to_none=True)
             loss(self.X[idx], self.labels[idx]).backward()
             opt.step()
-
-
-def _keep_torch_threads(impl) -> None:
-    """Put torch back at its thread count if something changed OpenMP's under it: numba's OpenMP threading
-    layer, started after torch (``numba.set_num_threads``), resets the shared libgomp to every core, and
-    measured here torch then ran 70x slower next to busy cores.  One call per epoch; the count is recorded."""
-    torch = impl._torch
-    if torch.get_num_threads() != impl._threads:
-        impl.info["threads_reset"] = impl.info.get("threads_reset", 0) + 1
-        torch.set_num_threads(impl._threads)
-    impl.info["threads"] = torch.get_num_threads()
 
 
 class TorchConvCompile(TorchConvEager):
@@ -545,7 +537,8 @@ class TorchConvCompile(TorchConvEager):
 
     def _compile(self):
         torch = self._torch
-        trial = _compile_trial(self.net, self.dtype.name, self.m, COMPILE_TIMEOUT)
+        spec = {"net": self.net.to_dict(), "dtype": self.dtype.name, "m": self.m}
+        trial = torch_compile_trial("symbp.bench.conv", spec, COMPILE_TIMEOUT)
         self.info["compile_trial"] = trial
         self.loss = torch.compile(self._loss_fn(), fullgraph=True, dynamic=False)
         xb, yb = self.X[: self.m], self.labels[: self.m]
@@ -562,31 +555,8 @@ class TorchConvCompile(TorchConvEager):
                 p.copy_(s)
 
 
-def _compile_trial(net: ConvNet, dtype: str, m: int, timeout: float) -> dict:
-    """Compile and run two steps of the net in a fresh process with a time limit; raise ``ImplUnavailable``
-    with the reason if it fails or does not finish in ``timeout`` seconds."""
-    code = ("import json, sys; from symbp.bench.conv import _compile_trial_main; "
-            "print(json.dumps(_compile_trial_main(json.loads(sys.argv[1]))))")
-    arg = json.dumps({"net": net.to_dict(), "dtype": dtype, "m": m})
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=timeout,
-                              env=env, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ImplUnavailable(f"torch.compile did not finish compiling a training step in {timeout:.0f} s "
-                              "(fresh-process trial; skipped)") from exc
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ImplUnavailable("torch.compile failed here (fresh-process trial): " + " | ".join(tail)[-500:])
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_wall_s"] = wall
-    return out
-
-
-def _compile_trial_main(spec: dict) -> dict:
+def compile_trial_main(spec: dict) -> dict:
+    """The conv net's trial, in the fresh process of ``impls.torch_compile_trial``."""
     import torch
 
     torch.set_num_threads(1)
@@ -688,9 +658,9 @@ def symbp_layers(net: ConvNet, sb):
     return layers
 
 
-class _SymbpConv(_Symbp, ConvImpl):
+class _SymbpConv(SymbpAdapter, ConvImpl):
     """symbp's compiled conv model, ``model.run_epoch`` over the whole epoch (one kernel call); everything but
-    the network is the dense adapter's (``impls._Symbp``)."""
+    the network is the dense adapter's (``impls.SymbpAdapter``)."""
 
     requires: ClassVar[tuple[str, ...]] = ("Network", "Input", "Conv2D", "MaxPool", "AvgPool", "Dense",
                                            "log_likelihood")

@@ -35,12 +35,10 @@ import argparse
 import dataclasses
 import gc
 import importlib.util
-import json
 import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -63,6 +61,7 @@ from symbp.bench.conv import (
     init_conv_params,
 )
 from symbp.bench.conv import COST as CONV_COST
+from symbp.bench.fresh import compile_probe, peer_probe  # noqa: F401  (re-exported)
 from symbp.bench.impls import (
     COSTS,
     DTYPES,
@@ -455,115 +454,6 @@ def _checked(impls: list, case: Case, X, Y, params, entries: dict, log) -> dict:
             impls.remove(bad)
             if not impls:
                 raise RuntimeError(f"case {case.name!r}: no implementation passed the cross-check") from exc
-
-
-def compile_probe(backend: str, case: Case, threads: int = 1, timeout: float = 600) -> dict:
-    """Cold compile, then warm load, of symbp's ``backend`` for ``case``: each in a fresh process."""
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    # run as a script, not with -m, so that ``import symbp`` happens inside the timed region of the probe
-    args = [
-        sys.executable,
-        str(Path(__file__).with_name("probe.py")),
-        "--backend",
-        backend,
-        *(["--layers", ",".join(map(str, case.layers)), "--cost", case.cost] if case.net is None
-          else ["--net", json.dumps(case.net.to_dict())]),
-        "--dtype",
-        case.dtype,
-        "--batch-size",
-        str(case.batch_size),
-    ]
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="symbp-bench-cache-") as cache:
-        env = dict(
-            os.environ,
-            SYMBP_CACHE_DIR=cache,
-            NUMBA_CACHE_DIR=str(Path(cache) / "numba"),
-            OPENBLAS_NUM_THREADS=str(threads),
-            OMP_NUM_THREADS=str(threads),
-            NUMBA_NUM_THREADS=str(threads),
-            PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]),
-        )
-        for label in ("cold", "warm"):
-            t0 = time.perf_counter()
-            proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                raise RuntimeError(f"symbp compile probe ({backend}, {label}) failed:\n{proc.stderr[-3000:]}")
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            # compile + first call, less the steady cost of that call: time until the kernel is ready
-            r["seconds"] = r["compile_s"] + r["first_call_s"] - r["second_call_s"]
-            r["process_wall_s"] = wall
-            runs.append(r)
-    return {
-        "cold": runs[0],
-        "warm": runs[1],
-        "cold_seconds": runs[0]["seconds"],
-        "warm_seconds": runs[1]["seconds"],
-    }
-
-
-def peer_probe(lib: str, case: Case, threads: int = 1, timeout: float = 900, *, mode: str = "NUMBA",
-               scan: bool = True) -> dict:
-    """Cold compile, then warm load, of a peer's SGD step for the dense ``case``: each in a fresh process
-    (``symbp/bench/peer_probe.py``) on one temporary cache folder, empty for the first.
-
-    ``lib``: "jax" (``jax.jit`` of one mini-batch step and its first call; the warm run uses JAX's persistent
-    compilation cache, which the cold run fills: JAX's own default is no persistent cache) or "pytensor"
-    (``pytensor.function`` in ``mode``, the epoch as one scan when ``scan``, and its first call on one mini-batch;
-    ``base_compiledir`` and numba's cache in the folder).  Seconds as ``compile_probe``: compile + first call -
-    a steady call, import apart.  Raises RuntimeError with the child's stderr when a probe fails.
-    """
-    if case.net is not None:
-        raise ValueError("peer probes are for dense cases")
-    args = [
-        sys.executable,
-        str(Path(__file__).with_name("peer_probe.py")),
-        "--lib",
-        lib,
-        "--layers",
-        ",".join(map(str, case.layers)),
-        "--cost",
-        case.cost,
-        "--dtype",
-        case.dtype,
-        "--batch-size",
-        str(case.batch_size),
-        "--mode",
-        mode,
-        *(["--scan"] if scan else []),
-    ]
-    runs = []
-    with tempfile.TemporaryDirectory(prefix=f"symbp-bench-{lib}-cache-") as cache:
-        if lib == "jax":
-            args += ["--jax-cache", str(Path(cache) / "jax")]
-        flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f and "compiledir" not in f]
-        env = dict(
-            os.environ,
-            PYTENSOR_FLAGS=",".join([*flags, f"base_compiledir={Path(cache) / 'pytensor'}"]),
-            NUMBA_CACHE_DIR=str(Path(cache) / "numba"),
-            OPENBLAS_NUM_THREADS=str(threads),
-            OMP_NUM_THREADS=str(threads),
-            NUMBA_NUM_THREADS=str(threads),
-        )
-        for label in ("cold", "warm"):
-            t0 = time.perf_counter()
-            proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                raise RuntimeError(f"{lib} compile probe ({mode if lib == 'pytensor' else ''}, {label}) failed:\n"
-                                   f"{proc.stderr[-3000:]}")
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            r["seconds"] = r["compile_s"] + r["first_call_s"] - r["second_call_s"]
-            r["process_wall_s"] = wall
-            runs.append(r)
-    return {
-        "cold": runs[0],
-        "warm": runs[1],
-        "cold_seconds": runs[0]["seconds"],
-        "warm_seconds": runs[1]["seconds"],
-        "what": runs[0]["what"],
-    }
 
 
 def _memory_probe(impl: Impl, order) -> dict:

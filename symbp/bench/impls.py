@@ -23,18 +23,24 @@ when named (``pytensor-numba-per-batch``, ``pytensor-c-scan``).  ``symbp-*`` ada
 (``Network(...).compile(...)``, ``model.run_epoch``).
 
 Cold compiles: an implementation whose ``probe_key(case)`` is not None has a ``cold_probe(case, threads)``
-(fresh processes: symbp's ``compile_probe``, JAX's and PyTensor's ``harness.peer_probe``).
+(fresh processes: symbp's ``compile_probe``, JAX's and PyTensor's ``peer_probe``, both in ``symbp.bench.fresh``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from typing import ClassVar
 
 import numpy as np
 
+from symbp.bench.fresh import FreshProcessError, call_json, compile_probe, peer_probe
+
 COSTS = ("quadratic", "cross-entropy")
 DTYPES = ("float64", "float32")
+#: seconds a ``torch.compile`` trial may take in its fresh process before torch-compile is skipped
+COMPILE_TIMEOUT = float(os.environ.get("SYMBP_BENCH_COMPILE_TIMEOUT", "420"))
 
 
 class ImplUnavailable(RuntimeError):
@@ -298,9 +304,7 @@ class TorchEager(Impl):
         return [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
 
     def epoch(self, order):
-        from symbp.bench.conv import _keep_torch_threads
-
-        _keep_torch_threads(self)
+        keep_torch_threads(self)
         torch, loss = self._torch, self.loss
         m, eta = self.m, self.eta
         decay = 1 - eta * self.lmbda / self.n
@@ -335,12 +339,23 @@ def torch_dense_loss(torch, cost):
     return loss
 
 
+def keep_torch_threads(impl) -> None:
+    """Put torch back at its thread count if something changed OpenMP's under it: numba's OpenMP threading
+    layer, started after torch (``numba.set_num_threads``), resets the shared libgomp to every core, and
+    measured here torch then ran 70x slower next to busy cores.  One call per epoch; the count is recorded."""
+    torch = impl._torch
+    if torch.get_num_threads() != impl._threads:
+        impl.info["threads_reset"] = impl.info.get("threads_reset", 0) + 1
+        torch.set_num_threads(impl._threads)
+    impl.info["threads"] = torch.get_num_threads()
+
+
 class TorchCompile(TorchEager):
     """``torch-eager`` with the loss (forward and, through AOTAutograd, backward) compiled by ``torch.compile``
     (inductor, ``fullgraph=True, dynamic=False``); the SGD updates stay eager under ``no_grad`` as there.
 
     As for the conv nets (``symbp.bench.conv.TorchConvCompile``), a fresh process first compiles and runs two
-    steps with a time limit (``conv.COMPILE_TIMEOUT``); a failure or a timeout makes it unavailable with the
+    steps with a time limit (``COMPILE_TIMEOUT``); a failure or a timeout makes it unavailable with the
     reason.  ``compile_seconds``: the first compiled step in this process (on the inductor cache the trial
     filled).
     """
@@ -354,10 +369,8 @@ class TorchCompile(TorchEager):
             self._compile_loss()
 
     def _compile(self):
-        from symbp.bench.conv import COMPILE_TIMEOUT
-
-        self.info["compile_trial"] = _dense_compile_trial(self.layers, self.cost, self.dtype.name, self.m,
-                                                          COMPILE_TIMEOUT)
+        spec = {"layers": list(self.layers), "cost": self.cost, "dtype": self.dtype.name, "m": self.m}
+        self.info["compile_trial"] = torch_compile_trial("symbp.bench.impls", spec, COMPILE_TIMEOUT)
         self._threads = 1
         self._torch.set_num_threads(1)  # as the trial; the harness's count, if another, recompiles (set_threads)
         self._compile_loss()
@@ -376,37 +389,22 @@ class TorchCompile(TorchEager):
             p.grad = None
 
 
-def _dense_compile_trial(layers, cost, dtype, m, timeout) -> dict:
-    """Compile and run two steps of the dense net's compiled loss in a fresh process with a time limit; raise
-    ``ImplUnavailable`` with the reason if that fails or takes more than ``timeout`` seconds."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = ("import json, sys; from symbp.bench.impls import _dense_compile_trial_main; "
-            "print(json.dumps(_dense_compile_trial_main(json.loads(sys.argv[1]))))")
-    arg = json.dumps({"layers": list(layers), "cost": cost, "dtype": dtype, "m": m})
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    t0 = time.perf_counter()
+def torch_compile_trial(module: str, spec: dict, timeout: float) -> dict:
+    """``module.compile_trial_main(spec)`` (compile a training step with ``torch.compile`` and run it twice) in a
+    fresh process with a time limit; raise ``ImplUnavailable`` with the reason if that fails or takes more than
+    ``timeout`` seconds."""
     try:
-        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=timeout,
-                              env=env, check=False)
+        return call_json(module, "compile_trial_main", spec, timeout)
     except subprocess.TimeoutExpired as exc:
         raise ImplUnavailable(f"torch.compile did not finish compiling a training step in {timeout:.0f} s "
                               "(fresh-process trial; skipped)") from exc
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ImplUnavailable("torch.compile failed here (fresh-process trial): " + " | ".join(tail)[-500:])
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_wall_s"] = wall
-    return out
+    except FreshProcessError as exc:
+        tail = (exc.stderr or exc.stdout).strip().splitlines()[-3:]
+        raise ImplUnavailable("torch.compile failed here (fresh-process trial): " + " | ".join(tail)[-500:]) from None
 
 
-def _dense_compile_trial_main(spec: dict) -> dict:
+def compile_trial_main(spec: dict) -> dict:
+    """The dense net's trial, in the fresh process of ``torch_compile_trial``."""
     import torch
 
     torch.set_num_threads(1)
@@ -474,8 +472,6 @@ class JaxScan(Impl):
 
     @classmethod
     def cold_probe(cls, case, threads=1):
-        from symbp.bench.harness import peer_probe
-
         return peer_probe("jax", case, threads)
 
     def _compiled_for(self, length):
@@ -619,8 +615,6 @@ class PytensorNumba(_Pytensor):
 
     @classmethod
     def cold_probe(cls, case, threads=1):
-        from symbp.bench.harness import peer_probe
-
         return peer_probe("pytensor", case, threads, mode=cls.mode, scan=cls.scan)
 
 
@@ -654,7 +648,7 @@ class PytensorCScan(PytensorC):
 
 
 # -------------------------------------------------------------------------------------- symbp adapters
-class _Symbp(Impl):
+class SymbpAdapter(Impl):
     """Adapter around symbp's model: ``sb.Network(layers, activation=sb.sigmoid, cost=...).compile(...)``.
 
     The in-process ``net.compile(...)`` time is ``load_seconds`` when ``model.cache_info["hit"]`` says the
@@ -690,8 +684,6 @@ class _Symbp(Impl):
 
     @classmethod
     def cold_probe(cls, case, threads=1):
-        from symbp.bench.harness import compile_probe
-
         probe = compile_probe(cls.backend, case, threads)
         return {**probe, "what": f"symbp {cls.backend}: import symbp (apart), net.compile(), first run_epoch call"}
 
@@ -732,13 +724,13 @@ class _Symbp(Impl):
         self.model.run_epoch(self.X, self.Y, order, self.m, self.eta, lmbda=self.lmbda, n=self.n, drop_last=True)
 
 
-class SymbpNumbaEpoch(_Symbp):
+class SymbpNumbaEpoch(SymbpAdapter):
     """symbp, numba backend, the whole epoch in one kernel call."""
 
     name = "symbp-numba-epoch"
 
 
-class SymbpNumbaPerBatch(_Symbp):
+class SymbpNumbaPerBatch(SymbpAdapter):
     """symbp, numba backend, one kernel call per mini-batch from Python (what the epoch kernel saves)."""
 
     name = "symbp-numba-per-batch"
@@ -749,7 +741,7 @@ class SymbpNumbaPerBatch(_Symbp):
             run(X, Y, order[k * m : (k + 1) * m], m, self.eta, lmbda=self.lmbda, n=self.n)
 
 
-class SymbpNumbaU8(_Symbp):
+class SymbpNumbaU8(SymbpAdapter):
     """symbp, numba backend, the whole epoch in one kernel call on MNIST's uint8 pixels (``input_scale=1/255``):
     the kernel converts the rows it gathers, an epoch reads 8× fewer input bytes than float64 rows."""
 
@@ -768,7 +760,7 @@ class SymbpNumbaU8(_Symbp):
                              input_scale=1 / 255, drop_last=True)
 
 
-class SymbpNumpy(_Symbp):
+class SymbpNumpy(SymbpAdapter):
     """symbp, NumPy backend, ``run_epoch`` over the whole epoch."""
 
     name = "symbp-numpy"
