@@ -36,6 +36,8 @@ from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-e
 from symbp.compile.lower import lower
 from symbp.layers import INIT_SCHEMES
 from symbp.network import register_stage
+from symbp.train.diagnostics import make_recorder
+from symbp.train.schedule import make_schedule
 from symbp.train.serialize import save
 
 DTYPES = ("float64", "float32")
@@ -165,6 +167,56 @@ class History:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class _FitRun:
+    """One ``fit`` call's checked arguments and what follows from them."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    n: int
+    scale: float | None
+    epochs: int
+    batch_size: int
+    eta: float
+    lmbda: float
+    regularizer: object
+    momentum: float
+    drop_last: bool
+    evaluation: tuple | None
+    watch_eval: bool
+    watch_train: bool
+    schedule: object
+    recorder: object
+
+
+class _BestEpoch:
+    """The best score so far and its epoch; with early stopping after ``early_stopping`` epochs without a better
+    one, also that epoch's parameters (``params``)."""
+
+    def __init__(self, early_stopping: int | None):
+        self.early_stopping = early_stopping
+        self.score, self.params, self.since = -math.inf, None, 0
+
+    def update(self, score: float | None, epoch: int, hist: History, model) -> None:
+        if score is not None and score > self.score:
+            self.score, self.since, hist.best_epoch = score, 0, epoch + 1
+            if self.early_stopping:
+                self.params = model.params
+        elif score is not None:
+            self.since += 1
+
+    @property
+    def patience_spent(self) -> bool:
+        return bool(self.early_stopping) and self.since >= self.early_stopping
+
+
+def _record_diagnostics(recorder, hist: History, epoch: int) -> None:
+    """Chapter 5's figures after ``epoch`` (0: before training) into ``hist``, with the seconds they took."""
+    t1 = time.perf_counter()
+    hist.diagnostics.append(recorder.record(epoch))
+    hist.diagnostics_seconds.append(time.perf_counter() - t1)
 
 
 def _compile_workers() -> int:
@@ -613,6 +665,51 @@ class Model:
         or a schedule needs a score and there is no evaluation data).  ``early_stopping=N`` stops after N epochs
         without a better score and restores the best parameters.
         """
+        run = self._fit_run(training_data, epochs, batch_size, eta, lmbda, evaluation_data, monitor_training,
+                            monitor_evaluation, early_stopping, regularizer, momentum, schedule, patience,
+                            diagnostics, input_scale, drop_last)
+        # compiled before the first epoch (not inside its time): the update kernel and what monitoring uses
+        self.prepare(self.update_kernel(run.regularizer, run.momentum, compact=run.scale is not None),
+                     *(("forward", "cost") if run.watch_eval or run.watch_train else ()))
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        mask_seed = _mask_seed(seed, self._rng) if any(layer.trains for layer in self.network.layers) else 0
+        hist = History()
+        best = _BestEpoch(early_stopping)
+        bar = _progress(progress, run.epochs)
+        eta_now = run.eta
+        if run.recorder is not None:  # the state before training (epoch 0), as the book's plots start
+            _record_diagnostics(run.recorder, hist, 0)
+        try:
+            for epoch in range(run.epochs):
+                self._train_epoch(run, rng.permutation(run.n).astype(np.int64), epoch, eta_now, mask_seed, hist)
+                score = self._monitor(run, hist, epoch)
+                best.update(score, epoch, hist, self)
+                if bar is not None:
+                    bar.update(epoch + 1, hist)
+                if callback is not None:
+                    callback(epoch + 1, hist)
+                if best.patience_spent:
+                    hist.stopped_early = True
+                    break
+                if run.schedule is not None:
+                    eta_now, stop = run.schedule.step(score)
+                    if stop:
+                        hist.stopped_early = True
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+        if best.params is not None:  # early stopping: the best epoch's parameters
+            self._params = [tuple(self._array(p) for p in pair) for pair in best.params]
+            self._velocities = None
+        _warn_if_chance(hist, self.sizes[-1], run.eta)
+        return hist
+
+    def _fit_run(self, training_data, epochs, batch_size, eta, lmbda, evaluation_data, monitor_training,
+                 monitor_evaluation, early_stopping, regularizer, momentum, schedule, patience, diagnostics,
+                 input_scale, drop_last) -> _FitRun:
+        """``fit``'s arguments checked (each refusal a ``ValueError`` naming the argument), once per call, and
+        what follows from them: what to monitor, the schedule, the diagnostics recorder."""
         if self.network.untrainable is not None:
             raise ValueError(f"{self.network!r} cannot be trained: {self.network.untrainable}")
         scale = _input_scale(input_scale)
@@ -630,91 +727,55 @@ class Model:
         momentum = _momentum(momentum)
         if early_stopping is not None and (int(early_stopping) != early_stopping or early_stopping < 1):
             raise ValueError(f"early_stopping must be a positive integer, got {early_stopping!r}")
-        from symbp.train.schedule import make_schedule
-
         sched = make_schedule(schedule, float(eta), patience)
         ev = self._data(evaluation_data, "evaluation_data", scale) if evaluation_data is not None else None
         watch_eval = ev is not None and monitor_evaluation
         watch_train = monitor_training or (not watch_eval and (early_stopping is not None or sched is not None))
-        recorder = None
-        if diagnostics:
-            from symbp.train.diagnostics import make_recorder
+        # diagnostics on a fixed sample of rows: comparable epochs
+        recorder = make_recorder(self, (X, Y), sample=1000, seed=0, input_scale=scale) if diagnostics else None
+        return _FitRun(X, Y, n, scale, int(epochs), int(batch_size), float(eta), float(lmbda), regularizer,
+                       momentum, drop_last, ev, watch_eval, watch_train, sched, recorder)
 
-            recorder = make_recorder(self, (X, Y), sample=1000, seed=0,  # a fixed sample: comparable epochs
-                                     input_scale=scale)
-        # compiled before the first epoch (not inside its time): the update kernel and what monitoring uses
-        self.prepare(self.update_kernel(regularizer, momentum, compact=scale is not None),
-                     *(("forward", "cost") if watch_eval or watch_train else ()))
-        rng = np.random.default_rng(seed) if seed is not None else self._rng
-        mask_seed = _mask_seed(seed, self._rng) if any(layer.trains for layer in self.network.layers) else 0
-        hist = History()
-        best_score, best_params, since_best = -math.inf, None, 0
-        bar = _progress(progress, epochs)
-        eta_now = float(eta)
-        if recorder is not None:  # the state before training (epoch 0), as the book's plots start
-            t1 = time.perf_counter()
-            hist.diagnostics.append(recorder.record(0))
-            hist.diagnostics_seconds.append(time.perf_counter() - t1)
-        try:
-            for epoch in range(int(epochs)):
-                order = rng.permutation(n).astype(np.int64)
-                before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
-                velocities_before = (None if self._velocities is None else  # momentum's state goes back too
-                                     [tuple(self._array(v) for v in pair) for pair in self._velocities])
-                t0 = time.perf_counter()
-                self.run_epoch(X, Y, order, int(batch_size), eta_now, float(lmbda), n, seed=mask_seed,
-                               epoch=epoch, regularizer=regularizer, momentum=momentum, input_scale=scale,
-                               drop_last=drop_last, _checked=True)
-                hist.epoch_seconds.append(time.perf_counter() - t0)
-                hist.epochs.append(epoch + 1)
-                hist.eta.append(eta_now)
-                bad = self._first_nonfinite_param()
-                if bad is not None:
-                    for p, b in zip(self._flat(), before):
-                        p[...] = b
-                    self._velocities = velocities_before
-                    raise FloatingPointError(
-                        f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters (and momentum "
-                        f"velocities) were restored to those before that epoch ({_divergence_hint(X, scale, eta_now)})")
-                if watch_eval:
-                    hist.evaluation_accuracy.append(self._accuracy(*ev, scale))
-                    hist.evaluation_cost.append(self.cost(*ev, scale) + self._penalty(regularizer, lmbda,
-                                                                                      ev[0].shape[0]))
-                if watch_train:
-                    hist.training_cost.append(self.cost(X, Y, scale) + self._penalty(regularizer, lmbda, n))
-                    hist.training_accuracy.append(self._accuracy(X, Y, scale))
-                if recorder is not None:
-                    t1 = time.perf_counter()
-                    hist.diagnostics.append(recorder.record(epoch + 1))
-                    hist.diagnostics_seconds.append(time.perf_counter() - t1)
-                score = (hist.evaluation_accuracy[-1] if watch_eval else
-                         -hist.training_cost[-1] if watch_train else None)
-                if score is not None and score > best_score:
-                    best_score, since_best, hist.best_epoch = score, 0, epoch + 1
-                    if early_stopping:
-                        best_params = self.params
-                elif score is not None:
-                    since_best += 1
-                if bar is not None:
-                    bar.update(epoch + 1, hist)
-                if callback is not None:
-                    callback(epoch + 1, hist)
-                if early_stopping and since_best >= early_stopping:
-                    hist.stopped_early = True
-                    break
-                if sched is not None:
-                    eta_now, stop = sched.step(score)
-                    if stop:
-                        hist.stopped_early = True
-                        break
-        finally:
-            if bar is not None:
-                bar.close()
-        if early_stopping and best_params is not None:
-            self._params = [tuple(self._array(p) for p in pair) for pair in best_params]
-            self._velocities = None
-        _warn_if_chance(hist, self.sizes[-1], eta)
-        return hist
+    def _train_epoch(self, run: _FitRun, order: np.ndarray, epoch: int, eta: float, mask_seed: int,
+                     hist: History) -> None:
+        """One call of the whole-epoch kernel, timed into ``hist``.  When a parameter becomes NaN/inf, the
+        parameters (and momentum velocities) are put back as they were before the epoch: ``FloatingPointError``."""
+        before = [p.copy() for p in self._flat()]  # cheap next to an epoch: restored if it diverges
+        velocities_before = (None if self._velocities is None else  # momentum's state goes back too
+                             [tuple(self._array(v) for v in pair) for pair in self._velocities])
+        t0 = time.perf_counter()
+        self.run_epoch(run.X, run.Y, order, run.batch_size, eta, run.lmbda, run.n, seed=mask_seed, epoch=epoch,
+                       regularizer=run.regularizer, momentum=run.momentum, input_scale=run.scale,
+                       drop_last=run.drop_last, _checked=True)
+        hist.epoch_seconds.append(time.perf_counter() - t0)
+        hist.epochs.append(epoch + 1)
+        hist.eta.append(eta)
+        bad = self._first_nonfinite_param()
+        if bad is not None:
+            for p, b in zip(self._flat(), before):
+                p[...] = b
+            self._velocities = velocities_before
+            raise FloatingPointError(
+                f"training diverged at epoch {epoch + 1}: {bad} became NaN/inf; the parameters (and momentum "
+                f"velocities) were restored to those before that epoch "
+                f"({_divergence_hint(run.X, run.scale, eta)})")
+
+    def _monitor(self, run: _FitRun, hist: History, epoch: int) -> float | None:
+        """What ``fit`` watches after an epoch, into ``hist``; the epoch's score (the evaluation accuracy, else
+        minus the training cost; None when neither is watched)."""
+        if run.watch_eval:
+            X, Y = run.evaluation
+            hist.evaluation_accuracy.append(self._accuracy(X, Y, run.scale))
+            hist.evaluation_cost.append(self.cost(X, Y, run.scale) + self._penalty(run.regularizer, run.lmbda,
+                                                                                  X.shape[0]))
+        if run.watch_train:
+            hist.training_cost.append(self.cost(run.X, run.Y, run.scale)
+                                      + self._penalty(run.regularizer, run.lmbda, run.n))
+            hist.training_accuracy.append(self._accuracy(run.X, run.Y, run.scale))
+        if run.recorder is not None:
+            _record_diagnostics(run.recorder, hist, epoch + 1)
+        return (hist.evaluation_accuracy[-1] if run.watch_eval else
+                -hist.training_cost[-1] if run.watch_train else None)
 
     def learning_speed(self, X, Y) -> list[float]:
         """The book's "speed of learning" (chapter 5): ‖∂C/∂bˡ‖ for every layer with parameters, for the mean
