@@ -372,6 +372,9 @@ def _(step: Correlation, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     if step.role == "weights" and G == 1:
         d4 = _view(g.buffer, (maps, ho, wo), step.rows)
+        if step.bias:
+            return lines + [f"{ind}_rt.conv_weights_bias({d4}, {step.cols}, {step.sums}, {step.out}, {step.alpha}, "
+                            f"{step.beta}, {step.bias}, {step.bias_alpha}, {step.bias_beta})"]
         return lines + [f"{ind}_rt.conv_weights({d4}, {step.cols}, {step.out}, {step.alpha}, {step.beta})"]
     if step.role == "weights":  # per group g: out[g] ← α·Σ_r δ[r][g]·colᵣ[g]ᵀ + β·out[g] (∂C/∂W, or W's SGD step)
         lines += [f"{ind}_O2 = {step.out}.reshape(({maps}, {kg}))",
@@ -394,7 +397,8 @@ def _(step: Correlation, ind):
 
     if step.role == "forward":
         # the patch elements in the padding are never written: they keep the zeros the buffer was made with
-        lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]",
+        lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]"
+                  + (f"[:{ckk}]" if step.ones_row else ""),
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
                   *(_phased_im2col(step, i2) if step.phased else _chunked_im2col(step, i2)),
                   f"{i2}_z2 = {step.out}[_r].reshape(({maps}, {n}))", *product("gemm_nn", "_W2", "_col", "_z2")]
