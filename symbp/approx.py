@@ -38,10 +38,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
-from scipy.special import expit, logit
 
 from symbp.parsing import parse
 from symbp.symbols import numpy_function
+
+
+def expit(x):
+    """The logistic function σ(x), SciPy's (exact in the tails).  SciPy is imported on first use: ``import
+    symbp`` does not pay for ``scipy.special`` (0.12 s) in every program that never builds a chapter-4 net."""
+    from scipy.special import expit as f
+
+    return f(x)
+
+
+def logit(p):
+    """σ⁻¹(p), SciPy's (imported on first use, as for ``expit``)."""
+    from scipy.special import logit as f
+
+    return f(p)
+
 
 #: w d of the default steepness: w = DEFAULT_WD * N / (hi - lo) (e^(-w d/2) is then below 1e-13).
 DEFAULT_WD = 60.0

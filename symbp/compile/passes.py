@@ -13,8 +13,9 @@ recognises the shape of a sum, whatever layer it came from:
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
   and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ and
-  col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept (numba; the NumPy backend
-  runs the replaced steps).
+  col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept, with the bias's map sums
+  that follow it made by the same products (a row of ones below the patches) (numba; the NumPy backend runs
+  the replaced steps).
 - ``window_maxima``: z[c,i,j] = max(x[c, ph·i+p, pw·j+q] for p < ph, q < pw) (non-overlapping windows, no
   padding) is a ``WindowMax`` that keeps each window's argmax, and its adjoint a ``ScatterMax`` to it.
 
@@ -275,6 +276,23 @@ def _fuse_bias(out: list, step) -> bool:
     return True
 
 
+def _fuse_bias_sums(out: list, step) -> bool:
+    """Makes a map's bias sums (``step``, a ``MapSums``) of the δ that the weights correlation just before it
+    (``out[-1]``) multiplies part of that correlation's products: a row of ones below the patches gives each
+    map's sum as the product's last column, so δ is not read again.  Not for grouped correlations (a group's
+    patches have no row of their own below them)."""
+    prev = out[-1] if out else None
+    if not (isinstance(step, MapSums) and isinstance(prev, Correlation) and prev.role == "weights"
+            and prev.bias is None and prev.groups == 1 and prev.rows == step.rows
+            and getattr(prev.generic, "g", None) is not None and prev.generic.g.buffer == step.g
+            and (step.maps, step.n) == (prev.out_shape[0], prev.out_shape[1] * prev.out_shape[2])):
+        return False
+    prev.bias, prev.bias_generic, prev.bias_alpha, prev.bias_beta = step.out, step, step.alpha, step.beta
+    prev.eq += f"; {step.out} = ({step.alpha})·Σ over each map of {step.g} + ({step.beta})·{step.out} from the " \
+               f"same products ({step.eq})"
+    return True
+
+
 def _walk(steps: list) -> list:
     out = []
     for s in steps:
@@ -283,13 +301,16 @@ def _walk(steps: list) -> list:
         elif isinstance(s, Loop):
             out.append(Loop(_walk(s.body), s.eq))
         elif not _fuse_bias(out, s):
-            out.append(_rewrite(s))
+            r = _rewrite(s)
+            if not _fuse_bias_sums(out, r):
+                out.append(r)
     return out
 
 
 def _correlation_buffers(steps: list) -> list[Buffer]:
-    """The patches of every correlation (one per sample where a weights step reads them again, else one), the
-    input gradients' column buffers, and the padded, phase-split copies of a sample (``Correlation.phases``)."""
+    """The patches of every correlation (one per sample where a weights step reads them again, else one; with
+    a last row of ones where that step makes the bias sums too) and those steps' sums, the input gradients'
+    column buffers, and the padded, phase-split copies of a sample (``Correlation.phases``)."""
     flat = []
 
     def visit(ss):
@@ -301,12 +322,16 @@ def _correlation_buffers(steps: list) -> list[Buffer]:
                 flat.append(s)
     visit(steps)
     kept = {s.cols for s in flat if s.role == "weights"}
+    ones = {s.cols for s in flat if s.role == "weights" and s.bias}
     out: dict[str, Buffer] = {}
     for s in flat:
         ckk, n = s.in_shape[0] * s.kernel[0] * s.kernel[1], s.out_shape[1] * s.out_shape[2]
+        s.ones_row = s.cols in ones
         if s.role == "forward":
             s.cols_per_sample = s.cols in kept
-            out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk, n))
+            out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk + s.ones_row, n))
+        if s.role == "weights" and s.bias:
+            out[s.sums] = Buffer(s.sums, (s.out_shape[0], ckk + 1))
         if s.role == "input":
             out[s.dcol] = Buffer(s.dcol, (ckk, n))
         if s.phased:  # the padded, phase-split sample (its border stays zero)

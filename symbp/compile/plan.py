@@ -117,7 +117,7 @@ def _row(kernel, block, s, sizes, elementwise):
     if isinstance(s, Correlation):
         (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
         grouped = f", {s.groups} groups" if s.groups > 1 else ""
-        bias = ", + bias" if s.bias else ""
+        bias = (", + bias" if s.role == "forward" else ", + bias sums") if s.bias else ""
         return PlanRow(kernel, block, f"correlation {s.role} (stride {s.stride[0]}x{s.stride[1]}{grouped}{bias})",
                        "im2col + gemm", 2 * f * c * kh * kw * ho * wo // s.groups)
     if isinstance(s, (WindowMax, ScatterMax)):

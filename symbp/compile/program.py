@@ -336,9 +336,21 @@ class Correlation:
     eq: str = ""
     groups: int = 1
     #: a forward correlation's per-map bias P[f] (``passes``: the declared map's next term, added after each
-    #: sample's product), and the step it replaced (run by backends without the product form)
+    #: sample's product); a weights correlation's bias adjoint out_b[f] ← α_b·Σ_{r,i,j} δ[r,f,i,j] + β_b·out_b[f]
+    #: (``passes``: the map sums that follow it, made by the same products: the patches then carry a last row
+    #: of ones, so each product's last column is each map's sum); and the step it replaced (run by backends
+    #: without the product form)
     bias: str | None = None
     bias_generic: object = None
+    bias_alpha: str = "1.0"
+    bias_beta: str = "0.0"
+    #: the patches end with a row of ones (a weights step with ``bias`` reads them; the forward product skips it)
+    ones_row: bool = False
+
+    @property
+    def sums(self) -> str:
+        """The weights step's scratch: Σ_r δ[r]·colᵣᵀ with the map sums as its last column."""
+        return "wsum_" + self.cols.removeprefix("cols_")
 
     # -- geometry the numba backend's copies use --------------------------------------------------------
     def inside(self, axis: int) -> bool:

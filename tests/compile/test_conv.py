@@ -758,7 +758,7 @@ def test_phase_split_im2col_equals_the_direct_copies(monkeypatch):
 
     out = make().compile(backend="numba", seed=0)
     src = out.source("sgd_epoch")
-    assert "_t7 = _x3[" in src and "xph_" not in src and "_s31 +=" in src
+    assert "_t7 = _x3[" in src and "xph_" not in src and "conv_weights_bias(" in src
     monkeypatch.setattr(Correlation, "phased", property(lambda self: self.role == "forward"))
     # not the kernels from the declaration index
     monkeypatch.setattr(NumbaBackend, "declaration_key", lambda self, network, dtype: None)
@@ -771,3 +771,47 @@ def test_phase_split_im2col_equals_the_direct_copies(monkeypatch):
         m.set_params(params)
     np.testing.assert_array_equal(out.feedforward(X), helpers.feedforward(X))  # one patch matrix, reused
     _assert_same_epoch(out, helpers, X, Y, rng.permutation(17), 4)
+
+
+# ------------------------------------------------------------------ col2im written once per element
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 2),
+       st.integers(3, 9), st.integers(3, 9), st.booleans(), st.data())
+def test_col2im_written_once_equals_the_row_gathered_one(kh, kw, s, d, pad, h, w, accumulate, data):
+    """The written-once col2im (``_col2im_once``: each ∂C/∂x element summed from every (p, q) that reaches it)
+    and the row-gathered one (``_row_col2im``, accumulating per kernel row) give the same sums, for any kernel,
+    stride, dilation and padding, accumulating or not; run as plain Python on a channel of random columns."""
+    from symbp.compile.backends.numba import index
+    from symbp.compile.program import Correlation
+
+    ho, wo = (h + 2 * pad - d * (kh - 1) - 1) // s + 1, (w + 2 * pad - d * (kw - 1) - 1) // s + 1
+    assume(ho > 0 and wo > 0)
+    step = Correlation("input", None, "x", "W", "g", "cols_z", "dcol", "m", (2, h, w), (kh, kw), (1, ho, wo),
+                       (s, s), (d, d), (-pad, -pad), accumulate=accumulate)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    dcol = rng.standard_normal((2 * kh * kw, ho * wo))
+    start = rng.standard_normal((2, h, w))
+
+    def run(lines):
+        g3 = start.copy() if accumulate else np.full((2, h, w), np.nan)
+        exec("\n".join(lines), {"max": max, "min": min}, {"_g3": g3, "dcol": dcol})
+        return g3
+
+    once = index._col2im_once(step, "")
+    assume(once is not None)  # over the code budget the row-gathered form is the one used
+    gathered = (["_g3[...] = 0.0"] if not accumulate else []) + index._row_col2im(step, "")
+    np.testing.assert_allclose(run(once), run(gathered), rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_written_once_where_its_code_stays_small():
+    """The modern net's 3×3 stride-2 layers get the written-once col2im; dbl_conv's 5×5 stride-1 layer, whose
+    border rows each need their own code, keeps the row-gathered one (compile time: ``index.ONCE_TERMS``)."""
+    from symbp.compile.backends.numba import index
+    from symbp.compile.program import Correlation
+
+    def step(cin, h, k, s, pad, ho):
+        return Correlation("input", None, "x", "W", "g", "cols_z", "dcol", "m", (cin, h, h), (k, k), (8, ho, ho),
+                           (s, s), (1, 1), (-pad, -pad))
+
+    assert index._col2im_once(step(16, 28, 3, 2, 1, 14), "") is not None
+    assert index._col2im_once(step(20, 12, 5, 1, 0, 8), "") is None

@@ -85,14 +85,27 @@ def test_a_strided_padded_conv_becomes_im2col_and_the_rest_is_reported():
     back = [s for s in _steps(progs["sgd_epoch"]) if isinstance(s, Correlation) and s.cols == "cols_z2"]
     assert [s.role for s in back] == ["forward", "input", "weights"] and back[0].cols_per_sample
     assert back[2].out == "W2" and (back[2].alpha, back[2].beta) == ("-eta / m", "decay")
-    assert progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 12, 12)
+    # the bias's map sums: made by the weights products, from a row of ones below the kept patches
+    assert not [s for s in _steps(progs["sgd_epoch"]) if isinstance(s, MapSums)]
+    sums = back[2].bias_generic
+    assert back[2].bias == "b2" and (back[2].bias_alpha, back[2].bias_beta) == ("-eta / m", "1.0")
+    assert isinstance(sums, MapSums) and (sums.out, sums.maps, sums.n) == ("b2", 3, 12)
+    assert isinstance(sums.generic, IndexGather) and sums.generic.target == "b2"
+    assert back[0].ones_row and progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 13, 12)
+    assert progs["sgd_epoch"].buffer(back[2].sums).shape == (3, 13)
     assert progs["forward"].buffer("cols_z2").shape == (1, 12, 12)
-    sums = [s for s in _steps(progs["sgd_epoch"]) if isinstance(s, MapSums) and s.out == "b2"]  # per map
-    assert len(sums) == 1 and (sums[0].out, sums[0].maps, sums[0].n) == ("b2", 3, 12)
-    assert isinstance(sums[0].generic, IndexGather) and sums[0].generic.target == "b2"
     plan = net.compile(backend="numpy").plan()
     assert "im2col + gemm" in str(plan)
     assert not plan.generated()  # the bias is added after each product, its adjoint summed per map
+
+
+def test_a_grouped_conv_keeps_its_bias_sums_apart():
+    """A group's patches have no row of ones below them: the bias of a grouped correlation is summed per map."""
+    net = _net(sb.Input((4, 6, 6)), sb.Conv2D(4, (3, 3), sb.tanh, groups=2, padding=1), sb.Dense(3, sb.softmax))
+    steps = _steps(lower(net)["sgd_epoch"])
+    weights = [s for s in steps if isinstance(s, Correlation) and s.role == "weights"]
+    assert len(weights) == 1 and weights[0].groups == 2 and weights[0].bias is None
+    assert [s.out for s in steps if isinstance(s, MapSums)] == ["b1"]
 
 
 def test_a_depthwise_conv_stays_generated_loops_and_the_plan_says_so():

@@ -296,3 +296,26 @@ def conv_weights(d4, cols, W4, alpha, beta):
         _scale(W2, beta)
     for r in range(m):
         gemm_nt(d4[r].reshape((F, Ho * Wo)), cols[r], W2, alpha, beta if r == 0 else 1.0)
+
+
+@njit(cache=True, nogil=True)
+def conv_weights_bias(d4, cols, S, W4, alpha, beta, b, alpha_b, beta_b):
+    """BP4 and BP3 of a convolution from one product per sample: W ← α·Σ_r δ[r]·colᵣᵀ + β·W and
+    b[f] ← α_b·Σ_{r,k} δ[r,f,k] + β_b·b[f].  The patches ``cols`` carry a last row of ones (written here), so
+    the last column of S = Σ_r δ[r]·colᵣᵀ holds each map's sum; β = 0 writes α·S whatever W held."""
+    F = W4.shape[0]
+    m = d4.shape[0]
+    K = S.shape[1] - 1
+    n = d4.shape[2] * d4.shape[3]
+    W2 = W4.reshape((F, K))
+    if m == 0:
+        S[:, :] = 0.0
+    for r in range(m):
+        cols[r, K, :] = 1.0
+        gemm_nt(d4[r].reshape((F, n)), cols[r], S, 1.0, 0.0 if r == 0 else 1.0)
+    a, c = like(alpha, S), like(beta, S)
+    a_b, c_b = like(alpha_b, S), like(beta_b, S)
+    for f in range(F):
+        for k in range(K):
+            W2[f, k] = a * S[f, k] + (c * W2[f, k] if beta != 0.0 else 0.0)
+        b[f] = a_b * S[f, K] + (c_b * b[f] if beta_b != 0.0 else 0.0)
