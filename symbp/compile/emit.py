@@ -92,15 +92,15 @@ def np_dtype(buffer_dtype: str, dtype: str) -> str:
     return dtype if buffer_dtype == "float" else {"bool": "bool_"}.get(buffer_dtype, buffer_dtype)
 
 
-def preamble(prog: Program, dtype: str, aligned: bool = False) -> list[str]:
-    """Row counts and the scratch buffers, allocated once per call (for numba on 64-byte boundaries: numba's
-    own arrays start 32 bytes off one, and a 64-byte vector load across two cache lines costs twice)."""
+def preamble(prog: Program, dtype: str, alloc=None) -> list[str]:
+    """Row counts and the scratch buffers, allocated once per call: ``alloc(buffer, dtype name)`` gives a
+    backend's own allocation expression (or None for ``np.zeros``)."""
     lines = [f"    {var} = {how}" for var, how in prog.row_vars.items()]
     for b in prog.buffers:
         dt = np_dtype(b.dtype, dtype)
-        if aligned and b.rank in (1, 2):
-            alloc = f"aligned_zeros({b.shape[0]}, {b.shape[1]}" if b.rank == 2 else f"aligned_zeros1({b.shape[0]}"
-            lines.append(f"    {b.name} = _rt.{alloc}, np.{dt})")
+        own = alloc(b, dt) if alloc is not None else None
+        if own is not None:
+            lines.append(f"    {b.name} = {own}")
             continue
         shape = "(" + ", ".join(str(s) for s in b.shape) + ("," if b.rank == 1 else "") + ")"
         lines.append(f"    {b.name} = np.zeros({shape}, dtype=np.{dt})")

@@ -278,7 +278,7 @@ def _(step: Update, ind):
 def _(step: Random, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     return [_comment(ind, step.eq),
-            f"{ind}key = _rt.stream_key({step.seed}, {step.epoch}, {step.layer})",
+            f"{ind}key = _rt.stream_key({step.seed}, {step.epoch}, {_size(step.layer)})",
             f"{ind}for i in range({step.rows}):", f"{i2}r = {step.ids}[{step.start} + i]",
             f"{i2}for j in range({step.cols}):", f"{i3}{step.out}[i, j] = _rt.uniform(key, r, j)"]
 
@@ -409,6 +409,23 @@ def _share_blocks(prog: Program, ind: str) -> tuple[list[str], list]:
     return helpers, (replace(prog.steps) if fn_of else prog.steps)
 
 
+def _size(s) -> str:
+    """A size passed to a runtime helper: a constant as ``np.int64(n)``, else numba would type it as the
+    literal n and compile the helper again for every size (measured: a new network structure recompiled
+    ``aligned_zeros`` for each of its buffers, about 0.1 s each)."""
+    return f"np.int64({s})" if isinstance(s, int) else str(s)
+
+
+def _aligned_alloc(b, dt: str) -> str | None:
+    """Matrices and vectors on 64-byte boundaries: numba's own arrays start 32 bytes off one, and a 64-byte
+    vector load across two cache lines costs twice."""
+    if b.rank == 2:
+        return f"_rt.aligned_zeros({_size(b.shape[0])}, {_size(b.shape[1])}, np.{dt})"
+    if b.rank == 1:
+        return f"_rt.aligned_zeros1({_size(b.shape[0])}, np.{dt})"
+    return None
+
+
 def numba_source(prog: Program, dtype: str) -> str:
     """The numba kernel for ``prog`` (eagerly compiled for ``dtype`` with ``cache=True``), preceded by the
     functions its repeated layers share."""
@@ -418,7 +435,7 @@ def numba_source(prog: Program, dtype: str) -> str:
     lines = helpers + [f"@njit({ret}({arg_t}), cache=True, nogil=True, error_model=\"numpy\")",
                        f"def {prog.name}({', '.join(prog.arg_names)}):",
                        _docstring(prog.doc)]
-    lines += _preamble(prog, dtype, aligned=True)
+    lines += _preamble(prog, dtype, _aligned_alloc)
     for step in steps:
         lines += numba_step(step, "    ")
     if prog.returns:
