@@ -1,9 +1,9 @@
 """A network as plain JSON, the form in which a sweep ships it to its workers.
 
 Takes: a ``Network``.  Gives: ``network_declaration(net)``, a JSON-able dict holding the same layer table and
-cost that ``symbp.train.serialize`` writes into a model file (``{"kind": ..., **layer.config()}`` per layer,
+cost that ``symbp.train.manifest`` encodes into a model file (``{"kind": ..., **layer.config()}`` per layer,
 the cost as parser text), and ``network_from_declaration(doc)``, the ``Network`` rebuilt from such a dict by
-the model-file reader itself: every field type-checked, every layer decoded by the model-file decoders, every
+the model-file decoder itself: every field type-checked, every layer decoded by the model-file decoders, every
 expression re-read by the whitelist parser.  No sympy object and no pickle crosses the wire; a declaration
 that is not one is a ``ValueError`` saying what is wrong.
 
@@ -24,10 +24,10 @@ _WHERE = Path("<network declaration>")
 
 def network_declaration(net) -> dict:
     """The layers and cost of ``net`` as the model-file format writes them (plain data, expressions as text)."""
-    from symbp.train.serialize import _encode_layer
+    from symbp.train.manifest import encode_layer
 
     return {"format": FORMAT, "version": VERSION,
-            "layers": [_encode_layer(layer) for layer in net.layers],
+            "layers": [encode_layer(layer) for layer in net.layers],
             "cost": {"name": net.cost.name, "expr": net.cost.text}}
 
 
@@ -37,9 +37,10 @@ def declaration_text(doc: dict) -> str:
 
 
 def network_from_declaration(doc):
-    """The ``Network`` of a declaration, read by the model-file reader (``symbp.train.serialize``): the same
+    """The ``Network`` of a declaration, read by the model-file decoder (``symbp.train.manifest``): the same
     checks as for a model file, the same whitelist parser for every expression."""
-    from symbp.train import serialize
+    from symbp.train import manifest
+    from symbp.train.safe_read import MAX_JSON
 
     if isinstance(doc, (str, bytes)):
         try:
@@ -50,11 +51,11 @@ def network_from_declaration(doc):
         raise ValueError(f"{_WHERE}: expected a dict with format {FORMAT!r} and version {VERSION}")
     # The manifest decoder wants a whole model file; the fields beyond the layers and the cost are fixed here
     # (a placeholder checksum: no parameter file is read).
-    manifest = {"format": serialize.FORMAT, "version": serialize.VERSION, "layers": doc.get("layers"),
-                "cost": doc.get("cost"), "dtype": "float64", "backend": "numpy",
-                "params": {"file": "", "sha256": "0" * 64}}
-    raw = json.dumps(manifest).encode()
-    if len(raw) > serialize._MAX_JSON:
-        raise ValueError(f"{_WHERE}: more than {serialize._MAX_JSON} bytes")
-    m = serialize._decode_manifest(raw, _WHERE)
-    return serialize._build(m, _WHERE)
+    fields = {"format": manifest.FORMAT, "version": manifest.VERSION, "layers": doc.get("layers"),
+              "cost": doc.get("cost"), "dtype": "float64", "backend": "numpy",
+              "params": {"file": "", "sha256": "0" * 64}}
+    raw = json.dumps(fields).encode()
+    if len(raw) > MAX_JSON:
+        raise ValueError(f"{_WHERE}: more than {MAX_JSON} bytes")
+    m = manifest.decode_manifest(raw, _WHERE)
+    return manifest.build_network(m, _WHERE)
