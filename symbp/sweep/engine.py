@@ -73,6 +73,7 @@ import numpy as np
 
 from symbp.sweep.declaration import declaration_text, network_declaration, network_from_declaration
 from symbp.sweep.store import MODELS, RECORD_FORMAT, RECORD_VERSION, ResultStore, canonical
+from symbp.sweep.worker import pin_threads
 
 #: fit keywords a sweep sets itself (the data, the seed, the progress bar and its own per-epoch callback)
 RESERVED = ("self", "training_data", "evaluation_data", "seed", "progress", "callback")
@@ -292,27 +293,6 @@ def data_digest(X: np.ndarray, Y: np.ndarray) -> str:
 
 # -- on the worker -----------------------------------------------------------------------------------------------
 _NETWORKS: dict[str, object] = {}
-_LIMITS = []
-
-
-def _pin_threads() -> None:
-    """One BLAS thread in this process, when it is a dask worker (not when a trial runs in the caller's own
-    process, whose thread pools are left as they are).  Numba needs nothing: symbp's kernels are not parallel, and
-    numba's thread count (NUMBA_NUM_THREADS=1 on a local cluster) is left to the environment, as starting
-    numba's threads here would fix it for the life of the process."""
-    if _LIMITS:
-        return
-    try:
-        from distributed import get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
-        return
-    with contextlib.suppress(Exception):
-        import threadpoolctl
-
-        _LIMITS.append(threadpoolctl.threadpool_limits(limits=1))
-    _LIMITS.append(None)
 
 
 def _network(declaration: dict):
@@ -338,7 +318,7 @@ def warm_kernels(jobs: list[dict], X, Y, Xe=None, Ye=None) -> list[str]:
     mini-batch; its evaluation on the first rows of the evaluation data), so that every kernel the trials call,
     for the data types they see, is in the kernel cache.  Returns, per set of fit keywords that could not be
     warmed, ``"values: error"`` (its trials compile on their own, or report the same error)."""
-    _pin_threads()
+    pin_threads()
     defaults = fit_parameters()
     problems = []
     for job in jobs:
@@ -366,7 +346,7 @@ def warm_kernels(jobs: list[dict], X, Y, Xe=None, Ye=None) -> list[str]:
 def run_trial(spec: dict, X, Y, Xe=None, Ye=None) -> dict:
     """One trial on a worker: compile the declared network with the trial's seed, fit, return what happened
     (``status`` ok, diverged or error; the history; the parameters, for the client to save)."""
-    _pin_threads()
+    pin_threads()
     _tell(spec, "start")
     try:
         return _trial(spec, X, Y, Xe, Ye)
