@@ -16,7 +16,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symbp.derive import limits
+from symbp import limits
 from symbp.parsing import MAX_EXPONENT, MAX_POWER_NESTING, parse, power_problem
 from symbp.symbols import canonical, numpy_function, z
 

@@ -21,6 +21,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from symbp import limits
 from symbp.activations import (
     _check_expression,
     _declared,
@@ -31,9 +32,8 @@ from symbp.activations import (
     expression_text,
     real_problem,
 )
-from symbp.derive import limits
-from symbp.derive.render import factor_latex, factor_text
 from symbp.parsing import parse
+from symbp.render import factor_latex, factor_text
 from symbp.symbols import numpy_function, w, z
 
 

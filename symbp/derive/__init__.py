@@ -1,12 +1,16 @@
 """Derive: BP1–BP4 as sympy expressions (``calculus``: σ′, ∇ₐC, δᴸ; ``equations``: per-layer forms and
-renderings; ``check``: an independent sum-over-paths derivation used by the tests; ``limits``: the time budget
-and size bounds of every derivation, set with ``budget(...)`` or ``SYMBP_DERIVE_SECONDS``).
+renderings; ``check``: an independent sum-over-paths derivation used by the tests).
 
-The calculus and equations names are imported on first use, so that the declaration modules (activations,
-costs) can import ``symbp.derive.limits`` without a cycle.
+Takes: the declarations (activations, costs, networks).  Gives: the names below; ``limits`` (the time budget
+and size bounds of every declaration and derivation, set with ``budget(...)`` or ``SYMBP_DERIVE_SECONDS``) and
+``render`` (text and LaTeX renderings) are ``symbp.limits`` and ``symbp.render``, modules outside this package
+so that the declarations (activations, costs, regularizers) use them without importing it.
 """
 
-from symbp.derive.limits import MAX_OPS, budget
+from symbp import limits, render
+from symbp.derive.calculus import ActivationDerivative, OutputError, activation_derivative, output_error
+from symbp.derive.equations import Equations, LayerEquations, derive
+from symbp.limits import MAX_OPS, budget
 
 __all__ = [
     "MAX_OPS",
@@ -17,26 +21,7 @@ __all__ = [
     "activation_derivative",
     "budget",
     "derive",
+    "limits",
     "output_error",
+    "render",
 ]
-
-_LAZY = {
-    "ActivationDerivative": "calculus",
-    "OutputError": "calculus",
-    "activation_derivative": "calculus",
-    "output_error": "calculus",
-    "Equations": "equations",
-    "LayerEquations": "equations",
-    "derive": "equations",
-}
-
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'symbp.derive' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"symbp.derive.{module}"), name)
-    globals()[name] = value
-    return value

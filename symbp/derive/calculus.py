@@ -11,7 +11,7 @@ against σ′(z) at sample points, and the cheapest (by a weighted operation cou
 friends are expensive) wins.  The book's cancellations (cross-entropy∘sigmoid, log-likelihood∘softmax →
 a − y) fall out of simplifying ∇ₐC ⊙ σ′.
 
-Every derivation runs within the budget of ``symbp.derive.limits`` (``sb.derive.budget``,
+Every derivation runs within the budget of ``symbp.limits`` (``sb.derive.budget``,
 ``SYMBP_DERIVE_SECONDS``), each expression (σ′ of an activation, ∇ₐC of a cost, δᴸ of an output layer, which
 includes the ∇ₐC and σ′ it is made of) on its own: the plain derivative (``sympy.diff``) is required and must
 be produced within the budget and the size bound (``MAX_OPS``), otherwise ``ValueError``; the improvements are
@@ -36,10 +36,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from symbp import limits
 from symbp.activations import Activation, check_size, describe, node_count
 from symbp.costs import Cost
-from symbp.derive import limits
-from symbp.derive.render import text
+from symbp.render import text
 from symbp.symbols import a, numpy_function, y, z
 
 #: Share of the σ′ budget for simplifying σ′(z) (the z-form candidates).

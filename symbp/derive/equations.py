@@ -20,8 +20,8 @@ import sympy as sp
 from symbp.derive.calculus import g  # noqa: F401  (re-exported: ∂C/∂aˡ from the next layer, BP2)
 from symbp.derive.layers import LayerContext, derive_layer
 from symbp.derive.layers.dense import LayerEquations  # noqa: F401  (re-exported)
-from symbp.derive.render import factor_text, latex, latex_text, sup, text  # noqa: F401  (re-exported)
 from symbp.network import register_stage
+from symbp.render import factor_text, latex, latex_text, sup, text  # noqa: F401  (re-exported)
 from symbp.symbols import a, y, z  # noqa: F401  (the symbols the equations are written in)
 
 

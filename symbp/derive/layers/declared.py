@@ -21,13 +21,13 @@ import sympy as sp
 from symbp.derive.adjoint import Adjoint, ScatterAdjoint, adjoint, latex_affine, scatter_adjoint
 from symbp.derive.calculus import activation_derivative, g
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
-from symbp.derive.limits import run_optional
-from symbp.derive.render import factor_latex, factor_text, latex, latex_text, ranges_latex, sup, text
 from symbp.layers.conv import Conv2D
 from symbp.layers.declared import Declared, Geometry
 from symbp.layers.index_map import Affine, positions, read_symbol
 from symbp.layers.pool import AvgPool, MaxPool
 from symbp.layers.recognise import as_dense
+from symbp.limits import run_optional
+from symbp.render import factor_latex, factor_text, latex, latex_text, ranges_latex, sup, text
 from symbp.symbols import a, z
 
 

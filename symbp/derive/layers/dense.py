@@ -17,8 +17,8 @@ import sympy as sp
 from symbp.activations import Activation
 from symbp.derive.calculus import ActivationDerivative, OutputError, S, activation_derivative, g, output_error
 from symbp.derive.layers import LayerContext, OutputErrorAt, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
-from symbp.derive.render import factor_latex, factor_text, latex, sup, text
 from symbp.layers.dense import Dense
+from symbp.render import factor_latex, factor_text, latex, sup, text
 from symbp.symbols import a, y, z
 
 

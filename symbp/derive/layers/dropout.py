@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.derive.layers import LayerContext, UnrolledLayer, derive_layer, unit_symbol, unroll_layer
-from symbp.derive.render import latex, sup, text
 from symbp.layers.dropout import Dropout
+from symbp.render import latex, sup, text
 
 #: the mask symbol of the forward map, and the layer's input
 m = sp.Symbol("m", real=True)

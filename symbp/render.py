@@ -7,7 +7,8 @@ printer, except: a piecewise expression inline, ``e\,\mathbf{1}_{c}`` or ``\left
 ``cases`` environment; ``\left\vert … \right\vert`` for Abs, so that no ``|`` breaks a Markdown table; ``\leq``
 and ``\geq`` throughout), ``latex_text`` (text escaped for ``\text{}``), ``index_text``/``index_latex`` (an affine
 array index such as i+p−1 or −2i+y+1) and ``ranges_text``/``ranges_latex`` (the bounds of a sum, ``i<24,j<24``).
-Shared by the calculus (its notes) and the equations (their renderings), so neither imports the other.
+Shared by the calculus (its notes), the equations (their renderings) and the regularizers (their update rules);
+it needs the activations' printer alone, so the regularizers use it without importing ``symbp.derive``.
 """
 
 from __future__ import annotations
