@@ -8,7 +8,8 @@ recognises the shape of a sum, whatever layer it came from:
   adjoints Σ_j δ[j]·P[j,k] (the input gradient) and Σ_r δ[r,j]·x[r,k] (∂C/∂P, or its SGD step) are ``Gemm``s too.
 - ``bias_maps``: a term P[j] without reduction, added to a flat output, is an elementwise ``Map`` z += P, and its
   adjoint Σ_r δ[r, j] a ``ColSum``; added to the maps of an image output (P[f] to z[f,i,j]), its adjoint
-  Σ_{r,i,j} δ[r,f,i,j] is ``MapSums`` (each map summed in fixed-order partial sums).
+  Σ_{r,i,j} δ[r,f,i,j] is ``MapSums`` (each map summed in fixed-order float64 partial sums), or, after a
+  correlation's weights step, part of its products (below).
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample

@@ -774,20 +774,23 @@ def test_phase_split_im2col_equals_the_direct_copies(monkeypatch):
 
 
 # ------------------------------------------------------------------ col2im written once per element
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 2),
-       st.integers(3, 9), st.integers(3, 9), st.booleans(), st.data())
-def test_col2im_written_once_equals_the_row_gathered_one(kh, kw, s, d, pad, h, w, accumulate, data):
+_AXIS = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(0, 2), st.integers(3, 9))
+
+
+@settings(max_examples=80, deadline=None)
+@given(_AXIS, _AXIS, st.booleans(), st.data())
+def test_col2im_written_once_equals_the_row_gathered_one(rows, cols, accumulate, data):
     """The written-once col2im (``_col2im_once``: each ∂C/∂x element summed from every (p, q) that reaches it)
     and the row-gathered one (``_row_col2im``, accumulating per kernel row) give the same sums, for any kernel,
     stride, dilation and padding, accumulating or not; run as plain Python on a channel of random columns."""
     from symbp.compile.backends.numba import index
     from symbp.compile.program import Correlation
 
-    ho, wo = (h + 2 * pad - d * (kh - 1) - 1) // s + 1, (w + 2 * pad - d * (kw - 1) - 1) // s + 1
+    (kh, sh, dh, ph, h), (kw, sw, dw, pw, w) = rows, cols  # kernel, stride, dilation, padding, size per axis
+    ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     assume(ho > 0 and wo > 0)
     step = Correlation("input", None, "x", "W", "g", "cols_z", "dcol", "m", (2, h, w), (kh, kw), (1, ho, wo),
-                       (s, s), (d, d), (-pad, -pad), accumulate=accumulate)
+                       (sh, sw), (dh, dw), (-ph, -pw), accumulate=accumulate)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     dcol = rng.standard_normal((2 * kh * kw, ho * wo))
     start = rng.standard_normal((2, h, w))

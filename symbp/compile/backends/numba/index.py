@@ -339,7 +339,7 @@ def _col2im_once(step: Correlation, ind: str) -> list[str] | None:
             continue
         lines += [f"{i[1]}for _t in range({t0}, {t1}):", f"{i[2]}_y = {'_t' if sh == 1 else f'{sh} * _t'}{_plus(phi)}"]
         lines += [f"{i[2]}_g3[_c, _y, {x}] {op} " + (" + ".join(terms) if terms else "0.0") for x, terms in body]
-    return lines
+    return lines if len(lines) > 1 else []  # accumulating, with every patch element in the padding: nothing
 
 
 def _chunked_im2col(step: Correlation, ind: str) -> list[str]:

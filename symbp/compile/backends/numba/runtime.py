@@ -302,14 +302,18 @@ def conv_weights(d4, cols, W4, alpha, beta):
 def conv_weights_bias(d4, cols, S, W4, alpha, beta, b, alpha_b, beta_b):
     """BP4 and BP3 of a convolution from one product per sample: W ← α·Σ_r δ[r]·colᵣᵀ + β·W and
     b[f] ← α_b·Σ_{r,k} δ[r,f,k] + β_b·b[f].  The patches ``cols`` carry a last row of ones (written here), so
-    the last column of S = Σ_r δ[r]·colᵣᵀ holds each map's sum; β = 0 writes α·S whatever W held."""
+    the last column of S = Σ_r δ[r]·colᵣᵀ holds each map's sum, summed in the products' dtype and order as
+    ∂C/∂W is (float32 models: in float32, like PyTorch's); β = 0 writes α·S whatever W held."""
     F = W4.shape[0]
     m = d4.shape[0]
     K = S.shape[1] - 1
     n = d4.shape[2] * d4.shape[3]
     W2 = W4.reshape((F, K))
-    if m == 0:
-        S[:, :] = 0.0
+    if m == 0:  # no samples: only the β terms (α = −η/m may be infinite here)
+        _scale(W2, beta)
+        for f in range(F):
+            b[f] = like(beta_b, S) * b[f] if beta_b != 0.0 else 0.0
+        return
     for r in range(m):
         cols[r, K, :] = 1.0
         gemm_nt(d4[r].reshape((F, n)), cols[r], S, 1.0, 0.0 if r == 0 else 1.0)
