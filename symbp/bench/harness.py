@@ -5,6 +5,8 @@ Takes: a suite (a name from ``symbp/bench/suites.py``, a ``Suite``, or a list of
 ``symbp.bench.impls.IMPLS`` or ``Impl`` subclasses), repeats, a thread count.  Gives: a results dict (see
 ``run_suite``) and, in ``out_dir``, ``results.json``, ``results.md`` and PNG plots (see
 ``symbp.bench.report``); ``main(argv)`` is the command line (``python -m symbp.bench --quick --out DIR``).
+Cases, suites and the checks of the arguments are ``symbp.bench.cases``, the cross-check ``symbp.bench.crosscheck``,
+the command line's parser ``symbp.bench.command``; their names are reachable here too.
 
 Per case, in this order:
 1. Cross-check: every implementation runs the same ``CHECK_BATCHES`` mini-batch updates from the same initial
@@ -34,283 +36,66 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import importlib.util
-import math
 import os
 import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from symbp.bench import machine
 from symbp.bench.bound import conv_gemm_bound, products_bound
-from symbp.bench.conv import (
-    CONV_IMPLS,
-    CONV_REFERENCE,
-    NETS,
-    ConvNet,
-    NumpyIm2col,
-    SymbpConvNumpy,
-    as_net,
-    conv_epoch_flops,
-    conv_flops,
-    init_conv_params,
+from symbp.bench.cases import (  # noqa: F401  (re-exported: the harness's names)
+    DEFAULT_OUT,
+    EXTRAS,
+    FULL_EPOCH,
+    REFERENCES,
+    REGISTRIES,
+    SUITES_FILE,
+    Case,
+    Suite,
+    as_xy,
+    case_flops,
+    case_params,
+    check_data_dir,
+    check_out_dir,
+    check_repeats,
+    check_threads,
+    epoch_flops,
+    impl_registry,
+    load_suites,
+    one_hot,
+    resolve_impls,
+    resolve_suite,
 )
+from symbp.bench.command import build_parser
 from symbp.bench.conv import COST as CONV_COST
-from symbp.bench.fresh import compile_probe, peer_probe  # noqa: F401  (re-exported)
-from symbp.bench.impls import (
-    COSTS,
-    DTYPES,
-    EXTRA_IMPLS,
-    IMPLS,
-    REFERENCE,
-    Impl,
-    ImplUnavailable,
-    NumpyBatched,
-    SymbpNumpy,
-    backend_impls,
-    init_params,
+from symbp.bench.conv import conv_flops
+from symbp.bench.crosscheck import (  # noqa: F401  (re-exported: the harness's names)
+    CHECK_BATCHES,
+    TOLERANCE,
+    CrossCheckError,
+    DivergedError,
+    checked_cross_check,
+    cross_check,
 )
-from symbp.paths import check_writable_folder
+from symbp.bench.fresh import compile_probe, peer_probe  # noqa: F401  (re-exported)
+from symbp.bench.impls import DTYPES, Impl, ImplUnavailable
 
-CHECK_BATCHES = 3
-FULL_EPOCH = 50_000  # MNIST's training set: ``s_per_50k`` scales a shorter epoch to it
-#: implementation registries and cross-check references per kind of case
-REGISTRIES: dict[str, dict[str, type[Impl]]] = {"dense": IMPLS, "conv": CONV_IMPLS}
-#: implementations run only when named, per kind
-EXTRAS: dict[str, dict[str, type[Impl]]] = {"dense": EXTRA_IMPLS, "conv": {}}
-REFERENCES = {"dense": REFERENCE, "conv": CONV_REFERENCE}
-TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
-SUITES_FILE = Path(__file__).resolve().with_name("suites.py")  # inside the package: installs carry it
-DEFAULT_OUT = Path("results-local") / "bench"
-
-
-class DivergedError(ValueError):
-    """The float64 reference's parameters overflowed during the cross-check (to inf/NaN, or beyond the largest
-    number of the case's dtype): the case's η (or λ) is too large for training to stay finite, so there is
-    nothing to compare or time."""
-
-    def __init__(self, case: Case, reference: str, batches: int):
-        self.case = case
-        knobs = f"eta={case.eta:g}" + (f", lmbda={case.lmbda:g}" if case.lmbda else "")
-        smaller = "a smaller eta or lmbda" if case.lmbda else "a smaller eta"
-        super().__init__(
-            f"case {case.name!r} diverges at {knobs}: the parameters of the float64 reference ({reference}) "
-            f"overflowed {case.dtype} (to inf or NaN) within {batches} mini-batch updates, so there is nothing to "
-            f"compare or time; use {smaller}"
-        )
-
-
-class CrossCheckError(AssertionError):
-    """An implementation's parameters after the check updates disagree with the reference beyond tolerance."""
-
-    def __init__(self, impl: str, param: str, error: float, tolerance: float, case: str, reference=REFERENCE):
-        self.impl, self.param, self.error, self.tolerance, self.case = impl, param, error, tolerance, case
-        super().__init__(
-            f"{impl} disagrees with the {reference} reference on case {case!r}: parameter {param} has "
-            f"relative error {error:.3g} > {tolerance:g} after {CHECK_BATCHES} mini-batch updates; "
-            "nothing was timed"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One benchmark configuration.  ``samples=None`` means the whole training set (50,000 for MNIST).
-
-    A dense case gives ``layers`` (sizes, sigmoid in every layer; cost "quadratic" unless given, η 3.0).  A
-    conv case gives ``net`` instead (a name from ``symbp.bench.conv.NETS`` or a ``ConvNet``); its ``layers``
-    become the net's flat activation sizes, its cost "log-likelihood" (the nets end in softmax) and η 0.1
-    unless given.  ``kind`` is "dense" or "conv": it picks the implementations and the reference.
-    """
-
-    name: str
-    layers: tuple[int, ...] = ()
-    batch_size: int = 10
-    dtype: str = "float64"
-    cost: str | None = None
-    samples: int | None = None
-    eta: float | None = None
-    lmbda: float = 0.0
-    repeats: int = 5
-    net: ConvNet | str | None = None
-
-    @property
-    def kind(self) -> str:
-        return "dense" if self.net is None else "conv"
-
-    @property
-    def spec(self):
-        """What implementations' ``setup`` takes: the layer sizes, or the ``ConvNet``."""
-        return self.layers if self.net is None else self.net
-
-    def __post_init__(self):
-        if self.net is not None:
-            try:
-                net = as_net(self.net)
-            except ValueError as exc:
-                raise ValueError(f"case {self.name!r}: {exc}") from None
-            if self.layers and tuple(int(n) for n in self.layers) != net.sizes:
-                raise ValueError(f"case {self.name!r}: give layers or net, not both")
-            object.__setattr__(self, "net", net)
-            object.__setattr__(self, "layers", net.sizes)
-            object.__setattr__(self, "cost", CONV_COST if self.cost is None else self.cost)
-            object.__setattr__(self, "eta", 0.1 if self.eta is None else float(self.eta))
-            if self.cost != CONV_COST:
-                raise ValueError(f"case {self.name!r}: a conv net's cost is {CONV_COST!r}, got {self.cost!r}")
-        else:
-            object.__setattr__(self, "cost", "quadratic" if self.cost is None else self.cost)
-            object.__setattr__(self, "eta", 3.0 if self.eta is None else float(self.eta))
-        object.__setattr__(self, "lmbda", float(self.lmbda))
-        if not (math.isfinite(self.eta) and self.eta > 0):
-            raise ValueError(f"case {self.name!r}: eta must be a finite number > 0, got {self.eta:g}")
-        if not (math.isfinite(self.lmbda) and self.lmbda >= 0):
-            raise ValueError(f"case {self.name!r}: lmbda must be a finite number >= 0, got {self.lmbda:g}")
-        object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
-        if len(self.layers) < 2 or min(self.layers) < 1:
-            raise ValueError(f"case {self.name!r}: layers must be >= 2 positive sizes, got {self.layers}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"case {self.name!r}: dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.net is None and self.cost not in COSTS:
-            raise ValueError(f"case {self.name!r}: cost must be one of {COSTS}, got {self.cost!r}")
-        if self.batch_size < 1 or self.repeats < 1 or (self.samples is not None and self.samples < self.batch_size):
-            raise ValueError(f"case {self.name!r}: need batch_size >= 1, repeats >= 1, samples >= batch_size")
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["layers"] = list(self.layers)
-        d["net"] = None if self.net is None else self.net.to_dict()
-        return d
-
-
-def case_flops(case: Case, n_samples: int) -> int:
-    """Exact product FLOPs of one epoch of ``case`` over ``n_samples`` samples."""
-    return epoch_flops(case.layers, n_samples) if case.net is None else conv_epoch_flops(case.net, n_samples)
-
-
-def case_params(case: Case, dtype=None, seed=0):
-    """The initial parameters every implementation of ``case`` starts from."""
-    dtype = dtype or case.dtype
-    return init_params(case.layers, dtype, seed) if case.net is None else init_conv_params(case.net, dtype, seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class Suite:
-    """A named list of cases.  ``quick`` suites prove the harness works; they are too small to judge speed."""
-
-    name: str
-    cases: tuple[Case, ...]
-    description: str = ""
-    quick: bool = False
-
-
-def epoch_flops(layers: Sequence[int], n_samples: int) -> int:
-    """Exact matmul FLOPs of one SGD epoch over ``n_samples`` samples (multiply and add counted separately).
-
-    Per sample: forward 2*sum_l n_in*n_out, weight gradients 2*sum_l n_in*n_out, input gradients (delta^l from
-    delta^{l+1}) 2*sum_{l>=2} n_in*n_out (layer 1 needs none).  Elementwise work, bias sums and updates not
-    counted.
-    """
-    pairs = [int(a) * int(b) for a, b in zip(layers[:-1], layers[1:], strict=True)]
-    return int(n_samples) * (4 * sum(pairs) + 2 * sum(pairs[1:]))
-
-
-def one_hot(labels: np.ndarray, k: int, dtype="float64") -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(f"labels must be a 1-d array of integers in [0, {k}), got shape {labels.shape}")
-    Y = np.zeros((labels.size, k), dtype=dtype)
-    Y[np.arange(labels.size), labels.astype(np.int64)] = 1
-    return Y
-
+_checked = checked_cross_check  # the name it had here
 
 # ---------------------------------------------------------------------------------------- suites, data
-def load_suites(path: str | os.PathLike | None = None) -> dict[str, Suite]:
-    """The ``SUITES`` dict of a suite file (default: ``symbp/bench/suites.py``, shipped with the package)."""
-    path = Path(path or os.environ.get("SYMBP_BENCH_SUITES") or SUITES_FILE)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"suite definitions not found at {path}; symbp ships them as symbp/bench/suites.py "
-            "(pass suites_file= / --suites-file, set SYMBP_BENCH_SUITES, or give cases directly)"
-        )
-    spec = importlib.util.spec_from_file_location("_symbp_bench_suites", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    suites = getattr(module, "SUITES", None)
-    if not isinstance(suites, dict):
-        raise TypeError(f"{path} must define SUITES, a dict of name -> Suite")
-    return suites
 
 
-def _resolve_suite(spec, suites_file=None, quick=False) -> Suite:
-    if spec is None:
-        spec = "quick" if quick else "full"
-    if isinstance(spec, Suite):
-        return spec
-    if isinstance(spec, Case):
-        return Suite(spec.name, (spec,))
-    if isinstance(spec, str):
-        suites = load_suites(suites_file)
-        if spec not in suites:
-            raise KeyError(f"unknown suite {spec!r}; known: {', '.join(sorted(suites))}")
-        return suites[spec]
-    cases = tuple(spec)
-    if not cases or not all(isinstance(c, Case) for c in cases):
-        raise TypeError("give a suite name, a Suite, or a non-empty list of Case objects")
-    return Suite("custom", cases)
 
 
-def check_threads(threads, what: str = "threads") -> int:
-    """``threads`` as an int between 1 and the cores this process may use (more only oversubscribes: BLAS
-    allocates per-thread buffers, and the peak and the timings would measure the scheduler)."""
-    n = int(threads)
-    cores = machine.usable_cores()
-    if n < 1:
-        raise ValueError(f"{what} must be >= 1, got {n}")
-    if n > cores:
-        raise ValueError(f"{what} {n} is more than the {cores} CPU cores this process may use: give at most {cores}")
-    return n
 
 
-def check_repeats(repeats, what: str = "repeats") -> int | None:
-    """``repeats`` as an int >= 1, or None (each case's own)."""
-    if repeats is None:
-        return None
-    if int(repeats) < 1:
-        raise ValueError(f"{what} must be >= 1 (timed epochs per implementation), got {repeats}")
-    return int(repeats)
 
 
-def check_out_dir(out_dir, what: str = "out_dir") -> Path:
-    """The results folder: it exists and a file can be written in it, or it can be created (its nearest
-    existing parent is a folder this process can write in).  Checked before anything runs; nothing is created."""
-    text = os.fspath(out_dir)
-    if not text:
-        raise ValueError(f"{what}: the path is empty; give a folder for the results (default: {DEFAULT_OUT})")
-    folder = Path(text).expanduser()
-    check_writable_folder(folder, what)
-    return folder
 
 
-def check_data_dir(data_dir, what: str = "data_dir") -> Path:
-    """An explicitly given data folder exists and holds MNIST's four files (directly or in ``mnist/``): it is
-    never silently replaced by ``$SYMBP_DATA_DIR``, the cache or a download."""
-    from symbp.data.registry import get_spec
-
-    spec = get_spec("mnist")
-    base = Path(data_dir).expanduser()
-    elsewhere = "without it, MNIST is looked for in $SYMBP_DATA_DIR, then the cache, then downloaded"
-    if not base.is_dir():
-        kind = "is not a folder" if base.exists() else "does not exist"
-        raise ValueError(f"{what}: {base} {kind} ({elsewhere})")
-    for folder in (base, base / spec.name):
-        if all((folder / name).is_file() for name in spec.filenames):
-            return base
-    raise ValueError(f"{what}: neither {base} nor {base / spec.name} holds the four {spec.title} files "
-                     f"({', '.join(spec.filenames)}; {elsewhere})")
 
 
 def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
@@ -330,130 +115,19 @@ def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(labels, dtype=np.int64)
 
 
-def _as_xy(data, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    X, T = data
-    X = np.asarray(X, dtype=np.float64)
-    T = np.asarray(T)
-    Y = one_hot(T, n_out) if T.ndim == 1 else T.astype(np.float64)
-    if X.ndim != 2 or Y.shape != (X.shape[0], n_out):
-        raise ValueError(
-            f"data must be X (n, n_in) and labels (n,) or one-hot Y (n, {n_out}); got {X.shape} and {T.shape}"
-        )
-    return X, Y
 
 
-def _registry(kind: str) -> dict[str, type[Impl]]:
-    """The implementations of ``kind``, with an adapter for every symbp backend registered since import."""
-    base = SymbpNumpy if kind == "dense" else SymbpConvNumpy
-    return {**REGISTRIES[kind], **backend_impls(REGISTRIES[kind], base)}
 
 
-def resolve_impls(impls=None, kind: str = "dense") -> list[type[Impl]]:
-    """Implementation classes of ``kind`` ("dense" or "conv") from names (or classes); None: every registered
-    implementation of that kind.  A name or class of another kind is left out; an unknown name is an error."""
-    registry = _registry(kind)
-    if impls is None:
-        return list(registry.values())
-    registry = {**registry, **EXTRAS[kind]}
-    if isinstance(impls, str):
-        impls = [s.strip() for s in impls.split(",") if s.strip()]
-    out = []
-    for item in impls:
-        if isinstance(item, type) and issubclass(item, Impl):
-            if getattr(item, "kind", "dense") == kind:
-                out.append(item)
-        elif item in registry:
-            out.append(registry[item])
-        elif not any(item in r for r in (*map(_registry, REGISTRIES), *EXTRAS.values())):
-            known = dict.fromkeys(n for r in (*map(_registry, REGISTRIES), *EXTRAS.values()) for n in r)
-            raise ValueError(f"unknown implementation {item!r}; known: {', '.join(known)}")
-    names = [c.name for c in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"implementation names must be unique, got {names}")
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- steps
-def _rel_errors(got, ref) -> dict[str, float]:
-    if len(got) != len(ref):
-        return {"layers": float("inf")}
-    out = {}
-    for l, ((gW, gb), (rW, rb)) in enumerate(zip(got, ref, strict=True), start=1):
-        for name, g, r in ((f"W{l}", gW, rW), (f"b{l}", gb, rb)):
-            g = np.asarray(g, dtype=np.float64)
-            if g.shape != r.shape or not np.all(np.isfinite(g)):
-                out[name] = float("inf")
-                continue
-            out[name] = _rel_error(g, r)
-    return out
 
 
-def _rel_error(g: np.ndarray, r: np.ndarray) -> float:
-    """``||g - r|| / ||r||`` for finite arrays, computed on both scaled by their largest magnitude: the norms of
-    parameters near the float64 limit (a huge η) would overflow to inf and make the ratio NaN."""
-    tiny = np.finfo(np.float64).tiny
-    scale = max(float(np.max(np.abs(g), initial=0.0)), float(np.max(np.abs(r), initial=0.0)), tiny)
-    gs, rs = g / scale, r / scale
-    return float(np.linalg.norm(gs - rs) / max(np.linalg.norm(rs), tiny))
 
 
-def cross_check(impls: Sequence[Impl], case: Case, X, Y, params, batches: int = CHECK_BATCHES) -> dict:
-    """Run ``batches`` updates in each (set-up) implementation and compare with the float64 reference.
-
-    Every implementation's parameters are reset to ``params`` afterwards.  Raises ``CrossCheckError`` on the
-    first implementation (in the given order) whose worst array exceeds the tolerance.
-    """
-    order = np.random.default_rng(12345).permutation(len(X))[: batches * case.batch_size].astype(np.int64)
-    ref = NumpyBatched() if case.net is None else NumpyIm2col()
-    p64 = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
-    ref.setup(
-        case.spec,
-        case.cost,
-        "float64",
-        p64,
-        np.asarray(X, np.float64),
-        np.asarray(Y, np.float64),
-        case.batch_size,
-        case.eta,
-        case.lmbda,
-    )
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging reference is reported below, as one error
-        ref.epoch(order)
-    ref_params = ref.params()
-    limit = float(np.finfo(case.dtype).max)  # beyond it, the case's dtype holds inf
-    if not all(np.all(np.abs(a) <= limit) for pair in ref_params for a in pair):  # False for NaN too
-        raise DivergedError(case, ref.name, batches)
-    tol = TOLERANCE[case.dtype]
-    report = {"reference": f"{ref.name} (float64)", "batches": batches, "tolerance": tol, "errors": {}}
-    for impl in impls:
-        impl.set_params(params)
-        impl.epoch(order)
-        errs = _rel_errors(impl.params(), ref_params)
-        worst = max(errs, key=errs.get)
-        report["errors"][impl.name] = {"max_rel": errs[worst], "worst": worst}
-        if not errs[worst] <= tol:
-            raise CrossCheckError(impl.name, worst, errs[worst], tol, case.name, ref.name)
-        impl.set_params(params)
-    return report
 
 
-def _checked(impls: list, case: Case, X, Y, params, entries: dict, log) -> dict:
-    """``cross_check`` that drops a peer which fails it (marked unavailable, with its error) and checks the
-    rest again; symbp failing it raises ``CrossCheckError``: then nothing is timed."""
-    while True:
-        try:
-            return cross_check(impls, case, X, Y, params)
-        except CrossCheckError as exc:
-            bad = next(impl for impl in impls if impl.name == exc.impl)
-            if bad.name.startswith("symbp"):
-                raise
-            why = (f"failed the cross-check: parameter {exc.param} has relative error {exc.error:.3g} > "
-                   f"{exc.tolerance:g} after {CHECK_BATCHES} mini-batch updates")
-            entries[bad.name].update(status="unavailable", reason=why)
-            log(f"[yellow]{case.name}: {bad.name} not timed: {why}")
-            impls.remove(bad)
-            if not impls:
-                raise RuntimeError(f"case {case.name!r}: no implementation passed the cross-check") from exc
 
 
 def _memory_probe(impl: Impl, order) -> dict:
@@ -552,7 +226,7 @@ def run_case(
     if not impls:
         raise RuntimeError(f"case {case.name!r}: no implementation could run")
 
-    result["cross_check"] = _checked(impls, case, Xc, Yc, params, result["impls"], log)
+    result["cross_check"] = checked_cross_check(impls, case, Xc, Yc, params, result["impls"], log)
     worst = max(result["cross_check"]["errors"].items(), key=lambda kv: kv[1]["max_rel"])
     log(
         f"{case.name}: cross-check passed for {len(impls)} implementations "
@@ -687,7 +361,7 @@ def run_suite(
         check_out_dir(out_dir)
     if data is None and data_dir is not None:
         check_data_dir(data_dir)
-    suite = _resolve_suite(suite_name_or_cases, suites_file, quick)
+    suite = resolve_suite(suite_name_or_cases, suites_file, quick)
     if samples is not None:  # time fewer (or more) samples per epoch than the cases say
         suite = dataclasses.replace(suite, cases=tuple(dataclasses.replace(c, samples=int(samples))
                                                        for c in suite.cases))
@@ -707,7 +381,7 @@ def run_suite(
     if data is None:
         log(f"loading MNIST from {data_dir or os.environ.get('SYMBP_DATA_DIR') or 'the default location'}")
         data = load_data(data_dir)
-    X, Y = _as_xy(data, n_out.pop())
+    X, Y = as_xy(data, n_out.pop())
     if X.shape[1] != n_in.pop():
         raise ValueError(f"data has {X.shape[1]} inputs, the suite's networks {suite.cases[0].layers[0]}")
 
@@ -768,97 +442,16 @@ def run_suite(
 
 
 # ---------------------------------------------------------------------------------------- command line
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _at_least_one(text: str) -> int:
-    n = _whole(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
-def _threads(text: str) -> int:
-    try:
-        return check_threads(_whole(text), "thread count")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _layer_list(text: str) -> tuple[int, ...]:
-    """``784,30,10`` -> (784, 30, 10); a bad list is named with the entry that is wrong."""
-    sizes = []
-    for i, item in enumerate(text.split(","), start=1):
-        item = item.strip()
-        if not item:
-            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i} is empty "
-                                             "(give sizes such as 784,30,10)")
-        try:
-            sizes.append(int(item))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i}, {item!r}, is not a whole "
-                                             "number (give sizes such as 784,30,10)") from None
-        if sizes[-1] < 1:
-            raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: entry {i} is {sizes[-1]}; layer sizes "
-                                             "must be >= 1")
-    if len(sizes) < 2:
-        raise argparse.ArgumentTypeError(f"invalid layer list {text!r}: give at least 2 sizes, input and output "
-                                         "(such as 784,30,10)")
-    return tuple(sizes)
 
 
-def _finite(text: str, *, positive: bool) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(x) or (x <= 0 if positive else x < 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number {'> 0' if positive else '>= 0'}, got {text}")
-    return x
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    """The ``bench`` command line; pass a (sub)parser to add the arguments to it, or the ``prog`` its usage names
-    (``symbp bench`` when run through the ``symbp`` command; default ``python -m symbp.bench``)."""
-    p = parser or argparse.ArgumentParser(
-        prog=prog or "python -m symbp.bench", description="Benchmark one SGD epoch across implementations."
-    )
-    p.add_argument("--suite", help="suite name from symbp/bench/suites.py (default: full, or quick with --quick)")
-    p.add_argument("--quick", action="store_true", help="the quick suite; small peak matmul; no cold-compile probes")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
-    p.add_argument("--data-dir", help="folder holding mnist/ (default: $SYMBP_DATA_DIR or symbp's default)")
-    p.add_argument("--impl", help=f"comma-separated implementations (default: all): {', '.join(IMPLS)}; "
-                   f"only when named: {', '.join(EXTRA_IMPLS)}")
-    p.add_argument("--repeats", type=_at_least_one, help="timed epochs per implementation, >= 1 (overrides the "
-                   "suite; default: each case's, 5 for a custom case)")
-    p.add_argument("--threads", type=_threads, default=1,
-                   help="BLAS/numba/torch threads, at most the cores this process may use (default: 1)")
-    p.add_argument(
-        "--cold",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="measure cold compile / warm load of symbp, JAX and PyTensor in fresh processes (default: on unless "
-        "--quick)",
-    )
-    p.add_argument("--no-memory", action="store_true", help="skip the memory probe epochs")
-    p.add_argument("--suites-file", help="a suites.py defining SUITES (default: symbp/bench/suites.py)")
-    p.add_argument("--list", action="store_true", help="list suites and implementations, then exit")
-    g = p.add_argument_group("custom case (instead of a suite)")
-    g.add_argument("--layers", type=_layer_list, help="e.g. 784,30,10 (sigmoid in every layer)")
-    g.add_argument("--net", help=f"a conv net instead of --layers: {', '.join(NETS)}")
-    g.add_argument("--batch-size", type=_at_least_one, default=10)
-    g.add_argument("--dtype", default="float64", choices=DTYPES)
-    g.add_argument("--cost", choices=COSTS, help="dense nets: quadratic (default) or cross-entropy")
-    g.add_argument("--samples", type=_at_least_one, help="training samples per epoch (default: all 50,000; with a "
-                   "suite: overrides its cases', and conv tables give seconds per 50k scaled)")
-    g.add_argument("--eta", type=lambda t: _finite(t, positive=True),
-                   help="a finite number > 0 (default: 3.0 for dense nets, 0.1 for conv nets)")
-    g.add_argument("--lmbda", type=lambda t: _finite(t, positive=False), default=0.0, help="a finite number >= 0")
-    return p
 
 
 def run_from_args(args: argparse.Namespace, prog: str = "python -m symbp.bench") -> int:
@@ -867,7 +460,7 @@ def run_from_args(args: argparse.Namespace, prog: str = "python -m symbp.bench")
     if args.list:
         for name, s in load_suites(args.suites_file).items():
             print(f"suite {name}: {len(s.cases)} cases. {s.description}")
-        for extra, registries in ((False, {k: _registry(k) for k in REGISTRIES}), (True, EXTRAS)):
+        for extra, registries in ((False, {k: impl_registry(k) for k in REGISTRIES}), (True, EXTRAS)):
             for kind, registry in registries.items():
                 for name, cls in registry.items():
                     ok, why = cls.available()
