@@ -85,19 +85,8 @@ from symbp.bench.impls import DTYPES, Impl, ImplUnavailable
 
 _checked = checked_cross_check  # the name it had here
 
-# ---------------------------------------------------------------------------------------- suites, data
 
-
-
-
-
-
-
-
-
-
-
-
+# ---------------------------------------------------------------------------------------- data
 def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST's 50,000 training samples via ``symbp.data``: (X (50000, 784) float64, labels int64).  An explicit
     ``data_dir`` must hold the files (``check_data_dir``); without it, ``$SYMBP_DATA_DIR`` and symbp's defaults."""
@@ -115,21 +104,7 @@ def load_data(data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(labels, dtype=np.int64)
 
 
-
-
-
-
-
-
 # ----------------------------------------------------------------------------------------------- steps
-
-
-
-
-
-
-
-
 def _memory_probe(impl: Impl, order) -> dict:
     gc.collect()
     rss0 = machine.rss_bytes()
@@ -442,18 +417,6 @@ def run_suite(
 
 
 # ---------------------------------------------------------------------------------------- command line
-
-
-
-
-
-
-
-
-
-
-
-
 def run_from_args(args: argparse.Namespace, prog: str = "python -m symbp.bench") -> int:
     """Run what parsed ``args`` (from ``build_parser``) ask for; returns the exit status.  Errors are one line on
     stderr, ``PROG: error: ...``."""
