@@ -36,6 +36,7 @@ _SAVE_LOCK = threading.Lock()
 
 
 def model_paths(path) -> tuple[Path, Path]:
+    """``PATH.json`` and ``PATH.npz`` of a model path (given with or without either suffix)."""
     p = Path(os.fspath(path))
     if p.suffix in (".json", ".npz"):
         p = p.with_suffix("")

@@ -331,7 +331,7 @@ class Training:
         # diagnostics on a fixed sample of rows: comparable epochs
         recorder = make_recorder(self, (X, Y), sample=1000, seed=0, input_scale=scale) if diagnostics else None
         return FitRun(X, Y, n, scale, int(epochs), int(batch_size), float(eta), float(lmbda), regularizer,
-                       momentum, drop_last, ev, watch_eval, watch_train, sched, recorder)
+                      momentum, drop_last, ev, watch_eval, watch_train, sched, recorder)
 
     def _train_epoch(self, run: FitRun, order: np.ndarray, epoch: int, eta: float, mask_seed: int,
                      hist: History) -> None:

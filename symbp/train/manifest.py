@@ -235,7 +235,7 @@ def named(jpath: Path, where: str, fn):
 #: The declaration stage's constructors, as a layer entry's ``build(sb)`` takes them (not the top-level package:
 #: no stage imports it).
 DECLARATIONS = SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network,
-                                parse=parse)
+                               parse=parse)
 
 
 def build_network(m: Manifest, jpath: Path):

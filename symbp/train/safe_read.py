@@ -117,7 +117,7 @@ def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape,
         raise Invalid(f"{where}: unsupported compression method {info.compress_type}")
     if info.file_size > data + MEMBER_SLACK or info.file_size < data:
         raise Invalid(f"{where} holds {info.file_size} bytes, but {name} of shape {shape} needs {data} "
-                       f"(layer sizes of {jpath.name})")
+                      f"(layer sizes of {jpath.name})")
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise Invalid(f"{where}: stored member of {info.compress_size} bytes claims {info.file_size}")
     if info.file_size > MAX_INFLATE * info.compress_size + MEMBER_SLACK:
@@ -138,7 +138,7 @@ def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape,
         raise Invalid(f"{where}: {name} is stored in Fortran order (symbp writes C order)")
     if tuple(file_shape) != tuple(shape):
         raise Invalid(f"{where}: {name} has shape {tuple(file_shape)}, the layer sizes in {jpath.name} "
-                       f"declare {tuple(shape)}")
+                      f"declare {tuple(shape)}")
     if info.file_size != head.tell() + data:
         raise Invalid(f"{where} holds {info.file_size} bytes, its header and shape give {head.tell() + data}")
 
@@ -152,7 +152,7 @@ def read_arrays(blob: bytes, m, npath: Path, jpath: Path) -> dict[str, np.ndarra
         if names != sorted(expected):
             found = [n[:-4] if n.endswith(".npy") else n for n in names]
             raise Invalid(f"{jpath}: not a valid symbp model file: parameter arrays {short(found)} != "
-                           f"{list_text(sorted(m.arrays))}")
+                          f"{list_text(sorted(m.arrays))}")
         for info in infos:
             name = expected[info.filename]
             _member_header(zf, info, name, m.arrays[name], m, npath, jpath)
