@@ -37,8 +37,11 @@ STAGES: dict[str, Callable] = {}
 def register_stage(name: str):
     """Decorator: the decorated function (or class) becomes the stage ``name`` of every network."""
     def register(fn):
-        if name in STAGES and STAGES[name] is not fn:
-            raise ValueError(f"the {name!r} stage is registered twice")
+        known = STAGES.get(name)
+        same = known is not None and (known.__module__, known.__qualname__) == (fn.__module__, fn.__qualname__)
+        if known is not None and known is not fn and not same:  # a reloaded module replaces its own stage
+            raise ValueError(f"the {name!r} stage is registered twice ({known.__module__}.{known.__qualname__} "
+                             f"and {fn.__module__}.{fn.__qualname__})")
         STAGES[name] = fn
         return fn
     return register

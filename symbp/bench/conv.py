@@ -56,7 +56,6 @@ from symbp.bench.impls import (
 
 COST = "log-likelihood"
 ACTIVATIONS = ("sigmoid", "relu")
-#: seconds the fresh-process torch.compile trial may take before torch-compile is reported unavailable
 
 
 # -------------------------------------------------------------------------------------------- net specs

@@ -1,7 +1,7 @@
 """The internal symbols of kernel programs, in one place (they never reach generated comments as text the user
 wrote, and no user expression can contain them: user expressions are in z, a, y only).
 
-- ``g``: ∂C/∂aˡ propagated back into a layer (BP2's first factor), from ``symbp.derive.equations``;
+- ``g``: ∂C/∂aˡ propagated back into a layer (BP2's first factor), from ``symbp.derive.calculus``;
 - ``S``: Σₖ aₖ ∂C/∂aₖ of a softmax output whose sum does not cancel, from ``symbp.derive.calculus``;
 - ``zr``: the bias-free product zˡ before the bias is added; ``b``: the bias of a unit;
 - ``lse``: log Σ exp z of a softmax row; ``l1ma``: log(1 − aⱼ) of a softmax row;
@@ -11,8 +11,7 @@ wrote, and no user expression can contain them: user expressions are in z, a, y 
 
 import sympy as sp
 
-from symbp.derive.calculus import S
-from symbp.derive.equations import g
+from symbp.derive.calculus import S, g
 
 zr = sp.Symbol("zr", real=True)
 b = sp.Symbol("b", real=True)

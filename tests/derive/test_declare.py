@@ -100,3 +100,33 @@ def test_plain_symbols_are_accepted_and_matched_by_name():
     cost = sb.Cost("q", (aa - yy) ** 2 / 2)
     assert cost.expr.free_symbols == {a, y}
     assert sp.expand(cost.expr - sb.quadratic.expr) == 0
+
+
+def test_a_reloaded_stage_replaces_itself_and_another_is_refused():
+    """``importlib.reload`` of the module holding a stage (IPython's autoreload) registers it again; a different
+    function under a stage's name is an error naming both.  In a fresh process: a reload here would leave this
+    one's ``sb.Model`` a class that ``compile`` no longer makes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import importlib
+        import numpy as np
+        import symbp as sb
+        from symbp import network
+        from symbp.train import model
+        importlib.reload(model)
+        net = sb.Network([4, 3, 2], activation=sb.sigmoid, cost=sb.quadratic)
+        print(net.compile(backend="numpy").feedforward(np.zeros((1, 4))).shape)
+        def impostor(*args, **kwargs):
+            pass
+        try:
+            network.register_stage("compile")(impostor)
+        except ValueError as exc:
+            print(exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "(1, 2)" and "'compile' stage is registered twice" in lines[1] and "impostor" in lines[1]
