@@ -111,10 +111,16 @@ def _committed_params(m: Manifest, npath: Path, jpath: Path) -> tuple[Path, byte
     raise Mismatch(problems.get(npath) or next(iter(problems.values())))
 
 
+#: how many manifests a load tries while saves of the same path commit under it: each retry follows a save
+#: that committed meanwhile, so only a reader racing this many saves in a row gives up (three were too few
+#: for a reader racing a loop of saves on a loaded machine)
+_READ_ATTEMPTS = 10
+
+
 def _read_model_files(jpath: Path, npath: Path) -> tuple[Manifest, Path, bytes]:
     """The checked manifest, and the parameter file it commits to with its bytes."""
     raw = read_json(jpath)
-    for attempt in range(3):
+    for attempt in range(_READ_ATTEMPTS):
         m = decode_manifest(raw, jpath)
         try:
             source, blob = _committed_params(m, npath, jpath)
@@ -122,7 +128,7 @@ def _read_model_files(jpath: Path, npath: Path) -> tuple[Manifest, Path, bytes]:
         except Mismatch:
             # A save of this path may have committed in between: retry with its manifest, else give up.
             again = read_json(jpath)
-            if attempt == 2 or again == raw:
+            if attempt == _READ_ATTEMPTS - 1 or again == raw:
                 raise
             raw = again
     raise AssertionError("unreachable")
