@@ -51,37 +51,45 @@ reads its expressions; only classes of symbp's own modules are looked up).
 A trial whose fit raises ``ValueError`` (a keyword value fit refuses) is not retried: it is in ``.failed``, with a
 warning, and not recorded (the next run tries it again).  The trial key leaves out symbp's version: a results
 folder stays valid across versions that train the same way.
+
+The grid, its checks and the trial keys are in ``symbp.sweep.grid``; what runs on the workers (a trial, the
+warming of the kernel cache) in ``symbp.sweep.trial``; a finished trial's record and dict in
+``symbp.sweep.records``.  This module connects to or starts the cluster and runs the trials on it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import inspect
-import itertools
-import math
 import os
 import secrets
 import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from symbp.sweep.declaration import declaration_text, network_declaration, network_from_declaration
-from symbp.sweep.store import MODELS, RECORD_FORMAT, RECORD_VERSION, ResultStore, canonical
-from symbp.sweep.worker import pin_threads
+from symbp.sweep.declaration import network_declaration, network_from_declaration
+from symbp.sweep.grid import (  # noqa: F401  (re-exported: the engine's names)
+    DEFAULT_EPOCHS,
+    MAX_TRIALS,
+    OBJECT,
+    RESERVED,
+    RESULT_FIELDS,
+    Trial,
+    data_digest,
+    describe,
+    expand_grid,
+    fit_parameters,
+    plain,
+    trial_key,
+)
+from symbp.sweep.grid import decode as _decode  # noqa: F401  (re-exported)
+from symbp.sweep.records import result_dict, trial_record  # noqa: F401  (result_dict re-exported)
+from symbp.sweep.store import ResultStore, canonical
+from symbp.sweep.trial import run_trial, warm_kernels  # noqa: F401  (warm_kernels re-exported)
 
-#: fit keywords a sweep sets itself (the data, the seed, the progress bar and its own per-epoch callback)
-RESERVED = ("self", "training_data", "evaluation_data", "seed", "progress", "callback")
-#: the marker of a symbp object (one with ``config()`` and ``from_config``) among plain values
-OBJECT = "$symbp"
-#: names of the fields of a trial's dict: a grid key may not be one of them
-RESULT_FIELDS = ("seed", "epochs", "best_epoch", "best_accuracy", "evaluation_accuracy", "history", "wall_seconds",
-                 "compile_seconds", "model", "key", "params", "diverged", "worker", "warnings")
 #: environment of the local cluster's worker processes
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": "65536"}
@@ -92,10 +100,6 @@ RESUBMITS = 2
 #: and dask's opening handshake together: an address answered by something else is refused within this time)
 WORKER_TIMEOUT = 120
 CONNECT_TIMEOUT = 30
-DEFAULT_EPOCHS = 30
-#: the most trials one sweep may have (refused before any trial is built): each is a training run, a line of
-#: results.jsonl and a saved model
-MAX_TRIALS = 100_000
 #: worker processes of a local cluster: at most this many per CPU core (each runs one thread)
 MAX_WORKERS_PER_CORE = 2
 #: the most bytes of dask's opening handshake (a scheduler sends about 60)
@@ -112,163 +116,6 @@ class SweepResults(list):
         self.failed = list(failed)
 
 
-@dataclass(frozen=True)
-class Trial:
-    key: str
-    values: dict  # the grid values (seed excluded), by name, in grid order
-    seed: int
-    fit: dict  # every fit keyword of this trial (grid values and fixed ones), epochs included
-
-
-# -- the grid ----------------------------------------------------------------------------------------------------
-def fit_parameters() -> dict[str, inspect.Parameter]:
-    """The keyword parameters of ``Model.fit`` a grid may name (read from its signature: new ones work at once)."""
-    from symbp.train.model import Model
-
-    params = inspect.signature(Model.fit).parameters
-    return {name: p for name, p in params.items() if name not in RESERVED
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-def plain(value, where: str):
-    """``value`` as plain JSON data (NumPy scalars and arrays become numbers and lists); ``ValueError`` naming
-    ``where`` for anything else (a sweep's values go into trial keys and into ``results.jsonl``)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: {value!r} is not a finite number")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v, where) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: plain(v, where) for k, v in value.items()}
-    cls = type(value)
-    if (cls.__module__.startswith("symbp.") and callable(getattr(value, "config", None))
-            and callable(getattr(cls, "from_config", None))):
-        return {OBJECT: f"{cls.__module__}:{cls.__qualname__}", "config": plain(value.config(), where)}
-    raise ValueError(f"{where}: sweep values must be plain data (numbers, strings, true/false, None, lists) or "
-                     f"symbp objects with config()/from_config (sb.L1(5), ...), got {type(value).__name__} "
-                     f"{value!r}")
-
-
-def _decode(value):
-    """A value of a trial's fit keywords as fit takes it: ``{OBJECT: "symbp.module:Class", "config": ...}`` is
-    rebuilt by that symbp class's ``from_config`` (which reads expressions with the whitelist parser); anything
-    else is used as it is.  Only classes of symbp's own modules are looked up."""
-    if not (isinstance(value, dict) and set(value) == {OBJECT, "config"} and isinstance(value[OBJECT], str)):
-        return value
-    import importlib
-
-    module, _, name = value[OBJECT].partition(":")
-    if not module.startswith("symbp.") or not name.isidentifier():
-        raise ValueError(f"{value[OBJECT]!r} is not a symbp class")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not isinstance(cls, type) or not callable(getattr(cls, "from_config", None)):
-        raise ValueError(f"{value[OBJECT]!r} is not a symbp class with from_config")
-    return cls.from_config(value["config"])
-
-
-def _seed(value, where: str) -> int:
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise ValueError(f"{where}: a seed must be an integer in 0..2**63-1, got {value!r}")
-    return value
-
-
-def _values(grid_value, name: str) -> list:
-    if isinstance(grid_value, (str, bytes, dict)) or not hasattr(grid_value, "__iter__"):
-        grid_value = [grid_value]
-    values = list(itertools.islice(grid_value, MAX_TRIALS + 1))  # a longer list (or an endless iterator): refused
-    if not values:
-        raise ValueError(f"grid[{name!r}] is empty: give at least one value")
-    if len(values) > MAX_TRIALS:
-        raise ValueError(f"grid[{name!r}] has more than {MAX_TRIALS:,} values, more trials than a sweep may have")
-    return values
-
-
-def _key_form(value):
-    """Numbers as floats (fit treats 3 and 3.0 alike), recursively: the form of a value inside a trial key."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, list):
-        return [_key_form(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _key_form(v) for k, v in value.items()}
-    return value
-
-
-def expand_grid(grid: dict, epochs, fit_kwargs: dict) -> tuple[list[tuple[dict, int, dict]], list[str]]:
-    """The trials of ``grid`` as ``(grid values, seed, fit keywords)`` in grid order (itertools.product over the
-    keys as given; ``seed`` defaults to ``[0]``, last), and the grid's names.  Every name is checked against
-    ``Model.fit``'s signature; every value must be plain data (or a self-describing symbp object, see ``plain``)."""
-    if not isinstance(grid, dict):
-        raise ValueError(f"grid must be a dict of fit keyword names (and 'seed') to lists of values, got "
-                         f"{type(grid).__name__}")
-    known = fit_parameters()
-    for name in list(grid) + list(fit_kwargs):
-        if not isinstance(name, str):
-            raise ValueError(f"grid names must be strings, got {name!r}")
-        if name != "seed" and name not in known:
-            why = "is set by the sweep itself" if name in RESERVED else "is not a keyword of Model.fit"
-            raise ValueError(f"{name!r} {why}; a grid may name 'seed' and the keywords of Model.fit: "
-                             f"{', '.join(known)}")
-        if name in RESULT_FIELDS and name not in ("seed", "epochs"):
-            raise ValueError(f"{name!r} is also a field of a trial's result and cannot be a grid name")
-    both = set(grid) & set(fit_kwargs)
-    if both:
-        raise ValueError(f"{', '.join(sorted(both))} given both in the grid and as a fixed keyword")
-    if "seed" in fit_kwargs:
-        raise ValueError("give the seeds in the grid: grid={'seed': [0, 1, ...]}")
-    if "epochs" in grid and epochs is not None:
-        raise ValueError("epochs given both in the grid and as epochs=: give one")
-    fixed = {name: plain(v, name) for name, v in fit_kwargs.items()}
-    if "epochs" not in grid:
-        fixed["epochs"] = DEFAULT_EPOCHS if epochs is None else plain(epochs, "epochs")
-    names = [n for n in grid if n != "seed"]
-    order = list(grid) if "seed" in grid else [*names, "seed"]
-    raw = {n: _values(grid[n], n) for n in names}
-    raw["seed"] = _values(grid.get("seed", [0]), "seed")
-    count = math.prod(len(v) for v in raw.values())
-    if count > MAX_TRIALS:  # refused before any trial is built
-        raise ValueError(f"the grid has {count:,} trials ({' × '.join(str(len(raw[n])) for n in order)}), more than "
-                         f"a sweep may have ({MAX_TRIALS:,}): split it into several sweeps")
-    lists = [[plain(v, f"grid[{n!r}]") for v in raw[n]] for n in names]
-    seeds = [_seed(v, "grid['seed']") for v in raw["seed"]]
-    axes = {**dict(zip(names, lists)), "seed": seeds}
-    trials = []
-    for combo in itertools.product(*(axes[n] for n in order)):
-        point = dict(zip(order, combo))
-        seed = point.pop("seed")
-        values = {n: point[n] for n in names}
-        trials.append((values, seed, {**fixed, **values}))
-    return trials, names
-
-
-def trial_key(declaration: dict, compile_options: dict, fit: dict, seed: int, data: dict) -> str:
-    """The identity of a trial: SHA-256 (first 20 hex digits) of what determines its result."""
-    defaults = {name: p.default for name, p in fit_parameters().items() if p.default is not p.empty}
-    given = {}
-    for name, value in fit.items():
-        if name in defaults:
-            try:
-                if _key_form(plain(defaults[name], name)) == _key_form(value):
-                    continue  # fit's own default: the same trial as leaving it out
-            except ValueError:
-                pass
-        given[name] = _key_form(value)
-    doc = {"network": declaration, "compile": compile_options, "fit": given, "seed": seed, "data": data}
-    return hashlib.sha256(canonical(doc).encode()).hexdigest()[:20]
-
-
 def _pair(data, name: str):
     try:
         X, Y = data
@@ -280,166 +127,6 @@ def _pair(data, name: str):
     if X.dtype.kind not in "biuf" or Y.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtypes {X.dtype} and {Y.dtype}")
     return np.ascontiguousarray(X), np.ascontiguousarray(Y)
-
-
-def data_digest(X: np.ndarray, Y: np.ndarray) -> str:
-    """SHA-256 of two arrays' dtypes, shapes and bytes: the identity of a data set in trial keys."""
-    h = hashlib.sha256()
-    for arr in (X, Y):
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
-    return h.hexdigest()
-
-
-# -- on the worker -----------------------------------------------------------------------------------------------
-_NETWORKS: dict[str, object] = {}
-
-
-def _network(declaration: dict):
-    text = declaration_text(declaration)
-    net = _NETWORKS.get(text)
-    if net is None:
-        net = _NETWORKS[text] = network_from_declaration(declaration)
-    return net
-
-
-def _where() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def warm_kernels(jobs: list[dict], X, Y, Xe=None, Ye=None) -> list[str]:
-    """Compile each network of ``jobs`` (``{"network", "backend", "dtype", "fits": [fit keywords]}``) and run a
-    one-epoch fit with each set of fit keywords on the first rows of the trials' own training data (one
-    mini-batch; its evaluation on the first rows of the evaluation data), so that every kernel the trials call,
-    for the data types they see, is in the kernel cache.  Returns, per set of fit keywords that could not be
-    warmed, ``"values: error"`` (its trials compile on their own, or report the same error)."""
-    pin_threads()
-    defaults = fit_parameters()
-    problems = []
-    for job in jobs:
-        net = _network(job["network"])
-        for fit in job["fits"]:
-            try:
-                rows = fit.get("batch_size", defaults["batch_size"].default)
-                rows = min(rows if isinstance(rows, int) and rows >= 1 else 1, X.shape[0])
-                model = net.compile(backend=job["backend"], dtype=job["dtype"], seed=0)
-                ev = (Xe[:rows], Ye[:rows]) if Xe is not None else None
-                kw = {k: _decode(v) for k, v in fit.items() if k not in ("epochs", "early_stopping", "batch_size")}
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with contextlib.suppress(FloatingPointError):  # a huge eta: the kernels ran all the same
-                        model.fit((X[:rows], Y[:rows]), epochs=1, batch_size=rows, evaluation_data=ev, seed=0,
-                                  progress=False, **kw)
-                for name in list(getattr(model.kernels, "sources", ())):
-                    with contextlib.suppress(Exception):
-                        model.kernels[name]
-            except Exception as exc:  # noqa: BLE001 - reported by the client; the trial will say it again
-                problems.append(f"{_describe(fit)}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-def run_trial(spec: dict, X, Y, Xe=None, Ye=None) -> dict:
-    """One trial on a worker: compile the declared network with the trial's seed, fit, return what happened
-    (``status`` ok, diverged or error; the history; the parameters, for the client to save)."""
-    pin_threads()
-    _tell(spec, "start")
-    try:
-        return _trial(spec, X, Y, Xe, Ye)
-    finally:
-        _tell(spec, "end")
-
-
-def _tell(spec: dict, event: str) -> None:
-    """Tell the client's progress bar that this trial starts or ends (an event on the sweep's topic)."""
-    if spec.get("topic"):
-        with contextlib.suppress(Exception):
-            from distributed import get_worker
-
-            get_worker().log_event(spec["topic"], {"key": spec["key"], "event": event})
-
-
-def _trial(spec: dict, X, Y, Xe, Ye) -> dict:
-    t0 = time.perf_counter()
-    state: dict = {"history": None}
-
-    def keep(epoch, hist):
-        state["history"] = {k: list(v) if isinstance(v, list) else v for k, v in hist.as_dict().items()}
-
-    out = {"worker": _where(), "warnings": []}
-    seed = spec["seed"]
-    try:
-        net = _network(spec["network"])
-        model = net.compile(backend=spec["backend"], dtype=spec["dtype"], seed=seed, init=spec["init"])
-        compile_s = time.perf_counter() - t0
-        evaluation = (Xe, Ye) if Xe is not None else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                hist = model.fit((X, Y), evaluation_data=evaluation, seed=seed, progress=False, callback=keep,
-                                 **{k: _decode(v) for k, v in spec["fit"].items()})
-                out.update(status="ok", history=hist.as_dict(), diverged=None)
-            except FloatingPointError as exc:
-                out.update(status="diverged", history=state["history"] or {}, diverged=str(exc))
-        out["warnings"] = [str(w.message) for w in caught]
-        out["params"] = model.params
-        out["compile_seconds"] = compile_s
-    except ValueError as exc:  # a keyword value fit refuses: the same on every retry
-        out.update(status="error", error=f"{type(exc).__name__}: {exc}")
-    out["wall_seconds"] = time.perf_counter() - t0
-    return out
-
-
-# -- on the client -----------------------------------------------------------------------------------------------
-def _json_value(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, np.ndarray):
-        v = v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    return repr(v)
-
-
-def _best(history: dict) -> tuple[int | None, float | None]:
-    acc = history.get("evaluation_accuracy") or history.get("training_accuracy") or []
-    best = history.get("best_epoch")
-    if not isinstance(best, int) or not 1 <= best <= len(acc):
-        return (best if isinstance(best, int) else None), None
-    return best, acc[best - 1]
-
-
-def _record(trial: Trial, out: dict) -> dict:
-    history = _json_value(out.get("history") or {})
-    best_epoch, best_accuracy = _best(history)
-    return {"format": RECORD_FORMAT, "version": RECORD_VERSION, "key": trial.key, "values": trial.values,
-            "seed": trial.seed, "params": trial.fit, "epochs": trial.fit.get("epochs"), "best_epoch": best_epoch,
-            "best_accuracy": best_accuracy,
-            "evaluation_accuracy": [v for v in history.get("evaluation_accuracy", []) if v is not None],
-            "history": history, "wall_seconds": out.get("wall_seconds"),
-            "compile_seconds": out.get("compile_seconds"), "diverged": out.get("diverged"),
-            "warnings": _json_value(out.get("warnings", [])), "worker": out.get("worker"),
-            "model": f"{MODELS}/{trial.key}", "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def result_dict(record: dict, folder: Path) -> dict:
-    """A trial's dict for the caller: its grid values under their own names, then the record's fields."""
-    out = dict(record.get("values", {}))
-    for name in RESULT_FIELDS:
-        if name in record:
-            out[name] = record[name]
-    out["model"] = str(folder / record["model"])
-    return out
 
 
 class _Progress:
@@ -826,7 +513,7 @@ def _run(client, net, declaration, compile_options, todo, train, ev, store, retr
                     failed.append(_failure(trial, out.get("error", "failed")))
                 else:
                     save_model(trial.key, out["params"])
-                    store.append(_record(trial, out))
+                    store.append(trial_record(trial, out))
                 bar.finished(trial.key)
                 continue
             exc = _exception(fut)
@@ -852,7 +539,7 @@ def _run(client, net, declaration, compile_options, todo, train, ev, store, retr
         for d in data:  # the scattered arrays: released (not cancelled: the client may share their keys)
             d.release()
     for f in failed:
-        warnings.warn(f"trial {f['key']} ({_describe(f)}) failed: {f['error']}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"trial {f['key']} ({describe(f)}) failed: {f['error']}", RuntimeWarning, stacklevel=3)
     return failed
 
 
@@ -867,10 +554,6 @@ def _exception(fut) -> BaseException:
 
 def _failure(trial: Trial, error: str) -> dict:
     return {**trial.values, "seed": trial.seed, "key": trial.key, "error": error}
-
-
-def _describe(values: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in values.items() if k not in ("key", "error"))
 
 
 def _warm(client, declaration, compile_options, todo, data) -> list[str]:
