@@ -140,7 +140,7 @@ def _numpy_values(expr: sp.Expr, syms: tuple, args: tuple, shape) -> np.ndarray 
         return None
 
 
-def _mp_value(expr: sp.Expr, syms: tuple, point: tuple, digits: int = 30,
+def mp_value(expr: sp.Expr, syms: tuple, point: tuple, digits: int = 30,
               _cache: dict = {}):  # noqa: B006 - a small cache
     """expr at ``point`` with mpmath at ``digits`` digits (no overflow or underflow): an mpmath number, the string
     "undefined" for a domain error, or None when it cannot be evaluated (a singular point, an unknown function)."""
@@ -179,7 +179,7 @@ def _mp_value(expr: sp.Expr, syms: tuple, point: tuple, digits: int = 30,
 
 def _not_real_at(expr: sp.Expr, zv: float) -> bool:
     """Is σ(zv) complex or undefined (confirmed at 30 digits, so overflow in NumPy is not mistaken for it)?"""
-    v = _mp_value(expr, (z,), (zv,))
+    v = mp_value(expr, (z,), (zv,))
     if v is None:
         return False
     if isinstance(v, str):
@@ -274,7 +274,7 @@ def real_problem(expr: sp.Expr) -> str | None:
 def _trusted(e: sp.Expr, syms: tuple, point: tuple, numpy_value):
     """e at ``point`` if mpmath gives the same number at 30 and at 60 digits (a zero only if NumPy agrees), else
     None: cancellation (sinh(z) − cosh(z) at z = 50 or 1000) must not pass for the function's value."""
-    m30, m60 = _mp_value(e, syms, point, 30), _mp_value(e, syms, point, 60)
+    m30, m60 = mp_value(e, syms, point, 30), mp_value(e, syms, point, 60)
     if m30 is None or m60 is None or isinstance(m30, str) or isinstance(m60, str):
         return None
     if m30 == 0 or m60 == 0:
@@ -282,7 +282,7 @@ def _trusted(e: sp.Expr, syms: tuple, point: tuple, numpy_value):
     return m60 if abs(m30 - m60) <= mpmath.mpf("1e-20") * abs(m60) else None
 
 
-def _same_function(e1: sp.Expr, e2: sp.Expr, syms: tuple, points: tuple) -> bool:
+def same_function(e1: sp.Expr, e2: sp.Expr, syms: tuple, points: tuple) -> bool:
     """e1 ≡ e2?  Structurally equal first; else unequal if the numbers differ at a sample point (NumPy first,
     each difference confirmed with mpmath, see ``_trusted``); else ``sympy.simplify`` of the difference within
     the budget (at most 2 s) decides, and if it runs out of time the numbers do."""
@@ -313,7 +313,7 @@ def _same_function(e1: sp.Expr, e2: sp.Expr, syms: tuple, points: tuple) -> bool
 # ------------------------------------------------------------------------------------------------ declaration
 
 
-def _check_expression(kind: str, name: str, expr: sp.Expr, allowed: set[sp.Symbol]) -> sp.Expr:
+def check_expression(kind: str, name: str, expr: sp.Expr, allowed: set[sp.Symbol]) -> sp.Expr:
     """The checks every declared expression passes (in this order): a sympy scalar in the allowed symbols, no
     undefined functions, infinities or partial piecewise; at most ``MAX_OPS`` operations; constant exponents
     within ``MAX_EXPONENT`` and powers with non-constant exponents nested at most ``MAX_POWER_NESTING`` deep, as
@@ -352,7 +352,7 @@ def _check_expression(kind: str, name: str, expr: sp.Expr, allowed: set[sp.Symbo
     return expr
 
 
-def _differentiate(where: str, expr: sp.Expr, var: sp.Symbol, what: str) -> sp.Expr:
+def differentiate(where: str, expr: sp.Expr, var: sp.Symbol, what: str) -> sp.Expr:
     derivative = sp.diff(expr, var)
     if derivative.has(sp.Derivative, sp.Subs):
         raise ValueError(f"{where}: sympy cannot differentiate {describe(expr)} {what}")
@@ -360,7 +360,7 @@ def _differentiate(where: str, expr: sp.Expr, var: sp.Symbol, what: str) -> sp.E
     return derivative
 
 
-def _declared(kind: str, name: str, expr, declare):
+def declared(kind: str, name: str, expr, declare):
     """Run a declaration's checks within the budget: past it, a ValueError naming the expression."""
     return limits.run_required(f"{kind} {name!r}: declaring {describe(expr)}", declare)
 
@@ -372,7 +372,7 @@ class Activation:
     Jacobian is not diagonal, which the derivation handles with an explicit reduction.
 
     Declaring one checks, within the derivation budget (``sb.derive.budget``): the name (``NAME_PATTERN``),
-    the expression (``_check_expression``: symbols, size, powers, constants), that sympy can differentiate it
+    the expression (``check_expression``: symbols, size, powers, constants), that sympy can differentiate it
     (σ′ within the size bound), and that σ(z) is real for every real z (sampled; see ``real_problem``).
     """
 
@@ -382,14 +382,14 @@ class Activation:
 
     def __post_init__(self):
         check_name("Activation", self.name)
-        object.__setattr__(self, "expr", _declared("Activation", self.name, self.expr, self._declare))
+        object.__setattr__(self, "expr", declared("Activation", self.name, self.expr, self._declare))
 
     def _declare(self) -> sp.Expr:
         where = f"Activation {self.name!r}"
-        expr = _check_expression("Activation", self.name, self.expr, {z})
+        expr = check_expression("Activation", self.name, self.expr, {z})
         if z not in expr.free_symbols:
             raise ValueError(f"{where}: {describe(expr)} does not depend on z")
-        derivative = _differentiate(where, expr, z, "with respect to z")
+        derivative = differentiate(where, expr, z, "with respect to z")
         if self.vector and derivative != expr:
             same, finished = limits.run_optional(lambda: sp.simplify(derivative - expr) == 0, share=0.5)
             if not (finished and same):
@@ -424,11 +424,11 @@ class Activation:
         return numpy_function(z, self.expr)
 
     def __eq__(self, other):
-        """Same name, same kind and the same function of z (see ``_same_function``: bounded in time)."""
+        """Same name, same kind and the same function of z (see ``same_function``: bounded in time)."""
         return (
             isinstance(other, Activation)
             and (self.name, self.vector) == (other.name, other.vector)
-            and _same_function(self.expr, other.expr, (z,), (_EQ_Z,))
+            and same_function(self.expr, other.expr, (z,), (_EQ_Z,))
         )
 
     def __hash__(self):

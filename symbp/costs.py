@@ -14,13 +14,13 @@ import numpy as np
 import sympy as sp
 
 from symbp.activations import (
-    _check_expression,
-    _declared,
-    _differentiate,
-    _same_function,
+    check_expression,
     check_name,
+    declared,
     describe,
+    differentiate,
     expression_text,
+    same_function,
 )
 from symbp.parsing import parse
 from symbp.symbols import a, y
@@ -31,7 +31,7 @@ class Cost:
     """C = Σⱼ c(aⱼ, yⱼ) for one sample.
 
     Declaring one checks, within the derivation budget (``sb.derive.budget``), the name and the expression as
-    for an ``Activation`` (``symbp.activations._check_expression``) and that sympy can differentiate it with
+    for an ``Activation`` (``symbp.activations.check_expression``) and that sympy can differentiate it with
     respect to a (∂C/∂a within the size bound).  A cost need not be defined for every a (log a is not, for
     a ≤ 0): only activations are checked for that.
     """
@@ -41,13 +41,13 @@ class Cost:
 
     def __post_init__(self):
         check_name("Cost", self.name)
-        object.__setattr__(self, "expr", _declared("Cost", self.name, self.expr, self._declare))
+        object.__setattr__(self, "expr", declared("Cost", self.name, self.expr, self._declare))
 
     def _declare(self) -> sp.Expr:
-        expr = _check_expression("Cost", self.name, self.expr, {a, y})
+        expr = check_expression("Cost", self.name, self.expr, {a, y})
         if a not in expr.free_symbols:
             raise ValueError(f"Cost {self.name!r}: {describe(expr)} does not depend on the activation a")
-        _differentiate(f"Cost {self.name!r}", expr, a, "with respect to a")
+        differentiate(f"Cost {self.name!r}", expr, a, "with respect to a")
         return expr
 
     @classmethod
@@ -65,8 +65,8 @@ class Cost:
         return expression_text(self.expr)
 
     def __eq__(self, other):
-        """Same name and the same function of a, y (see ``symbp.activations._same_function``: bounded in time)."""
-        return isinstance(other, Cost) and self.name == other.name and _same_function(
+        """Same name and the same function of a, y (see ``symbp.activations.same_function``: bounded in time)."""
+        return isinstance(other, Cost) and self.name == other.name and same_function(
             self.expr, other.expr, (a, y), _EQ_AY)
 
     def __hash__(self):

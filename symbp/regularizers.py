@@ -23,13 +23,13 @@ import sympy as sp
 
 from symbp import limits
 from symbp.activations import (
-    _check_expression,
-    _declared,
-    _differentiate,
-    _mp_value,
+    check_expression,
     check_name,
+    declared,
     describe,
+    differentiate,
     expression_text,
+    mp_value,
     real_problem,
 )
 from symbp.parsing import parse
@@ -57,21 +57,21 @@ class Regularizer:
             shown = shown if len(shown) <= 40 else f"{shown[:12]}…({len(shown)} characters)"
             raise ValueError(f"Regularizer {name!r}: strength must be a finite non-negative number, got {shown}")
         self.strength = value
-        self.expr, self.derivative = _declared("Regularizer", name, expr, lambda: self._declare(expr))
+        self.expr, self.derivative = declared("Regularizer", name, expr, lambda: self._declare(expr))
         same, finished = limits.run_optional(lambda: sp.simplify(self.derivative - w) == 0, seconds=2.0)
         #: R′(w) = w: the L2 penalty, which the kernels run as the weight decay 1 − ηλ/n (no extra pass)
         self.is_l2 = bool(finished and same)
 
     def _declare(self, expr):
         where = f"Regularizer {self.name!r}"
-        expr = _check_expression("Regularizer", self.name, expr, {w})
+        expr = check_expression("Regularizer", self.name, expr, {w})
         if w not in expr.free_symbols:
             raise ValueError(f"{where}: {describe(expr)} does not depend on w")
         problem = real_problem(expr.xreplace({w: z}))
         if problem:
             raise ValueError(f"{where}: {describe(expr)} is not real for {problem.replace('z', 'w')}; a penalty "
                              "must be defined for every real weight")
-        derivative = _differentiate(where, expr, w, "with respect to w")
+        derivative = differentiate(where, expr, w, "with respect to w")
         if derivative.has(sp.DiracDelta):
             raise ValueError(f"{where}: R′(w) = {describe(derivative)} is not defined as a function (R has a step); "
                              "gradient descent needs a penalty whose derivative exists almost everywhere")
@@ -170,7 +170,7 @@ def _first_pole(expr: sp.Expr) -> float | None:
     for p, v in zip(_POLE_PROBES, values):
         if np.isfinite(v):
             continue
-        exact = _mp_value(expr, (w,), (p,))
+        exact = mp_value(expr, (w,), (p,))
         if exact is None or isinstance(exact, str) or not mpmath.isfinite(exact):
             return p
     return None

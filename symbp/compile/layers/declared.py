@@ -14,7 +14,7 @@ import math
 import sympy as sp
 
 from symbp.compile.layers import PEN, register_lowering
-from symbp.compile.layers.dense import _keeps_sp
+from symbp.compile.layers.dense import keeps_sp
 from symbp.compile.printer import stabilise
 from symbp.compile.program import IndexGather, IndexReduce, IndexScatterMax, Map, Operand, Update, elem
 from symbp.compile.symbols import g, sp_
@@ -108,7 +108,7 @@ class DeclaredLowering:
             ctx.buffer(f"a{l}", ctx.rows, n)
         if ctx.grads:
             ctx.buffer(f"delta{l}", ctx.rows, n)
-            if _keeps_sp(_sigma_eq(eq, ctx), ctx) and not pooled:
+            if keeps_sp(_sigma_eq(eq, ctx), ctx) and not pooled:
                 ctx.buffer(f"sp{l}", ctx.rows, n)
             for ti, term in enumerate(eq.layer.index_map.terms):
                 if term.kind == "max":
@@ -128,7 +128,7 @@ class DeclaredLowering:
         sig = _sigma_eq(eq, ctx)
         writes = [(elem(f"a{l}"), stabilise(sig.activation.expr))]
         text = f"a{l} = σ(z{l}) = {sig.activation.text}"
-        if _keeps_sp(sig, ctx):
+        if keeps_sp(sig, ctx):
             writes.append((elem(f"sp{l}"), stabilise(sig.derivative.expr)))
             text += f";  sp{l} = σ′(z{l})"
         if sig is not eq:

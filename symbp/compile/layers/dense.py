@@ -22,7 +22,7 @@ def _names(eq) -> tuple[str, str]:
     return getattr(eq, "param_names", ("W", "b"))
 
 
-def _keeps_sp(eq, ctx) -> bool:
+def keeps_sp(eq, ctx) -> bool:
     """σ′(zˡ) stored in the forward pass: a hidden layer whose σ′ has no form in a."""
     return ctx.grads and not eq.is_output and eq.derivative is not None and not eq.derivative.uses_a
 
@@ -38,7 +38,7 @@ class DenseLowering:
         ctx.buffer(f"a{l}", ctx.rows, n)
         if ctx.grads:
             ctx.buffer(f"delta{l}", ctx.rows, n)
-            if _keeps_sp(eq, ctx):
+            if keeps_sp(eq, ctx):
                 ctx.buffer(f"sp{l}", ctx.rows, n)
 
     def forward(self, eq, ctx, keep_lse: bool = False, keep_l1ma: bool = False) -> list:
@@ -54,7 +54,7 @@ class DenseLowering:
         zb = zr + b
         writes = [(elem(f"z{l}"), zb), (elem(f"a{l}"), stabilise(eq.activation.expr.subs(z, zb)))]
         text = f"z{l} += {B};  a{l} = σ(z{l}) = {eq.activation.text}"
-        if _keeps_sp(eq, ctx):
+        if keeps_sp(eq, ctx):
             writes.append((elem(f"sp{l}"), stabilise(eq.derivative.expr.subs(z, zb))))
             text += f";  sp{l} = σ′(z{l}) = {eq.derivative.expr} (same pass, shared subexpressions)"
         steps.append(Map(rows, n, {zr: elem(f"z{l}"), b: per_col(B)}, writes, eq=text))
