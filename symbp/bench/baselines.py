@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from symbp.bench.fresh import FreshProcessError, call_json, peer_probe
-from symbp.bench.impl import Impl, ImplUnavailable
+from symbp.bench.impl import BatchedNumpy, Impl, ImplUnavailable
 
 #: seconds a ``torch.compile`` trial may take in its fresh process before torch-compile is skipped
 COMPILE_TIMEOUT = float(os.environ.get("SYMBP_BENCH_COMPILE_TIMEOUT", "420"))
@@ -100,7 +100,7 @@ def _sigmoid_prime(z):
     return s * (1 - s)
 
 
-class NumpyBatched(Impl):
+class NumpyBatched(BatchedNumpy, Impl):
     """Matrix-batched NumPy: a mini-batch is a matrix of rows, Z = A @ W.T + b; the cross-check reference."""
 
     name = "numpy-batched"
@@ -109,20 +109,6 @@ class NumpyBatched(Impl):
         self.set_params(params)
         self.X = np.asarray(X, dtype=self.dtype)
         self.Y = np.asarray(Y, dtype=self.dtype)
-
-    def set_params(self, params):
-        self.Ws = [np.array(W, dtype=self.dtype) for W, _ in params]
-        self.bs = [np.array(b, dtype=self.dtype) for _, b in params]
-
-    def params(self):
-        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
-
-    def epoch(self, order):
-        m = self.m
-        with np.errstate(over="ignore"):
-            for k in range(len(order) // m):
-                idx = order[k * m : (k + 1) * m]
-                self.update(self.X[idx], self.Y[idx])
 
     def update(self, Xb, Yb):
         """One SGD step on the mini-batch (Xb, Yb), rows are samples."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from symbp.bench.conv_nets import ConvImpl
+from symbp.bench.impl import BatchedNumpy
 
 
 def _act(name, z):
@@ -28,7 +29,7 @@ def _act_prime_from_a(name, a):
     return (a > 0).astype(a.dtype)
 
 
-class NumpyIm2col(ConvImpl):
+class NumpyIm2col(BatchedNumpy, ConvImpl):
     """The mini-batch as one array (rows, height, width, channels); im2col by ``sliding_window_view``, the
     three products of each conv layer as matmuls; the cross-check reference of conv cases (in float64)."""
 
@@ -40,20 +41,6 @@ class NumpyIm2col(ConvImpl):
         self.X = np.ascontiguousarray(np.asarray(X, dtype=self.dtype).reshape(-1, C, H, W).transpose(0, 2, 3, 1))
         self.Y = np.asarray(Y, dtype=self.dtype)
         self.set_params(params)
-
-    def set_params(self, params):
-        self.Ws = [np.array(W, dtype=self.dtype) for W, _ in params]
-        self.bs = [np.array(b, dtype=self.dtype) for _, b in params]
-
-    def params(self):
-        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
-
-    def epoch(self, order):
-        m = self.m
-        with np.errstate(over="ignore"):
-            for k in range(len(order) // m):
-                idx = order[k * m : (k + 1) * m]
-                self.update(self.X[idx], self.Y[idx])
 
     def update(self, Xb, Yb):
         """One SGD step on the mini-batch: Xb (m, H, W, C), Yb one-hot (m, k)."""

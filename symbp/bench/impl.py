@@ -116,3 +116,23 @@ def init_params(layers, dtype="float64", seed=0) -> list[tuple[np.ndarray, np.nd
         b = rng.standard_normal(n_out)
         out.append((W.astype(dtype), b.astype(dtype)))
     return out
+
+
+class BatchedNumpy:
+    """What the NumPy implementations that step a whole mini-batch at once share: parameters as lists ``Ws``,
+    ``bs`` of the implementation's dtype, and an epoch of ``update(X rows, Y rows)`` calls (``X``, ``Y`` set by
+    ``_setup``)."""
+
+    def set_params(self, params):
+        self.Ws = [np.array(W, dtype=self.dtype) for W, _ in params]
+        self.bs = [np.array(b, dtype=self.dtype) for _, b in params]
+
+    def params(self):
+        return [(W.copy(), b.copy()) for W, b in zip(self.Ws, self.bs, strict=True)]
+
+    def epoch(self, order):
+        m = self.m
+        with np.errstate(over="ignore"):
+            for k in range(len(order) // m):
+                idx = order[k * m : (k + 1) * m]
+                self.update(self.X[idx], self.Y[idx])
