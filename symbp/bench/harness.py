@@ -260,6 +260,8 @@ def run_case(
     peak_gflops = (peak or {}).get(case.dtype, {}).get("gflops")
     if case.net is not None:
         result["flops_per_sample"] = conv_flops(case.net)
+    if peak_gflops:  # the second bound: the epoch's FLOPs at the matmul peak measured in this run
+        result["peak_bound_s"] = result["flops_per_epoch"] / (peak_gflops * 1e9)
     if "products_bound" in result:
         pb = result["products_bound"]
         pb["gflops"] = result["flops_per_epoch"] / pb["median_s"] / 1e9

@@ -181,6 +181,16 @@ def _pct(x) -> str:
     return "" if x is None else f" = {100 * x:.1f}% of peak"
 
 
+def _peak_note(case: dict) -> str:
+    """The second bound: the epoch's FLOPs at the matmul peak measured in the same run."""
+    s = case.get("peak_bound_s")
+    if s is None:
+        return ""
+    per50k = f" ({s * case.get('s_per_50k_factor', 1.0):.4g} s per 50k)" if _kind(case) == "conv" else ""
+    return (f" Peak bound: the epoch's {case['flops_per_epoch'] / 1e9:.4g} GFLOP at the measured matmul peak take "
+            f"{s:.4g} s/epoch{per50k}.")
+
+
 def _bound_note(case: dict) -> str:
     pb = case["products_bound"]
     frac = _pct(pb.get("peak_fraction"))
@@ -189,10 +199,10 @@ def _bound_note(case: dict) -> str:
         return (f"GEMM bound: the epoch's gemm calls alone (per sample and conv layer W·col, Wᵀ·δ except the first "
                 f"layer, δ·colᵀ; the fc products per mini-batch; same shapes, same entry points, nothing else) take "
                 f"{pb['median_s']:.4g} s/epoch ({pb['median_s'] * scale:.4g} s per 50k), {pb['gflops']:.1f} GFLOP/s"
-                f"{frac}.")
+                f"{frac}." + _peak_note(case))
     return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "
             f"nothing else) take {pb['median_s']:.4g} s/epoch, {pb['gflops']:.1f} GFLOP/s{frac}: no epoch "
-            "built on this BLAS can do better.")
+            "built on this BLAS can do better." + _peak_note(case))
 
 
 PROBE_HEADERS = ["case", "impl", "what is compiled", "import s", "cold s", "warm s", "cold × JAX", "warm × JAX"]

@@ -251,11 +251,15 @@ def test_quick_suite_end_to_end_on_synthetic_data(tmp_path):
     assert case["impls"]["numpy-per-sample"]["ratios"]["numpy-batched"] > 0
     bound = case["products_bound"]
     assert len(bound["times"]) == 2 and bound["gflops"] > 0 and bound["peak_fraction"] > 0
+    peak = data["peak"]["at_threads"]["float64"]["gflops"]
+    assert case["peak_bound_s"] == pytest.approx(case["flops_per_epoch"] / (peak * 1e9))
+    # no time beats the FLOPs at the peak by much (the peak is itself a median of a few runs)
+    assert bound["median_s"] > 0.5 * case["peak_bound_s"]
     assert data["peak"]["single_thread"]["float64"]["gflops"] > 0
     assert data["environment"]["versions"]["numpy"] == np.__version__
     assert data["environment"]["blas"]
     md = (tmp_path / "results.md").read_text()
-    assert "| numpy-batched |" in md and "median s/epoch" in md and "- BLAS bound: " in md
+    assert "| numpy-batched |" in md and "median s/epoch" in md and "- BLAS bound: " in md and "Peak bound: " in md
     png = tmp_path / "speedup.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert res["files"]["json"] == str(tmp_path / "results.json")

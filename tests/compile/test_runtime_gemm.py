@@ -17,7 +17,8 @@ CASES = {  # name: (function, how to build A and B for C of shape (M, N) with in
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.9])
-@pytest.mark.parametrize("shape", [(10, 10, 30), (3, 5, 7), (1, 1, 1), (10, 30, 784), (64, 40, 33)])
+@pytest.mark.parametrize("shape", [(10, 10, 30), (3, 5, 7), (1, 1, 1), (5, 10, 10), (8, 8, 9), (10, 30, 784),
+                                   (64, 40, 33)])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_products_match_numpy(case, shape, beta, dtype):
     fn, make, ref = CASES[case]
@@ -28,7 +29,7 @@ def test_products_match_numpy(case, shape, beta, dtype):
     if beta == 0.0:
         C0[0, 0] = np.nan  # β = 0 overwrites whatever C held, as BLAS does
     C = C0.copy()
-    fn(A, B, C, -0.3, beta)
+    fn(A, B, C, -0.3, beta)  # (5, 10, 10) is the largest product the loops make, (8, 8, 9) the smallest BLAS call
     expect = -0.3 * ref(A.astype(np.float64), B.astype(np.float64))
     if beta:
         expect = expect + beta * C0.astype(np.float64)

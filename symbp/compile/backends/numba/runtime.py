@@ -26,7 +26,12 @@ from symbp.compile.backends import masks
 from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 
 #: Products with at most this many multiply-adds run as plain loops (BLAS call overhead dominates below).
-SMALL_GEMM = 4096
+#: Measured per transpose case and dtype (``benchmarks/results/2026-12-07-small-products``): on Zen 5 with
+#: OpenBLAS's own kernels, ?gemm was faster than these loops, and than loops with the extents as constants,
+#: from about 600 multiply-adds up (at 3,000: 0.1–0.34 µs against 0.33–0.83 µs); below, the loops won the
+#: 10×30 layer at a mini-batch of 1.  4,096 (set on Zen 3) made the ch.1 epoch at mini-batch 10 11% slower
+#: in float32, 6% in float64.
+SMALL_GEMM = 512
 
 _SYMBOLS = {}
 for _kind, _name in (("d", "dgemm"), ("s", "sgemm")):
