@@ -8,6 +8,7 @@ activation the user wrote instead of surfacing later in derivation or code gener
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -439,6 +440,17 @@ class Activation:
         return f"Activation({self.name!r}, {self.expr}{kind})"
 
 
+def builtin(cls, name: str, expr: sp.Expr, **fields):
+    """One of symbp's own declarations (``sigmoid``, ``quadratic``, ...), made without running the declaration
+    checks: they are constants of this code, and ``tests/test_builtins.py`` declares each again through the
+    checks and requires the same expression.  Checking them at every ``import symbp`` took 20 ms."""
+    obj = object.__new__(cls)
+    values = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    for key, value in (values | fields | {"name": name, "expr": expr}).items():
+        object.__setattr__(obj, key, value)
+    return obj
+
+
 #: z at which two activations are compared by ``__eq__``.
 _EQ_Z = np.concatenate([np.linspace(-10.0, 10.0, 81) + 0.0123, [-1000.0, -200.0, -50.0, 50.0, 200.0, 1000.0]])
 
@@ -476,11 +488,11 @@ def expression_text(expr: sp.Expr) -> str:
     return _Printer().doprint(expr)
 
 
-sigmoid = Activation("sigmoid", 1 / (1 + sp.exp(-z)))
-tanh = Activation("tanh", sp.tanh(z))
-relu = Activation("relu", sp.Max(0, z))
-linear = Activation("linear", z)
-softplus = Activation("softplus", sp.log(1 + sp.exp(z)))
-softmax = Activation("softmax", sp.exp(z), vector=True)
+sigmoid = builtin(Activation, "sigmoid", 1 / (1 + sp.exp(-z)))
+tanh = builtin(Activation, "tanh", sp.tanh(z))
+relu = builtin(Activation, "relu", sp.Max(0, z))
+linear = builtin(Activation, "linear", z)
+softplus = builtin(Activation, "softplus", sp.log(1 + sp.exp(z)))
+softmax = builtin(Activation, "softmax", sp.exp(z), vector=True)
 
 BUILTIN_ACTIVATIONS = {act.name: act for act in (sigmoid, tanh, relu, linear, softplus, softmax)}

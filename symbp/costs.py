@@ -14,6 +14,7 @@ import numpy as np
 import sympy as sp
 
 from symbp.activations import (
+    builtin,
     check_expression,
     check_name,
     declared,
@@ -80,8 +81,8 @@ _A, _Y = np.meshgrid([-1.5, 0.01, 0.1, 0.37, 0.5, 0.73, 0.9, 0.99, 2.5], [0.0, 0
 #: (a, y) at which two costs are compared by ``__eq__``.
 _EQ_AY = (_A.ravel() + 0.0017, _Y.ravel())
 
-quadratic = Cost("quadratic", (a - y) ** 2 / 2)
-cross_entropy = Cost("cross_entropy", -(y * sp.log(a) + (1 - y) * sp.log(1 - a)))
-log_likelihood = Cost("log_likelihood", -y * sp.log(a))
+quadratic = builtin(Cost, "quadratic", (a - y) ** 2 / 2)
+cross_entropy = builtin(Cost, "cross_entropy", -(y * sp.log(a) + (1 - y) * sp.log(1 - a)))
+log_likelihood = builtin(Cost, "log_likelihood", -y * sp.log(a))
 
 BUILTIN_COSTS = {c.name: c for c in (quadratic, cross_entropy, log_likelihood)}

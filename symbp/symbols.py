@@ -10,6 +10,7 @@ matches symbols by name and swaps in the real ones, so ``Abs``/``Max`` different
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 z = sp.Symbol("z", real=True)
@@ -33,7 +34,11 @@ def numpy_function(args, expr: sp.Expr):
     NumPy's, so every function the parser accepts (``erf`` included, which NumPy lacks) works on arrays: the
     penalties, diagnostics and references evaluate what the kernels compute."""
     needs_scipy = any(type(f) not in _NUMPY_FUNCTIONS for f in sp.sympify(expr).atoms(sp.Function))
-    return sp.lambdify(args, expr, modules=["scipy", "numpy"] if needs_scipy else ["numpy"])
+    if needs_scipy:
+        return sp.lambdify(args, expr, modules=["scipy", "numpy"])
+    # NumPy's namespace as a module, not the name "numpy": for the name, sympy runs ``from numpy import *``, which
+    # imports every submodule NumPy loads lazily (f2py, testing, fft, polynomial, ...: 50 ms of ``import symbp``)
+    return sp.lambdify(args, expr, modules=[{"numpy": np}, np])
 
 
 #: Functions NumPy evaluates itself: an expression of only these is lambdified without SciPy, so that ``import

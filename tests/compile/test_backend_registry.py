@@ -126,14 +126,17 @@ def _run(code: str) -> str:
 
 
 def test_import_symbp_and_the_numpy_backend_do_not_import_numba():
-    """``import symbp`` leaves numba and SciPy's special functions out (python -X importtime agrees); a NumPy
-    model trains where importing numba is impossible."""
+    """``import symbp`` leaves numba, SciPy's special functions, NumPy's lazily loaded submodules and the parts
+    imported on use (``sb.approx``, ``sb.data``) out (python -X importtime agrees); a NumPy model trains where
+    importing numba is impossible."""
     out = _run("""
         import sys
         import symbp
-        print('numba' in sys.modules, 'scipy.special' in sys.modules)
+        print(*(m in sys.modules for m in ('numba', 'scipy.special', 'numpy.f2py', 'symbp.approx', 'symbp.data')))
+        print(symbp.data.__name__, symbp.approx.__name__, 'approx' in dir(symbp))
     """)
-    assert out.strip() == "False False"
+    assert out.split("\n")[0].strip() == "False False False False False"
+    assert out.split("\n")[1].strip() == "symbp.data symbp.approx True"
     times = subprocess.run([sys.executable, "-X", "importtime", "-c", "import symbp"], capture_output=True,
                            text=True, timeout=300).stderr
     assert "symbp" in times and not any(line.rstrip().endswith("| numba") for line in times.splitlines())
