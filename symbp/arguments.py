@@ -28,6 +28,7 @@ from symbp.network import Network
 from symbp.parsing import CONSTANTS, FUNCTIONS, close_names, did_you_mean
 from symbp.paths import check_writable_folder
 from symbp.regularizers import Regularizer
+from symbp.train.manifest import read_network
 from symbp.train.plot import plot_path
 
 LAYER_SYNTAX = """layers: --layers takes comma-separated items, the output last:
@@ -166,6 +167,9 @@ def network_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cost", default="quadratic", metavar="COST",
                    help=f"{', '.join(c.replace('_', '-') for c in BUILTIN_COSTS)} or an expression in a and y "
                         "(default: quadratic)")
+    g.add_argument("--network", default=None, metavar="FILE",
+                   help="a network declaration (JSON, as 'symbp show --config' prints it) instead of --layers, "
+                        "--activation, --output-activation, --declare and --cost")
 
 
 def option_value(option: str, parse, text: str):
@@ -185,6 +189,8 @@ def build_network(args, check_input: bool = True):
     """The network of ``--layers``, ``--activation``, ``--output-activation`` and ``--cost`` (expressions are
     read by the whitelist parser; an error names the option).  The input is implied by the dataset (MNIST's
     for ``show``); with ``check_input`` a written input must be the dataset's."""
+    if getattr(args, "network", None):
+        return _declared_network(args, check_input)
     act = option_value("--activation", activation_arg, args.activation)
     out_act = option_value("--output-activation", activation_arg, args.output_activation) \
         if args.output_activation else None
@@ -201,6 +207,25 @@ def build_network(args, check_input: bool = True):
         data_name=get_spec(dataset).title, declared=declared), args.layers)
     cost = option_value("--cost", cost_arg, args.cost)
     return option_value("--layers", lambda _: Network(layers, cost=cost), args.layers)
+
+
+def _declared_network(args, check_input: bool):
+    """The network of ``--network FILE`` (read by ``symbp.train.manifest.read_network``: the model-file decoder
+    and the whitelist parser); with ``check_input`` its input must be the dataset's samples."""
+    given = [option for option, value, default in (
+        ("--layers", str(args.layers), "784,30,10"), ("--activation", args.activation, "sigmoid"),
+        ("--output-activation", args.output_activation, None), ("--declare", args.declare, None),
+        ("--cost", args.cost, "quadratic")) if value != default]
+    if given:
+        raise ValueError(f"argument --network: the declaration holds the layers, their activations and the cost; "
+                         f"leave out {', '.join(given)}")
+    net = option_value("--network", read_network, args.network)
+    sample = (1, *IMAGE_SHAPE)
+    if check_input and net.shapes[0] not in (sample, (math.prod(sample),)):
+        title = get_spec(getattr(args, "dataset", "mnist")).title
+        raise ValueError(f"argument --network: the network's input is {'x'.join(map(str, net.shapes[0]))}; "
+                         f"{title}'s samples are {math.prod(sample)} values ({'x'.join(map(str, sample))})")
+    return net
 
 
 def data_args(d, limit_help: str) -> None:

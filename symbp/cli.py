@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import sys
@@ -180,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["text", "latex", "markdown"], default="text", help="(default: text)")
     s.add_argument("--source", choices=["forward", "cost", "backward", "sgd_epoch", "module"], default=None,
                    help="print this generated kernel instead of the equations")
+    s.add_argument("--config", action="store_true",
+                   help="print the network's declaration instead (JSON: the layers and the cost, as model files "
+                        "hold them); --network FILE reads it back")
     s.add_argument("--plan", action="store_true",
                    help="print the kernel plan instead: which path each step takes (BLAS gemm, im2col + gemm, "
                         "window max, or generated loops) and its work in FLOP")
@@ -216,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_show(args) -> int:
     net = build_network(args, check_input=False)
+    if args.config:
+        print(json.dumps(net.config(), indent=2, ensure_ascii=False))
+        return 0
     if args.plan:
         check_memory(net, args.layers, args.dtype)
         print(net.compile(backend=args.backend, dtype=args.dtype, seed=0).plan())
@@ -267,8 +274,9 @@ def check_train_args(args):
     net = build_network(args)
     out = net.layers[-1]
     if getattr(out, "n", N_CLASSES) < N_CLASSES:
-        raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {N_CLASSES} classes: the output "
-                         f"layer needs at least {N_CLASSES} units, got {args.layers.items[-1].where}")
+        given = f"{out.n} units" if args.network else args.layers.items[-1].where
+        raise ValueError(f"argument {'--network' if args.network else '--layers'}: {get_spec(args.dataset).title} "
+                         f"has {N_CLASSES} classes: the output layer needs at least {N_CLASSES} units, got {given}")
     rows = max(10_000, n_train if args.monitor_training else 0)
     # the loaded splits (70,000 rows), and with --expand the expanded copy of the training images
     check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),

@@ -13,6 +13,7 @@ The declaration imports no later stage: each later stage registers itself here w
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -28,6 +29,10 @@ from symbp.symbols import z
 #: The most layers a network may have, ``Input`` included: what a model file may hold (``symbp.train.serialize``),
 #: so every network that trains can be saved and loaded again.
 MAX_LAYERS = 1024
+
+#: The format of a network's declaration, ``Network.config()``.
+DECLARATION_FORMAT = "symbp-network"
+DECLARATION_VERSION = 1
 
 #: The stages after the declaration, by name: ``"derive"`` (network → ``Equations``) and ``"compile"``
 #: (network, options → ``Model``), each registered by the module that implements it.
@@ -184,5 +189,22 @@ class Network:
         kernels' source came from the cache."""
         return _stage("compile")(self, backend=backend, dtype=dtype, seed=seed, init=init, progress=progress)
 
+    def config(self) -> dict:
+        """The declaration as plain data: ``{"format": "symbp-network", "version": 1, "layers": [{"kind": ...,
+        **layer.config()}, ...], "cost": {"name": ..., "expr": ...}}``, every expression as text the whitelist
+        parser reads back.  The one encoding of a network: model files hold it (with the dtype, the backend and
+        the parameters), sweeps send it to their workers, the kernel cache keys on it and the bench's compile
+        probes rebuild networks from it (``symbp.train.manifest.network_from_config``; ``declaration_text`` is
+        its canonical text).  A layer declared with its own ``init=`` functions lists their parameters under
+        ``"init"``: it keys the cache, but no file can rebuild the functions, so saving refuses it."""
+        return {"format": DECLARATION_FORMAT, "version": DECLARATION_VERSION,
+                "layers": [{"kind": layer.kind, **layer.config()} for layer in self.layers],
+                "cost": {"name": self.cost.name, "expr": self.cost.text}}
+
     def __repr__(self):
         return f"Network([{', '.join(layer.describe() for layer in self.layers)}], cost={self.cost.name})"
+
+
+def declaration_text(doc: dict) -> str:
+    """Canonical JSON text of a declaration (sorted keys, no spaces): equal declarations give equal text."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -196,3 +196,34 @@ def test_model_files_carry_the_text_through_the_parser(tmp_path):
     (tmp_path / "m.json").write_text(doc)
     with pytest.raises(ValueError, match="not a valid symbp model file"):
         sb.load(tmp_path / "m")
+
+
+def test_one_encoding_keys_the_cache_saves_and_travels(tmp_path):
+    """``Network.config()`` is the declaration's one encoding: the kernel cache keys on it (equal configs, equal
+    keys; a changed expression, a new key), model files and sweeps hold it, and a layer with its own init
+    functions keys the cache (it compiles warm) but is refused by every file and by the decoder."""
+    from symbp.compile.backends.numba.cache import declaration_key
+    from symbp.network import declaration_text
+    from symbp.train.manifest import network_from_config, portable_config
+
+    def net(act="z/(1+abs(z))", init=None):
+        layer = sb.Layer.parse("d", "z[f] = sum(W[f,k]*x[k] for k in range(4)) + b[f]",
+                               params={"W": (3, 4), "b": (3,)}, activation=sb.Activation.parse("soft", act),
+                               init=init)
+        return sb.Network([sb.Input(4), layer, sb.Dense(2, sb.softmax)], cost=sb.log_likelihood)
+
+    plain = net()
+    assert declaration_key(plain, "numba", "float64") == declaration_key(net(), "numba", "float64")
+    assert declaration_key(plain, "numba", "float64") != declaration_key(net("z/(2+abs(z))"), "numba", "float64")
+    assert network_from_config(declaration_text(plain.config())).config() == plain.config()
+    own = net(init={"b": 0.0})
+    assert own.config()["layers"][1]["init"] == ["b"]
+    assert declaration_key(own, "numba", "float64") != declaration_key(plain, "numba", "float64")
+    with pytest.raises(ValueError, match="own init functions cannot be saved"):
+        portable_config(own)
+    model = own.compile(backend="numpy", seed=0)
+    assert not model.params[0][1].any()  # the init function ran
+    with pytest.raises(ValueError, match="own init functions cannot be saved"):
+        model.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="declared with its own init functions"):
+        network_from_config(own.config())

@@ -311,6 +311,10 @@ class _SymbpConv(SymbpAdapter, ConvImpl):
     requires: ClassVar[tuple[str, ...]] = ("Network", "Input", "Conv2D", "MaxPool", "AvgPool", "Dense",
                                            "log_likelihood")
 
+    @classmethod
+    def case_network(cls, case, sb):
+        return sb.Network(symbp_layers(case.net, sb), cost=sb.log_likelihood)
+
     def _network(self, sb):
         return sb.Network(symbp_layers(self.net, sb), cost=sb.log_likelihood)
 

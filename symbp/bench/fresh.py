@@ -79,8 +79,9 @@ def _threads_env(threads: int) -> dict:
     return {name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
 
 
-def compile_probe(backend: str, case, threads: int = 1, timeout: float = 600) -> dict:
-    """Cold compile, then warm load, of symbp's ``backend`` for ``case`` (a ``harness.Case``): each in a fresh
+def compile_probe(backend: str, declaration: dict, case, threads: int = 1, timeout: float = 600) -> dict:
+    """Cold compile, then warm load, of symbp's ``backend`` for the network ``declaration`` (its
+    ``Network.config()``) with the dtype and mini-batch of ``case`` (a ``harness.Case``): each in a fresh
     process."""
     # run as a script, not with -m, so that ``import symbp`` happens inside the timed region of the probe
     argv = [
@@ -88,8 +89,8 @@ def compile_probe(backend: str, case, threads: int = 1, timeout: float = 600) ->
         str(Path(__file__).with_name("probe.py")),
         "--backend",
         backend,
-        *(["--layers", ",".join(map(str, case.layers)), "--cost", case.cost] if case.net is None
-          else ["--net", json.dumps(case.net.to_dict())]),
+        "--declaration",
+        json.dumps(declaration),
         "--dtype",
         case.dtype,
         "--batch-size",

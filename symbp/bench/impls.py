@@ -96,12 +96,23 @@ class SymbpAdapter(Impl):
 
     @classmethod
     def cold_probe(cls, case, threads=1):
-        probe = compile_probe(cls.backend, case, threads)
+        import symbp as sb
+
+        probe = compile_probe(cls.backend, cls.case_network(case, sb).config(), case, threads)
         return {**probe, "what": f"symbp {cls.backend}: import symbp (apart), net.compile(), first run_epoch call"}
 
+    @classmethod
+    def case_network(cls, case, sb):
+        """The network of a bench case (``Network.config()`` of it goes to the fresh-process probes)."""
+        return cls.dense_network(case.layers, case.cost, sb)
+
+    @staticmethod
+    def dense_network(layers, cost: str, sb):
+        cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[cost]
+        return sb.Network(list(layers), activation=sb.sigmoid, cost=cost)
+
     def _network(self, sb):
-        cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[self.cost]
-        return sb.Network(self.layers, activation=sb.sigmoid, cost=cost)
+        return self.dense_network(self.layers, self.cost, sb)
 
     def _setup(self, params, X, Y):
         import symbp as sb

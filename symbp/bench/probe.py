@@ -1,8 +1,8 @@
 """Compile-time probe for symbp, run by the harness in a fresh Python process.
 
-Takes (command line): ``--backend numba|numpy --layers 784,30,10 --cost quadratic|cross-entropy
---dtype float64 --batch-size 10`` (or ``--net JSON``, a ``symbp.bench.conv.ConvNet.to_dict()``, for a conv
-net); the caller points ``SYMBP_CACHE_DIR`` (and ``NUMBA_CACHE_DIR``) at the
+Takes (command line): ``--backend numba|numpy --declaration JSON --dtype float64 --batch-size 10``, the network
+as its declaration (``Network.config()``, rebuilt by ``symbp.train.manifest.network_from_config``; without one,
+the ch.1 net); the caller points ``SYMBP_CACHE_DIR`` (and ``NUMBA_CACHE_DIR``) at the
 cache folder to use.  Gives: one JSON object on stdout: ``import_s`` (``import symbp``), ``compile_s``
 (``net.compile(...)``), ``first_call_s`` and ``second_call_s`` (``run_epoch`` over one mini-batch of random
 data: the first call includes any lazy JIT compile or cache load, the second is steady state), ``cache_info``
@@ -23,14 +23,10 @@ import time
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="probe.py", description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="numba")
-    p.add_argument("--layers", default="784,30,10")
-    p.add_argument("--cost", default="quadratic", choices=("quadratic", "cross-entropy"))
+    p.add_argument("--declaration", help="the network as JSON (Network.config()); default: the ch.1 net")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--net", help="a conv net as JSON (ConvNet.to_dict()); then --layers and --cost are ignored")
     args = p.parse_args(argv)
-    layers = [int(s) for s in args.layers.split(",")]
-    net_spec = json.loads(args.net) if args.net else None
 
     t0 = time.perf_counter()
     import symbp as sb
@@ -38,16 +34,13 @@ def main(argv=None) -> int:
     import_s = time.perf_counter() - t0
     import numpy as np
 
-    if net_spec is None:
-        cost = {"quadratic": sb.quadratic, "cross-entropy": sb.cross_entropy}[args.cost]
-        net = sb.Network(layers, activation=sb.sigmoid, cost=cost)
-    else:
-        from symbp.bench.conv import ConvNet, symbp_layers
+    from symbp.train.manifest import network_from_config
 
-        spec = ConvNet(net_spec["name"], tuple(net_spec["input"]), tuple(tuple(l) for l in net_spec["layers"]),
-                       net_spec["activation"])
-        net = sb.Network(symbp_layers(spec, sb), cost=sb.log_likelihood)
-        layers = list(spec.sizes)
+    if args.declaration:
+        net = network_from_config(args.declaration)
+    else:
+        net = sb.Network([784, 30, 10], activation=sb.sigmoid, cost=sb.quadratic)
+    layers = net.sizes
     t0 = time.perf_counter()
     model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)
     compile_s = time.perf_counter() - t0

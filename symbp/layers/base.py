@@ -2,7 +2,8 @@
 
 Takes: nothing (base classes and a registry).  Gives: ``Layer`` — the base of every layer kind — with
 shape inference (``out_shape``), its parameters (``param_specs``: names, shapes, init schemes), its
-hyper-parameters for model files (``config``/``from_config``) and for cache keys (``key_parts``); the
+hyper-parameters (``config``/``from_config``: the layer's part of ``Network.config()``, which model files,
+sweeps and the kernel cache key share); the
 ``LAYER_KINDS`` registry (kind name → class), filled by ``@register_layer``; ``ParamSpec``.  ``Layer.parse``
 and ``Layer.declare`` build the kind registered as ``"declared"`` (``symbp.layers.declared.Declared``, which
 ``symbp.layers`` imports), so this base imports none of its kinds.
@@ -118,16 +119,13 @@ class Layer:
         return []
 
     def config(self) -> dict:
-        """The hyper-parameters as JSON-able values (expressions as parser text), without ``kind``."""
+        """The hyper-parameters as JSON-able values (expressions as parser text), without ``kind``: everything
+        that changes the generated code, since the kernel cache keys on it (``Network.config()``)."""
         raise NotImplementedError
 
     @classmethod
     def from_config(cls, doc: dict, where: str) -> Layer:
         """The layer from ``config()`` output; expressions go through the whitelist parser."""
-        raise NotImplementedError
-
-    def key_parts(self) -> list[str]:
-        """Everything that changes the generated code, as strings (kind first), for cache keys."""
         raise NotImplementedError
 
     def describe(self) -> str:

@@ -130,12 +130,6 @@ class Conv2D(Layer):
                 if k in ("stride", "padding", "dilation", "groups")}
         return cls(doc["maps"], tuple(doc["kernel"]), activation_from_config(doc["activation"]), **opts)
 
-    def key_parts(self) -> list[str]:
-        import sympy as sp
-
-        return [self.kind, str(self.maps), repr(self.kernel), self.activation.name, sp.srepr(self.activation.expr)] \
-            + ([repr(sorted(self._options().items()))] if not self.plain else [])
-
     def describe(self) -> str:
         return f"{_conv_name(self)}:{self.activation.name}"
 

@@ -135,14 +135,17 @@ class Declared(Layer):
         return specs
 
     def config(self) -> dict:
-        if self.inits:
-            raise ValueError(f"layer {self.name!r}: a layer with its own init functions cannot be saved to a model "
-                             "file (the parameters are saved; declare it again without init= to load it)")
-        return {"name": self.name, "map": self.text, "out": list(self.out) if self.out else None,
-                "params": {n: list(s) for n, s in self.params}, "activation": activation_config(self.activation)}
+        doc = {"name": self.name, "map": self.text, "out": list(self.out) if self.out else None,
+               "params": {n: list(s) for n, s in self.params}, "activation": activation_config(self.activation)}
+        if self.inits:  # the functions themselves cannot be written down: their parameters are named
+            doc["init"] = sorted(n for n, _ in self.inits)
+        return doc
 
     @classmethod
     def from_config(cls, doc, where):
+        if "init" in doc:
+            raise ValueError(f"{where}: the layer was declared with its own init functions, which no file holds; "
+                             "declare it again with init= instead")
         params = doc.get("params")
         if not isinstance(params, dict):
             raise ValueError(f"{where}: 'params' must be an object of name: shape")
@@ -151,20 +154,14 @@ class Declared(Layer):
                           {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()},
                           activation_from_config(doc["activation"]))
 
-    def key_parts(self) -> list[str]:
-        import sympy as sp
-
-        return [self.kind, self.name, self.text, repr(self.out), repr(self.params), self.activation.name,
-                sp.srepr(self.activation.expr)]
-
     def describe(self) -> str:
         return f"{self.name}:{self.activation.name}"
 
     def __eq__(self, other):
-        return isinstance(other, Declared) and self.key_parts() == other.key_parts() and self.inits == other.inits
+        return isinstance(other, Declared) and self.config() == other.config() and self.inits == other.inits
 
     def __hash__(self):
-        return hash(tuple(self.key_parts()))
+        return hash(json.dumps(self.config(), sort_keys=True))
 
     def __repr__(self):
         return (f"Layer.parse({self.name!r}, {self.text!r}, out={self.out}, params={dict(self.params)}, "

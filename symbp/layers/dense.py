@@ -51,12 +51,6 @@ class Dense(Layer):
     def from_config(cls, doc, where):
         return cls(doc["n"], activation_from_config(doc["activation"]))
 
-    def key_parts(self) -> list[str]:
-        import sympy as sp
-
-        act = self.activation
-        return [self.kind, str(self.n), act.name, sp.srepr(act.expr), str(act.vector)]
-
     def describe(self) -> str:
         return f"{self.n}:{self.activation.name}"
 

@@ -46,9 +46,6 @@ class Dropout(Layer):
     def from_config(cls, doc, where):
         return cls(doc["p"])
 
-    def key_parts(self) -> list[str]:
-        return [self.kind, repr(self.p)]
-
     def describe(self) -> str:
         return f"dropout({self.p:g})"
 

@@ -43,8 +43,5 @@ class Input(Layer):
         n = doc["n"]
         return cls(tuple(n) if isinstance(n, list) else n)
 
-    def key_parts(self) -> list[str]:
-        return [self.kind, repr(self.shape)]
-
     def describe(self) -> str:
         return str(self.n) if isinstance(self.n, int) else "x".join(map(str, self.n))

@@ -44,10 +44,6 @@ def _from_config(cls, doc, where):
     return cls(tuple(doc["window"]), **opts)
 
 
-def _key_parts(self) -> list[str]:
-    return [self.kind, repr(self.window)] + ([repr((self.stride, self.padding))] if not self.plain else [])
-
-
 def _pool_name(layer) -> str:
     base = "pool" if layer.kind == "maxpool" else "avgpool"
     name = f"{base}{layer.window[0]}x{layer.window[1]}"
@@ -98,7 +94,6 @@ class MaxPool(Layer):
 
     config = _config
     from_config = classmethod(_from_config)
-    key_parts = _key_parts
 
     def describe(self) -> str:
         return _pool_name(self)
@@ -128,9 +123,6 @@ class AvgPool(Layer):
 
     config = _config
     from_config = classmethod(_from_config)
-
-    def key_parts(self) -> list[str]:
-        return [self.kind, repr(self.window), repr((self.stride, self.padding))]
 
     def describe(self) -> str:
         return _pool_name(self)

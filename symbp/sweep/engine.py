@@ -22,7 +22,7 @@ history up to there is kept) and ``"worker"``.
 
 How it runs:
 
-- The network travels as its JSON declaration (``symbp.sweep.declaration``: the model-file layer table, read
+- The network travels as its JSON declaration (``Network.config()``: the model-file layer table, read
   back on the worker by the model-file reader and its whitelist parser), not as pickled sympy objects.  The
   training and evaluation arrays are sent to the workers once (``client.scatter(..., broadcast=True)``); trials
   refer to them.
@@ -70,7 +70,6 @@ from pathlib import Path
 
 import numpy as np
 
-from symbp.sweep.declaration import network_declaration, network_from_declaration
 from symbp.sweep.grid import (  # noqa: F401  (re-exported: the engine's names)
     DEFAULT_EPOCHS,
     MAX_TRIALS,
@@ -89,6 +88,7 @@ from symbp.sweep.grid import decode as _decode  # noqa: F401  (re-exported)
 from symbp.sweep.records import result_dict, trial_record  # noqa: F401  (result_dict re-exported)
 from symbp.sweep.store import ResultStore, canonical
 from symbp.sweep.trial import run_trial, warm_kernels  # noqa: F401  (warm_kernels re-exported)
+from symbp.train.manifest import network_from_config, portable_config
 
 #: environment of the local cluster's worker processes
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -441,8 +441,8 @@ def sweep(net, grid: dict, train, evaluation_data=None, epochs: int | None = Non
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     points, _ = expand_grid(grid, epochs, fit_kwargs)
-    declaration = network_declaration(net)
-    network_from_declaration(declaration)  # what the workers will do, checked here first
+    declaration = portable_config(net)
+    network_from_config(declaration)  # what the workers will do, checked here first
     X, Y = _pair(train, "train")
     if X.shape[0] == 0:
         raise ValueError("train is empty")

@@ -15,9 +15,10 @@ import socket
 import time
 import warnings
 
-from symbp.sweep.declaration import declaration_text, network_from_declaration
+from symbp.network import declaration_text
 from symbp.sweep.grid import decode, describe, fit_parameters
 from symbp.sweep.worker import pin_threads
+from symbp.train.manifest import network_from_config
 
 _NETWORKS: dict[str, object] = {}
 
@@ -26,7 +27,7 @@ def _network(declaration: dict):
     text = declaration_text(declaration)
     net = _NETWORKS.get(text)
     if net is None:
-        net = _NETWORKS[text] = network_from_declaration(declaration)
+        net = _NETWORKS[text] = network_from_config(declaration)
     return net
 
 

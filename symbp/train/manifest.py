@@ -2,10 +2,13 @@
 
 Takes: a ``Network`` (and, to encode a whole manifest, the model's dtype, backend and the SHA-256 of its
 parameter file), or the bytes of a manifest nobody vouches for.  Gives: ``encode_layer`` (``{"kind": ...,
-**layer.config()}``) and ``encode_manifest``, the document ``symbp.train.serialize.save`` writes;
+**layer.config()}``), ``portable_config`` (``Network.config()``, refusing what no file can rebuild) and
+``encode_manifest``, the document ``symbp.train.serialize.save`` writes;
 ``decode_manifest``, a ``Manifest`` of checked plain data (every field type-checked, the layer sizes giving the
-exact parameter arrays; no expression is parsed yet); and ``build_network``, the ``Network`` of a ``Manifest``,
-every expression re-read by the whitelist parser and every refusal a ``ValueError`` naming the file.
+exact parameter arrays; no expression is parsed yet); ``build_network``, the ``Network`` of a ``Manifest``,
+every expression re-read by the whitelist parser and every refusal a ``ValueError`` naming the file; and
+``network_from_config``, the ``Network`` of a bare declaration (``Network.config()``: sweeps, the bench's
+probes) through the same decoder, and ``read_network``, the same from a file (``--network FILE``).
 
 Layer entries are decoded by ``LAYER_DECODERS``, one decoder per kind; an entry's ``"kind"`` defaults to
 ``"input"`` for the first entry and ``"dense"`` for the others (the first format).  A kind without a decoder here
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +33,10 @@ from symbp.activations import Activation
 from symbp.compile.backends import BACKENDS
 from symbp.costs import Cost
 from symbp.layers import LAYER_KINDS, Dense, Input
-from symbp.network import MAX_LAYERS, Network
+from symbp.network import DECLARATION_FORMAT, DECLARATION_VERSION, MAX_LAYERS, Network
 from symbp.parsing import parse
-from symbp.train.safe_read import Invalid, short
+from symbp.paths import open_regular
+from symbp.train.safe_read import MAX_JSON, Invalid, short
 
 FORMAT = "symbp-model"
 VERSION = 1
@@ -198,21 +203,41 @@ def decode_manifest(raw: bytes, jpath: Path) -> Manifest:
     return Manifest(tuple(layers), cost, np.dtype(dtype), backend, sha, arrays, velocities)
 
 
+def _portable(entry: dict) -> dict:
+    """``entry`` (a layer's ``{"kind": ..., **config()}``) if a file can rebuild it; a layer declared with its own
+    init functions is refused (no file can hold them)."""
+    if "init" in entry:
+        raise ValueError(f"layer {entry.get('name')!r}: a layer with its own init functions cannot be saved to a "
+                         "model file or sent to a sweep's workers (the parameters are saved; declare it again "
+                         "without init= to load it)")
+    return entry
+
+
 def encode_layer(layer) -> dict:
     """A layer entry: ``{"kind": ..., **config()}``, each kind describing itself (``Layer.config``).  Files
-    without ``"kind"`` (the first format: the input, then dense layers) still load."""
-    return {"kind": layer.kind, **layer.config()}
+    without ``"kind"`` (the first format: the input, then dense layers) still load.  A layer declared with its
+    own init functions is refused: no file can hold them."""
+    return _portable({"kind": layer.kind, **layer.config()})
+
+
+def portable_config(net) -> dict:
+    """``net.config()`` for a file or another process (a sweep's workers): every layer as ``encode_layer``
+    writes it, so a layer with its own init functions is refused."""
+    doc = net.config()
+    for entry in doc["layers"]:
+        _portable(entry)
+    return doc
 
 
 def encode_manifest(model, params_file: str, sha256: str) -> dict:
     """The manifest of ``model`` (a compiled model: its network, dtype, backend and, when it has them, momentum
     velocities) whose parameter file ``params_file`` has the SHA-256 ``sha256``."""
-    net = model.network
+    declaration = portable_config(model.network)
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "layers": [encode_layer(layer) for layer in net.layers],
-        "cost": {"name": net.cost.name, "expr": net.cost.text},
+        "layers": declaration["layers"],
+        "cost": declaration["cost"],
         "dtype": model.dtype.name,
         "backend": model.backend,
         "params": {"file": params_file, "sha256": sha256},
@@ -236,6 +261,50 @@ def named(jpath: Path, where: str, fn):
 #: no stage imports it).
 DECLARATIONS = SimpleNamespace(Activation=Activation, Cost=Cost, Dense=Dense, Input=Input, Network=Network,
                                parse=parse)
+
+
+def network_from_config(doc):
+    """The ``Network`` of a declaration (``Network.config()``, as a dict or JSON text), read by this decoder:
+    the same checks as for a model file, every expression re-read by the whitelist parser; anything else a
+    ``ValueError`` saying what is wrong."""
+    where = Path("<network declaration>")
+    if isinstance(doc, (str, bytes)):
+        try:
+            doc = json.loads(doc)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != DECLARATION_FORMAT \
+            or doc.get("version") != DECLARATION_VERSION:
+        raise ValueError(f"{where}: expected a dict with format {DECLARATION_FORMAT!r} and version "
+                         f"{DECLARATION_VERSION}")
+    # The manifest decoder wants a whole model file; the fields beyond the layers and the cost are fixed here
+    # (a placeholder checksum: no parameter file is read).
+    fields = {"format": FORMAT, "version": VERSION, "layers": doc.get("layers"), "cost": doc.get("cost"),
+              "dtype": "float64", "backend": "numpy", "params": {"file": "", "sha256": "0" * 64}}
+    raw = json.dumps(fields).encode()
+    if len(raw) > MAX_JSON:
+        raise ValueError(f"{where}: more than {MAX_JSON} bytes")
+    return build_network(decode_manifest(raw, where), where)
+
+
+def read_network(path) -> Network:
+    """The network of a declaration file (``symbp show --config`` writes one; ``--network FILE``): a regular file
+    of at most ``MAX_JSON`` bytes, decoded by ``network_from_config``; any problem a ``ValueError`` naming it."""
+    path = Path(path)
+    try:
+        fd, size = open_regular(path, "network declaration")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the network declaration ({exc.strerror or exc})") from None
+    try:
+        if size > MAX_JSON:
+            raise ValueError(f"{path}: {size} bytes; a network declaration holds at most {MAX_JSON}")
+        raw = os.read(fd, MAX_JSON + 1)
+    finally:
+        os.close(fd)
+    try:
+        return network_from_config(raw)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("<network declaration>", str(path), 1)) from None
 
 
 def build_network(m: Manifest, jpath: Path):

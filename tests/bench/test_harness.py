@@ -380,7 +380,10 @@ def test_symbp_adapters_agree_with_the_reference(name, case):
 @pytest.mark.slow
 def test_symbp_cold_compile_then_warm_load_in_fresh_processes():
     _check_impl_or_skip(IMPLS["symbp-numba-epoch"], CASES[0])  # skips until symbp has run_epoch
-    probe = compile_probe("numba", Case("probe", (6, 5, 3), batch_size=4))
+    import symbp as sb
+
+    case = Case("probe", (6, 5, 3), batch_size=4)
+    probe = compile_probe("numba", IMPLS["symbp-numba-epoch"].case_network(case, sb).config(), case)
     assert probe["cold"]["cache_info"]["hit"] is False
     assert probe["warm"]["cache_info"]["hit"] is True
     assert probe["cold_seconds"] > 0 and probe["warm_seconds"] > 0

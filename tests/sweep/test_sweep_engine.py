@@ -236,9 +236,7 @@ def test_keywords_other_stages_add_to_fit_sweep_too(cluster, tmp_path):
 
 def test_warming_runs_each_set_of_fit_keywords_on_the_trials_data():
     """In-process: fit's own defaults (batch_size 10) and a given batch size warm; a value fit refuses is named."""
-    from symbp.sweep.declaration import network_declaration
-
-    job = {"network": network_declaration(kit.network()), "backend": "numba", "dtype": "float64",
+    job = {"network": kit.network().config(), "backend": "numba", "dtype": "float64",
            "fits": [{}, {"eta": 0.5, "batch_size": 7}]}
     assert engine.warm_kernels([job], *kit.TRAIN, *kit.VALID) == []
     assert engine.warm_kernels([job], *kit.TRAIN) == []  # no evaluation data
@@ -306,15 +304,16 @@ def test_a_new_fit_keyword_is_a_grid_name_at_once(monkeypatch):
 
 
 def test_the_network_travels_as_its_declaration():
-    from symbp.sweep.declaration import network_declaration, network_from_declaration
+    from symbp.train.manifest import network_from_config, portable_config
 
     net = sb.Network([sb.Input(6), sb.Dense(5, sb.Activation.parse("softsign", "z/(1+abs(z))")), sb.Dropout(0.25),
                       sb.Dense(3, sb.softmax)], cost=sb.log_likelihood)
-    doc = network_declaration(net)
+    doc = portable_config(net)
+    assert doc == net.config()
     json.dumps(doc)  # plain data
-    back = network_from_declaration(json.loads(json.dumps(doc)))
-    assert repr(back) == repr(net) and network_declaration(back) == doc
+    back = network_from_config(json.loads(json.dumps(doc)))
+    assert repr(back) == repr(net) and back.config() == doc
     hostile = json.loads(json.dumps(doc))
     hostile["layers"][1]["activation"]["expr"] = "__import__('os').system('true')"
     with pytest.raises(ValueError, match="network declaration"):
-        network_from_declaration(hostile)
+        network_from_config(hostile)

@@ -72,3 +72,42 @@ def test_train_with_a_declared_layer(tmp_path, declarations, data_dir):
 
     model = sb.load(tmp_path / "m")
     assert model.network.layers[1].name == "conv_s2"
+
+
+def test_show_config_then_network_reads_it_back(tmp_path, declarations):
+    """``symbp show --config`` prints the declaration that model files, sweeps and the kernel cache use;
+    ``--network FILE`` reads it back (the same equations, the same declaration), and train checks its input."""
+    spec = ("--declare", str(declarations), "--layers", "@conv_s2,@maxpool3s2,fc30,softmax10",
+            "--cost", "log-likelihood")
+    out = run("show", *spec, "--config")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["format"] == "symbp-network" and [e["kind"] for e in doc["layers"]] == [
+        "input", "declared", "declared", "dense", "dense"]
+    path = tmp_path / "net.json"
+    path.write_text(out.stdout)
+    again = run("show", "--network", str(path), "--config")
+    assert again.returncode == 0 and json.loads(again.stdout) == doc
+    eqs, eqs_back = run("show", *spec), run("show", "--network", str(path))
+    assert eqs.returncode == eqs_back.returncode == 0 and eqs.stdout == eqs_back.stdout
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({**doc, "layers": [{"kind": "input", "n": 20}, *doc["layers"][3:]]}))
+    out = run("train", "--network", str(flat), "--epochs", "1")  # refused before any data is looked for
+    assert out.returncode == 2 and "argument --network: the network's input is 20" in out.stderr
+    out = run("show", "--network", str(path), "--cost", "cross-entropy")
+    assert out.returncode == 2 and "argument --network: the declaration holds" in out.stderr and "--cost" in out.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not JSON"),
+    (json.dumps({"format": "symbp-network", "version": 1, "layers": [{"kind": "input", "n": 4},
+                {"kind": "dense", "n": 2, "activation": {"name": "x", "expr": "__import__('os')"}}],
+                 "cost": {"name": "quadratic", "expr": "(a - y)**2/2"}}), "unknown function"),
+    (json.dumps({"format": "symbp-model"}), "expected a dict with format 'symbp-network'"),
+])
+def test_bad_network_files_are_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    out = run("show", "--network", str(path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and str(path) in out.stderr

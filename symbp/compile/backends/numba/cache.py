@@ -43,6 +43,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from symbp.network import declaration_text
+
 
 class KernelCacheError(OSError):
     """The kernel cache folder cannot be used (not a folder, not writable, ...)."""
@@ -158,13 +160,9 @@ _DIGEST = None
 
 
 def declaration_key(network, backend: str, dtype: str) -> str:
-    """A key for a network *declaration*: lets a warm process skip derivation and code generation."""
-    import sympy as sp
-
-    parts = [backend, dtype, sp.srepr(network.cost.expr), network.cost.name]
-    for layer in network.layers:  # every layer's kind and hyper-parameters (sizes, activations, rates, ...)
-        parts += ["|", *layer.key_parts()]
-    h = hashlib.sha256("\0".join(parts).encode())
+    """A key for a network *declaration* (``Network.config()``, the encoding model files and sweeps use): lets
+    a warm process skip derivation and code generation."""
+    h = hashlib.sha256("\0".join([backend, dtype, declaration_text(network.config())]).encode())
     h.update(_code_digest())
     h.update(_versions().encode())
     h.update(sys.version.encode())
