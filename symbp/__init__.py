@@ -6,7 +6,7 @@
     model = net.compile(backend="numba", seed=0)  # kernels generated from those equations
 """
 
-import importlib
+from importlib import import_module as _import_module
 
 from symbp._version import __version__
 from symbp.activations import Activation, linear, relu, sigmoid, softmax, softplus, tanh
@@ -29,7 +29,7 @@ _ON_USE = ("approx", "data")
 def __getattr__(name):
     if name not in _ON_USE:
         raise AttributeError(f"module 'symbp' has no attribute {name!r}")
-    return importlib.import_module(f"symbp.{name}")  # the import binds symbp.<name> itself
+    return _import_module(f"symbp.{name}")  # the import binds symbp.<name> itself
 
 
 def __dir__():

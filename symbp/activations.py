@@ -485,6 +485,12 @@ def expression_text(expr: sp.Expr) -> str:
         def _print_Exp1(self, e):
             return "e"
 
+        def _print_Float(self, e):
+            # a double's shortest exact text (sympy's own keeps 15 digits: 0.1 and 0.1000000000000001 would print
+            # alike, and the declaration, which keys the kernel cache, would not tell them apart)
+            value = float(e)
+            return repr(value) if e._prec == 53 and math.isfinite(value) else super()._print_Float(e)
+
     return _Printer().doprint(expr)
 
 

@@ -151,20 +151,29 @@ def cost_arg(text: str) -> Cost:
                   lambda t: Cost.parse("custom", t))
 
 
+class _Given(argparse.Action):
+    """Store the value and note the option in ``args.given_options`` (what was written, even if it is the
+    default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given_options = set(getattr(namespace, "given_options", None) or ()) | {self.option_strings[0]}
+
+
 def network_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network")
-    g.add_argument("--layers", type=layers_arg, default="784,30,10", metavar="ITEMS",
+    g.add_argument("--layers", action=_Given, type=layers_arg, default="784,30,10", metavar="ITEMS",
                    help="the layers, comma-separated: sizes, input first, as 784,30,10 (the default), or items "
                         "such as conv20x5x5,pool2,fc100,softmax10 (see 'layers' below)")
-    g.add_argument("--activation", default="sigmoid", metavar="ACT",
+    g.add_argument("--activation", action=_Given, default="sigmoid", metavar="ACT",
                    help=f"activation of every layer: {', '.join(BUILTIN_ACTIVATIONS)} or an expression in z "
                         "such as 'z/(1+abs(z))' (default: sigmoid)")
-    g.add_argument("--output-activation", default=None, metavar="ACT",
+    g.add_argument("--output-activation", action=_Given, default=None, metavar="ACT",
                    help="activation of the output layer, if different (e.g. softmax)")
-    g.add_argument("--declare", default=None, metavar="FILE",
+    g.add_argument("--declare", action=_Given, default=None, metavar="FILE",
                    help="a JSON file of layers declared by their index expressions, used as @NAME in --layers "
                         "(see 'layers' below)")
-    g.add_argument("--cost", default="quadratic", metavar="COST",
+    g.add_argument("--cost", action=_Given, default="quadratic", metavar="COST",
                    help=f"{', '.join(c.replace('_', '-') for c in BUILTIN_COSTS)} or an expression in a and y "
                         "(default: quadratic)")
     g.add_argument("--network", default=None, metavar="FILE",
@@ -212,10 +221,8 @@ def build_network(args, check_input: bool = True):
 def _declared_network(args, check_input: bool):
     """The network of ``--network FILE`` (read by ``symbp.train.manifest.read_network``: the model-file decoder
     and the whitelist parser); with ``check_input`` its input must be the dataset's samples."""
-    given = [option for option, value, default in (
-        ("--layers", str(args.layers), "784,30,10"), ("--activation", args.activation, "sigmoid"),
-        ("--output-activation", args.output_activation, None), ("--declare", args.declare, None),
-        ("--cost", args.cost, "quadratic")) if value != default]
+    given = [o for o in ("--layers", "--activation", "--output-activation", "--declare", "--cost")
+             if o in (getattr(args, "given_options", None) or ())]
     if given:
         raise ValueError(f"argument --network: the declaration holds the layers, their activations and the cost; "
                          f"leave out {', '.join(given)}")
@@ -274,9 +281,26 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
 
 
-def check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
+def network_option(args) -> tuple[str, str]:
+    """The option that declared the network and its value, for messages: ``--network`` and the file, or
+    ``--layers`` and its items."""
+    return ("--network", str(args.network)) if getattr(args, "network", None) else ("--layers", str(args.layers))
+
+
+def check_outputs(net, args, classes: int) -> None:
+    """Refuse (``ValueError`` naming the option that declared it) a network with fewer outputs than the
+    dataset's ``classes``."""
+    if getattr(net.layers[-1], "n", classes) >= classes:
+        return
+    option, _ = network_option(args)
+    given = f"{net.layers[-1].n} units" if option == "--network" else args.layers.items[-1].where
+    raise ValueError(f"argument {option}: {get_spec(args.dataset).title} has {classes} classes: the output layer "
+                     f"needs at least {classes} units, got {given}")
+
+
+def check_memory(net, args, dtype: str, *, data_rows: int = 0, eval_rows: int = 0,
                   batch_size: int = 0, data_itemsize: int | None = None) -> None:
-    """Refuse (``ValueError`` naming --layers) a network whose parameters and buffers cannot fit in memory.
+    """Refuse (``ValueError`` naming --layers or --network) a network whose parameters and buffers cannot fit in memory.
 
     The estimate counts the parameters four times (the model's, the copy an epoch can be undone from, the
     best epoch's for early stopping, one more while saving), the data set (its inputs ``data_itemsize`` bytes
@@ -293,8 +317,9 @@ def check_memory(net, text: str, dtype: str, *, data_rows: int = 0, eval_rows: i
     limit = memory_limit()
     if limit is not None and need > limit:
         what = "training" if data_rows else "compiling"
+        option, text = network_option(args)
         raise ValueError(
-            f"argument --layers: {text} has {params:,} parameters; {what} it needs about "
+            f"argument {option}: {text} has {params:,} parameters; {what} it needs about "
             f"{_gb(need)} of memory ({dtype} parameters and their copies"
             + (f", the data, activations of {eval_rows:,} rows" if data_rows else "")
             + f"), more than the {_gb(limit)} this machine has")

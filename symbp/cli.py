@@ -33,6 +33,7 @@ from symbp.arguments import (  # noqa: F401  (activation_arg, cost_arg: re-expor
     build_network,
     check_data_dir,
     check_memory,
+    check_outputs,
     compile_args,
     cost_arg,
     data_args,
@@ -224,11 +225,11 @@ def cmd_show(args) -> int:
         print(json.dumps(net.config(), indent=2, ensure_ascii=False))
         return 0
     if args.plan:
-        check_memory(net, args.layers, args.dtype)
+        check_memory(net, args, args.dtype)
         print(net.compile(backend=args.backend, dtype=args.dtype, seed=0).plan())
         return 0
     if args.source:
-        check_memory(net, args.layers, args.dtype)
+        check_memory(net, args, args.dtype)
         model = net.compile(backend=args.backend, dtype=args.dtype, seed=0)
         print(model.source(None if args.source == "module" else args.source))
         return 0
@@ -242,7 +243,6 @@ def check_train_args(args):
     and the paths that ``--save`` and ``--plot`` will write."""
     from symbp.data.datasets import N_CLASSES, N_TRAIN
     from symbp.data.expand import EXPANSION
-    from symbp.data.registry import get_spec
 
     check_data_dir(args)
     save = save_targets(args.save) if args.save is not None else None
@@ -272,14 +272,10 @@ def check_train_args(args):
     elif args.regularizer is not None:
         args.regularizer_obj = option_value("--regularizer", regularizer_arg, args.regularizer)
     net = build_network(args)
-    out = net.layers[-1]
-    if getattr(out, "n", N_CLASSES) < N_CLASSES:
-        given = f"{out.n} units" if args.network else args.layers.items[-1].where
-        raise ValueError(f"argument {'--network' if args.network else '--layers'}: {get_spec(args.dataset).title} "
-                         f"has {N_CLASSES} classes: the output layer needs at least {N_CLASSES} units, got {given}")
+    check_outputs(net, args, N_CLASSES)
     rows = max(10_000, n_train if args.monitor_training else 0)
     # the loaded splits (70,000 rows), and with --expand the expanded copy of the training images
-    check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
+    check_memory(net, args, args.dtype, data_rows=N_TRAIN + 20_000 + (n_train if args.expand else 0),
                   eval_rows=rows, batch_size=args.batch_size, data_itemsize=1 if args.inputs == "uint8" else None)
     return net, save, plot
 

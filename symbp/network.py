@@ -206,5 +206,7 @@ class Network:
 
 
 def declaration_text(doc: dict) -> str:
-    """Canonical JSON text of a declaration (sorted keys, no spaces): equal declarations give equal text."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The JSON text of a declaration, no spaces, keys in their order: that order is part of the declaration (a
+    declared layer's parameters are its kernels' arguments in that order), and ``config()`` writes every other
+    object's keys in a fixed order, so equal declarations give equal text."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)

@@ -227,3 +227,21 @@ def test_one_encoding_keys_the_cache_saves_and_travels(tmp_path):
         model.save(tmp_path / "m")
     with pytest.raises(ValueError, match="declared with its own init functions"):
         network_from_config(own.config())
+
+
+def test_parameter_order_and_float_digits_are_part_of_the_declaration():
+    """The kernels take a declared layer's parameters in their declared order, and a constant's every digit
+    changes the code: neither may be lost from the declaration the kernel cache keys on."""
+    from symbp.compile.backends.numba.cache import declaration_key
+
+    def net(params, act=None):
+        layer = sb.Layer.parse("gh", "z[i] = g[i]*x[i] + h[i]", params=params, activation=act)
+        return sb.Network([sb.Input(3), layer, sb.Dense(2, sb.softmax)], cost=sb.log_likelihood)
+
+    gh, hg = net({"g": (3,), "h": (3,)}), net({"h": (3,), "g": (3,)})
+    assert declaration_key(gh, "numba", "float64") != declaration_key(hg, "numba", "float64")
+    assert gh.layers[1] != hg.layers[1]
+    assert gh.layers[1] == net({"g": (3,), "h": (3,)}).layers[1]
+    a, b = (sb.Activation("s", c * sb.z) for c in (0.1, 0.1000000000000001))
+    assert declaration_key(net({"g": (3,), "h": (3,)}, a), "numba", "float64") != \
+        declaration_key(net({"g": (3,), "h": (3,)}, b), "numba", "float64")

@@ -113,7 +113,7 @@ print("largest difference between the backends' parameters:",
 #
 # | stage | what the kind provides | Dense | Dropout |
 # |---|---|---|---|
-# | declare (`symbp/layers/`) | shape inference, parameters and their init, config for model files, cache-key parts, a NumPy reference forward | `dense.py` | `dropout.py` |
+# | declare (`symbp/layers/`) | shape inference, parameters and their init, config (the declaration that model files, sweeps and the kernel cache key share), a NumPy reference forward | `dense.py` | `dropout.py` |
 # | derive (`symbp/derive/layers/`) | the backward rule from its forward map, its rendering in `equations()` | `dense.py` (BP1–BP4) | `dropout.py` (∂a/∂x = m/(1 − p) by `sympy.diff`) |
 # | compile (`symbp/compile/layers/`) | its lowering to kernel-program steps | `dense.py` | `dropout.py` |
 #

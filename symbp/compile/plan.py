@@ -2,9 +2,11 @@
 
 Takes: kernel programs (``symbp.compile.program``) and the parameters' shapes.  Gives: ``Plan`` — one row per
 product, convolution, window or declared-map step of each program (its layer block, what it computes, the
-path: "BLAS gemm", "im2col + gemm", "window max", "generated loops", and FLOP per sample), printable as a table
-(``model.plan()``, ``symbp show --plan``).  A declared map's step that runs as generated loops says so, with its
-FLOP count: no silent slow path.  Elementwise maps are summed into one row per program.
+path: "BLAS gemm" (or "loops if m ≤ k, else BLAS gemm" for a product small enough that the backend runs
+it as plain loops up to mini-batch k), "im2col + gemm", "window max", "generated loops", and FLOP per
+sample), printable as a table (``model.plan()``, ``symbp show --plan``).  A declared map's step that runs as
+generated loops says so, with its FLOP count: no silent slow path.  Elementwise maps are summed into one row
+per program.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ def _ops(expr: sp.Expr) -> int:
     return max(1, int(sp.count_ops(expr)))
 
 
-def plan(programs: dict, shapes: dict[str, tuple]) -> Plan:
-    """The plan of ``programs``; ``shapes`` gives every parameter's shape by its kernel name (W1, b1, …)."""
+def plan(programs: dict, shapes: dict[str, tuple], small=None) -> Plan:
+    """The plan of ``programs``; ``shapes`` gives every parameter's shape by its kernel name (W1, b1, …);
+    ``small(trans_a, trans_b)``: the backend runs products of that case with at most that many multiply-adds
+    as plain loops (its ``small_product``), so a product of few enough per sample says up to which
+    mini-batch it does."""
     rows: list[PlanRow] = []
     for name in ("forward", "backward", "sgd_epoch"):
         prog = programs.get(name)
@@ -93,7 +98,7 @@ def plan(programs: dict, shapes: dict[str, tuple]) -> Plan:
                 elif isinstance(s, Loop):
                     visit(s.body, block, kernel, sizes, elementwise)
                 else:
-                    row = _row(kernel, block, s, sizes, elementwise)
+                    row = _row(kernel, block, s, sizes, elementwise, small)
                     if row is not None:
                         rows.append(row)
 
@@ -104,7 +109,7 @@ def plan(programs: dict, shapes: dict[str, tuple]) -> Plan:
     return Plan(rows)
 
 
-def _row(kernel, block, s, sizes, elementwise):
+def _row(kernel, block, s, sizes, elementwise, small=None):
     if isinstance(s, Gemm):
         out = sizes.get(s.out, ())
         if out and out[0] in _ROWS:  # rows × N output, contracting K (read off the parameter B)
@@ -113,7 +118,10 @@ def _row(kernel, block, s, sizes, elementwise):
             flops = 2 * _extent(out) * int(k)
         else:
             flops = 2 * _extent(out)
-        return PlanRow(kernel, block, f"{s.out} = gemm({s.A}, {s.B})", "BLAS gemm", flops)
+        limit = small(s.trans_a, s.trans_b) if small is not None else 0
+        rows = limit // max(1, flops // 2)  # the largest mini-batch whose product stays a loop
+        path = f"loops if m ≤ {rows}, else BLAS gemm" if rows else "BLAS gemm"
+        return PlanRow(kernel, block, f"{s.out} = gemm({s.A}, {s.B})", path, flops)
     if isinstance(s, Correlation):
         (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
         grouped = f", {s.groups} groups" if s.groups > 1 else ""

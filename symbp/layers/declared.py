@@ -3,9 +3,10 @@
 Takes: a name, the map (text read by the index language of ``symbp.layers.index_map``, or sympy objects), the
 output extents ``out`` (optional where they can be inferred), the parameters ``params`` (name → shape), an
 activation (default linear) and optional initialisers.  Gives: ``Declared``, a layer kind like any other:
-shapes, parameters, model-file config (the map's text, re-read through the whitelist parser), cache-key parts
-and a plain NumPy reference of the forward map; ``geometry(in_shape)``, the map checked against a concrete input
-(every extent, every parameter read inside its parameter, the buffers and the work bounded).
+shapes, parameters, its part of the network's declaration (``config``: the map's text, re-read through the
+whitelist parser; the kernel cache keys on it) and a plain NumPy reference of the forward map;
+``geometry(in_shape)``, the map checked against a concrete input (every extent, every parameter read inside
+its parameter, the buffers and the work bounded).
 
 ``x`` is the layer's input: read with as many indices as the input has axes (``x[c,i,j]`` after an image
 layer), or with one (``x[k]``, the input flattened in (channel, row, column) order).  Reads of ``x`` outside its
@@ -158,10 +159,12 @@ class Declared(Layer):
         return f"{self.name}:{self.activation.name}"
 
     def __eq__(self, other):
-        return isinstance(other, Declared) and self.config() == other.config() and self.inits == other.inits
+        # the parameters' order is compared too: dicts compare equal in any order, the kernels' arguments do not
+        return isinstance(other, Declared) and self.params == other.params and self.config() == other.config() \
+            and self.inits == other.inits
 
     def __hash__(self):
-        return hash(json.dumps(self.config(), sort_keys=True))
+        return hash(json.dumps(self.config()))
 
     def __repr__(self):
         return (f"Layer.parse({self.name!r}, {self.text!r}, out={self.out}, params={dict(self.params)}, "

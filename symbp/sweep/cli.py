@@ -30,6 +30,7 @@ from symbp.arguments import (
     check_data_dir,
     check_folder,
     check_memory,
+    check_outputs,
     compile_args,
     data_args,
     network_args,
@@ -240,7 +241,6 @@ def check_sweep_args(args):
     from importlib.util import find_spec
 
     from symbp.data.datasets import N_CLASSES, N_TRAIN
-    from symbp.data.registry import get_spec
     from symbp.sweep.engine import MAX_TRIALS, expand_grid
 
     if find_spec("distributed") is None:
@@ -275,10 +275,8 @@ def check_sweep_args(args):
             raise ValueError(f"argument --batch-size: expected at most the number of training samples ({n_train}), "
                              f"got {b}")
     net = build_network(args)
-    if getattr(net.layers[-1], "n", N_CLASSES) < N_CLASSES:
-        raise ValueError(f"argument --layers: {get_spec(args.dataset).title} has {N_CLASSES} classes: the output "
-                         f"layer needs at least {N_CLASSES} units, got {args.layers.items[-1].where}")
-    check_memory(net, args.layers, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=10_000,
+    check_outputs(net, args, N_CLASSES)
+    check_memory(net, args, args.dtype, data_rows=N_TRAIN + 20_000, eval_rows=10_000,
                   batch_size=max(grid.get("batch_size", [10])))
     if args.plot is not None:
         plot = plot_target(args.plot)

@@ -298,9 +298,18 @@ def read_network(path) -> Network:
     try:
         if size > MAX_JSON:
             raise ValueError(f"{path}: {size} bytes; a network declaration holds at most {MAX_JSON}")
-        raw = os.read(fd, MAX_JSON + 1)
+        chunks, got = [], 0
+        while got <= MAX_JSON:  # a read may return less than asked: read to the end (or past the limit)
+            chunk = os.read(fd, MAX_JSON + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        raw = b"".join(chunks)
     finally:
         os.close(fd)
+    if len(raw) > MAX_JSON:
+        raise ValueError(f"{path}: more than {MAX_JSON} bytes; a network declaration holds at most {MAX_JSON}")
     try:
         return network_from_config(raw)
     except ValueError as exc:

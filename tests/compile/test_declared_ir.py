@@ -209,3 +209,21 @@ def test_a_declared_conv_and_pool_train_bit_for_bit_like_the_builtins(backend):
     for pa, pb in zip(a.params, b.params):
         for a_, b_ in zip(pa, pb):
             assert np.array_equal(a_, b_)
+
+
+def test_the_plan_names_the_products_that_run_as_loops():
+    """The numba backend runs forward products of at most ``SMALL_GEMM`` multiply-adds as plain loops: the plan
+    says which products (per sample small enough) and up to which mini-batch; the input gradients, the weight
+    updates and the NumPy backend's products are all matrix products."""
+    from symbp.compile.backends.numba.runtime import SMALL_GEMM
+
+    net = sb.Network([784, 30, 10], activation=sb.sigmoid, cost=sb.quadratic)
+    rows = {(r.kernel, r.what): r.path for r in net.compile(backend="numba", seed=0).plan().rows}
+    small = f"loops if m ≤ {SMALL_GEMM // 300}, else BLAS gemm"  # 10 × 30 multiply-adds per sample
+    assert rows[("sgd_epoch", "z1 = gemm(x, W1)")] == "BLAS gemm"  # 23,520 per sample
+    assert rows[("sgd_epoch", "W1 = gemm(delta1, x)")] == "BLAS gemm"
+    assert rows[("sgd_epoch", "z2 = gemm(a1, W2)")] == small
+    assert rows[("sgd_epoch", "delta1 = gemm(delta2, W2)")] == "BLAS gemm"
+    assert rows[("sgd_epoch", "W2 = gemm(delta2, a1)")] == "BLAS gemm"
+    numpy_rows = net.compile(backend="numpy", seed=0).plan().rows
+    assert {r.path for r in numpy_rows if "gemm(" in r.what} == {"BLAS gemm"}

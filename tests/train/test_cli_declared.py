@@ -96,6 +96,13 @@ def test_show_config_then_network_reads_it_back(tmp_path, declarations):
     assert out.returncode == 2 and "argument --network: the network's input is 20" in out.stderr
     out = run("show", "--network", str(path), "--cost", "cross-entropy")
     assert out.returncode == 2 and "argument --network: the declaration holds" in out.stderr and "--cost" in out.stderr
+    out = run("show", "--network", str(path), "--layers", "784,30,10")  # written, even though it is the default
+    assert out.returncode == 2 and "leave out --layers" in out.stderr
+    few = tmp_path / "few.json"
+    few.write_text(json.dumps({**doc, "layers": [*doc["layers"][:-1], {**doc["layers"][-1], "n": 5}]}))
+    out = run("train", "--network", str(few), "--epochs", "1")
+    assert out.returncode == 2 and "argument --network: MNIST has 10 classes" in out.stderr
+    assert "got 5 units" in out.stderr
 
 
 @pytest.mark.parametrize("content, message", [

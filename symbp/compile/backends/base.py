@@ -37,6 +37,8 @@ class Backend:
       modules, sources)`` and ``prepare(kernels)`` (called once the kernels are generated, before any is
       loaded: the numba backend writes their modules to its cache there); ``compile_ahead(kernels, names,
       workers)``: compile several kernels in parallel into that cache before they are loaded.
+    - ``small_product(trans_a, trans_b)``: products of that transpose case with at most this many
+      multiply-adds run as plain loops, not BLAS (the plan shows up to which mini-batch; 0: never);
     - ``loading``: what the status line says while a kernel is loaded (``compiling``, ``loading``);
       ``set_threads(n)``: the most threads its kernels may use.
     """
@@ -48,6 +50,11 @@ class Backend:
 
     def emit(self, program: Program, dtype: str) -> str:
         raise NotImplementedError
+
+    def small_product(self, trans_a: bool, trans_b: bool) -> int:
+        """Products op(A)·op(B) of this transpose case with at most this many multiply-adds run as plain loops
+        instead of a BLAS call (``model.plan()`` says which can); 0: none."""
+        return 0
 
     def load(self, name: str, source: str, network) -> tuple[object, dict]:
         raise NotImplementedError

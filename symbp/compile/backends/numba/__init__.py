@@ -29,6 +29,13 @@ class NumbaBackend(Backend):
     def emit(self, program, dtype):
         return numba_source(program, dtype)
 
+    def small_product(self, trans_a, trans_b):
+        """The runtime's ``SMALL_GEMM`` for the forward product a·Wᵀ, else 0 (kept in the runtime's source,
+        which keys the kernel cache)."""
+        from symbp.compile.backends.numba.runtime import SMALL_GEMM
+
+        return SMALL_GEMM if (trans_a, trans_b) == (False, True) else 0
+
     def load(self, name, source, network):
         from symbp.compile.backends.numba.cache import load_module
 

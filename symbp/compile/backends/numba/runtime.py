@@ -1,8 +1,8 @@
 """Runtime helpers that generated numba kernels call: BLAS ``?gemm`` and stable scalar functions.
 
 Takes: nothing at import but scipy's BLAS.  Gives: ``gemm_nt``/``gemm_nn``/``gemm_tn`` (row-major
-C = α·op(A)·op(B) + β·C on 2-d arrays, small products as plain loops, larger ones through scipy's
-``dgemm``/``sgemm``), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout masks'
+C = α·op(A)·op(B) + β·C on 2-d arrays through scipy's ``dgemm``/``sgemm``, the smallest forward products as
+plain loops), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout masks'
 ``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and ``conv_weights``.
 
 BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
@@ -25,12 +25,13 @@ from numba.extending import get_cython_function_address, intrinsic, overload
 from symbp.compile.backends import masks
 from symbp.compile.backends.host import ALIGN, aligned_copy  # noqa: F401  (re-exported)
 
-#: Products with at most this many multiply-adds run as plain loops (BLAS call overhead dominates below).
-#: Measured per transpose case and dtype (``benchmarks/results/2026-12-07-small-products``): on Zen 5 with
-#: OpenBLAS's own kernels, ?gemm was faster than these loops, and than loops with the extents as constants,
-#: from about 600 multiply-adds up (at 3,000: 0.1–0.34 µs against 0.33–0.83 µs); below, the loops won the
-#: 10×30 layer at a mini-batch of 1.  4,096 (set on Zen 3) made the ch.1 epoch at mini-batch 10 11% slower
-#: in float32, 6% in float64.
+#: Forward products z = a·Wᵀ (``gemm_nt``) with at most this many multiply-adds run as plain loops; every
+#: other product calls ?gemm.  Measured per transpose case and dtype (``benchmarks/results/
+#: 2026-12-07-small-products``), Zen 5 with OpenBLAS's own kernels: ?gemm beat these loops, and loops with
+#: the extents as constants, from between 300 and 1,000 multiply-adds up (at 3,000: 0.1–0.34 µs against
+#: 0.33–0.83 µs); at 300 the loops still won the 10×30 forward product (0.13 against 0.13–0.19 µs) but lost
+#: δ·W and δᵀa (0.10 against 0.03–0.08 µs).  4,096 for every case (set on Zen 3) made the ch.1 epoch at
+#: mini-batch 10 11% slower in float32, 6% in float64; loops in δ·W and δᵀa made it 2–4% slower at mini-batch 1.
 SMALL_GEMM = 512
 
 _SYMBOLS = {}
@@ -127,8 +128,8 @@ def readonly(dtype, ndim: int):
 
 
 # One entry point per transpose case, chosen when the kernel is generated: each compiled kernel then carries
-# only the loops of the products it makes (a generic entry with four small-product branches made every
-# kernel's LLVM module larger and its compile about 0.1 s slower).
+# only the code of the products it makes (a generic entry with four small-product branches made every
+# kernel's LLVM module larger and its compile about 0.1 s slower); only the forward product keeps loops.
 # Row-major C is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: BLAS gets the operands swapped and the flags kept.
 # The small-product loops allow FMA contraction but not reassociation: with "reassoc" the summation order
 # was the vectoriser's choice, which differed between numba's in-memory compile and the object code it
@@ -136,13 +137,16 @@ def readonly(dtype, ndim: int):
 
 
 @njit(cache=True, nogil=True)
-def _by_blas(ta, tb, A, B, C, alpha, beta, K):
-    """Do the product here if it is empty or larger than ``SMALL_GEMM`` (through ?gemm, True); False leaves
-    it to the caller's loops."""
+def _by_blas(ta, tb, A, B, C, alpha, beta, K, small):
+    """Do the product here (True) unless it has at most ``small`` multiply-adds (False: the caller's loops).
+    Empty products only scale C by β (BLAS would refuse a zero leading dimension)."""
     M, N = C.shape
     if M == 0 or N == 0:
         return True
-    if M * N * K <= SMALL_GEMM:
+    if K == 0:
+        _scale(C, beta)
+        return True
+    if small >= M * N * K:  # at most `small` multiply-adds: the caller's loops
         return False
     isz = C.itemsize
     _xgemm(tb, ta, N, M, K, alpha, B, B.strides[0] // isz, A, A.strides[0] // isz, beta, C, C.strides[0] // isz)
@@ -166,7 +170,7 @@ def gemm_nt(A, B, C, alpha, beta):
     """C ← α·A·Bᵀ + β·C (the forward product z = a·Wᵀ).  Small products as dot products of rows."""
     M, N = C.shape
     K = A.shape[1]
-    if _by_blas(_N, _T, A, B, C, alpha, beta, K):
+    if _by_blas(_N, _T, A, B, C, alpha, beta, K, SMALL_GEMM):
         return
     _scale(C, beta)
     a = like(alpha, C)
@@ -187,36 +191,17 @@ def gemm_nt(A, B, C, alpha, beta):
             C[i, j] += a * s
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True)
 def gemm_nn(A, B, C, alpha, beta):
-    """C ← α·A·B + β·C (the input gradient δˡ⁻¹ = δˡ·Wˡ).  Small products as scaled rows of B added."""
-    M, N = C.shape
-    K = A.shape[1]
-    if _by_blas(_N, _N, A, B, C, alpha, beta, K):
-        return
-    _scale(C, beta)
-    a = like(alpha, C)
-    for i in range(M):
-        for p in range(K):
-            f = a * A[i, p]
-            for j in range(N):
-                C[i, j] += f * B[p, j]
+    """C ← α·A·B + β·C (the input gradient δˡ⁻¹ = δˡ·Wˡ), through ?gemm at every size (see ``SMALL_GEMM``)."""
+    _by_blas(_N, _N, A, B, C, alpha, beta, A.shape[1], 0)
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True)
 def gemm_tn(A, B, C, alpha, beta):
-    """C ← α·Aᵀ·B + β·C (the weight gradient δᵀa, or the update W ← β·W − (η/m)·δᵀa in one call)."""
-    M, N = C.shape
-    K = A.shape[0]
-    if _by_blas(_T, _N, A, B, C, alpha, beta, K):
-        return
-    _scale(C, beta)
-    a = like(alpha, C)
-    for p in range(K):
-        for i in range(M):
-            f = a * A[p, i]
-            for j in range(N):
-                C[i, j] += f * B[p, j]
+    """C ← α·Aᵀ·B + β·C (the weight gradient δᵀa, or the update W ← β·W − (η/m)·δᵀa in one call), through
+    ?gemm at every size (see ``SMALL_GEMM``)."""
+    _by_blas(_T, _N, A, B, C, alpha, beta, A.shape[0], 0)
 
 
 @intrinsic
