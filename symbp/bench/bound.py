@@ -3,7 +3,7 @@
 Takes: layer sizes, a mini-batch size, a dtype, a mini-batch count.  Gives: ``products_bound(...)``, the
 seconds one epoch spends in exactly the ``?gemm`` calls that symbp's ``sgd_epoch`` kernel makes per
 mini-batch (forward ``z = a·Wᵀ`` for every layer, ``δˡ⁻¹ = δˡ·Wˡ`` for layers ≥ 2, the weight update
-``W ← W − α·δᵀa``), through the same ``runtime.gemm_*`` entry points, on contiguous buffers that stay in
+``W ← W − α·δᵀa``), through the same ``runtime.batch_*`` entry points, on contiguous buffers that stay in
 cache: no gather of the shuffled rows, no activation, no bias, no Python.  Its FLOPs are
 ``harness.epoch_flops``, so its GFLOP/s is the most any epoch built on this BLAS can reach, and its
 fraction of the matmul peak caps every implementation's fraction (measured in the same run, on the same
@@ -29,11 +29,11 @@ def _kernel():
         L = len(weights)
         for _ in range(n_batches):
             for l in range(L):  # forward: z^{l+1} = a^l · W^{l+1}ᵀ
-                rt.gemm_nt(acts[l], weights[l], acts[l + 1], 1.0, 0.0)
+                rt.batch_nt(acts[l], weights[l], acts[l + 1], 1.0, 0.0)
             for l in range(L - 1, -1, -1):
                 if l > 0:  # input gradient of layers ≥ 2, before the update (as the kernel does)
-                    rt.gemm_nn(deltas[l], weights[l], deltas[l - 1], 1.0, 0.0)
-                rt.gemm_tn(deltas[l], acts[l], weights[l], -alpha, 1.0)
+                    rt.batch_nn(deltas[l], weights[l], deltas[l - 1], 1.0, 0.0)
+                rt.batch_tn(deltas[l], acts[l], weights[l], -alpha, 1.0)
 
     return products
 
@@ -67,9 +67,9 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 # ------------------------------------------------------------------------------------------- conv nets
 # symbp's sgd_epoch kernel for a conv net (``model.program("sgd_epoch")``) makes, per mini-batch of m:
 #   per conv layer, per sample r:  z[r] = W·col[r]                  gemm_nn (F × C·kh·kw)·(C·kh·kw × Ho·Wo)
-#   per fc layer:                  z = a·Wᵀ                         gemm_nt
-#   per fc layer, top down:        δ_in = δ·W                       gemm_nn (the first fc layer's too: it feeds a conv)
-#                                  W ← W − α·δᵀ·a                   gemm_tn
+#   per fc layer:                  z = a·Wᵀ                         batch_nt
+#   per fc layer, top down:        δ_in = δ·W                       batch_nn (the first fc layer's too: it feeds a conv)
+#                                  W ← W − α·δᵀ·a                   batch_tn
 #   per conv layer, top down, per sample r:
 #                                  dcol = Wᵀ·δ[r]                   gemm_tn (not for the net's first layer)
 #                                  W ← W − α·δ[r]·col[r]ᵀ           gemm_nt
@@ -90,10 +90,10 @@ def _conv_kernels():
                 for r in range(m):
                     rt.gemm_nn(cW[l], cols[l][r], cz[l][r], 1.0, 0.0)
             for l in range(nf):
-                rt.gemm_nt(facts[l], fW[l], facts[l + 1], 1.0, 0.0)
+                rt.batch_nt(facts[l], fW[l], facts[l + 1], 1.0, 0.0)
             for l in range(nf - 1, -1, -1):
-                rt.gemm_nn(fdeltas[l + 1], fW[l], fdeltas[l], 1.0, 0.0)
-                rt.gemm_tn(fdeltas[l + 1], facts[l], fW[l], -alpha, 1.0)
+                rt.batch_nn(fdeltas[l + 1], fW[l], fdeltas[l], 1.0, 0.0)
+                rt.batch_tn(fdeltas[l + 1], facts[l], fW[l], -alpha, 1.0)
             for l in range(nc - 1, -1, -1):
                 if c_input[l]:
                     for r in range(m):

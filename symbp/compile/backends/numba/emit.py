@@ -1,7 +1,7 @@
 """The numba backend's emitter: kernel programs → the source of ``nopython`` kernels.
 
 Takes: a ``Program`` and a dtype.  Gives: ``numba_source`` — one ``@njit`` function per program (explicit loops
-over elements; BLAS through ``runtime.gemm_nt``/``gemm_nn``/``gemm_tn``; layer blocks shared between kernels
+over elements; BLAS through ``runtime.batch_nt``/``batch_nn``/``batch_tn``; layer blocks shared between kernels
 where that saves compile time), by ``numba_step``, one emitter per step type (``functools.singledispatch``).
 Every step is preceded by a comment with the equation it implements; elementwise expressions go through
 ``sympy.cse`` first.  The steps of declared maps: loops with constant extents, every index an integer expression
@@ -66,8 +66,9 @@ from symbp.compile.program import (
     WindowMax,
 )
 
-#: runtime's product entry point for each (transpose A, transpose B) case that lowering makes.
-_GEMM = {(False, True): "gemm_nt", (False, False): "gemm_nn", (True, False): "gemm_tn"}
+#: runtime's product entry point for each (transpose A, transpose B) case that lowering makes: the mini-batch
+#: products, cut into row chunks where this process's BLAS runs small products faster (``runtime.batch_nt``).
+_GEMM = {(False, True): "batch_nt", (False, False): "batch_nn", (True, False): "batch_tn"}
 
 
 # ---------------------------------------------------------------------------------------------- numba

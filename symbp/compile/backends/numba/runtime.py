@@ -13,7 +13,11 @@ must be imported before a cached kernel is loaded: generated modules import it f
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import importlib.util
 import math
+import os
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -87,6 +91,66 @@ def _xgemm(typingctx, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, l
 
 
 _N, _T = ord("N"), ord("T")
+
+#: OpenBLAS cores whose small-matrix kernels run products of up to about a million multiply-adds in one pass,
+#: without packing (``benchmarks/results/2026-12-07-small-products``: row_chunks).
+_SMALL_MATRIX_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+#: Multiply-adds per call below which this process's BLAS takes its small-matrix path (0: none known).  Read by
+#: the kernels at run time through the LLVM symbol ``symbp_small_path`` (so cached kernels follow the BLAS core
+#: of the process that runs them, ``OPENBLAS_CORETYPE`` included); ``$SYMBP_SMALL_PATH`` overrides it.
+_SMALL_PATH = ctypes.c_int64(0)
+llvm.add_symbol("symbp_small_path", ctypes.addressof(_SMALL_PATH))
+
+
+def _openblas_core() -> str:
+    """The core SciPy's bundled OpenBLAS runs (``scipy_openblas_get_corename``), found without importing SciPy;
+    "" where SciPy's BLAS is not laid out that way."""
+    try:
+        spec = importlib.util.find_spec("scipy")
+        if spec is None or not spec.submodule_search_locations:
+            return ""
+        root = os.path.dirname(next(iter(spec.submodule_search_locations)))
+        libs = sorted(glob.glob(os.path.join(root, "scipy.libs", "libscipy_openblas*")))
+        if len(libs) != 1:
+            return ""
+        get = ctypes.CDLL(libs[0]).scipy_openblas_get_corename
+        get.restype = ctypes.c_char_p
+        return (get() or b"").decode("ascii", "replace").strip().lower()
+    except (OSError, AttributeError, ValueError, ImportError):
+        return ""
+
+
+def set_small_path(multiply_adds: int) -> None:
+    """Set how many multiply-adds per call this process's BLAS runs on its small-matrix path (0: off): the
+    mini-batch products (``batch_nt``/``batch_nn``/``batch_tn``) are cut into row chunks of at most that."""
+    _SMALL_PATH.value = max(0, int(multiply_adds))
+
+
+def _default_small_path() -> int:
+    env = os.environ.get("SYMBP_SMALL_PATH", "").strip()
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ValueError(f"SYMBP_SMALL_PATH must be a whole number of multiply-adds, got {env!r}") from None
+    return 800_000 if _openblas_core() in _SMALL_MATRIX_CORES else 0
+
+
+set_small_path(_default_small_path())
+
+
+@intrinsic
+def _small_path(typingctx):
+    """The value of ``symbp_small_path`` now (a load from the symbol, not a constant compiled in)."""
+
+    def codegen(context, builder, signature, args):
+        gv = builder.module.globals.get("symbp_small_path")
+        if gv is None:
+            gv = ir.GlobalVariable(builder.module, ir.IntType(64), "symbp_small_path")
+            gv.linkage = "external"
+        return builder.load(gv)
+
+    return types.int64(), codegen
 
 
 @intrinsic
@@ -202,6 +266,60 @@ def gemm_tn(A, B, C, alpha, beta):
     """C ← α·Aᵀ·B + β·C (the weight gradient δᵀa, or the update W ← β·W − (η/m)·δᵀa in one call), through
     ?gemm at every size (see ``SMALL_GEMM``)."""
     _by_blas(_T, _N, A, B, C, alpha, beta, A.shape[0], 0)
+
+
+#: The fewest rows a chunk of a mini-batch product may have (smaller chunks lost more to the calls than the
+#: small-matrix path gave: 10-row chunks of the 100 × 784 layer's update ran slower than one call).
+MIN_CHUNK_ROWS = 16
+
+
+@njit(cache=True, nogil=True)
+def _rows_per_call(rows, per_row):
+    """Rows per BLAS call for a product of ``rows`` × ``per_row`` multiply-adds: all of them, or equal chunks
+    that stay on the small-matrix path (``symbp_small_path``) when the product is at least twice that path's
+    size and the chunks have at least ``MIN_CHUNK_ROWS`` rows (a 100 × 100 × 100 product cut in two ran 2%
+    slower than one call)."""
+    limit = _small_path()
+    total = rows * per_row
+    if limit <= 0 or total < 2 * limit:
+        return rows
+    calls = (total + limit - 1) // limit
+    chunk = (rows + calls - 1) // calls
+    return chunk if chunk >= MIN_CHUNK_ROWS else rows
+
+
+# The dense layers' products, whose rows (or, for the update, whose reduction) are the mini-batch: cut into
+# row chunks where this BLAS runs small products faster than one large one.  Each output element's sum is the
+# same one call computes for its row (nt, nn); the update adds its chunks' sums in order (tn).
+@njit(cache=True, nogil=True)
+def batch_nt(A, B, C, alpha, beta):
+    """``gemm_nt`` (z = a·Wᵀ) in row chunks (see ``_rows_per_call``)."""
+    M = C.shape[0]
+    R = _rows_per_call(M, C.shape[1] * A.shape[1])
+    for i0 in range(0, max(M, 1), max(R, 1)):
+        i1 = min(M, i0 + R)
+        gemm_nt(A[i0:i1], B, C[i0:i1], alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def batch_nn(A, B, C, alpha, beta):
+    """``gemm_nn`` (δˡ⁻¹ = δˡ·Wˡ) in row chunks (see ``_rows_per_call``)."""
+    M = C.shape[0]
+    R = _rows_per_call(M, C.shape[1] * A.shape[1])
+    for i0 in range(0, max(M, 1), max(R, 1)):
+        i1 = min(M, i0 + R)
+        gemm_nn(A[i0:i1], B, C[i0:i1], alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def batch_tn(A, B, C, alpha, beta):
+    """``gemm_tn`` (W ← β·W + α·δᵀa) with the mini-batch cut into chunks, added in order (see
+    ``_rows_per_call``)."""
+    K = A.shape[0]
+    R = _rows_per_call(K, C.shape[0] * C.shape[1])
+    for k0 in range(0, max(K, 1), max(R, 1)):
+        k1 = min(K, k0 + R)
+        gemm_tn(A[k0:k1], B[k0:k1], C, alpha, beta if k0 == 0 else 1.0)
 
 
 @intrinsic
