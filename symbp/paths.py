@@ -44,6 +44,30 @@ def open_regular(path, what: str, error: type = ValueError) -> tuple[int, int]:
     return fd, st.st_size
 
 
+def read_small_file(path, what: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (``open_regular``'s checks; read to its end, never
+    more than ``limit + 1`` bytes); any problem a ``ValueError`` naming the file and ``what`` it is."""
+    try:
+        fd, size = open_regular(path, what)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        if size > limit:
+            raise ValueError(f"{path}: {size} bytes; a {what} holds at most {limit}")
+        chunks, got = [], 0
+        while got <= limit:  # a read may return less than asked: read to the end (or past the limit)
+            chunk = os.read(fd, limit + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    finally:
+        os.close(fd)
+    if got > limit:
+        raise ValueError(f"{path}: more than {limit} bytes; a {what} holds at most {limit}")
+    return b"".join(chunks)
+
+
 def check_writable_folder(folder: Path, label: str) -> None:
     """``folder`` is, or can be created under, a folder this process can write in; else ValueError."""
     folder = folder if str(folder) else Path(".")

@@ -40,7 +40,7 @@ from symbp.layers.base import (
     register_layer,
 )
 from symbp.layers.index_map import MAX_EXTENT, IndexMap, from_sympy, parse_map, positions, read_symbol
-from symbp.paths import open_regular
+from symbp.paths import read_small_file
 from symbp.symbols import numpy_function
 
 #: Most output elements per sample, parameter elements per layer, and multiply-adds per sample.
@@ -401,16 +401,7 @@ def read_declarations(path) -> dict[str, Declared]:
     expression in z (optional, default linear)}``.  Read as a regular file of bounded size; every map and
     activation goes through the whitelist parser; any problem is a ValueError naming the file and the entry."""
     path = os.fspath(path)
-    try:
-        fd, size = open_regular(path, "file of declarations")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the declarations ({exc.strerror})") from None
-    try:
-        if size > MAX_DECLARATIONS_FILE:
-            raise ValueError(f"{path}: {size} bytes; a file of declarations holds at most {MAX_DECLARATIONS_FILE}")
-        raw = os.read(fd, MAX_DECLARATIONS_FILE + 1)
-    finally:
-        os.close(fd)
+    raw = read_small_file(path, "file of declarations", MAX_DECLARATIONS_FILE)
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from symbp.costs import Cost
 from symbp.layers import LAYER_KINDS, Dense, Input
 from symbp.network import DECLARATION_FORMAT, DECLARATION_VERSION, MAX_LAYERS, Network
 from symbp.parsing import parse
-from symbp.paths import open_regular
+from symbp.paths import read_small_file
 from symbp.train.safe_read import MAX_JSON, Invalid, short
 
 FORMAT = "symbp-model"
@@ -291,25 +290,7 @@ def read_network(path) -> Network:
     """The network of a declaration file (``symbp show --config`` writes one; ``--network FILE``): a regular file
     of at most ``MAX_JSON`` bytes, decoded by ``network_from_config``; any problem a ``ValueError`` naming it."""
     path = Path(path)
-    try:
-        fd, size = open_regular(path, "network declaration")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the network declaration ({exc.strerror or exc})") from None
-    try:
-        if size > MAX_JSON:
-            raise ValueError(f"{path}: {size} bytes; a network declaration holds at most {MAX_JSON}")
-        chunks, got = [], 0
-        while got <= MAX_JSON:  # a read may return less than asked: read to the end (or past the limit)
-            chunk = os.read(fd, MAX_JSON + 1 - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        raw = b"".join(chunks)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_JSON:
-        raise ValueError(f"{path}: more than {MAX_JSON} bytes; a network declaration holds at most {MAX_JSON}")
+    raw = read_small_file(path, "network declaration", MAX_JSON)
     try:
         return network_from_config(raw)
     except ValueError as exc:

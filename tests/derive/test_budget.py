@@ -166,7 +166,9 @@ def test_derivatives_beyond_the_size_bound_are_a_value_error():
 
 def test_derivation_in_a_worker_thread_is_bounded():
     def derive():
-        with sb.derive.budget(seconds=1.0):
+        # 3 s: the plain derivative (required) fits with room on a loaded machine; 1 s did not once, with the
+        # test suite and another job sharing two cores
+        with sb.derive.budget(seconds=3.0):
             act = sb.Activation.parse("sum44_thread", SUM44)
             start = time.perf_counter()
             d = activation_derivative(act)
@@ -174,7 +176,7 @@ def test_derivation_in_a_worker_thread_is_bounded():
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         seconds, d = pool.submit(derive).result(timeout=60)
-    assert seconds < 1 + 8  # the budget's second, and slack for a loaded machine (unbounded, it takes minutes)
+    assert seconds < 3 + 8  # the budget, and slack for a loaded machine (unbounded, it takes minutes)
     assert _close_at(d.expr, sp.diff(d.activation.expr, z))
 
 

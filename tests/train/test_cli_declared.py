@@ -60,7 +60,7 @@ def test_unknown_name_and_missing_file(tmp_path, declarations):
     out = run("show", "--layers", "@conv_s2,softmax10")
     assert out.returncode == 2 and "give --declare FILE" in out.stderr
     out = run("show", "--declare", str(tmp_path / "missing.json"), "--layers", "@c,softmax10")
-    assert out.returncode == 2 and "cannot read the declarations" in out.stderr
+    assert out.returncode == 2 and "cannot read the file of declarations" in out.stderr
 
 
 def test_train_with_a_declared_layer(tmp_path, declarations, data_dir):

@@ -291,6 +291,8 @@ def _rows_per_call(rows, per_row):
 # The dense layers' products, whose rows (or, for the update, whose reduction) are the mini-batch: cut into
 # row chunks where this BLAS runs small products faster than one large one.  Each output element's sum is the
 # same one call computes for its row (nt, nn); the update adds its chunks' sums in order (tn).
+# batch_nt and batch_nn differ only in the product they call: a shared helper taking the product as an argument
+# (a first-class function) made every kernel that calls it uncacheable by numba, so they are written twice.
 @njit(cache=True, nogil=True)
 def batch_nt(A, B, C, alpha, beta):
     """``gemm_nt`` (z = a·Wᵀ) in row chunks (see ``_rows_per_call``)."""
