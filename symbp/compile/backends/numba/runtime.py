@@ -1,9 +1,11 @@
 """Runtime helpers that generated numba kernels call: BLAS ``?gemm`` and stable scalar functions.
 
-Takes: nothing at import but scipy's BLAS.  Gives: ``gemm_nt``/``gemm_nn``/``gemm_tn`` (row-major
-C = α·op(A)·op(B) + β·C on 2-d arrays through scipy's ``dgemm``/``sgemm``, the smallest forward products as
-plain loops), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout masks'
-``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and ``conv_weights``.
+Takes: nothing at import but scipy's BLAS (and the name of the core its OpenBLAS runs).  Gives:
+``gemm_nt``/``gemm_nn``/``gemm_tn`` (row-major C = α·op(A)·op(B) + β·C on 2-d arrays through scipy's
+``dgemm``/``sgemm``, the smallest forward products as plain loops), ``batch_nt``/``batch_nn``/``batch_tn``
+(the same for the dense layers' mini-batch products, cut into row chunks where the BLAS has a small-matrix
+path: ``set_small_path``), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout
+masks' ``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and ``conv_weights``.
 
 BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
 through addresses baked into the compiled code, so kernels that call it can be cached on disk by numba
