@@ -28,17 +28,15 @@ identity there still holds at the forward pass's values) and max-pooling is deci
 from __future__ import annotations
 
 import random
-import signal
-import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import mpmath
 import sympy as sp
 
+from symbp import limits
 from symbp.derive.layers import OutputErrorAt, Units, UnrolledLayer, unroll_layer
 from symbp.symbols import a as _a
 from symbp.symbols import y as _y
@@ -339,34 +337,6 @@ class CheckResult:
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Raise ``_Timeout`` after ``seconds``, and again every 50 ms until the block ends (SIGALRM; without a
-    timer off the main thread)."""
-    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise _Timeout
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    # Repeat every 50 ms until disarmed: an exception raised while Python runs a callback it cannot propagate
-    # from (a gc callback, a __del__) is printed and dropped, and a one-shot timer would then never stop us.
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 0.05)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
 _NONSMOOTH = (sp.Piecewise, sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign)
 
 
@@ -399,18 +369,26 @@ def _symbolic_zero(diff: sp.Expr, zs: list[sp.Symbol], seconds: float) -> tuple[
         return None, "piecewise/non-smooth: left to the numeric check"
     if seconds <= 0:
         return None, "symbolic time budget spent"
+
+    def attempt() -> tuple[bool | None, str]:
+        r = _exp_to_symbols(diff.rewrite(sp.exp), zs)
+        if sp.expand(sp.fraction(sp.together(r))[0]) == 0:
+            return True, "exp(zˡⱼ) as symbols, common denominator, numerator expands to 0"
+        if sp.simplify(r) == 0:
+            return True, "simplify"
+        return None, "sympy did not reduce the difference to 0"
+
+    # The derivation's own guard (a timer thread, any thread, an interrupt sympy's ``except Exception`` cannot
+    # swallow, and one landing in a finalizer dropped quietly): running out of time only leaves the
+    # decision to the numbers.
     try:
-        with _time_limit(seconds):
-            r = _exp_to_symbols(diff.rewrite(sp.exp), zs)
-            if sp.expand(sp.fraction(sp.together(r))[0]) == 0:
-                return True, "exp(zˡⱼ) as symbols, common denominator, numerator expands to 0"
-            if sp.simplify(r) == 0:
-                return True, "simplify"
-            return None, "sympy did not reduce the difference to 0"
-    except _Timeout:
-        return None, f"symbolic simplification timed out ({seconds:.1f}s)"
+        with limits.budget(seconds=seconds):
+            result, finished = limits.run_optional(attempt, seconds=seconds)
     except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError) as exc:
         return None, f"sympy could not simplify: {type(exc).__name__}"
+    if not finished:
+        return None, f"symbolic simplification timed out ({seconds:.1f}s)"
+    return result
 
 
 def _random_points(u: Unrolled, n: int, seed: int, one_hot: bool) -> list[dict]:

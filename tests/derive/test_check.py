@@ -190,3 +190,37 @@ def test_numbers_use_high_precision():
     result = compare(sb.Network([2, 3, 2], activation=[sb.softplus, sb.relu], cost=sb.quadratic), digits=40)
     assert all(gc.max_error < 1e-30 for gc in result.gradients), str(result)
     assert mpmath.mp.dps == 15  # the working precision is restored
+
+
+# ------------------------------------------------------------------- the symbolic step's time limit
+
+
+def test_symbolic_step_out_of_time_leaves_the_decision_to_the_numbers(monkeypatch):
+    """The symbolic step stops at its budget even when the stop first lands in a finalizer, and nothing reaches
+    ``sys.unraisablehook`` (pytest fails a test whose hook was interrupted while printing such an exception)."""
+    import sys
+    import time
+
+    from symbp.derive import check
+
+    class SlowFinalizer:
+        def __del__(self):
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                pass
+
+    def slow(expr, zs):
+        for _ in range(3):
+            SlowFinalizer()  # created and dropped: its __del__ runs here, as sympy's cache and gc callbacks do
+        while True:
+            pass
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(check, "_exp_to_symbols", slow)
+    z = sp.Symbol("z")
+    started = time.monotonic()
+    proved, why = check._symbolic_zero(sp.sin(z) - sp.cos(z), [z], seconds=0.1)
+    assert (proved, why) == (None, "symbolic simplification timed out (0.1s)")
+    assert time.monotonic() - started < 5
+    assert seen == []

@@ -18,9 +18,8 @@ from symbp.derive.layers.declared import UnrolledDeclared
 
 I, C, P, D, Drop = sb.Input, sb.Conv2D, sb.MaxPool, sb.Dense, sb.Dropout
 
-# compare's symbolic step runs under a repeating SIGALRM timer; one landing in hypothesis's gc callback (when
-# hypothesis is loaded in the session) is printed by Python as "Exception ignored" and dropped; the timer repeats
-# it, so this is noise, not a failure.
+# compare's symbolic step runs under the derivation's guard (symbp.limits); an interrupt landing in hypothesis's gc
+# callback is dropped by the guard's unraisable hook and repeated, so a warning about it is noise, not a failure.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function gc_cumulative_time:pytest.PytestUnraisableExceptionWarning")
 
