@@ -60,6 +60,7 @@ warming of the kernel cache) in ``symbp.sweep.trial``; a finished trial's record
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import secrets
 import socket
@@ -309,6 +310,21 @@ def probe_scheduler(address: str, security=None, timeout: float | None = None) -
         sock.close()
 
 
+def _connect(address: str, security):
+    """A ``Client`` connected to ``address``, or ``ValueError`` naming it."""
+    from distributed import Client
+
+    failure = None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
+    except Exception as exc:  # noqa: BLE001 - whatever the connection raised: one line naming the address
+        failure = f"cannot connect to the dask scheduler at {address}: {type(exc).__name__}: {exc}"
+    # The half-built Client lives on in the traceback's cycles; finalised later, inside another Client's start, its
+    # __del__ would wait for the lock that start holds (distributed's LoopRunner): a hang.  Finalise it now.
+    gc.collect()
+    raise ValueError(failure)
+
+
 @contextlib.contextmanager
 def _engine(client, workers, security=None):
     """The client to use: ``client`` itself, one connected to an address (with ``security``), or one of a new
@@ -321,11 +337,7 @@ def _engine(client, workers, security=None):
     if isinstance(client, str):
         security = _security(security)
         probe_scheduler(client, security)
-        try:
-            own = Client(client, timeout=CONNECT_TIMEOUT, set_as_default=False, security=security)
-        except Exception as exc:  # noqa: BLE001 - whatever the connection raised: one line naming the address
-            raise ValueError(f"cannot connect to the dask scheduler at {client}: {type(exc).__name__}: {exc}") \
-                from None
+        own = _connect(client, security)
         try:
             own.wait_for_workers(1, timeout=WORKER_TIMEOUT)
             yield own

@@ -4,6 +4,7 @@ one-line error naming the address, within the connection timeout."""
 
 from __future__ import annotations
 
+import gc
 import http.server
 import os
 import socket
@@ -25,11 +26,18 @@ def _refused(address: str, **client_kwargs) -> str:
     from distributed import Client
 
     t0 = time.monotonic()
+    refusal = None
     try:
         client = Client(address, timeout=5, set_as_default=False, **client_kwargs)
     except Exception as exc:  # noqa: BLE001 - any refusal will do: the point is that nothing ran
+        refusal = f"{type(exc).__name__}: {exc}"
+    if refusal is not None:
         assert time.monotonic() - t0 < 15, "refused, but only after a long wait"
-        return f"{type(exc).__name__}: {exc}"
+        # the refused Client, kept alive by the traceback's cycles, is finalised here: its __del__ run by the
+        # garbage collector inside the next Client's start waits for a lock that start holds (distributed's
+        # LoopRunner), and the test hangs
+        gc.collect()
+        return refusal
     try:
         ran = client.run(os.getuid)
     finally:
@@ -188,3 +196,21 @@ def test_the_tls_options_reach_a_cluster_with_those_credentials(cluster, tmp_pat
     engine.probe_scheduler(lc.scheduler_address, security, timeout=5)
     with Client(lc.scheduler_address, security=security, timeout=10, set_as_default=False) as client:
         assert set(client.run(os.getpid).values())
+
+
+def test_a_refused_connection_leaves_no_client_behind(cluster, monkeypatch):
+    """A Client that failed to connect is finalised at once: left to the garbage collector, its __del__ can run
+    inside a later Client's start and wait for a lock that start holds (distributed's LoopRunner), a hang."""
+    from distributed import Client
+    from distributed.security import Security
+
+    def clients() -> int:
+        return sum(type(o) is Client for o in gc.get_objects())
+
+    lc, _ = cluster
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 5)
+    gc.collect()
+    before = clients()
+    with pytest.raises(ValueError, match=f"cannot connect to the dask scheduler at {lc.scheduler_address}: "):
+        _within(30, lambda: engine._connect(lc.scheduler_address, Security.temporary()))
+    assert clients() == before
