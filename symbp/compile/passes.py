@@ -331,8 +331,8 @@ def _correlation_buffers(steps: list) -> list[Buffer]:
         if s.role == "forward":
             s.cols_per_sample = s.cols in kept
             out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk + s.ones_row, n))
-        if s.role == "weights" and s.bias:
-            out[s.sums] = Buffer(s.sums, (s.out_shape[0], ckk + 1))
+        if s.role == "weights" and s.groups == 1:  # Σ_r colᵣ·δ[r]ᵀ (patches × maps; the ones row's sums last)
+            out[s.sums] = Buffer(s.sums, (ckk + bool(s.bias), s.out_shape[0]))
         if s.role == "input":
             out[s.dcol] = Buffer(s.dcol, (ckk, n))
         if s.phased:  # the padded, phase-split sample (its border stays zero)

@@ -349,7 +349,7 @@ class Correlation:
 
     @property
     def sums(self) -> str:
-        """The weights step's scratch: Σ_r δ[r]·colᵣᵀ with the map sums as its last column."""
+        """The weights step's scratch: Σ_r colᵣ·δ[r]ᵀ (patches × maps) with the map sums as its last row."""
         return "wsum_" + self.cols.removeprefix("cols_")
 
     # -- geometry the numba backend's copies use --------------------------------------------------------

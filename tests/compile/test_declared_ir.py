@@ -92,7 +92,7 @@ def test_a_strided_padded_conv_becomes_im2col_and_the_rest_is_reported():
     assert isinstance(sums, MapSums) and (sums.out, sums.maps, sums.n) == ("b2", 3, 12)
     assert isinstance(sums.generic, IndexGather) and sums.generic.target == "b2"
     assert back[0].ones_row and progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 13, 12)
-    assert progs["sgd_epoch"].buffer(back[2].sums).shape == (3, 13)
+    assert progs["sgd_epoch"].buffer(back[2].sums).shape == (13, 3)  # Σ_r colᵣ·δ[r]ᵀ: patches × maps
     assert progs["forward"].buffer("cols_z2").shape == (1, 12, 12)
     plan = net.compile(backend="numpy").plan()
     assert "im2col + gemm" in str(plan)
@@ -227,3 +227,25 @@ def test_the_plan_names_the_products_that_run_as_loops():
     assert rows[("sgd_epoch", "W2 = gemm(delta2, a1)")] == "BLAS gemm"
     numpy_rows = net.compile(backend="numpy", seed=0).plan().rows
     assert {r.path for r in numpy_rows if "gemm(" in r.what} == {"BLAS gemm"}
+
+
+def test_a_conv_without_bias_trains_like_the_numpy_backend():
+    """A declared correlation with no bias term: its BP4 is the numba backend's ``conv_weights`` (the patch
+    products summed into a scratch of patches × maps, then the SGD step), against the NumPy backend's gather."""
+    conv = sb.Layer.parse("conv", "z[f,i,j] = sum(K[f,c,p,q]*x[c,i+p,j+q] for c in range(2) for p in range(3) "
+                          "for q in range(3))", params={"K": (4, 2, 3, 3)}, activation=sb.tanh)
+    net = _net(sb.Input((2, 9, 9)), sb.Conv2D(2, (1, 1), sb.tanh), conv, sb.MaxPool((2, 2)), sb.Dense(3, sb.softmax))
+    a, b = (net.compile(backend=backend, dtype="float64", seed=0) for backend in ("numba", "numpy"))
+    assert "_rt.conv_weights(" in a.source("sgd_epoch") and "_rt.conv_weights(" in a.source("backward")
+    b.set_params(a.params)
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((12, 162)), np.eye(3)[rng.integers(0, 3, 12)]
+    for m in (a, b):
+        m.fit((X, Y), epochs=2, batch_size=4, eta=0.1, lmbda=0.5, seed=1, progress=False)
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-12, atol=1e-14)
+    ga, gb = a.gradients(X[:5], Y[:5]), b.gradients(X[:5], Y[:5])
+    for pa, pb in zip(ga, gb):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-12, atol=1e-14)

@@ -432,7 +432,8 @@ def _(step: Correlation, ind):
         if step.bias:
             return lines + [f"{ind}_rt.conv_weights_bias({d4}, {step.cols}, {step.sums}, {step.out}, {step.alpha}, "
                             f"{step.beta}, {step.bias}, {step.bias_alpha}, {step.bias_beta})"]
-        return lines + [f"{ind}_rt.conv_weights({d4}, {step.cols}, {step.out}, {step.alpha}, {step.beta})"]
+        return lines + [f"{ind}_rt.conv_weights({d4}, {step.cols}, {step.sums}, {step.out}, {step.alpha}, "
+                        f"{step.beta})"]
     if step.role == "weights":  # per group g: out[g] ← α·Σ_r δ[r][g]·colᵣ[g]ᵀ + β·out[g] (∂C/∂W, or W's SGD step)
         lines += [f"{ind}_O2 = {step.out}.reshape(({maps}, {kg}))",
                   f"{ind}if {step.rows} == 0:", f"{i2}_rt._scale(_O2, {step.beta})",
