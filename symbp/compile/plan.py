@@ -126,8 +126,9 @@ def _row(kernel, block, s, sizes, elementwise, small=None):
         (c, _, _), (kh, kw), (f, ho, wo) = s.in_shape, s.kernel, s.out_shape
         grouped = f", {s.groups} groups" if s.groups > 1 else ""
         bias = (", + bias" if s.role == "forward" else ", + bias sums") if s.bias else ""
+        path = f"im2col + gemm ({s.group} samples per product)" if s.group > 1 else "im2col + gemm"
         return PlanRow(kernel, block, f"correlation {s.role} (stride {s.stride[0]}x{s.stride[1]}{grouped}{bias})",
-                       "im2col + gemm", 2 * f * c * kh * kw * ho * wo // s.groups)
+                       path, 2 * f * c * kh * kw * ho * wo // s.groups)
     if isinstance(s, (WindowMax, ScatterMax)):
         c, h, w = s.shape
         what = "window max" if isinstance(s, WindowMax) else "scatter to the window maxima"

@@ -333,6 +333,9 @@ class Correlation:
     beta: str = "0.0"
     accumulate: bool = False
     cols_per_sample: bool = True
+    #: an input step's samples per product (``passes``): Wᵀ·[δ[r₀] … δ[r₀+G−1]] as one gemm over the maps'
+    #: columns of G samples side by side (copied into ``dgroup``), then col2im of each sample's block of ``dcol``
+    group: int = 1
     eq: str = ""
     groups: int = 1
     #: a forward correlation's per-map bias P[f] (``passes``: the declared map's next term, added after each
@@ -346,6 +349,11 @@ class Correlation:
     bias_beta: str = "0.0"
     #: the patches end with a row of ones (a weights step with ``bias`` reads them; the forward product skips it)
     ones_row: bool = False
+
+    @property
+    def dgroup(self) -> str:
+        """An input step's scratch when ``group`` > 1: δ of its samples side by side, maps × (group·Ho·Wo)."""
+        return "dgroup_" + self.cols.removeprefix("cols_")
 
     @property
     def sums(self) -> str:

@@ -249,3 +249,31 @@ def test_a_conv_without_bias_trains_like_the_numpy_backend():
     for pa, pb in zip(ga, gb):
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-12, atol=1e-14)
+
+
+def test_input_gradients_of_several_samples_in_one_product():
+    """A layer whose maps are small and whose products are large makes Wᵀ·δ for ``group`` samples at once
+    (``GROUP_COLUMNS``): 40 maps of 8×8 from 20 channels, 10 samples per product, so 23 samples are groups of
+    10, 10 and 3; the 12×12 maps before it stay per sample.  The numba backend's gradients and SGD steps equal
+    the NumPy backend's (which runs the derived gathers)."""
+    from symbp.compile.passes import GROUP_COLUMNS
+
+    net = _net(sb.Input((1, 14, 14)), sb.Conv2D(20, (3, 3), sb.tanh), sb.Conv2D(40, (5, 5), sb.sigmoid),
+               sb.Dense(3, sb.softmax))
+    steps = [s for s in _steps(lower(net)["sgd_epoch"]) if isinstance(s, Correlation) and s.role == "input"]
+    assert [s.group for s in steps] == [GROUP_COLUMNS // 64]
+    plan = [r.path for r in net.compile(backend="numba", seed=0).plan().rows
+            if r.kernel == "sgd_epoch" and "correlation input" in r.what]
+    assert plan == [f"im2col + gemm ({GROUP_COLUMNS // 64} samples per product)"]
+    a, b = (net.compile(backend=backend, dtype="float64", seed=0) for backend in ("numba", "numpy"))
+    b.set_params(a.params)
+    rng = np.random.default_rng(1)
+    X, Y = rng.random((46, 196)), np.eye(3)[rng.integers(0, 3, 46)]
+    for pa, pb in zip(a.gradients(X[:23], Y[:23]), b.gradients(X[:23], Y[:23])):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-11, atol=1e-13)
+    for m in (a, b):
+        m.fit((X, Y), epochs=2, batch_size=23, eta=0.3, seed=1, progress=False)
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-11, atol=1e-13)

@@ -3,7 +3,8 @@
 # ROUNDS rounds of `symbp bench --net NET` per case, each in a fresh process, medians of 5 epochs of 5,000 images.
 set -euo pipefail
 A=$1; B=$2; ROUNDS=${ROUNDS:-3}
-for case in "dbl_conv 10" "dbl_conv 100" "modern 10"; do
+IFS=, read -r -a CASE_LIST <<< "${CASES:-dbl_conv 10,dbl_conv 100,modern 10}"
+for case in "${CASE_LIST[@]}"; do
   set -- $case
   for round in $(seq "$ROUNDS"); do
     for side in A B; do

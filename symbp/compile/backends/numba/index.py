@@ -271,7 +271,7 @@ def _rows_range(step: Correlation) -> str:
     return f"range(max(0, -(({oh} + {dh} * _p) // {sh})), min({ho}, ({h - 1 - oh} - {dh} * _p) // {sh} + 1))"
 
 
-def _row_col2im(step: Correlation, ind: str) -> list[str]:
+def _row_col2im(step: Correlation, ind: str, col0: str = "") -> list[str]:
     """col2im gathered row by row: for each patch row block (c, p, i), every column x of its input row y gets the
     sum of the kernel columns q that reach it (x = s·j + d·q + o for an output column j), written out with the
     layer's extents as constants, so each element of ∂C/∂x is read and written once per (c, p, i) instead of
@@ -282,7 +282,7 @@ def _row_col2im(step: Correlation, ind: str) -> list[str]:
     i = [ind + _IND * k for k in range(4)]
     lines = [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):",
              f"{i[2]}_row0 = (_c * {kh} + _p) * {kw}", f"{i[2]}for _i in {_rows_range(step)}:",
-             f"{i[3]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[3]}_o = _i * {wo}"]
+             f"{i[3]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[3]}_o = {col0 + ' + ' if col0 else ''}_i * {wo}"]
     for x in range(w):
         terms = [f"{step.dcol}[_row0 + {q}, _o + {j}]" for q, j in _reaching(step, x)]
         if terms:
@@ -299,10 +299,12 @@ def _reaching(step: Correlation, x: int) -> list[tuple[int, int]]:
             if (x - dw * q - ow) % sw == 0 and 0 <= (x - dw * q - ow) // sw < wo]
 
 
-def _col2im_terms(step: Correlation, x: int, rows: list[tuple[int, int]]) -> list[str]:
-    """The patch elements that reach input column x of the kernel rows ``rows`` [(p, output row offset)]."""
+def _col2im_terms(step: Correlation, x: int, rows: list[tuple[int, int]], col0: str = "") -> list[str]:
+    """The patch elements that reach input column x of the kernel rows ``rows`` [(p, output row offset)]
+    (``col0``: where the sample's columns start in ``dcol``)."""
     (kh, kw), wo = step.kernel, step.out_shape[2]
-    return [f"{step.dcol}[(_c * {kh} + {p}) * {kw} + {q}, (_t{_plus(di)}) * {wo} + {j}]"
+    start = f"{col0} + " if col0 else ""
+    return [f"{step.dcol}[(_c * {kh} + {p}) * {kw} + {q}, {start}(_t{_plus(di)}) * {wo} + {j}]"
             for p, di in rows for q, j in _reaching(step, x)]
 
 
@@ -313,7 +315,7 @@ def _col2im_terms(step: Correlation, x: int, rows: list[tuple[int, int]]) -> lis
 ONCE_TERMS = 6
 
 
-def _col2im_once(step: Correlation, ind: str) -> list[str] | None:
+def _col2im_once(step: Correlation, ind: str, col0: str = "") -> list[str] | None:
     """col2im with each element of ∂C/∂x written once: input row y = s·t + φ (φ < s, the row's phase) is
     reached by the kernel rows p with s | φ − d·p − o, from output row i = t + (φ − d·p − o)/s; runs of t with
     the same rows in range become one loop whose statements sum every (p, q) reaching each column, with the
@@ -339,7 +341,7 @@ def _col2im_once(step: Correlation, ind: str) -> list[str] | None:
     op = "+=" if step.accumulate else "="
     lines = [f"{i[0]}for _c in range({cin}):"]
     for phi, t0, t1, rows in runs:
-        body = [(x, _col2im_terms(step, x, rows)) for x in range(w)]
+        body = [(x, _col2im_terms(step, x, rows, col0)) for x in range(w)]
         body = [(x, terms) for x, terms in body if terms or not step.accumulate]
         if not body:
             continue
@@ -443,6 +445,8 @@ def _(step: Correlation, ind):
                   f"_O2[_g * {mg}:(_g + 1) * {mg}], {step.alpha}, {step.beta} if _r == 0 else 1.0)"]
         return lines
     lines.append(f"{ind}_W2 = {step.W}.reshape(({maps}, {kg}))")
+    if step.role == "input" and step.group > 1:
+        return lines + _grouped_input(step, ind)
     lines.append(f"{ind}for _r in range({step.rows}):")
 
     def product(call, A, B, C):
@@ -468,12 +472,33 @@ def _(step: Correlation, ind):
     # input: ∂C/∂x[r] = col2im(Wᵀ·δ[r]), reads outside x dropped
     lines += [f"{i2}_d2 = {g.buffer}[_r].reshape(({maps}, {n}))", *product("gemm_tn", "_W2", "_d2", step.dcol),
               f"{i2}_g3 = {step.out}[_r].reshape(({cin}, {h}, {w}))"]
-    once = _col2im_once(step, i2)
+    return lines + _col2im(step, i2)
+
+
+def _col2im(step: Correlation, ind: str, col0: str = "") -> list[str]:
+    """∂C/∂x of one sample (``_g3``) from its columns of ``step.dcol`` (from column ``col0``, an expression; the
+    first by default): each element written once where that code stays small, else gathered row by row."""
+    once = _col2im_once(step, ind, col0)
     if once is not None:
-        return lines + once
-    if not step.accumulate:
-        lines.append(f"{i2}_g3[...] = 0.0")
-    return lines + _row_col2im(step, i2)
+        return once
+    return ([] if step.accumulate else [f"{ind}_g3[...] = 0.0"]) + _row_col2im(step, ind, col0)
+
+
+def _grouped_input(step: Correlation, ind: str) -> list[str]:
+    """The input gradient of ``step.group`` samples at a time: their δ side by side in ``step.dgroup`` (maps ×
+    group·Ho·Wo), one product Wᵀ·δ into ``step.dcol``, then col2im of each sample from its block of columns."""
+    (cin, h, w), (maps, ho, wo) = step.in_shape, step.out_shape
+    n, G, rows = ho * wo, step.group, step.rows
+    i = [ind + _IND * k for k in range(3)]
+    return [f"{i[0]}for _r0 in range(0, {rows}, {G}):",
+            f"{i[1]}_ng = min({G}, {rows} - _r0)",
+            f"{i[1]}for _s in range(_ng):",
+            f"{i[2]}{step.dgroup}[:, _s * {n}:(_s + 1) * {n}] = "
+            f"{step.generic.g.buffer}[_r0 + _s].reshape(({maps}, {n}))",
+            f"{i[1]}_rt.gemm_tn(_W2, {step.dgroup}[:, :_ng * {n}], {step.dcol}[:, :_ng * {n}], 1.0, 0.0)",
+            f"{i[1]}for _s in range(_ng):",
+            f"{i[2]}_g3 = {step.out}[_r0 + _s].reshape(({cin}, {h}, {w}))",
+            *_col2im(step, i[2], col0=f"_s * {n}")]
 
 
 
