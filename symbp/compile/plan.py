@@ -46,8 +46,9 @@ class PlanRow:
 class Plan:
     """Rows of ``PlanRow``; ``str()`` is a table, ``generated()`` the rows that run as generated loops."""
 
-    def __init__(self, rows: list[PlanRow]):
+    def __init__(self, rows: list[PlanRow], products: bool = True):
         self.rows = rows
+        self.products = products  # False: the backend runs every declared map as its derived steps
 
     def generated(self) -> list[PlanRow]:
         return [r for r in self.rows if r.path.startswith("generated")]
@@ -61,8 +62,9 @@ class Plan:
                 out.append(f"{kernel}  (FLOP per sample)")
             out.append(f"  {(r.block + '  ' + r.what).ljust(width)}{r.path:<34}{r.flops:>14,}")
         n = len(self.generated())
-        out.append(f"{n} step{'s' if n != 1 else ''} as generated loops" + (
-            " (the declared maps no fast-path pass recognised)" if n else ""))
+        why = (" (the declared maps no fast-path pass recognised)" if self.products else
+               " (this backend runs every declared map as its derived steps, not as products)")
+        out.append(f"{n} step{'s' if n != 1 else ''} as generated loops" + (why if n else ""))
         return "\n".join(out)
 
     def __repr__(self) -> str:
@@ -77,11 +79,12 @@ def _ops(expr: sp.Expr) -> int:
     return max(1, int(sp.count_ops(expr)))
 
 
-def plan(programs: dict, shapes: dict[str, tuple], small=None) -> Plan:
+def plan(programs: dict, shapes: dict[str, tuple], small=None, products: bool = True) -> Plan:
     """The plan of ``programs``; ``shapes`` gives every parameter's shape by its kernel name (W1, b1, …);
     ``small(trans_a, trans_b)``: the backend runs products of that case with at most that many multiply-adds
     as plain loops (its ``small_product``), so a product of few enough per sample says up to which
-    mini-batch it does."""
+    mini-batch it does; ``products``: the backend runs correlations and map sums as products (else the
+    derived steps they replaced, which the plan then shows)."""
     rows: list[PlanRow] = []
     for name in ("forward", "backward", "sgd_epoch"):
         prog = programs.get(name)
@@ -97,6 +100,9 @@ def plan(programs: dict, shapes: dict[str, tuple], small=None) -> Plan:
                     visit(s.steps, s.label, kernel, sizes, elementwise)
                 elif isinstance(s, Loop):
                     visit(s.body, block, kernel, sizes, elementwise)
+                elif isinstance(s, (Correlation, MapSums)) and not products:
+                    replaced = [s.generic, getattr(s, "bias_generic", None)]
+                    visit([r for r in replaced if r is not None], block, kernel, sizes, elementwise)
                 else:
                     row = _row(kernel, block, s, sizes, elementwise, small)
                     if row is not None:
@@ -106,7 +112,7 @@ def plan(programs: dict, shapes: dict[str, tuple], small=None) -> Plan:
         if elementwise[0]:
             rows.append(PlanRow(prog.name, "all layers", "elementwise maps and sums", "elementwise loops",
                                 elementwise[0]))
-    return Plan(rows)
+    return Plan(rows, products)
 
 
 def _row(kernel, block, s, sizes, elementwise, small=None):

@@ -27,6 +27,7 @@ identity there still holds at the forward pass's values) and max-pooling is deci
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -381,11 +382,12 @@ def _symbolic_zero(diff: sp.Expr, zs: list[sp.Symbol], seconds: float) -> tuple[
     # The derivation's own guard (a timer thread, any thread, an interrupt sympy's ``except Exception`` cannot
     # swallow, and one landing in a finalizer dropped quietly): running out of time only leaves the
     # decision to the numbers.
-    try:
-        with limits.budget(seconds=seconds):
+    # (outside the try: a bad SYMBP_DERIVE_SECONDS is the user's error to see, not sympy's failure)
+    with limits.budget(seconds=seconds if math.isfinite(seconds) else 1e9):
+        try:
             result, finished = limits.run_optional(attempt, seconds=seconds)
-    except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError) as exc:
-        return None, f"sympy could not simplify: {type(exc).__name__}"
+        except (sp.PolynomialError, NotImplementedError, TypeError, ValueError, RecursionError) as exc:
+            return None, f"sympy could not simplify: {type(exc).__name__}"
     if not finished:
         return None, f"symbolic simplification timed out ({seconds:.1f}s)"
     return result

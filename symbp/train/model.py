@@ -121,7 +121,8 @@ class Model(Parameters, Evaluation, Training):
         net = self.network  # the kernels name parameters by layer position (W3 for the third layer)
         shapes = {f"{spec.name}{l}": spec.shape for l, (layer, shape) in enumerate(zip(net.layers[1:], net.shapes), 1)
                   for spec in layer.param_specs(shape)}
-        return plan(self.programs, shapes, small=get_backend(self.backend).small_product)
+        backend = get_backend(self.backend)
+        return plan(self.programs, shapes, small=backend.small_product, products=backend.products)
 
     def prepare(self, *names: str, progress=None) -> dict:
         """Compile the kernels ``names`` now (default: every kernel generated so far) instead of when first

@@ -94,9 +94,11 @@ def test_a_strided_padded_conv_becomes_im2col_and_the_rest_is_reported():
     assert back[0].ones_row and progs["sgd_epoch"].buffer("cols_z2").shape == ("m", 13, 12)
     assert progs["sgd_epoch"].buffer(back[2].sums).shape == (13, 3)  # Σ_r colᵣ·δ[r]ᵀ: patches × maps
     assert progs["forward"].buffer("cols_z2").shape == (1, 12, 12)
-    plan = net.compile(backend="numpy").plan()
+    plan = net.compile(backend="numba").plan()
     assert "im2col + gemm" in str(plan)
     assert not plan.generated()  # the bias is added after each product, its adjoint summed per map
+    plan = net.compile(backend="numpy").plan()  # which runs the derived steps the products replace
+    assert "im2col" not in str(plan) and plan.generated() and "its derived steps" in str(plan)
 
 
 def test_a_grouped_conv_keeps_its_bias_sums_apart():
@@ -251,24 +253,29 @@ def test_a_conv_without_bias_trains_like_the_numpy_backend():
             np.testing.assert_allclose(a_, b_, rtol=1e-12, atol=1e-14)
 
 
-def test_input_gradients_of_several_samples_in_one_product():
+@pytest.mark.parametrize("layers, once", [
+    # 5×5, stride 1: col2im gathered row by row
+    ((sb.Input((1, 14, 14)), sb.Conv2D(20, (3, 3), sb.tanh), sb.Conv2D(40, (5, 5), sb.sigmoid)), False),
+    # 3×3, stride 2, padding 1: col2im with each element written once
+    ((sb.Input((4, 16, 16)), sb.Conv2D(64, (1, 1), sb.tanh), sb.Conv2D(64, (3, 3), sb.sigmoid, stride=2, padding=1)),
+     True)], ids=["row-gathered", "written-once"])
+def test_input_gradients_of_several_samples_in_one_product(layers, once):
     """A layer whose maps are small and whose products are large makes Wᵀ·δ for ``group`` samples at once
-    (``GROUP_COLUMNS``): 40 maps of 8×8 from 20 channels, 10 samples per product, so 23 samples are groups of
-    10, 10 and 3; the 12×12 maps before it stay per sample.  The numba backend's gradients and SGD steps equal
-    the NumPy backend's (which runs the derived gathers)."""
+    (``GROUP_COLUMNS``): maps of 8×8, 10 samples per product, so 23 samples are groups of 10, 10 and 3; the
+    larger maps before it stay per sample.  col2im reads each sample's block of columns, in either of its two
+    forms.  The numba backend's gradients and SGD steps equal the NumPy backend's (the derived gathers)."""
     from symbp.compile.passes import GROUP_COLUMNS
 
-    net = _net(sb.Input((1, 14, 14)), sb.Conv2D(20, (3, 3), sb.tanh), sb.Conv2D(40, (5, 5), sb.sigmoid),
-               sb.Dense(3, sb.softmax))
+    net = _net(*layers, sb.Dense(3, sb.softmax))
     steps = [s for s in _steps(lower(net)["sgd_epoch"]) if isinstance(s, Correlation) and s.role == "input"]
     assert [s.group for s in steps] == [GROUP_COLUMNS // 64]
-    plan = [r.path for r in net.compile(backend="numba", seed=0).plan().rows
-            if r.kernel == "sgd_epoch" and "correlation input" in r.what]
-    assert plan == [f"im2col + gemm ({GROUP_COLUMNS // 64} samples per product)"]
     a, b = (net.compile(backend=backend, dtype="float64", seed=0) for backend in ("numba", "numpy"))
+    plan = [r.path for r in a.plan().rows if r.kernel == "sgd_epoch" and "correlation input" in r.what]
+    assert plan == [f"im2col + gemm ({GROUP_COLUMNS // 64} samples per product)"]
+    assert ("_s * 64 + (_t" in a.source("sgd_epoch")) == once
     b.set_params(a.params)
     rng = np.random.default_rng(1)
-    X, Y = rng.random((46, 196)), np.eye(3)[rng.integers(0, 3, 46)]
+    X, Y = rng.random((46, int(np.prod(layers[0].shape)))), np.eye(3)[rng.integers(0, 3, 46)]
     for pa, pb in zip(a.gradients(X[:23], Y[:23]), b.gradients(X[:23], Y[:23])):
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-11, atol=1e-13)

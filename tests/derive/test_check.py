@@ -224,3 +224,15 @@ def test_symbolic_step_out_of_time_leaves_the_decision_to_the_numbers(monkeypatc
     assert (proved, why) == (None, "symbolic simplification timed out (0.1s)")
     assert time.monotonic() - started < 5
     assert seen == []
+
+
+def test_symbolic_step_without_a_time_limit_and_a_bad_budget_variable(monkeypatch):
+    """An infinite budget runs the symbolic step to the end; a malformed ``SYMBP_DERIVE_SECONDS`` is said, not
+    taken for sympy failing to simplify."""
+    from symbp.derive import check
+
+    z = sp.Symbol("z")
+    assert check._symbolic_zero(sp.exp(z) * sp.exp(-z) - 1, [z], seconds=float("inf"))[0] is True
+    monkeypatch.setenv("SYMBP_DERIVE_SECONDS", "soon")
+    with pytest.raises(ValueError, match="SYMBP_DERIVE_SECONDS='soon' is not a number"):
+        check._symbolic_zero(sp.sin(z) ** 2 + sp.cos(z) ** 2 - 1, [z], seconds=1.0)

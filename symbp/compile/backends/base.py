@@ -39,6 +39,8 @@ class Backend:
       workers)``: compile several kernels in parallel into that cache before they are loaded.
     - ``small_product(trans_a, trans_b)``: products of that transpose case with at most this many
       multiply-adds run as plain loops, not BLAS (the plan shows up to which mini-batch; 0: never);
+    - ``products``: runs the correlations and map sums that ``symbp.compile.passes`` found as products
+      (im2col + gemm); False: the derived gathers each replaced (``step.generic``), as the plan then says;
     - ``loading``: what the status line says while a kernel is loaded (``compiling``, ``loading``);
       ``set_threads(n)``: the most threads its kernels may use.
     """
@@ -47,6 +49,7 @@ class Backend:
     description: str = ""
     imports: str = ""
     loading: str = "loading"
+    products: bool = True
 
     def emit(self, program: Program, dtype: str) -> str:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from symbp.compile.backends.numpy.emit import numpy_source
 class NumpyBackend(Backend):
     name = "numpy"
     description = "plain NumPy (vectorised), no compilation"
+    products = False  # a correlation runs as its derived gathers (vectorised), not im2col + gemm
     imports = ("import functools\nimport math\n\nimport numpy\nimport numpy as np\nimport scipy.special\n\n"
                "from symbp.compile.backends.numpy import runtime as _rt\n\n\n")
 
