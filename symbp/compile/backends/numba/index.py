@@ -489,12 +489,15 @@ def _grouped_input(step: Correlation, ind: str) -> list[str]:
     group·Ho·Wo), one product Wᵀ·δ into ``step.dcol``, then col2im of each sample from its block of columns."""
     (cin, h, w), (maps, ho, wo) = step.in_shape, step.out_shape
     n, G, rows = ho * wo, step.group, step.rows
-    i = [ind + _IND * k for k in range(3)]
+    i = [ind + _IND * k for k in range(4)]
     return [f"{i[0]}for _r0 in range(0, {rows}, {G}):",
             f"{i[1]}_ng = min({G}, {rows} - _r0)",
-            f"{i[1]}for _s in range(_ng):",
-            f"{i[2]}{step.dgroup}[:, _s * {n}:(_s + 1) * {n}] = "
-            f"{step.generic.g.buffer}[_r0 + _s].reshape(({maps}, {n}))",
+            f"{i[1]}for _s in range(_ng):",  # (loops, extents read from the array: numba's slice assignment
+            # cost 2.6 s of compile, and constant extents get unrolled whole)
+            f"{i[2]}_d2 = {step.generic.g.buffer}[_r0 + _s].reshape(({maps}, {n}))",
+            f"{i[2]}for _f in range(_d2.shape[0]):",
+            f"{i[3]}for _k in range(_d2.shape[1]):",
+            f"{i[3]}{_IND}{step.dgroup}[_f, _s * {n} + _k] = _d2[_f, _k]",
             f"{i[1]}_rt.gemm_tn(_W2, {step.dgroup}[:, :_ng * {n}], {step.dcol}[:, :_ng * {n}], 1.0, 0.0)",
             f"{i[1]}for _s in range(_ng):",
             f"{i[2]}_g3 = {step.out}[_r0 + _s].reshape(({cin}, {h}, {w}))",
