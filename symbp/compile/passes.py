@@ -13,8 +13,9 @@ recognises the shape of a sum, whatever layer it came from:
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
-  and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ and
-  col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept, with the bias's map sums
+  and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ (for
+  several samples in one product where a sample's product is large and narrow: ``GROUP_COLUMNS``) and col2im,
+  its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept, with the bias's map sums
   that follow it made by the same products (a row of ones below the patches) (numba; the NumPy backend runs
   the replaced steps).
 - ``window_maxima``: z[c,i,j] = max(x[c, ph·i+p, pw·j+q] for p < ph, q < pw) (non-overlapping windows, no

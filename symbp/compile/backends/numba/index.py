@@ -6,8 +6,9 @@ of the loop variables (renamed ``i_<name>`` so no user name meets a kernel name)
 gathers (a loop per variable left after solving the index equations, its bounds from the guards, an exact floor
 or ceiling division for a coefficient other than ±1, divisibility guards as tests, reads outside a padded input
 as 0); correlations as im2col (straight-line chunks; strided or padded ones through the padded, phase-split
-sample) and gemm per sample and group, col2im with tight loop ranges, BP4 over the kept patches; a map's bias
-sums in fixed-order partial sums.
+sample) and gemm per sample and group, input gradients of several samples in one product where
+``Correlation.group`` says so, col2im with tight loop ranges, BP4 over the kept patches; a map's bias sums in
+fixed-order partial sums.
 """
 
 from __future__ import annotations
