@@ -65,41 +65,60 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 
 
 # ------------------------------------------------------------------------------------------- conv nets
-# symbp's sgd_epoch kernel for a conv net (``model.program("sgd_epoch")``) makes, per mini-batch of m:
-#   per conv layer, per sample r:  z[r] = W·col[r]                  gemm_nn (F × C·kh·kw)·(C·kh·kw × Ho·Wo)
-#   per fc layer:                  z = a·Wᵀ                         batch_nt
-#   per fc layer, top down:        δ_in = δ·W                       batch_nn (the first fc layer's too: it feeds a conv)
-#                                  W ← W − α·δᵀ·a                   batch_tn
-#   per conv layer, top down, per sample r:
-#                                  dcol = Wᵀ·δ[r]                   gemm_tn (not for the net's first layer)
-#                                  W ← W − α·δ[r]·col[r]ᵀ           gemm_nt
-# The GEMM bound times exactly these calls (same shapes, same runtime entry points, one patch matrix per sample
-# as the kernel keeps them).  It does not gather rows, copy patches (im2col/col2im), add or sum biases, apply σ,
-# pool or run softmax: the epoch minus this bound is what all of those cost.
+# symbp's sgd_epoch kernel for a conv net (``model.program("sgd_epoch")``) makes, per mini-batch of m, with G the
+# layer's samples per product (``symbp.compile.passes.samples_per_product``: 1 for most layers):
+#   per conv layer, per group of G samples:
+#                                  Z = W·[col_r … col_r+G−1]          gemm_nn (F × C·kh·kw)·(C·kh·kw × G·Ho·Wo)
+#   per fc layer:                  z = a·Wᵀ                           batch_nt
+#   per fc layer, top down:        δ_in = δ·W                         batch_nn (the first fc layer's too: it feeds a conv)
+#                                  W ← W − α·δᵀ·a                     batch_tn
+#   per conv layer, top down, per group of G samples:
+#                                  dcol = Wᵀ·[δ_r … δ_r+G−1]          gemm_tn (not for the net's first layer)
+#                                  S ← S + [col_r …]·[δ_r …]ᵀ         gemm_nt (patches × maps; W ← W − α·Sᵀ after)
+# The GEMM bound times exactly these calls (same shapes, same runtime entry points, the patches per sample or
+# side by side as the kernel keeps them).  It does not gather rows, copy patches (im2col/col2im) or δ, add or sum
+# biases, update W from S, apply σ, pool or run softmax: the epoch minus this bound is what all of those cost.
 def _conv_kernels():
     from numba import njit
 
     from symbp.compile.backends.numba import runtime as rt
 
     @njit(nogil=True, cache=True)
-    def gemms(cW, cols, cz, dcols, c_input, fW, facts, fdeltas, n_batches, alpha):
+    def gemms(cW, cols, cols2, cz, zg, dcols, S, c_input, G, fW, facts, fdeltas, n_batches, alpha):
         nc, nf = len(cW), len(fW)
         m = cz[0].shape[0]
         for _ in range(n_batches):
             for l in range(nc):
-                for r in range(m):
-                    rt.gemm_nn(cW[l], cols[l][r], cz[l][r], 1.0, 0.0)
+                n = cz[l].shape[2]
+                if G[l] > 1:
+                    for r0 in range(0, m, G[l]):
+                        ng = min(G[l], m - r0)
+                        rt.gemm_nn(cW[l], cols2[l][:, r0 * n:(r0 + ng) * n], zg[l][:, :ng * n], 1.0, 0.0)
+                else:
+                    for r in range(m):
+                        rt.gemm_nn(cW[l], cols[l][r], cz[l][r], 1.0, 0.0)
             for l in range(nf):
                 rt.batch_nt(facts[l], fW[l], facts[l + 1], 1.0, 0.0)
             for l in range(nf - 1, -1, -1):
                 rt.batch_nn(fdeltas[l + 1], fW[l], fdeltas[l], 1.0, 0.0)
                 rt.batch_tn(fdeltas[l + 1], facts[l], fW[l], -alpha, 1.0)
             for l in range(nc - 1, -1, -1):
-                if c_input[l]:
+                n = cz[l].shape[2]
+                if G[l] > 1:
+                    for r0 in range(0, m, G[l]):
+                        ng = min(G[l], m - r0)
+                        if c_input[l]:
+                            rt.gemm_tn(cW[l], zg[l][:, :ng * n], dcols[l][:, :ng * n], 1.0, 0.0)
+                    for r0 in range(0, m, G[l]):
+                        ng = min(G[l], m - r0)
+                        rt.gemm_nt(cols2[l][:, r0 * n:(r0 + ng) * n], zg[l][:, :ng * n], S[l], 1.0,
+                                   0.0 if r0 == 0 else 1.0)
+                else:
+                    if c_input[l]:
+                        for r in range(m):
+                            rt.gemm_tn(cW[l], cz[l][r], dcols[l], 1.0, 0.0)
                     for r in range(m):
-                        rt.gemm_tn(cW[l], cz[l][r], dcols[l], 1.0, 0.0)
-                for r in range(m):
-                    rt.gemm_nt(cz[l][r], cols[l][r], cW[l], -alpha, 1.0)
+                        rt.gemm_nt(cols[l][r], cz[l][r], S[l], 1.0, 0.0 if r == 0 else 1.0)
 
     return gemms
 
@@ -118,11 +137,13 @@ def _timed(fn, args, n_batches, repeats):
 
 
 def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: int = 5) -> dict:
-    """Seconds per epoch of a conv net's gemm calls alone (see above): ``times``, ``median_s``, ``min_s``."""
+    """Seconds per epoch of a conv net's gemm calls alone (see above): ``times``, ``median_s``, ``min_s``,
+    ``what`` and ``samples_per_product`` (per conv layer)."""
     global _CONV
     if _CONV is None:
         _CONV = _conv_kernels()
     from symbp.compile.backends.host import aligned_copy
+    from symbp.compile.passes import samples_per_product
 
     net = as_net(net)
     m = int(batch_size)
@@ -131,17 +152,23 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     def arr(shape, scale=1.0):
         return aligned_copy((rng.standard_normal(shape) * scale).astype(dtype))
 
-    cW4, cz4, cols, dcols, c_input = [], [], [], [], []
+    cW4, cz4, cols, cols2, zg, dcols, sums, c_input, groups = [], [], [], [], [], [], [], [], []
     fsizes = []
     for k, (layer, (i, o)) in enumerate(zip(net.layers, net.shapes(), strict=True)):
         if layer[0] == "conv":
             F, kh, kw = layer[1:4]  # stride and padding change only the output size o
-            C = i[0]
+            C, n = i[0], o[1] * o[2]
+            G = samples_per_product(F, n, C * kh * kw)
             cW4.append(arr((F, C, kh, kw), 1 / np.sqrt(C * kh * kw)))
             cz4.append(arr((m, *o), 1e-3))  # the forward product's output, and the δ read back
-            cols.append(aligned_copy(rng.random((m, C * kh * kw, o[1] * o[2])).astype(dtype)))
-            dcols.append(arr((C * kh * kw, o[1] * o[2])))
+            # the patches: per sample, or (grouped) all samples side by side; the other form empty
+            cols.append(aligned_copy(rng.random((m if G == 1 else 0, C * kh * kw, n)).astype(dtype)))
+            cols2.append(aligned_copy(rng.random((C * kh * kw, m * n if G > 1 else 0)).astype(dtype)))
+            zg.append(arr((F, G * n), 1e-3))  # a group's maps, and its δ side by side
+            dcols.append(arr((C * kh * kw, G * n)))
+            sums.append(arr((C * kh * kw, F)))
             c_input.append(k > 0)
+            groups.append(G)
         elif layer[0] in ("fc", "softmax"):
             if not fsizes:
                 fsizes.append(int(np.prod(i)))
@@ -150,10 +177,14 @@ def conv_gemm_bound(net, batch_size: int, dtype: str, n_batches: int, repeats: i
     facts = tuple(aligned_copy(rng.random((m, n)).astype(dtype)) for n in fsizes)
     fdeltas = tuple(arr((m, n), 1e-3) for n in fsizes)
     flags = np.array(c_input, dtype=np.bool_)
+    G = np.array(groups, dtype=np.int64)
     gemms = _CONV
     cW2 = tuple(W.reshape(W.shape[0], -1) for W in cW4)
     cz3 = tuple(z.reshape(m, z.shape[1], -1) for z in cz4)
-    out = _timed(gemms, (cW2, tuple(cols), cz3, tuple(dcols), flags, fW, facts, fdeltas), n_batches, repeats)
-    out["what"] = ("per sample and conv layer: W·col (forward), Wᵀ·δ (input δ, not for the first layer), δ·colᵀ "
-                   "(update); per mini-batch the fc products; through the numba runtime's gemm entry points")
+    out = _timed(gemms, (cW2, tuple(cols), tuple(cols2), cz3, tuple(zg), tuple(dcols), tuple(sums), flags, G, fW,
+                         facts, fdeltas), n_batches, repeats)
+    out["what"] = ("per conv layer and sample (or group of samples, as symbp makes them): W·col (forward), Wᵀ·δ "
+                   "(input δ, not for the first layer), col·δᵀ (∂C/∂W); per mini-batch the fc products; through "
+                   "the numba runtime's gemm entry points")
+    out["samples_per_product"] = groups
     return out

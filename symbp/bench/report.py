@@ -196,8 +196,9 @@ def _bound_note(case: dict) -> str:
     frac = _pct(pb.get("peak_fraction"))
     if _kind(case) == "conv":
         scale = case.get("s_per_50k_factor", 1.0)
-        return (f"GEMM bound: the epoch's gemm calls alone (per sample and conv layer W·col, Wᵀ·δ except the first "
-                f"layer, δ·colᵀ; the fc products per mini-batch; same shapes, same entry points, nothing else) take "
+        return (f"GEMM bound: the epoch's gemm calls alone (per conv layer and sample, or group of samples as symbp "
+                f"makes them, W·col, Wᵀ·δ except the first layer, col·δᵀ; the fc products per mini-batch; same "
+                f"shapes, same entry points, nothing else) take "
                 f"{pb['median_s']:.4g} s/epoch ({pb['median_s'] * scale:.4g} s per 50k), {pb['gflops']:.1f} GFLOP/s"
                 f"{frac}." + _peak_note(case))
     return (f"BLAS bound: the epoch's matrix products alone (the same gemm calls, contiguous in-cache operands, "

@@ -13,11 +13,11 @@ recognises the shape of a sum, whatever layer it came from:
 - ``correlations``: a sum Σ_{c,p,q} P[f,c,p,q]·x[c, s·i + d·p + o, s′·j + d′·q + o′] (any stride, dilation and
   padding; also grouped, z[k,f,i,j] = Σ P[mg·k+f,c,p,q]·x[cg·k+c,…], and depthwise,
   Σ_{p,q} P[f,0,p,q]·x[f,…], which make their products per group) is a ``Correlation``: im2col of each sample
-  and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ (for
-  several samples in one product where a sample's product is large and narrow: ``GROUP_COLUMNS``) and col2im,
-  its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept, with the bias's map sums
-  that follow it made by the same products (a row of ones below the patches) (numba; the NumPy backend runs
-  the replaced steps).
+  and a gemm, the map's bias P[f] that follows it added after each product; its input adjoint Pᵀ·δ and
+  col2im, its parameter adjoint Σ_r δ·colᵀ over the patches the forward pass kept, with the bias's map sums
+  that follow it made by the same products (a row of ones below the patches); all three products for several
+  samples at once where a sample's product is large and narrow (``GROUP_COLUMNS``) (numba; the NumPy backend
+  runs the replaced steps).
 - ``window_maxima``: z[c,i,j] = max(x[c, ph·i+p, pw·j+q] for p < ph, q < pw) (non-overlapping windows, no
   padding) is a ``WindowMax`` that keeps each window's argmax, and its adjoint a ``ScatterMax`` to it.
 
@@ -309,25 +309,33 @@ def _walk(steps: list) -> list:
     return out
 
 
-#: An input gradient's product Wᵀ·δ takes the δ of several samples side by side (``Correlation.group``, up to
-#: ``GROUP_COLUMNS`` columns) where a sample's maps have at most ``GROUP_MAP_SIZE`` positions and its product at
-#: least ``GROUP_MIN_WORK`` multiply-adds.  Measured with OpenBLAS (SkylakeX kernels), float32, mini-batch 10, µs
-#: per mini-batch, one product per sample against grouped (the copy of δ included): dbl_conv's second layer
-#: (40 maps of 8×8, 500 patch rows, 1.28M multiply-adds a sample) 162 → 129; the modern net's 32 maps of 14×14
-#: (144 rows) 73 → 107 and of 7×7 (288 rows, 451k) 43 → 50, so those stay per sample (with Haswell kernels
-#: the three went 254 → 229, 178 → 183, 101 → 83).
+#: A correlation's three products (W·col, Wᵀ·δ, Σ col·δᵀ) take several samples side by side (``Correlation.group``,
+#: up to ``GROUP_COLUMNS`` columns) where a sample's maps have at most ``GROUP_MAP_SIZE`` positions and its product
+#: at least ``GROUP_MIN_WORK`` multiply-adds: the forward pass writes each sample's patches into its block of
+#: columns, and the samples' δ (and the forward's maps) go through a scratch of the group's columns.  Measured with
+#: OpenBLAS (SkylakeX kernels), float32, mini-batch 10, µs per mini-batch, one product per sample against grouped:
+#: dbl_conv's second layer (40 maps of 8×8, 500 patch rows, 1.28M multiply-adds a sample): Wᵀ·δ 162 → 129 (the
+#: copy of δ included), W·col 158 → 137, Σ col·δᵀ 178 → 152 (NumPy); the modern net's 32 maps of 14×14 (144 rows)
+#: Wᵀ·δ 73 → 107 and of 7×7 (288 rows, 451k) 43 → 50, and dbl_conv's first layer (20 maps of 24×24, 25 rows)
+#: W·col 33 → 38 and Σ col·δᵀ 46 → 80, so those stay per sample (with Haswell kernels the first three Wᵀ·δ went
+#: 254 → 229, 178 → 183, 101 → 83).
 GROUP_COLUMNS = 640
 GROUP_MAP_SIZE = 64
 GROUP_MIN_WORK = 1_000_000
 
 
-def _group(s: Correlation) -> int:
-    """Samples per product of an input step (see ``GROUP_COLUMNS``)."""
-    n = s.out_shape[1] * s.out_shape[2]
-    work = s.out_shape[0] * s.in_shape[0] * s.kernel[0] * s.kernel[1] * n
-    if s.groups > 1 or n > GROUP_MAP_SIZE or work < GROUP_MIN_WORK:
+def samples_per_product(maps: int, positions: int, patch_rows: int, groups: int = 1) -> int:
+    """How many samples a correlation's products take at once (see ``GROUP_COLUMNS``): 1, or more where a
+    sample's ``maps`` × ``patch_rows`` × ``positions`` product is large and its maps small (ungrouped
+    correlations only)."""
+    if groups > 1 or positions > GROUP_MAP_SIZE or maps * patch_rows * positions < GROUP_MIN_WORK:
         return 1
-    return max(1, GROUP_COLUMNS // n)
+    return max(1, GROUP_COLUMNS // positions)
+
+
+def _group(s: Correlation) -> int:
+    return samples_per_product(s.out_shape[0], s.out_shape[1] * s.out_shape[2],
+                               s.in_shape[0] * s.kernel[0] * s.kernel[1], s.groups)
 
 
 def _correlation_buffers(steps: list) -> list[Buffer]:
@@ -351,16 +359,20 @@ def _correlation_buffers(steps: list) -> list[Buffer]:
     for s in flat:
         ckk, n = s.in_shape[0] * s.kernel[0] * s.kernel[1], s.out_shape[1] * s.out_shape[2]
         s.ones_row = s.cols in ones
+        s.group = _group(s)
+        if s.group > 1:  # the maps (forward) or δ (backward) of a group of samples side by side
+            out[s.dgroup] = Buffer(s.dgroup, (s.out_shape[0], s.group * n))
         if s.role == "forward":
             s.cols_per_sample = s.cols in kept
-            out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk + s.ones_row, n))
+            if s.group > 1:  # patch rows × samples·positions: the mini-batch's samples (kept), or a group's
+                out[s.cols] = Buffer(s.cols, (ckk + s.ones_row, f"{s.rows} * {n}" if s.cols_per_sample
+                                              else s.group * n))
+            else:
+                out[s.cols] = Buffer(s.cols, (s.rows if s.cols_per_sample else 1, ckk + s.ones_row, n))
         if s.role == "weights" and s.groups == 1:  # Σ_r colᵣ·δ[r]ᵀ (patches × maps; the ones row's sums last)
             out[s.sums] = Buffer(s.sums, (ckk + bool(s.bias), s.out_shape[0]))
         if s.role == "input":
-            s.group = _group(s)
             out[s.dcol] = Buffer(s.dcol, (ckk, s.group * n))
-            if s.group > 1:
-                out[s.dgroup] = Buffer(s.dgroup, (s.out_shape[0], s.group * n))
         if s.phased:  # the padded, phase-split sample (its border stays zero)
             _, _, hp, sw, wq = s.phases()
             name = "xph_" + s.cols.removeprefix("cols_")
@@ -376,4 +388,4 @@ def optimise(program):
     return dataclasses.replace(program, steps=steps, buffers=list(program.buffers) + extra)
 
 
-__all__ = ["optimise"]
+__all__ = ["optimise", "samples_per_product"]

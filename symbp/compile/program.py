@@ -333,8 +333,10 @@ class Correlation:
     beta: str = "0.0"
     accumulate: bool = False
     cols_per_sample: bool = True
-    #: an input step's samples per product (``passes``): Wᵀ·[δ[r₀] … δ[r₀+G−1]] as one gemm over the maps'
-    #: columns of G samples side by side (copied into ``dgroup``), then col2im of each sample's block of ``dcol``
+    #: samples per product (``passes.samples_per_product``), the same for a layer's three steps: where G > 1 the
+    #: patches are laid side by side (``cols``: patch rows × samples·positions), W·[col₀ … col_G₋₁] makes G
+    #: samples' maps at once (into ``dgroup``, then each sample's block into z), Wᵀ·[δ₀ … δ_G₋₁] their input
+    #: gradients (δ copied into ``dgroup``, col2im of each block of ``dcol``) and Σ colsᵍ·δᵍᵀ the weights' sums
     group: int = 1
     eq: str = ""
     groups: int = 1
@@ -352,7 +354,8 @@ class Correlation:
 
     @property
     def dgroup(self) -> str:
-        """An input step's scratch when ``group`` > 1: δ of its samples side by side, maps × (group·Ho·Wo)."""
+        """The scratch of a step with ``group`` > 1: the maps (forward) or δ (backward) of a group of samples side
+        by side, maps × (group·Ho·Wo)."""
         return "dgroup_" + self.cols.removeprefix("cols_")
 
     @property

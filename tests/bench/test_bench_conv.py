@@ -246,31 +246,45 @@ def test_a_peer_failing_the_cross_check_is_not_timed_symbp_failing_it_stops_the_
 
 # --------------------------------------------------------------------------------------------- the bound
 def test_conv_gemm_bound_runs_the_epochs_products():
-    """The bound's gemm kernel makes the products symbp's conv kernel makes, landing where the epoch's would."""
+    """The bound's gemm kernel makes the products symbp's conv kernel makes, landing where the epoch's would:
+    per sample for one layer, for groups of two samples side by side (3 samples: groups of 2 and 1) for the
+    other, as ``samples_per_product`` decides."""
     from symbp.bench import bound
+    from symbp.compile.passes import samples_per_product
 
     res = conv_gemm_bound(SMALL2, 3, "float64", 2, repeats=1)
-    assert res["median_s"] > 0
+    assert res["median_s"] > 0 and res["samples_per_product"] == [1, 1]
+    dbl = conv_gemm_bound("dbl_conv", 10, "float32", 1, repeats=1)
+    assert dbl["samples_per_product"] == [1, samples_per_product(40, 64, 500)] and dbl["samples_per_product"][1] > 1
     gemms = bound._CONV
     rng = np.random.default_rng(0)
-    m, F, Ck, P = 2, 4, 12, 9
-    W = rng.standard_normal((F, Ck))
-    cols = rng.standard_normal((m, Ck, P))
-    z = np.zeros((m, F, P))
-    dcol = np.zeros((Ck, P))
+    m, F, Ck, P = 3, 4, 12, 9
+    W = tuple(rng.standard_normal((F, Ck)) for _ in range(2))
+    cols = (rng.standard_normal((m, Ck, P)), np.zeros((0, Ck, P)))
+    cols2 = (np.zeros((Ck, 0)), rng.standard_normal((Ck, m * P)))
+    z = tuple(np.zeros((m, F, P)) for _ in range(2))
+    zg = (np.zeros((F, P)), np.zeros((F, 2 * P)))
+    dcol = (np.zeros((Ck, P)), np.zeros((Ck, 2 * P)))
+    S = tuple(np.zeros((Ck, F)) for _ in range(2))
     fa = (rng.standard_normal((m, 5)), np.zeros((m, 3)))
     fd = (np.zeros((m, 5)), rng.standard_normal((m, 3)))
     fW = (rng.standard_normal((3, 5)),)
-    W0, fW0, d_top = W.copy(), fW[0].copy(), fd[1].copy()
-    gemms((W,), (cols,), (z,), (dcol,), np.array([True]), fW, fa, fd, 1, 0.5)
-    # forward products use the weights before their update; the update is W − α·Σ_r δ[r]·col[r]ᵀ with δ = z
+    W0, fW0, d_top = [w.copy() for w in W], fW[0].copy(), fd[1].copy()
+    gemms(W, cols, cols2, z, zg, dcol, S, np.array([True, True]), np.array([1, 2]), fW, fa, fd, 1, 0.5)
+    # per sample: z[r] = W·col[r] (δ read back from z), S = Σ_r col[r]·δ[r]ᵀ, dcol the last sample's Wᵀ·δ
     for r in range(m):
-        assert np.allclose(z[r], W0 @ cols[r])
+        assert np.allclose(z[0][r], W0[0] @ cols[0][r])
+    assert np.allclose(S[0], sum(cols[0][r] @ z[0][r].T for r in range(m)))
+    assert np.allclose(dcol[0], W0[0].T @ z[0][m - 1])
+    # grouped: the group of samples 0–1, then the group of sample 2 into the scratch's first block
+    C2 = cols2[1]
+    assert np.allclose(zg[1][:, :P], W0[1] @ C2[:, 2 * P:]) and np.allclose(zg[1][:, P:], W0[1] @ C2[:, P:2 * P])
+    assert np.allclose(S[1], C2[:, :2 * P] @ zg[1].T + C2[:, 2 * P:] @ zg[1][:, :P].T)
+    assert np.allclose(dcol[1][:, :P], W0[1].T @ zg[1][:, :P])
+    assert all(np.array_equal(w, w0) for w, w0 in zip(W, W0))  # W ← W − α·Sᵀ is not a product: not timed
     assert np.allclose(fa[1], fa[0] @ fW0.T)
     assert np.allclose(fd[0], d_top @ fW0)
     assert np.allclose(fW[0], fW0 - 0.5 * d_top.T @ fa[0])
-    assert np.allclose(W, W0 - 0.5 * sum(z[r] @ cols[r].T for r in range(m)))
-    assert np.allclose(dcol, W0.T @ z[m - 1])  # the last sample's Wᵀ·δ, made before the update
 
 
 # ------------------------------------------------------------------------------------------ end to end

@@ -259,23 +259,31 @@ def test_a_conv_without_bias_trains_like_the_numpy_backend():
     # 3×3, stride 2, padding 1: col2im with each element written once
     ((sb.Input((4, 16, 16)), sb.Conv2D(64, (1, 1), sb.tanh), sb.Conv2D(64, (3, 3), sb.sigmoid, stride=2, padding=1)),
      True)], ids=["row-gathered", "written-once"])
-def test_input_gradients_of_several_samples_in_one_product(layers, once):
-    """A layer whose maps are small and whose products are large makes Wᵀ·δ for ``group`` samples at once
-    (``GROUP_COLUMNS``): maps of 8×8, 10 samples per product, so 23 samples are groups of 10, 10 and 3; the
-    larger maps before it stay per sample.  col2im reads each sample's block of columns, in either of its two
-    forms.  The numba backend's gradients and SGD steps equal the NumPy backend's (the derived gathers)."""
+def test_products_of_several_samples_in_one_product(layers, once):
+    """A layer whose maps are small and whose products are large makes its three products for ``group``
+    samples at once (``GROUP_COLUMNS``): maps of 8×8, 10 samples per product, so 23 samples are groups of 10,
+    10 and 3; the larger maps before it stay per sample.  The forward pass writes each sample's patches into its
+    block of columns (of the whole mini-batch where the weights step reads them again, of the group otherwise)
+    and W·col makes the group's maps at once; the weights step sums one product per group; col2im reads each
+    sample's block of Wᵀ·δ, in either of its two forms.  The numba backend's outputs, gradients and SGD steps
+    equal the NumPy backend's (the derived gathers)."""
     from symbp.compile.passes import GROUP_COLUMNS
 
     net = _net(*layers, sb.Dense(3, sb.softmax))
-    steps = [s for s in _steps(lower(net)["sgd_epoch"]) if isinstance(s, Correlation) and s.role == "input"]
-    assert [s.group for s in steps] == [GROUP_COLUMNS // 64]
+    G = GROUP_COLUMNS // 64
+    for kernel, roles in (("sgd_epoch", ["forward", "input", "weights"]), ("forward", ["forward"])):
+        steps = [s for s in _steps(lower(net)[kernel]) if isinstance(s, Correlation) and s.group > 1]
+        assert [s.role for s in steps] == roles and {s.group for s in steps} == {G}
     a, b = (net.compile(backend=backend, dtype="float64", seed=0) for backend in ("numba", "numpy"))
-    plan = [r.path for r in a.plan().rows if r.kernel == "sgd_epoch" and "correlation input" in r.what]
-    assert plan == [f"im2col + gemm ({GROUP_COLUMNS // 64} samples per product)"]
-    assert ("_s * 64 + (_t" in a.source("sgd_epoch")) == once
+    plan = [r.path for r in a.plan().rows if r.kernel == "sgd_epoch" and "correlation" in r.what]
+    assert plan[1:] == [f"im2col + gemm ({G} samples per product)"] * 3 + ["im2col + gemm"] and plan[0] == plan[-1]
+    src = a.source("sgd_epoch")
+    assert ("_s * 64 + (_t" in src) == once and "_rt.conv_weights_grouped(" in src
+    assert "_c0 = (_r0 + _s) * 64" in src and "_c0 = (_s) * 64" in a.source("forward")
     b.set_params(a.params)
     rng = np.random.default_rng(1)
     X, Y = rng.random((46, int(np.prod(layers[0].shape)))), np.eye(3)[rng.integers(0, 3, 46)]
+    np.testing.assert_allclose(a.feedforward(X[:23]), b.feedforward(X[:23]), rtol=1e-11, atol=1e-13)
     for pa, pb in zip(a.gradients(X[:23], Y[:23]), b.gradients(X[:23], Y[:23])):
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-11, atol=1e-13)

@@ -6,9 +6,9 @@ of the loop variables (renamed ``i_<name>`` so no user name meets a kernel name)
 gathers (a loop per variable left after solving the index equations, its bounds from the guards, an exact floor
 or ceiling division for a coefficient other than ±1, divisibility guards as tests, reads outside a padded input
 as 0); correlations as im2col (straight-line chunks; strided or padded ones through the padded, phase-split
-sample) and gemm per sample and group, input gradients of several samples in one product where
-``Correlation.group`` says so, col2im with tight loop ranges, BP4 over the kept patches; a map's bias sums in
-fixed-order partial sums.
+sample) and gemm per sample and group, the three products of several samples at once where
+``Correlation.group`` says so (their patches side by side), col2im with tight loop ranges, BP4 over the kept
+patches; a map's bias sums in fixed-order partial sums.
 """
 
 from __future__ import annotations
@@ -253,6 +253,11 @@ def _plus(c: int) -> str:
     return f" + {c}" if c > 0 else f" - {-c}" if c < 0 else ""
 
 
+def _start(col0: str) -> str:
+    """The start of a column index inside a buffer of several samples' columns: "col0 + ", or nothing."""
+    return f"{col0} + " if col0 else ""
+
+
 def _index_code(var: str, s: int, d: int, o: int, k: str) -> str:
     parts = [var if s == 1 else f"{s} * {var}", k if d == 1 else f"{d} * {k}"]
     return " + ".join(parts) + _plus(o)
@@ -283,7 +288,7 @@ def _row_col2im(step: Correlation, ind: str, col0: str = "") -> list[str]:
     i = [ind + _IND * k for k in range(4)]
     lines = [f"{i[0]}for _c in range({cin}):", f"{i[1]}for _p in range({kh}):",
              f"{i[2]}_row0 = (_c * {kh} + _p) * {kw}", f"{i[2]}for _i in {_rows_range(step)}:",
-             f"{i[3]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[3]}_o = {col0 + ' + ' if col0 else ''}_i * {wo}"]
+             f"{i[3]}_y = {_index_code('_i', sh, dh, oh, '_p')}", f"{i[3]}_o = {_start(col0)}_i * {wo}"]
     for x in range(w):
         terms = [f"{step.dcol}[_row0 + {q}, _o + {j}]" for q, j in _reaching(step, x)]
         if terms:
@@ -304,8 +309,7 @@ def _col2im_terms(step: Correlation, x: int, rows: list[tuple[int, int]], col0: 
     """The patch elements that reach input column x of the kernel rows ``rows`` [(p, output row offset)]
     (``col0``: where the sample's columns start in ``dcol``)."""
     (kh, kw), wo = step.kernel, step.out_shape[2]
-    start = f"{col0} + " if col0 else ""
-    return [f"{step.dcol}[(_c * {kh} + {p}) * {kw} + {q}, {start}(_t{_plus(di)}) * {wo} + {j}]"
+    return [f"{step.dcol}[(_c * {kh} + {p}) * {kw} + {q}, {_start(col0)}(_t{_plus(di)}) * {wo} + {j}]"
             for p, di in rows for q, j in _reaching(step, x)]
 
 
@@ -351,7 +355,7 @@ def _col2im_once(step: Correlation, ind: str, col0: str = "") -> list[str] | Non
     return lines if len(lines) > 1 else []  # accumulating, with every patch element in the padding: nothing
 
 
-def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
+def _chunked_im2col(step: Correlation, ind: str, col0: str = "") -> list[str]:
     """im2col of a correlation whose patch rows are whole runs of input columns (column stride 1, no column in
     the padding; rows may be): straight-line chunks of LANES columns, all loads before the stores: LLVM's
     SLP vectoriser makes them vector moves without proving that the arrays do not overlap (a loop over j it does
@@ -365,7 +369,7 @@ def _chunked_im2col(step: Correlation, ind: str) -> list[str]:
             f"{i[3]}_row = (_c * {kh} + _p) * {kw} + _q", f"{i[3]}_x0 = {x0}",
             f"{i[3]}for _i in {_rows_range(step)}:", f"{i[4]}_y = {_index_code('_i', sh, dh, oh, '_p')}",
             *_chunked(wo, i[4], lambda k: [f"_t{k} = _x3[_c, _y, _x0 + _j + {k}]"],
-                      lambda k: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
+                      lambda k: [f"_col[_row, {_start(col0)}_i * {wo} + _j + {k}] = _t{k}"])]
 
 
 def _phase_runs(step: Correlation, ind: str, body) -> list[str]:
@@ -402,7 +406,7 @@ def _phase_patches(step: Correlation, ind: str, load, store) -> list[str]:
     return lines
 
 
-def _phased_im2col(step: Correlation, ind: str) -> list[str]:
+def _phased_im2col(step: Correlation, ind: str, col0: str = "") -> list[str]:
     """im2col through the padded, phase-split sample (``Correlation.phases``): first the sample's values into it
     (its border stays zero), then every patch row a contiguous run, copied in straight-line chunks.  Strided
     and padded convolutions copy as fast as the book's."""
@@ -418,7 +422,7 @@ def _phased_im2col(step: Correlation, ind: str) -> list[str]:
                           "border stays zero), then each patch row a run of it"),
             *_phase_runs(step, ind, fill),
             *_phase_patches(step, ind, lambda k, phi, u0: [f"_t{k} = {xph}[_c, _yp, {phi}, _j + {u0 + k}]"],
-                            lambda k, phi, u0: [f"_col[_row, _i * {wo} + _j + {k}] = _t{k}"])]
+                            lambda k, phi, u0: [f"_col[_row, {_start(col0)}_i * {wo} + _j + {k}] = _t{k}"])]
 
 
 @numba_step.register
@@ -432,6 +436,10 @@ def _(step: Correlation, ind):
     i2, i3 = ind + _IND, ind + 2 * _IND
     if step.role == "weights" and G == 1:
         d4 = _view(g.buffer, (maps, ho, wo), step.rows)
+        if step.group > 1:  # the patches of the samples side by side: one product per group of samples
+            bias = (step.bias, step.bias_alpha, step.bias_beta) if step.bias else (f"{step.sums}[0, :0]", "0.0", "0.0")
+            return lines + [f"{ind}_rt.conv_weights_grouped({d4}, {step.cols}, {step.dgroup}, {step.sums}, "
+                            f"{step.out}, {step.alpha}, {step.beta}, {', '.join(bias)})"]
         if step.bias:
             return lines + [f"{ind}_rt.conv_weights_bias({d4}, {step.cols}, {step.sums}, {step.out}, {step.alpha}, "
                             f"{step.beta}, {step.bias}, {step.bias_alpha}, {step.bias_beta})"]
@@ -448,6 +456,8 @@ def _(step: Correlation, ind):
     lines.append(f"{ind}_W2 = {step.W}.reshape(({maps}, {kg}))")
     if step.role == "input" and step.group > 1:
         return lines + _grouped_input(step, ind)
+    if step.role == "forward" and step.group > 1:
+        return lines + _grouped_forward(step, ind)
     lines.append(f"{ind}for _r in range({step.rows}):")
 
     def product(call, A, B, C):
@@ -483,6 +493,34 @@ def _col2im(step: Correlation, ind: str, col0: str = "") -> list[str]:
     if once is not None:
         return once
     return ([] if step.accumulate else [f"{ind}_g3[...] = 0.0"]) + _row_col2im(step, ind, col0)
+
+
+def _grouped_forward(step: Correlation, ind: str) -> list[str]:
+    """The forward product of ``step.group`` samples at a time: im2col of each sample into its block of columns of
+    ``step.cols`` (patch rows × samples·Ho·Wo: the mini-batch's samples side by side where the weights step reads
+    the patches again, else the group's), one product W·[col₀ … col_G₋₁] into ``step.dgroup``, then each
+    sample's block of it into z (with the bias)."""
+    (cin, h, w), (kh, kw), (maps, ho, wo) = step.in_shape, step.kernel, step.out_shape
+    ckk, n, G, rows = cin * kh * kw, ho * wo, step.group, step.rows
+    first = "_r0" if step.cols_per_sample else "0"  # the group's first column block
+    i = [ind + _IND * k for k in range(5)]
+    lines = [f"{i[0]}for _r0 in range(0, {rows}, {G}):",
+             f"{i[1]}_ng = min({G}, {rows} - _r0)",
+             f"{i[1]}_col = {step.cols}",
+             f"{i[1]}for _s in range(_ng):",
+             # the patch elements in the padding are never written: they keep the zeros the buffer was made with
+             f"{i[2]}_c0 = ({'_r0 + _s' if step.cols_per_sample else '_s'}) * {n}",
+             f"{i[2]}_x3 = {step.x}[_r0 + _s].reshape(({cin}, {h}, {w}))",
+             *(_phased_im2col(step, i[2], "_c0") if step.phased else _chunked_im2col(step, i[2], "_c0")),
+             f"{i[1]}_rt.gemm_nn(_W2, {step.cols}[:{ckk}, {first} * {n}:({first} + _ng) * {n}], "
+             f"{step.dgroup}[:, :_ng * {n}], 1.0, 0.0)",
+             f"{i[1]}for _s in range(_ng):",  # (extents read from the arrays: constants get unrolled whole)
+             f"{i[2]}_z2 = {step.out}[_r0 + _s].reshape(({maps}, {n}))",
+             f"{i[2]}for _f in range(_z2.shape[0]):",
+             f"{i[3]}_bf = {f'{step.bias}[_f]' if step.bias else '0.0'}",
+             f"{i[3]}for _k in range(_z2.shape[1]):",
+             f"{i[4]}_z2[_f, _k] = {step.dgroup}[_f, _s * {n} + _k] + _bf"]
+    return lines
 
 
 def _grouped_input(step: Correlation, ind: str) -> list[str]:

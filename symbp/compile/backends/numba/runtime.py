@@ -5,7 +5,8 @@ Takes: nothing at import but scipy's BLAS (and the name of the core its OpenBLAS
 ``dgemm``/``sgemm``, the smallest forward products as plain loops), ``batch_nt``/``batch_nn``/``batch_tn``
 (the same for the dense layers' mini-batch products, cut into row chunks where the BLAS has a small-matrix
 path: ``set_small_path``), ``sigmoid``/``softplus`` in overflow-free forms, ``aligned_zeros``, the dropout
-masks' ``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and ``conv_weights``.
+masks' ``stream_key``/``uniform`` (``symbp.compile.backends.masks``, compiled) and a convolution's BP4 + BP3
+(``conv_weights``, ``conv_weights_bias``, ``conv_weights_grouped``).
 
 BLAS is reached through symbols registered with LLVM by name (``symbp_dgemm``/``symbp_sgemm``), not
 through addresses baked into the compiled code, so kernels that call it can be cached on disk by numba
@@ -445,3 +446,42 @@ def conv_weights_bias(d4, cols, S, W4, alpha, beta, b, alpha_b, beta_b):
         for k in range(K):
             W2[f, k] = a * S[k, f] + (c * W2[f, k] if beta != 0.0 else 0.0)
         b[f] = a_b * S[K, f] + (c_b * b[f] if beta_b != 0.0 else 0.0)
+
+
+@njit(cache=True, nogil=True)
+def conv_weights_grouped(d4, cols, dg, S, W4, alpha, beta, b, alpha_b, beta_b):
+    """``conv_weights``/``conv_weights_bias`` over patches laid side by side: ``cols`` is patch rows × (samples ·
+    positions), sample r's patches in columns r·n … (r+1)·n, and the δ of G = dg.shape[1] // n samples at a time
+    are copied side by side into the scratch ``dg`` (maps × G·n), so S = Σ colsᵍ·dgᵍᵀ is one product per group
+    of samples instead of one per sample.  ``b`` empty: no bias (S has no row of map sums); else ``cols`` has a
+    last row of ones (written here) and S's last row holds each map's sum."""
+    F = W4.shape[0]
+    m = d4.shape[0]
+    with_b = b.shape[0] > 0
+    K = S.shape[0] - 1 if with_b else S.shape[0]
+    W2 = W4.reshape((F, K))
+    if m == 0:  # no samples: only the β terms (α = −η/m may be infinite here)
+        _scale(W2, beta)
+        for f in range(b.shape[0]):
+            b[f] = like(beta_b, S) * b[f] if beta_b != 0.0 else 0.0
+        return
+    n = d4.shape[2] * d4.shape[3]
+    G = dg.shape[1] // n
+    if with_b:
+        for k in range(m * n):
+            cols[K, k] = 1.0
+    for r0 in range(0, m, G):  # groups in sample order, each sample's sums in column order
+        ng = min(G, m - r0)
+        for s in range(ng):  # (loops: numba compiles slice assignment slowly)
+            d2 = d4[r0 + s].reshape((F, n))
+            for f in range(F):
+                for k in range(n):
+                    dg[f, s * n + k] = d2[f, k]
+        gemm_nt(cols[:S.shape[0], r0 * n:(r0 + ng) * n], dg[:, :ng * n], S, 1.0, 0.0 if r0 == 0 else 1.0)
+    a, c = like(alpha, S), like(beta, S)
+    a_b, c_b = like(alpha_b, S), like(beta_b, S)
+    for f in range(F):
+        for k in range(K):
+            W2[f, k] = a * S[k, f] + (c * W2[f, k] if beta != 0.0 else 0.0)
+        if with_b:
+            b[f] = a_b * S[K, f] + (c_b * b[f] if beta_b != 0.0 else 0.0)
