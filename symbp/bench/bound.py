@@ -70,7 +70,8 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 #   per conv layer, per group of G samples:
 #                                  Z = W·[col_r … col_r+G−1]          gemm_nn (F × C·kh·kw)·(C·kh·kw × G·Ho·Wo)
 #   per fc layer:                  z = a·Wᵀ                           batch_nt
-#   per fc layer, top down:        δ_in = δ·W                         batch_nn (the first fc layer's too: it feeds a conv)
+#   per fc layer, top down:        δ_in = δ·W                         batch_nn (the first fc layer's too: it feeds
+#                                                                       a conv)
 #                                  W ← W − α·δᵀ·a                     batch_tn
 #   per conv layer, top down, per group of G samples:
 #                                  dcol = Wᵀ·[δ_r … δ_r+G−1]          gemm_tn (not for the net's first layer)
