@@ -77,7 +77,9 @@ print(modern.compile(dtype="float32", seed=0).plan())
 #
 # **Kernels**: the passes over the kernel program (`symbp/compile/passes.py`) recognise what these sums are,
 # whatever layer declared them: a correlation (any stride, padding, dilation, groups) becomes im2col + BLAS
-# `gemm` per sample, the patches of the forward pass reused by ∂C/∂W, with its bias added after each product;
+# `gemm` per sample (per group of samples laid side by side where a layer's maps are small and its products
+# large: `model.plan()` says "10 samples per product"), the patches of the forward pass reused by ∂C/∂W, with
+# its bias added after each product;
 # a bias's adjoint becomes per-map sums; a max over non-overlapping windows becomes a window max that keeps its
 # argmax, and its adjoint a scatter to it. The copies are written with the layer's extents as constants (im2col
 # in straight-line chunks that LLVM vectorises). The NumPy backend runs the declared sums themselves,

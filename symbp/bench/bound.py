@@ -76,8 +76,9 @@ def products_bound(layers, batch_size: int, dtype: str, n_batches: int, repeats:
 #   per conv layer, top down, per group of G samples:
 #                                  dcol = Wᵀ·[δ_r … δ_r+G−1]          gemm_tn (not for the net's first layer)
 #                                  S ← S + [col_r …]·[δ_r …]ᵀ         gemm_nt (patches × maps; W ← W − α·Sᵀ after)
-# The GEMM bound times exactly these calls (same shapes, same runtime entry points, the patches per sample or
-# side by side as the kernel keeps them).  It does not gather rows, copy patches (im2col/col2im) or δ, add or sum
+# The GEMM bound times exactly these calls (same shapes, but for the row of ones below the patches that gives
+# symbp's weights products their bias sums; same runtime entry points; the patches per sample or side by side as
+# the kernel keeps them).  It does not gather rows, copy patches (im2col/col2im) or δ, add or sum
 # biases, update W from S, apply σ, pool or run softmax: the epoch minus this bound is what all of those cost.
 def _conv_kernels():
     from numba import njit

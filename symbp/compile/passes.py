@@ -315,10 +315,10 @@ def _walk(steps: list) -> list:
 #: columns, and the samples' δ (and the forward's maps) go through a scratch of the group's columns.  Measured with
 #: OpenBLAS (SkylakeX kernels), float32, mini-batch 10, µs per mini-batch, one product per sample against grouped:
 #: dbl_conv's second layer (40 maps of 8×8, 500 patch rows, 1.28M multiply-adds a sample): Wᵀ·δ 162 → 129 (the
-#: copy of δ included), W·col 158 → 137, Σ col·δᵀ 178 → 152 (NumPy); the modern net's 32 maps of 14×14 (144 rows)
-#: Wᵀ·δ 73 → 107 and of 7×7 (288 rows, 451k) 43 → 50, and dbl_conv's first layer (20 maps of 24×24, 25 rows)
-#: W·col 33 → 38 and Σ col·δᵀ 46 → 80, so those stay per sample (with Haswell kernels the first three Wᵀ·δ went
-#: 254 → 229, 178 → 183, 101 → 83).
+#: copy of δ included), and with NumPy W·col 165 → 140, Σ col·δᵀ 185 → 155; the modern net's 32 maps of 14×14
+#: (144 rows) Wᵀ·δ 73 → 107 and of 7×7 (288 rows, 451k) 43 → 50, and with NumPy dbl_conv's first layer (20 maps
+#: of 24×24, 25 rows) W·col 34 → 40 and Σ col·δᵀ 49–53 → 82–110, so those stay per sample (with Haswell kernels
+#: the first three Wᵀ·δ went 254 → 229, 178 → 183, 101 → 83).  benchmarks/results/2026-12-07-conv-grouped-products.
 GROUP_COLUMNS = 640
 GROUP_MAP_SIZE = 64
 GROUP_MIN_WORK = 1_000_000
@@ -339,10 +339,12 @@ def _group(s: Correlation) -> int:
 
 
 def _correlation_buffers(steps: list) -> list[Buffer]:
-    """The patches of every correlation (one per sample where a weights step reads them again, else one; with
-    a last row of ones where that step makes the bias sums too) and those steps' sums, the input gradients'
-    column buffers (and their samples' δ side by side, ``GROUP_COLUMNS``), and the padded, phase-split copies
-    of a sample (``Correlation.phases``)."""
+    """The patches of every correlation (one matrix per sample where a weights step reads them again, else one;
+    for a layer with ``group`` > 1 one matrix of patch rows × samples·positions, the mini-batch's samples side by
+    side where they are kept, else a group's; with a last row of ones where the weights step makes the bias sums
+    too) and the weights steps' sums, the input gradients' column buffers, the scratch of a grouped layer's
+    maps or δ side by side (``GROUP_COLUMNS``), and the padded, phase-split copies of a sample
+    (``Correlation.phases``)."""
     flat = []
 
     def visit(ss):

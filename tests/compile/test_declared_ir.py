@@ -292,3 +292,69 @@ def test_products_of_several_samples_in_one_product(layers, once):
     for pa, pb in zip(a.params, b.params):
         for a_, b_ in zip(pa, pb):
             np.testing.assert_allclose(a_, b_, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_grouped_weights_step_equals_the_per_sample_one(dtype):
+    """``runtime.conv_weights_grouped`` over patches side by side (5 samples in groups of 2, 2 and 1; garbage in
+    the ones row, which it must write) gives the W and b that ``conv_weights_bias`` gives over per-sample patches,
+    and without a bias (an empty ``b``) the W that ``conv_weights`` gives; with no samples only the β terms act,
+    β = 0 writing over NaN and α = −∞ ignored."""
+    from symbp.compile.backends.numba import runtime as rt
+
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    m, F, C, kh, kw, n = 5, 4, 3, 2, 2, 9
+    K = C * kh * kw
+    d4 = rng.standard_normal((m, F, 3, 3)).astype(dt)
+    per = rng.standard_normal((m, K + 1, n)).astype(dt)
+    side = np.ascontiguousarray(per.transpose(1, 0, 2).reshape(K + 1, m * n))
+    side[K] = 7.0
+    dg = np.zeros((F, 2 * n), dt)
+    W0, b0 = rng.standard_normal((F, C, kh, kw)).astype(dt), rng.standard_normal(F).astype(dt)
+    Wa, ba, Wb, bb = W0.copy(), b0.copy(), W0.copy(), b0.copy()
+    rt.conv_weights_grouped(d4, side, dg, np.zeros((K + 1, F), dt), Wa, -0.1, 0.9, ba, -0.2, 1.0)
+    rt.conv_weights_bias(d4, per.copy(), np.zeros((K + 1, F), dt), Wb, -0.1, 0.9, bb, -0.2, 1.0)
+    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == "float64" else {"rtol": 1e-5, "atol": 1e-6}
+    np.testing.assert_allclose(Wa, Wb, **tol)
+    np.testing.assert_allclose(ba, bb, **tol)
+    assert np.all(side[K] == 1.0)
+    Wa, Wb = W0.copy(), W0.copy()
+    S = np.zeros((K, F), dt)
+    rt.conv_weights_grouped(d4, side[:K], dg, S, Wa, -0.1, 0.9, S[0, :0], 0.0, 0.0)
+    rt.conv_weights(d4, np.ascontiguousarray(per[:, :K]), np.zeros((K, F), dt), Wb, -0.1, 0.9)
+    np.testing.assert_allclose(Wa, Wb, **tol)
+    W, b = np.full((F, C, kh, kw), np.nan, dt), np.full(F, np.nan, dt)
+    empty = np.zeros((0, F, 3, 3), dt)
+    rt.conv_weights_grouped(empty, side[:, :0], dg, np.zeros((K + 1, F), dt), W, -np.inf, 0.0, b, -np.inf, 0.0)
+    assert not W.any() and not b.any()
+    W, b = np.ones((F, C, kh, kw), dt), np.ones(F, dt)
+    rt.conv_weights_grouped(empty, side[:, :0], dg, np.zeros((K + 1, F), dt), W, -np.inf, 0.5, b, -np.inf, 0.25)
+    assert np.all(W == 0.5) and np.all(b == 0.25)
+
+
+def test_grouped_layer_float32_with_momentum_and_fewer_samples_than_a_group():
+    """A grouped layer in float32, trained with momentum (its weights step then runs without the bias sums: the
+    bias has a step of its own) on mini-batches of 7, fewer than a group's 10 samples, and a padded layer whose
+    padding rows the chunked im2col never writes in any sample's block: the numba backend's outputs, gradients
+    and parameters after training equal the NumPy backend's to float32 rounding."""
+    net = _net(sb.Input((1, 10, 12)), sb.Conv2D(20, (3, 3), sb.tanh),
+               sb.Conv2D(80, (3, 5), sb.sigmoid, padding=(1, 0)), sb.Dense(3, sb.softmax))
+    steps = [s for s in _steps(lower(net)["sgd_epoch"]) if isinstance(s, Correlation) and s.group > 1]
+    assert {s.role for s in steps} == {"forward", "input", "weights"} and {s.group for s in steps} == {640 // 48}
+    assert not steps[0].phased and not steps[0].inside(0)  # maps of 8×6; padding rows, chunked im2col
+    a, b = (net.compile(backend=backend, dtype="float32", seed=0) for backend in ("numba", "numpy"))
+    b.set_params(a.params)
+    rng = np.random.default_rng(2)
+    X, Y = rng.random((21, 120)).astype(np.float32), np.eye(3)[rng.integers(0, 3, 21)]
+    np.testing.assert_allclose(a.feedforward(X[:7]), b.feedforward(X[:7]), rtol=2e-5, atol=1e-6)
+    for pa, pb in zip(a.gradients(X[:7], Y[:7]), b.gradients(X[:7], Y[:7])):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-3, atol=1e-5)
+    for m in (a, b):
+        m.fit((X, Y), epochs=1, batch_size=7, eta=0.1, momentum=0.5, seed=1, progress=False)
+    momentum = [a.source(k) for k in a.kernels.sources if k.startswith("sgd_epoch") and k != "sgd_epoch"]
+    assert len(momentum) == 1 and "_rt.conv_weights_grouped(" in momentum[0] and "wsum_z2[0, :0]" in momentum[0]
+    for pa, pb in zip(a.params, b.params):
+        for a_, b_ in zip(pa, pb):
+            np.testing.assert_allclose(a_, b_, rtol=1e-3, atol=1e-5)

@@ -469,7 +469,8 @@ def _(step: Correlation, ind):
                 + ", 1.0, 0.0)"]
 
     if step.role == "forward":
-        # the patch elements in the padding are never written: they keep the zeros the buffer was made with
+        # chunked: the patch elements in the padding are never written (they keep the zeros the buffer was made
+        # with); phased: they are copied from the zero border
         lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]"
                   + (f"[:{ckk}]" if step.ones_row else ""),
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
@@ -508,7 +509,8 @@ def _grouped_forward(step: Correlation, ind: str) -> list[str]:
              f"{i[1]}_ng = min({G}, {rows} - _r0)",
              f"{i[1]}_col = {step.cols}",
              f"{i[1]}for _s in range(_ng):",
-             # the patch elements in the padding are never written: they keep the zeros the buffer was made with
+             # chunked: the patch elements in the padding are never written (each sample's block of columns keeps
+             # the zeros the buffer was made with); phased: they are copied from the zero border
              f"{i[2]}_c0 = ({'_r0 + _s' if step.cols_per_sample else '_s'}) * {n}",
              f"{i[2]}_x3 = {step.x}[_r0 + _s].reshape(({cin}, {h}, {w}))",
              *(_phased_im2col(step, i[2], "_c0") if step.phased else _chunked_im2col(step, i[2], "_c0")),
