@@ -474,7 +474,7 @@ def _(step: Correlation, ind):
         lines += [f"{i2}_col = {step.cols}[{'_r' if step.cols_per_sample else '0'}]"
                   + (f"[:{ckk}]" if step.ones_row else ""),
                   f"{i2}_x3 = {step.x}[_r].reshape(({cin}, {h}, {w}))",
-                  *(_phased_im2col(step, i2) if step.phased else _chunked_im2col(step, i2)),
+                  *_im2col(step, i2),
                   f"{i2}_z2 = {step.out}[_r].reshape(({maps}, {n}))", *product("gemm_nn", "_W2", "_col", "_z2")]
         if step.bias:  # extents read from the array: with constants LLVM unrolled this loop whole (0.8 s of
             # basic_conv's sgd_epoch compile, for no faster a loop)
@@ -485,6 +485,12 @@ def _(step: Correlation, ind):
     lines += [f"{i2}_d2 = {g.buffer}[_r].reshape(({maps}, {n}))", *product("gemm_tn", "_W2", "_d2", step.dcol),
               f"{i2}_g3 = {step.out}[_r].reshape(({cin}, {h}, {w}))"]
     return lines + _col2im(step, i2)
+
+
+def _im2col(step: Correlation, ind: str, col0: str = "") -> list[str]:
+    """One sample's patches (``_x3``) into ``_col`` (from column ``col0``, an expression; the first by default):
+    through the padded, phase-split sample where the layer needs it, else straight from the sample."""
+    return _phased_im2col(step, ind, col0) if step.phased else _chunked_im2col(step, ind, col0)
 
 
 def _col2im(step: Correlation, ind: str, col0: str = "") -> list[str]:
@@ -513,7 +519,7 @@ def _grouped_forward(step: Correlation, ind: str) -> list[str]:
              # the zeros the buffer was made with); phased: they are copied from the zero border
              f"{i[2]}_c0 = ({'_r0 + _s' if step.cols_per_sample else '_s'}) * {n}",
              f"{i[2]}_x3 = {step.x}[_r0 + _s].reshape(({cin}, {h}, {w}))",
-             *(_phased_im2col(step, i[2], "_c0") if step.phased else _chunked_im2col(step, i[2], "_c0")),
+             *_im2col(step, i[2], "_c0"),
              f"{i[1]}_rt.gemm_nn(_W2, {step.cols}[:{ckk}, {first} * {n}:({first} + _ng) * {n}], "
              f"{step.dgroup}[:, :_ng * {n}], 1.0, 0.0)",
              f"{i[1]}for _s in range(_ng):",  # (extents read from the arrays: constants get unrolled whole)
