@@ -105,13 +105,15 @@ def test_the_cost_of_a_high_power_is_derived_within_the_budget():
 
 
 def test_environment_variable_sets_the_budget(monkeypatch):
-    monkeypatch.setenv(limits.SECONDS_ENV, "1")
+    # 2 s: simplifying σ′ of SUM44 needs about 8 s on a fast machine, so its share (0.6 s) always runs out, while
+    # the required steps (about 0.1 s there) keep their margin on a slow, loaded one (1 s left them too little).
+    monkeypatch.setenv(limits.SECONDS_ENV, "2")
     act = sb.Activation.parse("sum44_env", SUM44)
     start = time.perf_counter()
     d = activation_derivative(act)
-    assert time.perf_counter() - start < 1 + 3
+    assert time.perf_counter() - start < 2 + 3
     assert _close_at(d.expr, sp.diff(act.expr, z))
-    assert any("(1 s)" in n for n in d.notes)
+    assert any("(2 s)" in n for n in d.notes)
 
 
 def test_plain_derivative_beyond_the_budget_is_a_value_error(monkeypatch):
